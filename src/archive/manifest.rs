@@ -1,0 +1,190 @@
+//! What an archive says about itself.
+//!
+//! An archive opens with `header.json` (format, schema_version, source,
+//! selection) so a reader can refuse a format it does not know before it
+//! reads any data, and closes with `manifest.json`, which repeats the header
+//! and adds what is only known at the end: counts and, for every data entry,
+//! its size, record count and sha256. A writer that never reaches the end
+//! never writes a manifest, so an archive without one is truncated.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::connection::{Address, ServerInfo};
+use crate::keyspace::Selection;
+use crate::record::KeyType;
+
+pub const FORMAT_NAME: &str = "redis-archive";
+/// The record layout and manifest version this program writes.
+pub const SCHEMA_VERSION: u64 = 1;
+/// The oldest schema_version this program still reads.
+pub const OLDEST_SCHEMA_VERSION: u64 = 1;
+
+pub const HEADER_ENTRY: &str = "header.json";
+pub const MANIFEST_ENTRY: &str = "manifest.json";
+
+/// Name of the `index`-th data entry.
+pub fn data_entry_name(index: usize) -> String {
+    format!("data/{index:06}.jsonl")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArchiveKind {
+    Export,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub name: String,
+    pub version: String,
+}
+
+impl Program {
+    pub fn current() -> Self {
+        Program {
+            name: "archive".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// Where the data came from; no credentials, ever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    #[serde(flatten)]
+    pub address: Address,
+    pub server: ServerInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub schema_version: u64,
+    pub kind: ArchiveKind,
+    pub program: Program,
+    pub started_at: DateTime<Utc>,
+    pub source: Source,
+    pub selection: Selection,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeCount {
+    /// Keys of this type in the archive.
+    pub keys: u64,
+    /// Records of this type (a big key spans several).
+    pub records: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub keys: u64,
+    pub records: u64,
+    pub by_type: BTreeMap<KeyType, TypeCount>,
+    /// Keys the walk found that were gone (deleted or expired) by the time
+    /// they were read; not in the archive.
+    #[serde(default)]
+    pub vanished: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, t: KeyType, first_part: bool) {
+        let c = self.by_type.entry(t).or_default();
+        c.records += 1;
+        self.records += 1;
+        if first_part {
+            c.keys += 1;
+            self.keys += 1;
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryInfo {
+    pub name: String,
+    pub size: u64,
+    pub records: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    #[serde(flatten)]
+    pub header: Header,
+    pub finished_at: DateTime<Utc>,
+    pub counts: Counts,
+    pub entries: Vec<EntryInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        let mut counts = Counts::default();
+        counts.add(KeyType::Hash, true);
+        counts.add(KeyType::Hash, false);
+        counts.add(KeyType::String, true);
+        Manifest {
+            header: Header {
+                format: FORMAT_NAME.into(),
+                schema_version: SCHEMA_VERSION,
+                kind: ArchiveKind::Export,
+                program: Program::current(),
+                started_at: "2026-11-21T10:00:00Z".parse().unwrap(),
+                source: Source {
+                    address: Address {
+                        host: "127.0.0.1".into(),
+                        port: 6379,
+                        db: 0,
+                        tls: false,
+                    },
+                    server: ServerInfo {
+                        flavor: "redis".into(),
+                        version: "7.0.15".into(),
+                    },
+                },
+                selection: Selection {
+                    include: vec!["user:*".into()],
+                    exclude: vec![],
+                    types: vec![KeyType::Hash],
+                },
+            },
+            finished_at: "2026-11-21T10:00:01Z".parse().unwrap(),
+            counts,
+            entries: vec![EntryInfo {
+                name: data_entry_name(0),
+                size: 10,
+                records: 3,
+                sha256: "00".repeat(32),
+            }],
+        }
+    }
+
+    #[test]
+    fn manifest_round_trips_and_is_flat() {
+        let m = sample();
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["format"], "redis-archive");
+        assert_eq!(
+            json["host"],
+            serde_json::Value::Null,
+            "address sits under source"
+        );
+        assert_eq!(json["source"]["port"], 6379);
+        assert_eq!(json["selection"]["match"][0], "user:*");
+        assert_eq!(json["counts"]["by_type"]["hash"]["records"], 2);
+        assert_eq!(json["counts"]["keys"], 2);
+        let back: Manifest = serde_json::from_value(json).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn data_entry_names_sort_in_write_order() {
+        assert_eq!(data_entry_name(7), "data/000007.jsonl");
+        assert!(data_entry_name(9) < data_entry_name(10));
+    }
+}

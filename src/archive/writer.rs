@@ -1,0 +1,278 @@
+//! records -> data entries -> tar -> zstd -> temp file -> rename.
+//!
+//! Records are gathered into data entries of a few MiB (tar needs an entry's
+//! size before its bytes, so one entry is buffered; never more). Each entry's
+//! sha256 goes into the manifest, written last. The output only appears at
+//! its path when [`ArchiveWriter::finish`] has flushed, fsynced and renamed
+//! the temp file; a writer dropped before that removes its temp file, so an
+//! interrupted export leaves nothing that looks like an archive.
+//!
+//! The byte sink under zstd is the place an encryption layer slots in.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::manifest::{
+    Counts, EntryInfo, HEADER_ENTRY, Header, MANIFEST_ENTRY, Manifest, data_entry_name,
+};
+use crate::error::{Error, Result};
+use crate::record::Record;
+
+/// An entry is closed once it holds this many bytes of records.
+const ENTRY_TARGET_BYTES: usize = 4 << 20;
+
+/// Where the archive goes.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    File(PathBuf),
+    Stdout,
+}
+
+impl Destination {
+    pub fn display(&self) -> String {
+        match self {
+            Destination::File(p) => p.display().to_string(),
+            Destination::Stdout => "<stdout>".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    pub zstd_level: i32,
+    /// zstd worker threads; 0 compresses on the writing thread.
+    pub zstd_workers: u32,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            zstd_level: 3,
+            zstd_workers: 1,
+        }
+    }
+}
+
+/// The bottom of the stack: a temp file beside the destination, or stdout.
+enum Sink {
+    Temp(tempfile::NamedTempFile),
+    Stdout(io::Stdout),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Temp(f) => f.write(buf),
+            Sink::Stdout(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Temp(f) => f.flush(),
+            Sink::Stdout(s) => s.flush(),
+        }
+    }
+}
+
+/// Counts bytes on their way to the sink, for the report.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+type Stack = tar::Builder<zstd::Encoder<'static, Counting<Sink>>>;
+
+/// What a finished archive is.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub destination: Destination,
+    pub bytes: u64,
+    pub manifest: Manifest,
+}
+
+pub struct ArchiveWriter {
+    destination: Destination,
+    stack: Stack,
+    header: Header,
+    entry: Vec<u8>,
+    entry_records: u64,
+    entries: Vec<EntryInfo>,
+    counts: Counts,
+}
+
+impl std::fmt::Debug for ArchiveWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveWriter")
+            .field("destination", &self.destination)
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+impl ArchiveWriter {
+    /// Open the destination and write the header entry.
+    pub fn create(
+        destination: Destination,
+        header: Header,
+        options: WriterOptions,
+    ) -> Result<Self> {
+        let sink = match &destination {
+            Destination::File(path) => Sink::Temp(temp_beside(path)?),
+            Destination::Stdout => Sink::Stdout(io::stdout()),
+        };
+        let out_err = |e: io::Error| Error::output(destination.display(), e);
+        let mut encoder = zstd::Encoder::new(
+            Counting {
+                inner: sink,
+                bytes: 0,
+            },
+            options.zstd_level,
+        )
+        .map_err(out_err)?;
+        encoder.include_checksum(true).map_err(out_err)?;
+        if options.zstd_workers > 0 {
+            encoder.multithread(options.zstd_workers).map_err(out_err)?;
+        }
+        let mut writer = ArchiveWriter {
+            destination,
+            stack: tar::Builder::new(encoder),
+            header,
+            entry: Vec::with_capacity(ENTRY_TARGET_BYTES + (64 << 10)),
+            entry_records: 0,
+            entries: Vec::new(),
+            counts: Counts::default(),
+        };
+        let header_json = serde_json::to_vec_pretty(&writer.header)
+            .map_err(|e| Error::Internal(format!("header does not serialize: {e}")))?;
+        writer.append(HEADER_ENTRY, &header_json)?;
+        Ok(writer)
+    }
+
+    pub fn write_record(&mut self, record: &Record) -> Result<()> {
+        record.encode_into(&mut self.entry);
+        self.entry_records += 1;
+        self.counts.add(record.key_type(), record.part == 0);
+        if self.entry.len() >= ENTRY_TARGET_BYTES {
+            self.close_entry()?;
+        }
+        Ok(())
+    }
+
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    fn close_entry(&mut self) -> Result<()> {
+        if self.entry_records == 0 {
+            return Ok(());
+        }
+        let name = data_entry_name(self.entries.len());
+        let data = std::mem::take(&mut self.entry);
+        self.append(&name, &data)?;
+        self.entries.push(EntryInfo {
+            name,
+            size: data.len() as u64,
+            records: self.entry_records,
+            sha256: hex::encode(Sha256::digest(&data)),
+        });
+        self.entry = data;
+        self.entry.clear();
+        self.entry_records = 0;
+        Ok(())
+    }
+
+    fn append(&mut self, name: &str, data: &[u8]) -> Result<()> {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o600);
+        header.set_mtime(self.header.started_at.timestamp().max(0) as u64);
+        header.set_entry_type(tar::EntryType::Regular);
+        let destination = self.destination.display();
+        self.stack
+            .append_data(&mut header, name, data)
+            .map_err(|e| Error::output(destination, e))
+    }
+
+    /// Write the manifest, close every layer, make the file durable and move
+    /// it into place. `vanished` is what the export saw disappear.
+    pub fn finish(
+        mut self,
+        finished_at: chrono::DateTime<chrono::Utc>,
+        vanished: u64,
+    ) -> Result<Finished> {
+        self.close_entry()?;
+        let mut counts = std::mem::take(&mut self.counts);
+        counts.vanished = vanished;
+        let manifest = Manifest {
+            header: self.header.clone(),
+            finished_at,
+            counts,
+            entries: std::mem::take(&mut self.entries),
+        };
+        let json = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| Error::Internal(format!("manifest does not serialize: {e}")))?;
+        self.append(MANIFEST_ENTRY, &json)?;
+        let destination = self.destination.clone();
+        let out_err = |e: io::Error| Error::output(destination.display(), e);
+        let encoder = self.stack.into_inner().map_err(out_err)?;
+        let mut counting = encoder.finish().map_err(out_err)?;
+        counting.flush().map_err(out_err)?;
+        let bytes = counting.bytes;
+        match (counting.inner, &destination) {
+            (Sink::Temp(temp), Destination::File(path)) => {
+                temp.as_file().sync_all().map_err(out_err)?;
+                temp.persist(path).map_err(|e| out_err(e.error))?;
+                sync_parent(path).map_err(out_err)?;
+            }
+            (Sink::Stdout(_), _) => {}
+            (Sink::Temp(_), Destination::Stdout) => unreachable!("stdout never gets a temp file"),
+        }
+        Ok(Finished {
+            destination,
+            bytes,
+            manifest,
+        })
+    }
+}
+
+/// A 0600 temp file in the destination's directory, so the final rename is
+/// atomic (same filesystem) and a failure to create it is reported against
+/// the path the user gave.
+fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = parent_dir(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "archive".into());
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(|e| Error::output(path, e))
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// The rename is only durable once the directory entry is on disk too.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    File::open(parent_dir(path))?.sync_all()
+}

@@ -1,0 +1,121 @@
+//! The command line: one `*Args` struct per subcommand.
+//!
+//! Passwords are not options: they come from the URL or from the
+//! environment (`SOURCE_REDIS_PASSWORD`, `TARGET_REDIS_PASSWORD`), so they
+//! never have to appear in a process list or a shell history.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use redis_archive::load::TtlMode;
+use redis_archive::restore::Mode;
+
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "archive",
+    version,
+    about = "Export Redis keyspaces into verified .tar.zst archives and restore them exactly",
+    after_help = "Exit codes: 0 ok, 1 internal error, 2 usage, 3 Redis unreachable, 4 authentication refused, \
+5 database index out of range, 6 Redis command failed, 7 archive not valid (not an archive, corrupt, truncated), \
+8 archive schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
+11 confirmation required or cancelled."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Export keys from Redis into an archive file.
+    Export(ExportArgs),
+    /// Show what an archive holds (its manifest), after verifying it.
+    Inspect(InspectArgs),
+    /// Restore an archive into Redis.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Seconds to wait for a connection.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Seconds to wait for any one reply; 0 waits as long as it takes
+    /// (the default: big values must not be cut off).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output file; `-` writes to stdout. Default:
+    /// archive-<UTC time, YYYYMMDDTHHMMSSZ>-db<N>.tar.zst in the current directory.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Source Redis URL: redis://[user[:password]@]host[:port][/db], rediss:// for TLS.
+    /// The password can come from SOURCE_REDIS_PASSWORD instead.
+    #[arg(long, env = "SOURCE_REDIS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
+    pub source: String,
+    /// Database index (overrides the URL's).
+    #[arg(long)]
+    pub db: Option<i64>,
+    /// Export only keys matching this glob (Redis MATCH syntax); repeatable.
+    #[arg(long = "match", value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out keys matching this glob; repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Export only keys of this type: string, hash, list, set, zset, stream,
+    /// or dump (any other type, kept as a DUMP payload); repeatable.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// zstd compression level (1-19).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// Print the summary as JSON on stdout (on stderr when the archive goes to stdout).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Archive file; `-` reads stdin.
+    pub file: String,
+    /// Print the manifest as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Archive file; `-` reads stdin (spooled to a private temp file, since
+    /// the archive is verified in full before anything is written).
+    pub file: String,
+    /// Target Redis URL; the password can come from TARGET_REDIS_PASSWORD.
+    #[arg(long, env = "TARGET_REDIS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
+    pub target: String,
+    /// Database index to restore into (overrides the URL's).
+    #[arg(long)]
+    pub db: Option<i64>,
+    /// What to do with keys that already exist in the target.
+    #[arg(long, value_enum, default_value_t = Mode::Skip)]
+    pub mode: Mode,
+    /// How restored keys get their expiry.
+    #[arg(long, value_enum, default_value_t = TtlMode::Absolute)]
+    pub ttl: TtlMode,
+    /// Verify the archive and print the plan; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}

@@ -1,0 +1,395 @@
+//! Where a Redis server is, how to log in, and how to talk to it.
+//!
+//! URLs follow redis-cli: `redis://[user[:password]@]host[:port][/db]`, and
+//! `rediss://` for TLS. The password may instead come from the environment so
+//! that it never has to be on a command line; it is kept only inside the
+//! connection info and is never part of [`Endpoint::display`], which is what
+//! every message, manifest and report uses.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
+    RedisError, ServerErrorKind, Value,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Which side of a transfer an endpoint is; decides the environment
+/// variables that are named in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Target,
+}
+
+impl Side {
+    pub fn password_env(self) -> &'static str {
+        match self {
+            Side::Source => "SOURCE_REDIS_PASSWORD",
+            Side::Target => "TARGET_REDIS_PASSWORD",
+        }
+    }
+}
+
+/// Timeouts for one endpoint. A response timeout is off by default: a big
+/// collection chunk or a slow server must not be cut off half way.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub response: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            response: None,
+        }
+    }
+}
+
+/// A resolved endpoint: connection info with credentials, and a display form
+/// without them.
+#[derive(Clone)]
+pub struct Endpoint {
+    info: ConnectionInfo,
+    side: Side,
+    timeouts: Timeouts,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the ConnectionInfo: it holds the password.
+        f.debug_struct("Endpoint")
+            .field("address", &self.display())
+            .field("side", &self.side)
+            .finish()
+    }
+}
+
+/// What an archive records about where its data came from: no credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub host: String,
+    pub port: u16,
+    pub db: i64,
+    pub tls: bool,
+}
+
+impl Endpoint {
+    /// Resolve `url`, with `db` overriding the URL's database and `password`
+    /// (from the environment) filling in a password the URL does not have.
+    pub fn resolve(
+        url: &str,
+        db: Option<i64>,
+        password: Option<String>,
+        side: Side,
+        timeouts: Timeouts,
+    ) -> Result<Self> {
+        let bad = |reason: String| Error::BadUrl {
+            url: redact_url(url),
+            reason,
+        };
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(bad("the scheme must be redis:// or rediss://".into()));
+        }
+        let info = url.into_connection_info().map_err(|e| bad(e.to_string()))?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(db) = db {
+            if db < 0 {
+                return Err(bad(format!("database index {db} is negative")));
+            }
+            settings = settings.set_db(db);
+        }
+        if settings.password().is_none()
+            && let Some(password) = password.filter(|p| !p.is_empty())
+        {
+            settings = settings.set_password(password);
+        }
+        Ok(Endpoint {
+            info: info.set_redis_settings(settings),
+            side,
+            timeouts,
+        })
+    }
+
+    pub fn db(&self) -> i64 {
+        self.info.redis_settings().db()
+    }
+
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    pub fn address(&self) -> Address {
+        let (host, port, tls) = match self.info.addr() {
+            ConnectionAddr::Tcp(host, port) => (host.clone(), *port, false),
+            ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port, true),
+            ConnectionAddr::Unix(path) => (path.display().to_string(), 0, false),
+            #[allow(unreachable_patterns)]
+            _ => ("unknown".into(), 0, false),
+        };
+        Address {
+            host,
+            port,
+            db: self.db(),
+            tls,
+        }
+    }
+
+    /// `host:port/db`, or `rediss://host:port/db` for TLS. Safe to print.
+    pub fn display(&self) -> String {
+        let a = self.address();
+        let scheme = if a.tls { "rediss://" } else { "" };
+        format!("{scheme}{}:{}/{}", a.host, a.port, a.db)
+    }
+
+    pub async fn connect(&self) -> Result<Conn> {
+        let client = redis::Client::open(self.info.clone()).map_err(|e| Error::BadUrl {
+            url: self.display(),
+            reason: e.to_string(),
+        })?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeouts.connect))
+            .set_response_timeout(self.timeouts.response);
+        let inner = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.classify(e, "connecting"))?;
+        Ok(Conn {
+            inner,
+            endpoint: self.clone(),
+        })
+    }
+
+    /// Turn a driver error into the error a user can act on.
+    pub(crate) fn classify(&self, err: RedisError, action: &str) -> Error {
+        let endpoint = self.display();
+        let reason = describe_redis_error(&err);
+        let lower = reason.to_ascii_lowercase();
+        if err.kind() == ErrorKind::AuthenticationFailed
+            || matches!(err.code(), Some("WRONGPASS") | Some("NOAUTH"))
+            || lower.contains("wrongpass")
+            || lower.contains("noauth")
+            || lower.contains("invalid password")
+        {
+            return Error::AuthRefused {
+                endpoint,
+                reason,
+                password_env: self.side.password_env(),
+            };
+        }
+        if lower.contains("db index is out of range") || lower.contains("invalid db index") {
+            return Error::DbOutOfRange {
+                endpoint,
+                db: self.db(),
+                reason,
+            };
+        }
+        if action == "connecting" || err.is_connection_refusal() {
+            return Error::Unreachable { endpoint, reason };
+        }
+        if err.kind() == ErrorKind::Server(ServerErrorKind::NoPerm) {
+            return Error::Redis {
+                endpoint,
+                action: action.into(),
+                reason: format!("{reason}; the user lacks a permission this command needs"),
+            };
+        }
+        Error::Redis {
+            endpoint,
+            action: action.into(),
+            reason,
+        }
+    }
+}
+
+fn describe_redis_error(err: &RedisError) -> String {
+    // The driver's Display can span lines; errors here are one line.
+    err.to_string().replace('\n', " ")
+}
+
+/// Strip the password from a URL before it is shown anywhere.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let redacted = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_string()
+            };
+            format!("{}{}{}", &url[..scheme_end + 3], redacted, &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// An open connection and the endpoint it belongs to, so every failure can
+/// name where it happened.
+#[derive(Clone)]
+pub struct Conn {
+    inner: MultiplexedConnection,
+    endpoint: Endpoint,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl Conn {
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Run one command; `action` says what it was for in an error message.
+    pub async fn query<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: &redis::Cmd,
+        action: &str,
+    ) -> Result<T> {
+        cmd.query_async(&mut self.inner)
+            .await
+            .map_err(|e| self.endpoint.classify(e, action))
+    }
+
+    /// Run a pipeline and return one reply per command; a command that the
+    /// server refused is a `Value::ServerError` in its slot, not a failure of
+    /// the whole pipeline, so callers can attribute errors to keys.
+    pub async fn pipeline(
+        &mut self,
+        pipe: &mut redis::Pipeline,
+        action: &str,
+    ) -> Result<Vec<Value>> {
+        if pipe.is_empty() {
+            return Ok(Vec::new());
+        }
+        pipe.ignore_errors();
+        pipe.query_async(&mut self.inner)
+            .await
+            .map_err(|e| self.endpoint.classify(e, action))
+    }
+
+    /// Server facts recorded in manifests and used to pick command variants.
+    pub async fn server_info(&mut self) -> Result<ServerInfo> {
+        let info: String = self
+            .query(&redis::cmd("INFO").arg("server"), "reading INFO")
+            .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+                .map(|v| v.trim().to_string())
+        };
+        let version = field("valkey_version")
+            .or_else(|| field("redis_version"))
+            .unwrap_or_else(|| "unknown".into());
+        let flavor = if field("valkey_version").is_some()
+            || field("server_name").as_deref() == Some("valkey")
+        {
+            "valkey"
+        } else {
+            "redis"
+        };
+        Ok(ServerInfo {
+            flavor: flavor.into(),
+            version,
+        })
+    }
+
+    /// The server's clock in milliseconds since the epoch. Expiry times are
+    /// read and compared against the server's clock, not this machine's.
+    pub async fn time_ms(&mut self) -> Result<i64> {
+        let (secs, micros): (i64, i64) = self.query(&redis::cmd("TIME"), "reading TIME").await?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub flavor: String,
+    pub version: String,
+}
+
+impl ServerInfo {
+    /// `(major, minor)` of the server, `(0, 0)` when unknown.
+    pub fn version_tuple(&self) -> (u32, u32) {
+        let mut parts = self
+            .version
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+
+    /// Redis 7.0 added XSETID ENTRIESADDED/MAXDELETEDID and XGROUP ENTRIESREAD.
+    /// Valkey 7.2+ reports its own version numbers from 7.2 on, so the same test holds.
+    pub fn has_stream_v7(&self) -> bool {
+        self.version_tuple() >= (7, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("redis://u:secret@h:1/2"), "redis://u:***@h:1/2");
+        assert_eq!(redact_url("redis://:secret@h:1"), "redis://:***@h:1");
+        assert_eq!(redact_url("rediss://secret@h"), "rediss://***@h");
+        assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
+    }
+
+    #[test]
+    fn display_has_no_credentials() {
+        let ep = Endpoint::resolve(
+            "redis://alice:hunter2@10.0.0.1:7000/3",
+            None,
+            None,
+            Side::Source,
+            Timeouts::default(),
+        )
+        .unwrap();
+        assert_eq!(ep.display(), "10.0.0.1:7000/3");
+        assert!(!format!("{ep:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn db_flag_overrides_url_and_env_password_fills_in() {
+        let ep = Endpoint::resolve(
+            "redis://127.0.0.1:6379/3",
+            Some(5),
+            Some("pw".into()),
+            Side::Target,
+            Timeouts::default(),
+        )
+        .unwrap();
+        assert_eq!(ep.db(), 5);
+        assert_eq!(ep.info.redis_settings().password(), Some("pw"));
+    }
+
+    #[test]
+    fn rejects_other_schemes_without_echoing_password() {
+        let err = Endpoint::resolve(
+            "http://u:topsecret@h",
+            None,
+            None,
+            Side::Source,
+            Timeouts::default(),
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("topsecret"), "{err}");
+    }
+}

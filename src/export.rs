@@ -1,0 +1,164 @@
+//! `export`: SCAN the selection, read each key as records, write an archive.
+//!
+//! Redis I/O runs on the async runtime; encoding, hashing, tar and zstd run
+//! on their own thread, fed through a bounded channel. The channel bound is
+//! what keeps memory flat: a slow disk slows the reads instead of queueing
+//! the keyspace in memory, and both cores are kept busy.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+use crate::archive::manifest::{ArchiveKind, FORMAT_NAME, Program, SCHEMA_VERSION, Source};
+use crate::archive::{ArchiveWriter, Destination, Finished, Header, WriterOptions};
+use crate::connection::{Conn, Endpoint};
+use crate::error::{Error, Result};
+use crate::fetch::{ChunkSizes, Fetcher, dedupe};
+use crate::keyspace::Selection;
+use crate::progress::Progress;
+use crate::record::Record;
+use crate::report::ExportReport;
+
+/// Records in flight between the readers and the writer thread.
+const CHANNEL_RECORDS: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    pub source: Endpoint,
+    pub destination: Destination,
+    pub selection: Selection,
+    pub writer: WriterOptions,
+    pub chunks: ChunkSizes,
+    /// COUNT for SCAN: keys per step, and so per read batch.
+    pub scan_count: usize,
+}
+
+impl ExportOptions {
+    pub fn new(source: Endpoint, destination: Destination, selection: Selection) -> Self {
+        ExportOptions {
+            source,
+            destination,
+            selection,
+            writer: WriterOptions::default(),
+            chunks: ChunkSizes::default(),
+            scan_count: 512,
+        }
+    }
+}
+
+pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<ExportReport> {
+    let started = Instant::now();
+    let mut conn = options.source.connect().await?;
+    let server = conn.server_info().await?;
+    let total: Option<u64> = conn
+        .query(&redis::cmd("DBSIZE"), "reading DBSIZE")
+        .await
+        .ok();
+
+    let header = Header {
+        format: FORMAT_NAME.into(),
+        schema_version: SCHEMA_VERSION,
+        kind: ArchiveKind::Export,
+        program: Program::current(),
+        started_at: Utc::now(),
+        source: Source {
+            address: options.source.address(),
+            server,
+        },
+        selection: options.selection.clone(),
+    };
+    let writer = ArchiveWriter::create(options.destination.clone(), header, options.writer)?;
+    let (tx, rx) = mpsc::channel::<Record>(CHANNEL_RECORDS);
+    let write_thread = std::thread::spawn(move || write_all(writer, rx));
+
+    progress.start(total);
+    let mut fetcher = Fetcher::new(conn.clone(), options.chunks, tx);
+    let walked = walk(&mut conn, &options, &mut fetcher, progress).await;
+    progress.finish();
+    let stats = std::mem::take(&mut fetcher.stats);
+    drop(fetcher);
+    let written = write_thread
+        .join()
+        .map_err(|_| Error::Internal("the archive writer panicked".into()))?;
+    // A writer failure (disk full) is the cause of a failed walk; report it first.
+    let writer = written?;
+    walked?;
+
+    let vanished = stats.vanished();
+    let Finished {
+        destination,
+        bytes,
+        manifest,
+    } = tokio::task::spawn_blocking(move || writer.finish(Utc::now(), vanished))
+        .await
+        .map_err(|e| Error::Internal(format!("finishing the archive: {e}")))??;
+
+    let output = match &destination {
+        Destination::File(p) => p.display().to_string(),
+        Destination::Stdout => "-".into(),
+    };
+    let mut by_type = stats.by_type;
+    for (t, count) in &manifest.counts.by_type {
+        by_type.entry(*t).or_default().exported = count.keys;
+    }
+    Ok(ExportReport {
+        output,
+        source: options.source.display(),
+        bytes,
+        keys: manifest.counts.keys,
+        records: manifest.counts.records,
+        by_type,
+        vanished,
+        errors: stats.error_count,
+        error_samples: stats.errors,
+        seconds: started.elapsed().as_secs_f64(),
+        schema_version: SCHEMA_VERSION,
+    })
+}
+
+/// Write records as they arrive; hand the writer back for `finish` once the
+/// readers are done, so that a failed export never reaches the rename.
+fn write_all(mut writer: ArchiveWriter, mut rx: mpsc::Receiver<Record>) -> Result<ArchiveWriter> {
+    while let Some(record) = rx.blocking_recv() {
+        writer.write_record(&record)?;
+    }
+    Ok(writer)
+}
+
+async fn walk(
+    conn: &mut Conn,
+    options: &ExportOptions,
+    fetcher: &mut Fetcher,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let selection = &options.selection;
+    let server_type = selection.server_type();
+    let accept = |t| selection.matches_type(t);
+    let mut cursor: u64 = 0;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor);
+        if let Some(pattern) = selection.server_pattern() {
+            scan.arg("MATCH").arg(pattern);
+        }
+        scan.arg("COUNT").arg(options.scan_count);
+        if let Some(t) = server_type {
+            scan.arg("TYPE").arg(t.name());
+        }
+        let (next, keys): (u64, Vec<Vec<u8>>) = conn.query(&scan, "scanning keys").await?;
+        let found = keys.len() as u64;
+        let keys: Vec<Vec<u8>> = dedupe(keys)
+            .into_iter()
+            .filter(|k| selection.matches_key(k))
+            .collect();
+        if !keys.is_empty() {
+            fetcher.fetch_batch(keys, server_type, &accept).await?;
+        }
+        progress.advance(found);
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}

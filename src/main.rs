@@ -1,0 +1,307 @@
+//! The `archive` binary: parse, call the library, render, exit.
+//!
+//! Exit codes live here and only here (the table is also in the README and
+//! in `--help`). A closed stdout (`archive inspect x | head`) is not an
+//! error.
+
+mod cli;
+mod render;
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use redis_archive::archive::{ArchiveSource, Destination, WriterOptions, read_manifest};
+use redis_archive::connection::{Endpoint, Side, Timeouts};
+use redis_archive::error::Error;
+use redis_archive::export::{ExportOptions, export};
+use redis_archive::keyspace::Selection;
+use redis_archive::progress::Progress;
+use redis_archive::record::KeyType;
+use redis_archive::restore::{RestoreOptions, perform, plan};
+
+use cli::{Cli, Command, ConnectArgs, ExportArgs, InspectArgs, RestoreArgs};
+
+mod exit {
+    pub const OK: u8 = 0;
+    pub const INTERNAL: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const UNREACHABLE: u8 = 3;
+    pub const AUTH: u8 = 4;
+    pub const DB_RANGE: u8 = 5;
+    pub const REDIS: u8 = 6;
+    pub const BAD_ARCHIVE: u8 = 7;
+    pub const SCHEMA: u8 = 8;
+    pub const IO: u8 = 9;
+    pub const PARTIAL: u8 = 10;
+    pub const CONFIRM: u8 = 11;
+}
+
+fn exit_code(err: &Error) -> u8 {
+    match err {
+        Error::Unreachable { .. } => exit::UNREACHABLE,
+        Error::AuthRefused { .. } => exit::AUTH,
+        Error::DbOutOfRange { .. } => exit::DB_RANGE,
+        Error::Redis { .. } => exit::REDIS,
+        Error::BadUrl { .. } | Error::InvalidArgument(_) => exit::USAGE,
+        Error::NotAnArchive { .. } | Error::Corrupt { .. } | Error::Truncated { .. } => {
+            exit::BAD_ARCHIVE
+        }
+        Error::UnsupportedSchema { .. } => exit::SCHEMA,
+        Error::Input { .. } | Error::Output { .. } => exit::IO,
+        Error::ConfirmationRequired { .. } | Error::Cancelled => exit::CONFIRM,
+        Error::Internal(_) => exit::INTERNAL,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("archive: cannot start the runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure::Archive(err)) => {
+            eprintln!("archive: {err}");
+            ExitCode::from(exit_code(&err))
+        }
+        Err(Failure::Io(err)) if err.kind() == io::ErrorKind::BrokenPipe => {
+            ExitCode::from(exit::OK)
+        }
+        Err(Failure::Io(err)) => {
+            eprintln!("archive: cannot write the report: {err}");
+            ExitCode::from(exit::IO)
+        }
+    }
+}
+
+enum Failure {
+    Archive(Error),
+    Io(io::Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Archive(e)
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Io(e)
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Export(args) => run_export(args).await,
+        Command::Inspect(args) => run_inspect(args),
+        Command::Restore(args) => run_restore(args).await,
+    }
+}
+
+fn timeouts(args: &ConnectArgs) -> Result<Timeouts, Error> {
+    let secs = |v: f64, name: &str| {
+        if v.is_finite() && v >= 0.0 {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "--{name} must be a number of seconds >= 0"
+            )))
+        }
+    };
+    let response = secs(args.timeout, "timeout")?;
+    Ok(Timeouts {
+        connect: secs(args.connect_timeout, "connect-timeout")?,
+        response: (!response.is_zero()).then_some(response),
+    })
+}
+
+fn env_password(side: Side) -> Option<String> {
+    std::env::var(side.password_env()).ok()
+}
+
+async fn run_export(args: ExportArgs) -> Result<u8, Failure> {
+    let source = Endpoint::resolve(
+        &args.source,
+        args.db,
+        env_password(Side::Source),
+        Side::Source,
+        timeouts(&args.connect)?,
+    )?;
+    let mut types = Vec::new();
+    for name in &args.types {
+        let t = KeyType::parse(name).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "unknown --type {name:?}; use string, hash, list, set, zset, stream or dump"
+            ))
+        })?;
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
+    let selection = Selection {
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        types,
+    };
+    let destination = match &args.output {
+        Some(p) if p.as_os_str() == "-" => Destination::Stdout,
+        Some(p) => Destination::File(p.clone()),
+        None => Destination::File(
+            format!(
+                "archive-{}-db{}.tar.zst",
+                chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+                source.db()
+            )
+            .into(),
+        ),
+    };
+    let to_stdout = matches!(destination, Destination::Stdout);
+    let mut options = ExportOptions::new(source, destination, selection);
+    options.writer = WriterOptions {
+        zstd_level: args.level,
+        ..WriterOptions::default()
+    };
+    let bar = Bar::new("exporting");
+    let report = export(options, &bar).await?;
+    // With the archive on stdout, the summary must not mix into it.
+    let mut out: Box<dyn Write> = if to_stdout {
+        Box::new(io::stderr())
+    } else {
+        Box::new(io::stdout().lock())
+    };
+    if args.json {
+        render::json(&mut out, &report)?;
+    } else {
+        render::export(&mut out, &report)?;
+    }
+    Ok(if report.errors > 0 {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    })
+}
+
+fn run_inspect(args: InspectArgs) -> Result<u8, Failure> {
+    let manifest = read_manifest(&ArchiveSource::from_arg(&args.file))?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        render::json(&mut out, &manifest)?;
+    } else {
+        render::manifest(&mut out, &manifest)?;
+    }
+    Ok(exit::OK)
+}
+
+async fn run_restore(args: RestoreArgs) -> Result<u8, Failure> {
+    let target = Endpoint::resolve(
+        &args.target,
+        args.db,
+        env_password(Side::Target),
+        Side::Target,
+        timeouts(&args.connect)?,
+    )?;
+    let source = ArchiveSource::from_arg(&args.file);
+    let mut options = RestoreOptions::new(source.clone(), target);
+    options.mode = args.mode;
+    options.ttl = args.ttl;
+
+    let verifying = Bar::new("verifying");
+    let planned = plan(&options, &verifying).await?;
+    let mut out = io::stdout().lock();
+    if args.dry_run {
+        let report = planned.into_dry_run_report();
+        if args.json {
+            render::json(&mut out, &report)?;
+        } else {
+            render::restore(&mut out, &report)?;
+        }
+        return Ok(exit::OK);
+    }
+    if !args.yes {
+        confirm(&planned, &source)?;
+    }
+    let writing = Bar::new("restoring");
+    let report = perform(planned, &options, &writing).await?;
+    if args.json {
+        render::json(&mut out, &report)?;
+    } else {
+        render::restore(&mut out, &report)?;
+    }
+    Ok(if report.is_partial() {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    })
+}
+
+/// Ask on the terminal; without one, refuse (pass --yes).
+fn confirm(planned: &redis_archive::restore::Plan, source: &ArchiveSource) -> Result<(), Failure> {
+    let stdin = io::stdin();
+    if *source == ArchiveSource::Stdin || !stdin.is_terminal() || !io::stderr().is_terminal() {
+        return Err(Error::ConfirmationRequired {
+            target: planned.target.clone(),
+        }
+        .into());
+    }
+    let mut err = io::stderr().lock();
+    writeln!(err, "restore {} -> {}", planned.archive, planned.target)?;
+    render::plan_table(&mut err, &planned.actions)?;
+    write!(err, "write {} keys? [y/N] ", planned.actions.writes())?;
+    err.flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(Error::Cancelled.into())
+    }
+}
+
+/// A progress bar on stderr when it is a terminal; nothing otherwise.
+struct Bar(Option<ProgressBar>);
+
+impl Bar {
+    fn new(verb: &'static str) -> Self {
+        if !io::stderr().is_terminal() {
+            return Bar(None);
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(&format!(
+            "{verb} {{bar:30}} {{pos}}/{{len}} keys  {{per_sec}}  eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        Bar(Some(bar))
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, total: Option<u64>) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(total.unwrap_or(0));
+            bar.set_position(0);
+        }
+    }
+    fn advance(&self, n: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(n);
+        }
+    }
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}

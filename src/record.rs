@@ -1,0 +1,681 @@
+//! Records: one Redis key, or one chunk of one big key, in a portable form.
+//!
+//! The archive holds records as JSON Lines so that any tool can read them
+//! (`tar -xO ... | jq`), and so that a record means the same thing whatever
+//! server version wrote or reads it (unlike DUMP payloads, which are tied to
+//! an RDB version). Binary data is kept exact: a byte string is a JSON string
+//! when it is valid UTF-8 and `{"b64": "..."}` otherwise.
+//!
+//! A key whose value is too big to hold at once is written as several
+//! consecutive records with the same key, numbered by `part`, every one but
+//! the last carrying `"more": true`. Neither the writer nor the reader ever
+//! needs a whole key in memory. See docs/FORMAT.md for the full layout.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The six portable types plus the DUMP fallback, in a fixed order used for
+/// counts and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    String,
+    Hash,
+    List,
+    Set,
+    Zset,
+    Stream,
+    /// Any other type (modules): kept as a DUMP payload.
+    Dump,
+}
+
+impl KeyType {
+    pub const ALL: [KeyType; 7] = [
+        KeyType::String,
+        KeyType::Hash,
+        KeyType::List,
+        KeyType::Set,
+        KeyType::Zset,
+        KeyType::Stream,
+        KeyType::Dump,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::String => "string",
+            KeyType::Hash => "hash",
+            KeyType::List => "list",
+            KeyType::Set => "set",
+            KeyType::Zset => "zset",
+            KeyType::Stream => "stream",
+            KeyType::Dump => "dump",
+        }
+    }
+
+    /// Parse a user-facing type name (`--type`); accepts Redis's names and
+    /// a few common spellings.
+    pub fn parse(name: &str) -> Option<KeyType> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "string" | "str" => KeyType::String,
+            "hash" => KeyType::Hash,
+            "list" => KeyType::List,
+            "set" => KeyType::Set,
+            "zset" | "sortedset" | "sorted-set" => KeyType::Zset,
+            "stream" => KeyType::Stream,
+            "dump" | "module" | "other" => KeyType::Dump,
+            _ => return None,
+        })
+    }
+
+    /// Map a `TYPE` reply; `None` means the key is gone.
+    pub fn from_redis(reply: &str) -> Option<KeyType> {
+        match reply {
+            "none" => None,
+            "string" => Some(KeyType::String),
+            "hash" => Some(KeyType::Hash),
+            "list" => Some(KeyType::List),
+            "set" => Some(KeyType::Set),
+            "zset" => Some(KeyType::Zset),
+            "stream" => Some(KeyType::Stream),
+            _ => Some(KeyType::Dump),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// When a key expires, as read from the source server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expiry {
+    /// Absolute expiry, milliseconds since the Unix epoch (source server clock).
+    pub at_ms: i64,
+    /// Remaining time to live when the key was read, in milliseconds.
+    pub ttl_ms: i64,
+}
+
+/// A stream entry id `ms-seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    pub fn parse(text: &str) -> Option<StreamId> {
+        let (ms, seq) = text.split_once('-')?;
+        Some(StreamId {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+
+    /// The smallest id greater than this one, for resuming XRANGE.
+    pub fn next(self) -> Option<StreamId> {
+        match self.seq.checked_add(1) {
+            Some(seq) => Some(StreamId { ms: self.ms, seq }),
+            None => self.ms.checked_add(1).map(|ms| StreamId { ms, seq: 0 }),
+        }
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+impl Serialize for StreamId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StreamId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        StreamId::parse(&text)
+            .ok_or_else(|| de::Error::custom(format!("invalid stream id {text:?}")))
+    }
+}
+
+/// A binary-safe byte string; see the module docs for its JSON form.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Bytes(pub Vec<u8>);
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", printable(&self.0))
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(v: &[u8]) -> Self {
+        Bytes(v.to_vec())
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Self {
+        Bytes(v)
+    }
+}
+
+impl From<&str> for Bytes {
+    fn from(v: &str) -> Self {
+        Bytes(v.as_bytes().to_vec())
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("b64", &B64.encode(&self.0))?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct BytesVisitor;
+        impl<'de> Visitor<'de> for BytesVisitor {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or {\"b64\": \"...\"}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
+                Ok(Bytes(v.as_bytes().to_vec()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Bytes, E> {
+                Ok(Bytes(v.into_bytes()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Bytes, A::Error> {
+                let mut out = None;
+                while let Some(name) = map.next_key::<std::borrow::Cow<str>>()? {
+                    if name != "b64" || out.is_some() {
+                        return Err(de::Error::custom(format!(
+                            "unexpected field {name:?} in a byte string"
+                        )));
+                    }
+                    let text = map.next_value::<std::borrow::Cow<str>>()?;
+                    out = Some(B64.decode(text.as_bytes()).map_err(de::Error::custom)?);
+                }
+                out.map(Bytes)
+                    .ok_or_else(|| de::Error::custom("empty byte string object"))
+            }
+        }
+        d.deserialize_any(BytesVisitor)
+    }
+}
+
+/// A sorted-set score. JSON numbers cannot say infinity, so `inf` and
+/// `-inf` are the strings Redis itself uses; finite scores are numbers
+/// written with the shortest form that reads back to the same f64.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score(pub f64);
+
+impl Serialize for Score {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_finite() {
+            s.serialize_f64(self.0)
+        } else if self.0 > 0.0 {
+            s.serialize_str("inf")
+        } else if self.0 < 0.0 {
+            s.serialize_str("-inf")
+        } else {
+            Err(serde::ser::Error::custom("NaN is not a valid score"))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Score {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ScoreVisitor;
+        impl Visitor<'_> for ScoreVisitor {
+            type Value = Score;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number, \"inf\" or \"-inf\"")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Score, E> {
+                Ok(Score(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Score, E> {
+                Ok(Score(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Score, E> {
+                Ok(Score(v as f64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Score, E> {
+                parse_score(v.as_bytes())
+                    .filter(|s| !s.is_finite())
+                    .map(Score)
+                    .ok_or_else(|| E::custom(format!("invalid score {v:?}")))
+            }
+        }
+        d.deserialize_any(ScoreVisitor)
+    }
+}
+
+/// Parse a score as Redis prints it (`1.5`, `inf`, `-inf`, `+inf`).
+pub fn parse_score(text: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(text).ok()?;
+    let v = match text {
+        "inf" | "+inf" | "Inf" | "+Inf" => f64::INFINITY,
+        "-inf" | "-Inf" => f64::NEG_INFINITY,
+        _ => text.parse::<f64>().ok()?,
+    };
+    (!v.is_nan()).then_some(v)
+}
+
+/// Format a score for a command so that the server parses the same f64.
+pub fn format_score(v: f64) -> String {
+    if v == f64::INFINITY {
+        "+inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-inf".into()
+    } else {
+        // Rust's Display for f64 is the shortest string that round-trips.
+        format!("{v}")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamEntry {
+    pub id: StreamId,
+    pub fields: Vec<(Bytes, Bytes)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerGroup {
+    pub name: Bytes,
+    pub last_delivered_id: StreamId,
+    /// `entries-read` (Redis 7.0+); absent when the server did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries_read: Option<u64>,
+}
+
+/// Stream-wide facts, carried by the first record of a stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamMeta {
+    pub last_id: StreamId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries_added: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deleted_id: Option<StreamId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<ConsumerGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamChunk {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<StreamMeta>,
+    #[serde(default)]
+    pub entries: Vec<StreamEntry>,
+}
+
+/// A module type kept as the server's own serialization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DumpValue {
+    /// The name `TYPE` reported, e.g. `ReJSON-RL`.
+    pub type_name: String,
+    /// RDB version from the payload's trailer; a server only RESTOREs
+    /// payloads of its own RDB version or older.
+    pub rdb_version: u16,
+    pub payload: Bytes,
+}
+
+/// The value part of a record; for a key split over several records each
+/// holds the next chunk (string bytes, fields, items, members, entries).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Value {
+    String(Bytes),
+    Hash(Vec<(Bytes, Bytes)>),
+    List(Vec<Bytes>),
+    Set(Vec<Bytes>),
+    Zset(Vec<(Bytes, Score)>),
+    Stream(StreamChunk),
+    Dump(DumpValue),
+}
+
+impl Value {
+    pub fn key_type(&self) -> KeyType {
+        match self {
+            Value::String(_) => KeyType::String,
+            Value::Hash(_) => KeyType::Hash,
+            Value::List(_) => KeyType::List,
+            Value::Set(_) => KeyType::Set,
+            Value::Zset(_) => KeyType::Zset,
+            Value::Stream(_) => KeyType::Stream,
+            Value::Dump(_) => KeyType::Dump,
+        }
+    }
+
+    /// Number of elements this chunk carries (bytes for strings).
+    pub fn len(&self) -> usize {
+        match self {
+            Value::String(b) => b.0.len(),
+            Value::Hash(v) => v.len(),
+            Value::List(v) | Value::Set(v) => v.len(),
+            Value::Zset(v) => v.len(),
+            Value::Stream(s) => s.entries.len(),
+            Value::Dump(d) => d.payload.0.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+/// One line of a data entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub key: Bytes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<Expiry>,
+    /// 0 for the first (often only) record of a key.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub part: u32,
+    /// True when further records of the same key follow.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub more: bool,
+    pub value: Value,
+}
+
+impl Record {
+    pub fn key_type(&self) -> KeyType {
+        self.value.key_type()
+    }
+
+    /// Append this record as one JSON line.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(&mut *out, self).expect("records always serialize");
+        out.push(b'\n');
+    }
+
+    /// Parse one line (without its newline) and check what JSON alone
+    /// cannot: that the value is well-formed for its type.
+    pub fn decode(line: &[u8]) -> Result<Record, String> {
+        let record: Record = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        record.check()?;
+        Ok(record)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if let Value::Zset(members) = &self.value
+            && members.iter().any(|(_, s)| s.0.is_nan())
+        {
+            return Err("sorted set score is NaN".into());
+        }
+        if let Value::Stream(chunk) = &self.value {
+            if self.part == 0 && chunk.meta.is_none() {
+                return Err("first record of a stream has no meta".into());
+            }
+            if chunk.entries.windows(2).any(|w| w[0].id >= w[1].id) {
+                return Err("stream entries are not in increasing id order".into());
+            }
+        }
+        if let Some(e) = self.expiry
+            && e.ttl_ms <= 0
+        {
+            return Err(format!("expiry has a non-positive ttl {}", e.ttl_ms));
+        }
+        Ok(())
+    }
+}
+
+/// Show a key to a person: printable ASCII as is, other bytes as `\xNN`
+/// (the redis-cli convention), so a binary key still fits on one line.
+pub fn printable(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            0x20..=0x7e => out.push(b as char),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(record: &Record) -> Record {
+        let mut buf = Vec::new();
+        record.encode_into(&mut buf);
+        assert_eq!(buf.last(), Some(&b'\n'));
+        assert_eq!(
+            buf.iter().filter(|&&b| b == b'\n').count(),
+            1,
+            "one record is one line"
+        );
+        Record::decode(&buf[..buf.len() - 1]).unwrap()
+    }
+
+    #[test]
+    fn binary_bytes_use_base64_and_text_stays_text() {
+        let r = Record {
+            key: Bytes(vec![0xff, 0x00, b'k']),
+            expiry: None,
+            part: 0,
+            more: false,
+            value: Value::String("héllo".into()),
+        };
+        let mut buf = Vec::new();
+        r.encode_into(&mut buf);
+        let line = String::from_utf8(buf).unwrap();
+        assert_eq!(
+            line,
+            "{\"key\":{\"b64\":\"/wBr\"},\"value\":{\"string\":\"héllo\"}}\n"
+        );
+        assert_eq!(round_trip(&r), r);
+    }
+
+    #[test]
+    fn infinite_and_extreme_scores_round_trip() {
+        let scores = [
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.1,
+            -0.0,
+            1e308,
+            f64::MIN_POSITIVE,
+            5e-324,
+            9007199254740993.0,
+        ];
+        let r = Record {
+            key: "z".into(),
+            expiry: None,
+            part: 0,
+            more: false,
+            value: Value::Zset(
+                scores
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &s)| (Bytes(vec![i as u8]), Score(s)))
+                    .collect(),
+            ),
+        };
+        let back = round_trip(&r);
+        let Value::Zset(members) = back.value else {
+            panic!()
+        };
+        for ((_, got), want) in members.iter().zip(scores) {
+            assert_eq!(got.0.to_bits(), want.to_bits(), "{want}");
+        }
+    }
+
+    #[test]
+    fn score_strings_from_redis_parse() {
+        assert_eq!(parse_score(b"inf"), Some(f64::INFINITY));
+        assert_eq!(parse_score(b"-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_score(b"1.5"), Some(1.5));
+        assert_eq!(parse_score(b"nan"), None);
+        assert_eq!(format_score(f64::INFINITY), "+inf");
+        assert_eq!(format_score(0.1), "0.1");
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_values() {
+        assert!(Record::decode(br#"{"key":"k","value":{"string":"v"},"extra":1}"#).is_err());
+        assert!(Record::decode(br#"{"key":"k","value":{"float":"v"}}"#).is_err());
+        assert!(Record::decode(br#"{"key":{"b64":"!!"},"value":{"string":"v"}}"#).is_err());
+        assert!(Record::decode(br#"{"key":"k","value":{"zset":[["m","nan"]]}}"#).is_err());
+        assert!(
+            Record::decode(br#"{"key":"k","value":{"stream":{"entries":[]}}}"#).is_err(),
+            "a stream's first record must carry meta"
+        );
+        assert!(
+            Record::decode(br#"{"key":"k","expiry":{"at_ms":5,"ttl_ms":0},"value":{"string":""}}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn stream_ids_order_and_advance() {
+        let id = StreamId::parse("5-18446744073709551615").unwrap();
+        assert_eq!(id.next(), Some(StreamId { ms: 6, seq: 0 }));
+        assert_eq!(StreamId::parse("1-2").unwrap().to_string(), "1-2");
+        assert!(StreamId::parse("1").is_none());
+        assert!(StreamId::parse("a-1").is_none());
+    }
+
+    #[test]
+    fn printable_escapes_binary() {
+        assert_eq!(printable(b"user:1"), "user:1");
+        assert_eq!(printable(&[0xff, b'a', b'\n']), "\\xffa\\n");
+    }
+
+    fn bytes() -> impl Strategy<Value = Bytes> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Bytes),
+            ".{0,20}".prop_map(|s: String| Bytes(s.into_bytes())),
+        ]
+    }
+
+    fn score() -> impl Strategy<Value = Score> {
+        prop_oneof![
+            any::<f64>()
+                .prop_filter("not NaN", |f| !f.is_nan())
+                .prop_map(Score),
+            Just(Score(f64::INFINITY)),
+            Just(Score(f64::NEG_INFINITY)),
+            (-1000i64..1000).prop_map(|i| Score(i as f64 / 7.0)),
+        ]
+    }
+
+    fn stream_id() -> impl Strategy<Value = StreamId> {
+        (any::<u64>(), any::<u64>()).prop_map(|(ms, seq)| StreamId { ms, seq })
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            bytes().prop_map(Value::String),
+            proptest::collection::vec((bytes(), bytes()), 0..6).prop_map(Value::Hash),
+            proptest::collection::vec(bytes(), 0..6).prop_map(Value::List),
+            proptest::collection::vec(bytes(), 0..6).prop_map(Value::Set),
+            proptest::collection::vec((bytes(), score()), 0..6).prop_map(Value::Zset),
+            (
+                stream_id(),
+                proptest::option::of(any::<u64>()),
+                proptest::collection::vec(
+                    (bytes(), stream_id(), proptest::option::of(any::<u64>())),
+                    0..3
+                ),
+                proptest::collection::btree_set(stream_id(), 0..4),
+            )
+                .prop_map(|(last_id, entries_added, groups, ids)| Value::Stream(
+                    StreamChunk {
+                        meta: Some(StreamMeta {
+                            last_id,
+                            entries_added,
+                            max_deleted_id: None,
+                            groups: groups
+                                .into_iter()
+                                .map(|(name, last_delivered_id, entries_read)| ConsumerGroup {
+                                    name,
+                                    last_delivered_id,
+                                    entries_read
+                                })
+                                .collect(),
+                        }),
+                        entries: ids
+                            .into_iter()
+                            .map(|id| StreamEntry {
+                                id,
+                                fields: vec![(Bytes::from("f"), Bytes(vec![0xfe]))]
+                            })
+                            .collect(),
+                    }
+                )),
+            (bytes(), any::<u16>()).prop_map(|(payload, rdb_version)| Value::Dump(DumpValue {
+                type_name: "MBbloom--".into(),
+                rdb_version,
+                payload
+            })),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_record_round_trips_exactly(
+            key in bytes(),
+            expiry in proptest::option::of((any::<i64>(), 1i64..i64::MAX)),
+            part in 0u32..3,
+            more in any::<bool>(),
+            value in value(),
+        ) {
+            let record = Record {
+                key,
+                expiry: expiry.map(|(at_ms, ttl_ms)| Expiry { at_ms, ttl_ms }),
+                part,
+                more,
+                value,
+            };
+            let back = round_trip(&record);
+            // Compare scores bit for bit: -0.0 == 0.0 would hide a lost sign.
+            if let (Value::Zset(a), Value::Zset(b)) = (&record.value, &back.value) {
+                for ((ma, sa), (mb, sb)) in a.iter().zip(b) {
+                    prop_assert_eq!(ma, mb);
+                    prop_assert_eq!(sa.0.to_bits(), sb.0.to_bits());
+                }
+            }
+            prop_assert_eq!(back, record);
+        }
+
+        #[test]
+        fn scores_survive_the_redis_text_form(s in any::<f64>().prop_filter("not NaN", |f| !f.is_nan())) {
+            let text = format_score(s);
+            prop_assert_eq!(parse_score(text.as_bytes()).unwrap().to_bits(), s.to_bits());
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Reports as text for people, or JSON for scripts.
+
+use std::io::{self, Write};
+
+use redis_archive::archive::Manifest;
+use redis_archive::record::KeyType;
+use redis_archive::report::{Action, ActionCounts, ExportReport, KeyError, RestoreReport};
+use serde::Serialize;
+
+pub fn json(out: &mut dyn Write, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn errors(out: &mut dyn Write, total: u64, samples: &[KeyError]) -> io::Result<()> {
+    if total == 0 {
+        return Ok(());
+    }
+    writeln!(out, "{total} key(s) failed; the first {}:", samples.len())?;
+    for e in samples {
+        writeln!(out, "  \"{}\": {}", e.key, e.reason)?;
+    }
+    Ok(())
+}
+
+pub fn export(out: &mut dyn Write, r: &ExportReport) -> io::Result<()> {
+    writeln!(
+        out,
+        "exported {} keys ({} records) from {} to {} ({}) in {:.1} s",
+        r.keys,
+        r.records,
+        r.source,
+        r.output,
+        human_bytes(r.bytes),
+        r.seconds
+    )?;
+    writeln!(
+        out,
+        "{:<8} {:>10} {:>10} {:>8}",
+        "type", "exported", "vanished", "errors"
+    )?;
+    for (t, s) in &r.by_type {
+        writeln!(
+            out,
+            "{:<8} {:>10} {:>10} {:>8}",
+            t.name(),
+            s.exported,
+            s.vanished,
+            s.errors
+        )?;
+    }
+    let untyped = r.vanished - r.by_type.values().map(|s| s.vanished).sum::<u64>();
+    if untyped > 0 {
+        writeln!(out, "{untyped} key(s) vanished before their type was read")?;
+    }
+    errors(out, r.errors, &r.error_samples)
+}
+
+pub fn plan_table(out: &mut dyn Write, counts: &ActionCounts) -> io::Result<()> {
+    write!(out, "{:<8}", "type")?;
+    for a in Action::ALL {
+        write!(out, " {:>10}", a.name())?;
+    }
+    writeln!(out)?;
+    for t in KeyType::ALL {
+        if !counts.by_type.contains_key(&t) {
+            continue;
+        }
+        write!(out, "{:<8}", t.name())?;
+        for a in Action::ALL {
+            write!(out, " {:>10}", counts.get(t, a))?;
+        }
+        writeln!(out)?;
+    }
+    write!(out, "{:<8}", "total")?;
+    for a in Action::ALL {
+        write!(out, " {:>10}", counts.total(a))?;
+    }
+    writeln!(out)
+}
+
+pub fn restore(out: &mut dyn Write, r: &RestoreReport) -> io::Result<()> {
+    if r.dry_run {
+        writeln!(
+            out,
+            "dry run: restoring {} into {} would do this (nothing was written):",
+            r.archive, r.target
+        )?;
+    } else {
+        writeln!(
+            out,
+            "restored {} into {}: {} keys written, {} failed, in {:.1} s",
+            r.archive, r.target, r.written, r.errors, r.seconds
+        )?;
+    }
+    plan_table(out, &r.plan)?;
+    errors(out, r.errors, &r.error_samples)?;
+    if r.is_partial() {
+        writeln!(
+            out,
+            "the restore was partial: fix the cause above and run it again (with --mode skip, keys already restored are left as they are)"
+        )?;
+    }
+    Ok(())
+}
+
+pub fn manifest(out: &mut dyn Write, m: &Manifest) -> io::Result<()> {
+    let h = &m.header;
+    writeln!(
+        out,
+        "format:          {} (schema_version {})",
+        h.format, h.schema_version
+    )?;
+    writeln!(out, "kind:            {:?}", h.kind)?;
+    writeln!(
+        out,
+        "written by:      {} {}",
+        h.program.name, h.program.version
+    )?;
+    writeln!(out, "started:         {}", h.started_at.to_rfc3339())?;
+    writeln!(out, "finished:        {}", m.finished_at.to_rfc3339())?;
+    let s = &h.source;
+    writeln!(
+        out,
+        "source:          {}{}:{}/{} ({} {})",
+        if s.address.tls { "rediss://" } else { "" },
+        s.address.host,
+        s.address.port,
+        s.address.db,
+        s.server.flavor,
+        s.server.version
+    )?;
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(" ")
+        }
+    };
+    writeln!(
+        out,
+        "match:           {}",
+        if h.selection.include.is_empty() {
+            "*".into()
+        } else {
+            h.selection.include.join(" ")
+        }
+    )?;
+    writeln!(out, "exclude:         {}", list(&h.selection.exclude))?;
+    let types: Vec<String> = h
+        .selection
+        .types
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    writeln!(
+        out,
+        "types:           {}",
+        if types.is_empty() {
+            "all".into()
+        } else {
+            types.join(" ")
+        }
+    )?;
+    writeln!(
+        out,
+        "keys:            {} in {} records",
+        m.counts.keys, m.counts.records
+    )?;
+    if m.counts.vanished > 0 {
+        writeln!(
+            out,
+            "vanished:        {} (gone while being read, not in the archive)",
+            m.counts.vanished
+        )?;
+    }
+    writeln!(out, "{:<8} {:>10} {:>10}", "type", "keys", "records")?;
+    for (t, c) in &m.counts.by_type {
+        writeln!(out, "{:<8} {:>10} {:>10}", t.name(), c.keys, c.records)?;
+    }
+    writeln!(out, "entries:")?;
+    for e in &m.entries {
+        writeln!(
+            out,
+            "  {}  {:>10}  {:>8} records  sha256 {}",
+            e.name,
+            human_bytes(e.size),
+            e.records,
+            e.sha256
+        )?;
+    }
+    Ok(())
+}

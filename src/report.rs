@@ -1,0 +1,140 @@
+//! What commands return: plain data that the binary renders as text or JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{KeyType, printable};
+
+/// How many failed keys a report names; the rest are only counted.
+pub const MAX_ERROR_SAMPLES: usize = 20;
+
+/// A key that could not be read or written, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyError {
+    /// The key as redis-cli shows it (`\xNN` for bytes that are not printable).
+    pub key: String,
+    pub reason: String,
+}
+
+impl KeyError {
+    pub fn new(key: &[u8], reason: impl Into<String>) -> Self {
+        KeyError {
+            key: printable(key),
+            reason: reason.into().replace('\n', " "),
+        }
+    }
+}
+
+/// Per-type outcome of an export.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeSummary {
+    pub exported: u64,
+    pub vanished: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportReport {
+    /// The file written, or `-` for stdout.
+    pub output: String,
+    pub source: String,
+    pub bytes: u64,
+    pub keys: u64,
+    pub records: u64,
+    pub by_type: BTreeMap<KeyType, TypeSummary>,
+    /// Keys found by the walk that were gone when read (deleted or expired).
+    pub vanished: u64,
+    pub errors: u64,
+    pub error_samples: Vec<KeyError>,
+    pub seconds: f64,
+    pub schema_version: u64,
+}
+
+/// What restore does, or did, with one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The key is not in the target: write it.
+    Create,
+    /// The key is in the target and the mode is skip: leave it.
+    Skip,
+    /// The key is in the target and the mode is overwrite: replace it.
+    Overwrite,
+    /// The key's expiry time has passed: do not write it.
+    Expired,
+}
+
+impl Action {
+    pub const ALL: [Action; 4] = [
+        Action::Create,
+        Action::Skip,
+        Action::Overwrite,
+        Action::Expired,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Skip => "skip",
+            Action::Overwrite => "overwrite",
+            Action::Expired => "expired",
+        }
+    }
+}
+
+/// Keys per action per type: a restore plan, or what a restore did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionCounts {
+    pub by_type: BTreeMap<KeyType, BTreeMap<Action, u64>>,
+}
+
+impl ActionCounts {
+    pub fn add(&mut self, t: KeyType, action: Action) {
+        *self
+            .by_type
+            .entry(t)
+            .or_default()
+            .entry(action)
+            .or_default() += 1;
+    }
+
+    pub fn total(&self, action: Action) -> u64 {
+        self.by_type.values().filter_map(|m| m.get(&action)).sum()
+    }
+
+    pub fn get(&self, t: KeyType, action: Action) -> u64 {
+        self.by_type
+            .get(&t)
+            .and_then(|m| m.get(&action))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Keys that will be (or were) written.
+    pub fn writes(&self) -> u64 {
+        self.total(Action::Create) + self.total(Action::Overwrite)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreReport {
+    pub archive: String,
+    pub target: String,
+    pub dry_run: bool,
+    /// What was decided per key (for a dry run, what would be).
+    pub plan: ActionCounts,
+    /// Keys written successfully.
+    pub written: u64,
+    /// Keys whose writes the server refused; listed in `error_samples`.
+    pub errors: u64,
+    pub errors_by_type: BTreeMap<KeyType, u64>,
+    pub error_samples: Vec<KeyError>,
+    pub seconds: f64,
+}
+
+impl RestoreReport {
+    pub fn is_partial(&self) -> bool {
+        self.errors > 0
+    }
+}
