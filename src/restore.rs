@@ -356,6 +356,7 @@ impl Applier<'_> {
         // Keys finished in this batch: (seq, key, type, action).
         let mut finished: Vec<(u64, Vec<u8>, KeyType, Action)> = Vec::new();
         let mut outcomes: BTreeMap<u64, Option<String>> = BTreeMap::new();
+        let mut touched: BTreeMap<u64, &[u8]> = BTreeMap::new();
         let mut next_seq = self.current.as_ref().map(|c| c.seq + 1).unwrap_or(0);
         for record in &batch {
             if record.part == 0 {
@@ -386,7 +387,9 @@ impl Applier<'_> {
                     "a continuation record without its key".into(),
                 ));
             };
-            let writes = matches!(current.action, Action::Create | Action::Overwrite);
+            // Once a key has failed, its remaining records are not written.
+            let writes = matches!(current.action, Action::Create | Action::Overwrite)
+                && current.failed.is_none();
             if writes {
                 let n = add_record(
                     &mut pipe,
@@ -397,6 +400,7 @@ impl Applier<'_> {
                 );
                 owners.extend(std::iter::repeat_n(current.seq, n));
                 outcomes.entry(current.seq).or_insert(None);
+                touched.insert(current.seq, &record.key.0);
             }
             if !record.more {
                 finished.push((
@@ -419,6 +423,21 @@ impl Applier<'_> {
                 }
             }
         }
+        // A key whose writes failed part way would be left half-written
+        // (a SET that worked and an APPEND that did not): remove it, so the
+        // target holds whole keys or none. DEL is allowed even under OOM.
+        let mut cleanup = redis::pipe();
+        for (seq, outcome) in &outcomes {
+            if outcome.is_some()
+                && let Some(key) = touched.get(seq)
+            {
+                cleanup.cmd("DEL").arg(*key).ignore();
+            }
+        }
+        self.handle.block_on(
+            self.conn
+                .pipeline(&mut cleanup, "removing half-written keys"),
+        )?;
         // A key split across batches keeps its failure until its last record.
         if let Some(current) = self.current.as_mut()
             && let Some(Some(reason)) = outcomes.get(&current.seq)

@@ -1,0 +1,224 @@
+//! Restore behaviour: TTL modes, skip vs overwrite, dry run, confirmation.
+
+mod support;
+
+use redis::Commands;
+use support::*;
+
+fn now_ms(c: &mut redis::Connection) -> i64 {
+    let (s, us): (i64, i64) = redis::cmd("TIME").query(c).unwrap();
+    s * 1000 + us / 1000
+}
+
+#[test]
+fn ttl_absolute_keeps_expiry_time_and_drops_expired_keys() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let mut c = src.conn();
+    let _: () = c.set_ex("long", "v", 3600).unwrap();
+    let _: () = c.pset_ex("short", "v", 300).unwrap();
+    let _: () = c.set("forever", "v").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ttl.tar.zst");
+    export(&src, &file, &[]).ok();
+    let long_at = expire_time(&mut c, b"long").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+
+    let plan = restore(&dst, &file, &["--dry-run", "--json"]).ok().json();
+    assert_eq!(plan["plan"]["by_type"]["string"]["expired"], 1, "{plan}");
+    assert_eq!(plan["plan"]["by_type"]["string"]["create"], 2, "{plan}");
+
+    let report = restore(&dst, &file, &["--json"]).ok().json();
+    assert_eq!(report["written"], 2);
+    assert_eq!(report["plan"]["by_type"]["string"]["expired"], 1);
+    let mut d = dst.conn();
+    assert!(
+        !d.exists::<_, bool>("short").unwrap(),
+        "expired key is not written"
+    );
+    let at = expire_time(&mut d, b"long").unwrap();
+    assert!(
+        (at - long_at).abs() <= 1000,
+        "absolute expiry kept: {at} vs {long_at}"
+    );
+    assert_eq!(expire_time(&mut d, b"forever"), None);
+}
+
+#[test]
+fn ttl_relative_restarts_the_remaining_time() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let mut c = src.conn();
+    let _: () = c.pset_ex("k", "v", 5_000).unwrap();
+    let _: () = c.pset_ex("gone", "v", 200).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rel.tar.zst");
+    export(&src, &file, &[]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+
+    restore(&dst, &file, &["--ttl", "relative"]).ok();
+    let mut d = dst.conn();
+    let left: i64 = d.pttl("k").unwrap();
+    // About 5 s again, not the 3.5 s an absolute restore would leave.
+    assert!(left > 4_000 && left <= 5_000, "remaining ttl {left}");
+    let gone_left: i64 = d.pttl("gone").unwrap();
+    assert!(
+        gone_left > 0 && gone_left <= 200,
+        "relative mode writes keys expired since: {gone_left}"
+    );
+    let _ = now_ms(&mut d);
+}
+
+#[test]
+fn ttl_none_drops_expiry() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let mut c = src.conn();
+    let _: () = c.set_ex("k", "v", 100).unwrap();
+    let _: () = c.hset("h", "f", "v").unwrap();
+    let _: () = c.expire("h", 100).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("none.tar.zst");
+    export(&src, &file, &[]).ok();
+    restore(&dst, &file, &["--ttl", "none"]).ok();
+    let mut d = dst.conn();
+    assert_eq!(d.pttl::<_, i64>("k").unwrap(), -1);
+    assert_eq!(d.pttl::<_, i64>("h").unwrap(), -1);
+}
+
+#[test]
+fn skip_leaves_existing_keys_and_is_safe_to_repeat() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let mut c = src.conn();
+    let _: () = c.set("shared", "from-archive").unwrap();
+    let _: () = c.rpush("list", &["a", "b"]).unwrap();
+    let _: () = c.set("new", "x").unwrap();
+    let mut d = dst.conn();
+    let _: () = d.set("shared", "live").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("skip.tar.zst");
+    export(&src, &file, &[]).ok();
+
+    let first = restore(&dst, &file, &["--json"]).ok().json();
+    assert_eq!(first["plan"]["by_type"]["string"]["skip"], 1, "{first}");
+    assert_eq!(first["written"], 2);
+    assert_eq!(d.get::<_, String>("shared").unwrap(), "live");
+
+    let second = restore(&dst, &file, &["--json"]).ok().json();
+    assert_eq!(second["written"], 0, "{second}");
+    assert_eq!(second["plan"]["by_type"]["string"]["skip"], 2);
+    assert_eq!(second["plan"]["by_type"]["list"]["skip"], 1);
+    assert_eq!(
+        d.lrange::<_, Vec<String>>("list", 0, -1).unwrap(),
+        ["a", "b"],
+        "not appended twice"
+    );
+}
+
+#[test]
+fn overwrite_replaces_type_value_and_ttl() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let mut c = src.conn();
+    let _: () = c.hset_multiple("k", &[("a", "1"), ("b", "2")]).unwrap();
+    let _: () = c.set("s", "archive").unwrap();
+    let mut d = dst.conn();
+    // Same name, other type, extra data and a TTL the archive does not have.
+    let _: () = d.rpush("k", &["x", "y"]).unwrap();
+    let _: () = d.set_ex("s", "live", 100).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ow.tar.zst");
+    export(&src, &file, &[]).ok();
+
+    let report = restore(&dst, &file, &["--mode", "overwrite", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        report["plan"]["by_type"]["hash"]["overwrite"], 1,
+        "{report}"
+    );
+    assert_eq!(
+        report["plan"]["by_type"]["string"]["overwrite"], 1,
+        "{report}"
+    );
+    assert_same_db(&mut c, &mut d, 0);
+    assert_eq!(
+        d.pttl::<_, i64>("s").unwrap(),
+        -1,
+        "the archive's (absent) TTL wins"
+    );
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    load_mixed(&mut src.conn());
+    let mut d = dst.conn();
+    let _: () = d.set("str:plain", "live").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dry.tar.zst");
+    export(&src, &file, &[]).ok();
+
+    let text = restore(&dst, &file, &["--dry-run"]).ok().stdout_text();
+    assert!(text.contains("nothing was written"), "{text}");
+    assert!(text.contains("create"), "{text}");
+    for mode in ["skip", "overwrite"] {
+        let plan = restore(&dst, &file, &["--dry-run", "--json", "--mode", mode])
+            .ok()
+            .json();
+        assert_eq!(plan["dry_run"], true);
+        assert_eq!(plan["written"], 0);
+        let action = if mode == "skip" { "skip" } else { "overwrite" };
+        assert_eq!(plan["plan"]["by_type"]["string"][action], 1, "{plan}");
+    }
+    assert_eq!(dst.dbsize(0), 1);
+    assert_eq!(d.get::<_, String>("str:plain").unwrap(), "live");
+}
+
+#[test]
+fn without_a_terminal_restore_needs_yes_and_writes_nothing() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let _: () = src.conn().set("k", "v").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.tar.zst");
+    export(&src, &file, &[]).ok();
+    let url = dst.url();
+    run(&["restore", file.to_str().unwrap(), "--target", &url]).fails(11, "pass --yes");
+    assert_eq!(dst.dbsize(0), 0);
+}
+
+#[test]
+fn keys_the_server_refuses_are_counted_and_the_rest_restored() {
+    // A target with too little memory refuses some writes (OOM): the restore
+    // goes on, names the failed keys, and exits with the partial code.
+    let src = RedisServer::start();
+    let dst = RedisServer::start_with(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]);
+    let mut c = src.conn();
+    let value = "x".repeat(100_000);
+    let mut pipe = redis::pipe();
+    for i in 0..60 {
+        pipe.cmd("SET").arg(format!("k{i:02}")).arg(&value).ignore();
+    }
+    pipe.query::<()>(&mut c).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oom.tar.zst");
+    export(&src, &file, &[]).ok();
+
+    let out = restore(&dst, &file, &["--json"]);
+    assert_eq!(out.code, 10, "partial exit code\n{}", out.stderr);
+    let report = out.json();
+    let errors = report["errors"].as_u64().unwrap();
+    let written = report["written"].as_u64().unwrap();
+    assert!(errors > 0 && written > 0, "{report}");
+    assert_eq!(errors + written, 60);
+    assert_eq!(dst.dbsize(0), written);
+    let sample = &report["error_samples"][0];
+    assert!(
+        sample["reason"].as_str().unwrap().contains("OOM"),
+        "{sample}"
+    );
+    assert!(sample["key"].as_str().unwrap().starts_with('k'));
+}

@@ -1,0 +1,526 @@
+//! Test support: real `redis-server` processes and the real `archive` binary.
+//!
+//! Every server runs on a free port with `--save ""` in its own temp dir and
+//! is killed when dropped; nothing assumes a server on 6379 and nothing is
+//! mocked. When a check fails, the server's log goes into the message.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use redis::{Commands, Connection, Value};
+
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Start a server with extra `redis-server` arguments (e.g. `--requirepass x`).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let dir = tempfile::tempdir().expect("temp dir");
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string()])
+                .args(["--bind", "127.0.0.1"])
+                .args(["--save", ""])
+                .args(["--appendonly", "no"])
+                .args(["--dir", dir.path().to_str().unwrap()])
+                .args(["--logfile", "redis.log"])
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (apt-get install redis-server)");
+            let mut server = RedisServer { child, port, dir };
+            if server.wait_ready(extra) {
+                return server;
+            }
+            last_log = server.log();
+        }
+        panic!("redis-server did not start; last log:\n{last_log}");
+    }
+
+    fn wait_ready(&mut self, extra: &[&str]) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let password = extra
+            .windows(2)
+            .find(|w| w[0] == "--requirepass")
+            .map(|w| w[1].to_string());
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            let url = match &password {
+                Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+                None => self.url(),
+            };
+            if let Ok(client) = redis::Client::open(url.as_str())
+                && let Ok(mut c) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        false
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn url_db(&self, db: i64) -> String {
+        format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub fn conn(&self) -> Connection {
+        self.conn_db(0)
+    }
+
+    pub fn conn_db(&self, db: i64) -> Connection {
+        redis::Client::open(self.url_db(db).as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap_or_else(|e| panic!("connect to test server: {e}\n{}", self.log()))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    pub fn dbsize(&self, db: i64) -> u64 {
+        redis::cmd("DBSIZE").query(&mut self.conn_db(db)).unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A port nothing listens on.
+pub fn dead_port() -> u16 {
+    free_port()
+}
+
+/// The result of one run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Assert success, showing stderr when it is not.
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code,
+            0,
+            "archive failed\nstderr:\n{}\nstdout:\n{}",
+            self.stderr,
+            self.stdout_text()
+        );
+        self
+    }
+
+    /// Assert an exit code and that stderr is one line containing `needle`.
+    pub fn fails(self, code: i32, needle: &str) -> Self {
+        assert_eq!(
+            self.code,
+            code,
+            "expected exit code {code}\nstderr:\n{}\nstdout:\n{}",
+            self.stderr,
+            self.stdout_text()
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr should contain {needle:?}:\n{}",
+            self.stderr
+        );
+        assert_eq!(
+            self.stderr.trim_end().lines().count(),
+            1,
+            "an error is one line:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout_text()))
+    }
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_archive"))
+}
+
+/// A command for the binary with the connection variables cleared, so a
+/// developer's environment cannot leak into a test.
+pub fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    for var in [
+        "SOURCE_REDIS_URL",
+        "TARGET_REDIS_URL",
+        "SOURCE_REDIS_PASSWORD",
+        "TARGET_REDIS_PASSWORD",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+pub fn run(args: &[&str]) -> Run {
+    output(command(args).output().expect("run archive"))
+}
+
+pub fn output(out: Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn export(server: &RedisServer, path: &Path, extra: &[&str]) -> Run {
+    let url = server.url();
+    let mut args = vec!["export", "--source", &url, "-o", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+pub fn restore(server: &RedisServer, path: &Path, extra: &[&str]) -> Run {
+    let url = server.url();
+    let mut args = vec!["restore", path.to_str().unwrap(), "--target", &url, "--yes"];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// A key's full state, in a form that compares exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyState {
+    String(Vec<u8>),
+    Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    List(Vec<Vec<u8>>),
+    Set(Vec<Vec<u8>>),
+    /// (member, score bits) sorted by member.
+    Zset(Vec<(Vec<u8>, u64)>),
+    Stream {
+        entries: Vec<(String, Vec<Vec<u8>>)>,
+        last_id: String,
+        entries_added: i64,
+        max_deleted_id: String,
+        /// (name, last-delivered-id, entries-read) sorted by name.
+        groups: Vec<(Vec<u8>, String, Option<i64>)>,
+    },
+}
+
+/// Read one key's type and value; `None` when it does not exist.
+pub fn key_state(c: &mut Connection, key: &[u8]) -> Option<KeyState> {
+    let t: String = redis::cmd("TYPE").arg(key).query(c).unwrap();
+    Some(match t.as_str() {
+        "none" => return None,
+        "string" => KeyState::String(c.get(key).unwrap()),
+        "hash" => {
+            let mut v: Vec<(Vec<u8>, Vec<u8>)> = c.hgetall(key).unwrap();
+            v.sort();
+            KeyState::Hash(v)
+        }
+        "list" => KeyState::List(c.lrange(key, 0, -1).unwrap()),
+        "set" => {
+            let mut v: Vec<Vec<u8>> = c.smembers(key).unwrap();
+            v.sort();
+            KeyState::Set(v)
+        }
+        "zset" => {
+            let raw: Vec<(Vec<u8>, String)> = redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query(c)
+                .unwrap();
+            let mut v: Vec<(Vec<u8>, u64)> = raw
+                .into_iter()
+                .map(|(m, s)| (m, parse_score(&s).to_bits()))
+                .collect();
+            v.sort();
+            KeyState::Zset(v)
+        }
+        "stream" => stream_state(c, key),
+        other => panic!("unexpected type {other}"),
+    })
+}
+
+fn parse_score(s: &str) -> f64 {
+    match s {
+        "inf" => f64::INFINITY,
+        "-inf" => f64::NEG_INFINITY,
+        _ => s.parse().unwrap(),
+    }
+}
+
+fn info_map(v: Value) -> BTreeMap<String, Value> {
+    let items = match v {
+        Value::Array(items) => items,
+        other => panic!("expected array, got {other:?}"),
+    };
+    let mut map = BTreeMap::new();
+    let mut it = items.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        map.insert(redis::from_redis_value::<String>(k).unwrap(), v);
+    }
+    map
+}
+
+fn stream_state(c: &mut Connection, key: &[u8]) -> KeyState {
+    let raw: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query::<Vec<Value>>(c)
+        .unwrap()
+        .into_iter()
+        .map(|e| redis::from_redis_value::<(String, Vec<Vec<u8>>)>(e).unwrap())
+        .collect();
+    let info = info_map(redis::cmd("XINFO").arg("STREAM").arg(key).query(c).unwrap());
+    let s = |m: &BTreeMap<String, Value>, k: &str| {
+        redis::from_redis_value::<String>(m[k].clone()).unwrap()
+    };
+    let groups_raw: Vec<Value> = redis::cmd("XINFO").arg("GROUPS").arg(key).query(c).unwrap();
+    let mut groups: Vec<(Vec<u8>, String, Option<i64>)> = groups_raw
+        .into_iter()
+        .map(|g| {
+            let m = info_map(g);
+            (
+                redis::from_redis_value::<Vec<u8>>(m["name"].clone()).unwrap(),
+                s(&m, "last-delivered-id"),
+                redis::from_redis_value::<Option<i64>>(m["entries-read"].clone()).unwrap(),
+            )
+        })
+        .collect();
+    groups.sort();
+    KeyState::Stream {
+        entries: raw,
+        last_id: s(&info, "last-generated-id"),
+        entries_added: redis::from_redis_value::<i64>(info["entries-added"].clone()).unwrap(),
+        max_deleted_id: s(&info, "max-deleted-entry-id"),
+        groups,
+    }
+}
+
+/// Absolute expiry in ms (PEXPIRETIME), or None for a key without one.
+pub fn expire_time(c: &mut Connection, key: &[u8]) -> Option<i64> {
+    let t: i64 = redis::cmd("PEXPIRETIME").arg(key).query(c).unwrap();
+    (t >= 0).then_some(t)
+}
+
+/// Compare two databases key by key: same keys, types, values, and expiry
+/// times within `ttl_tolerance_ms`. Walks `a` with SCAN, so it works for big
+/// databases; returns the number of keys compared.
+pub fn assert_same_db(a: &mut Connection, b: &mut Connection, ttl_tolerance_ms: i64) -> u64 {
+    let size_a: u64 = redis::cmd("DBSIZE").query(a).unwrap();
+    let size_b: u64 = redis::cmd("DBSIZE").query(b).unwrap();
+    assert_eq!(
+        size_a, size_b,
+        "the databases hold different numbers of keys"
+    );
+    let mut cursor: u64 = 0;
+    let mut compared = 0;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query(a)
+            .unwrap();
+        for key in keys {
+            let sa = key_state(a, &key);
+            let sb = key_state(b, &key);
+            assert!(
+                sa == sb,
+                "key {:?} differs:\n  source: {}\n  target: {}",
+                String::from_utf8_lossy(&key),
+                abbreviate(&sa),
+                abbreviate(&sb)
+            );
+            let (ea, eb) = (expire_time(a, &key), expire_time(b, &key));
+            match (ea, eb) {
+                (None, None) => {}
+                (Some(x), Some(y)) => assert!(
+                    (x - y).abs() <= ttl_tolerance_ms,
+                    "key {:?}: expiry {x} vs {y}",
+                    String::from_utf8_lossy(&key)
+                ),
+                _ => panic!(
+                    "key {:?}: expiry {ea:?} vs {eb:?}",
+                    String::from_utf8_lossy(&key)
+                ),
+            }
+            compared += 1;
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    compared
+}
+
+fn abbreviate(s: &Option<KeyState>) -> String {
+    let text = format!("{s:?}");
+    if text.len() > 400 {
+        format!("{}... ({} chars)", &text[..400], text.len())
+    } else {
+        text
+    }
+}
+
+/// Fill a database with every type and the awkward cases: binary and empty
+/// keys and values, infinite scores, streams with deleted entries and
+/// consumer groups, keys with and without TTLs.
+pub fn load_mixed(c: &mut Connection) {
+    let bin: &[u8] = &[0xff, 0x00, 0xfe, b'\n', b'"'];
+    redis::pipe()
+        .cmd("SET")
+        .arg("str:plain")
+        .arg("hello")
+        .cmd("SET")
+        .arg("str:empty")
+        .arg("")
+        .cmd("SET")
+        .arg(bin)
+        .arg(bin)
+        .cmd("SET")
+        .arg("")
+        .arg("empty key name")
+        .cmd("SET")
+        .arg("str:int")
+        .arg(12345)
+        .cmd("SET")
+        .arg("str:unicode")
+        .arg("héllo wörld ✓")
+        .cmd("SET")
+        .arg("str:ttl")
+        .arg("expiring")
+        .arg("PX")
+        .arg(600_000)
+        .cmd("HSET")
+        .arg("hash:1")
+        .arg("name")
+        .arg("Ann")
+        .arg("")
+        .arg("empty field")
+        .arg(bin)
+        .arg("")
+        .cmd("PEXPIRE")
+        .arg("hash:1")
+        .arg(900_000)
+        .cmd("RPUSH")
+        .arg("list:1")
+        .arg("a")
+        .arg("")
+        .arg(bin)
+        .arg("a")
+        .cmd("SADD")
+        .arg("set:1")
+        .arg("x")
+        .arg("")
+        .arg(bin)
+        .cmd("ZADD")
+        .arg("zset:1")
+        .arg("+inf")
+        .arg("top")
+        .arg("-inf")
+        .arg("bottom")
+        .arg(0.1)
+        .arg("tenth")
+        .arg(-0.0)
+        .arg("negzero")
+        .arg(1e300)
+        .arg("huge")
+        .arg("5e-324")
+        .arg(bin)
+        .cmd("XADD")
+        .arg("stream:1")
+        .arg("1-1")
+        .arg("f")
+        .arg("v")
+        .cmd("XADD")
+        .arg("stream:1")
+        .arg("1-2")
+        .arg(bin)
+        .arg(bin)
+        .cmd("XADD")
+        .arg("stream:1")
+        .arg("5-0")
+        .arg("a")
+        .arg("b")
+        .arg("c")
+        .arg("d")
+        .cmd("XDEL")
+        .arg("stream:1")
+        .arg("1-2")
+        .cmd("XGROUP")
+        .arg("CREATE")
+        .arg("stream:1")
+        .arg("readers")
+        .arg("1-1")
+        .cmd("XGROUP")
+        .arg("CREATE")
+        .arg("stream:1")
+        .arg(bin)
+        .arg("$")
+        .cmd("XGROUP")
+        .arg("CREATE")
+        .arg("stream:empty")
+        .arg("g")
+        .arg("$")
+        .arg("MKSTREAM")
+        .cmd("PEXPIRE")
+        .arg("stream:1")
+        .arg(700_000)
+        .query::<()>(c)
+        .unwrap();
+    // A consumer reads one entry so entries-read is set on the group.
+    let _: Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("readers")
+        .arg("alice")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg("stream:1")
+        .arg(">")
+        .query(c)
+        .unwrap();
+}
