@@ -286,7 +286,7 @@ impl Conn {
     /// Server facts recorded in manifests and used to pick command variants.
     pub async fn server_info(&mut self) -> Result<ServerInfo> {
         let info: String = self
-            .query(&redis::cmd("INFO").arg("server"), "reading INFO")
+            .query(redis::cmd("INFO").arg("server"), "reading INFO")
             .await?;
         let field = |name: &str| {
             info.lines()

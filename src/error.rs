@@ -128,9 +128,9 @@ impl Error {
 /// Disk full and permission problems are the common causes of a failed
 /// write; say which one it is and what to do, instead of a bare errno.
 fn describe_write_error(err: &io::Error) -> String {
-    match err.raw_os_error() {
-        Some(28) => "disk full (no space left on device); free space or write elsewhere, nothing was left at the output path".into(),
-        Some(122) => "disk quota exceeded; free space or write elsewhere, nothing was left at the output path".into(),
+    match (err.raw_os_error(), err.kind()) {
+        (Some(28), _) | (_, io::ErrorKind::StorageFull) => "disk full (no space left on device); free space or write elsewhere, nothing was left at the output path".into(),
+        (Some(122), _) | (_, io::ErrorKind::QuotaExceeded) => "disk quota exceeded; free space or write elsewhere, nothing was left at the output path".into(),
         _ => match err.kind() {
             io::ErrorKind::NotFound => {
                 format!("{err}; the directory does not exist, create it or choose another path")

@@ -61,40 +61,18 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let mut star: Option<(usize, usize)> = None;
     loop {
         if p < pattern.len() {
-            match pattern[p] {
-                b'*' => {
-                    while p + 1 < pattern.len() && pattern[p + 1] == b'*' {
-                        p += 1;
-                    }
-                    star = Some((p, t));
+            if pattern[p] == b'*' {
+                while p + 1 < pattern.len() && pattern[p + 1] == b'*' {
                     p += 1;
-                    continue;
                 }
-                b'?' if t < text.len() => {
-                    p += 1;
-                    t += 1;
-                    continue;
-                }
-                b'[' if t < text.len() => {
-                    if let Some(next) = match_class(pattern, p, text[t]) {
-                        p = next;
-                        t += 1;
-                        continue;
-                    }
-                }
-                b'\\' if p + 1 < pattern.len() => {
-                    if t < text.len() && pattern[p + 1] == text[t] {
-                        p += 2;
-                        t += 1;
-                        continue;
-                    }
-                }
-                c if c != b'?' && c != b'[' && t < text.len() && c == text[t] => {
-                    p += 1;
-                    t += 1;
-                    continue;
-                }
-                _ => {}
+                star = Some((p, t));
+                p += 1;
+                continue;
+            }
+            if let Some(next) = match_one(pattern, p, text.get(t).copied()) {
+                p = next;
+                t += 1;
+                continue;
             }
         } else if t == text.len() {
             return true;
@@ -108,6 +86,19 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
             }
             _ => return false,
         }
+    }
+}
+
+/// Match the pattern element at `p` (not `*`) against one text byte; the
+/// index after the element when it matches. No byte left never matches.
+fn match_one(pattern: &[u8], p: usize, c: Option<u8>) -> Option<usize> {
+    let c = c?;
+    match pattern[p] {
+        b'?' => Some(p + 1),
+        b'[' => match_class(pattern, p, c),
+        // A trailing backslash is a literal backslash, as in Redis.
+        b'\\' if p + 1 < pattern.len() => (pattern[p + 1] == c).then_some(p + 2),
+        x => (x == c).then_some(p + 1),
     }
 }
 

@@ -192,7 +192,7 @@ fn spool_if_stdin(
     source: &ArchiveSource,
 ) -> Result<(ArchiveSource, Option<tempfile::NamedTempFile>)> {
     match source {
-        ArchiveSource::File(_) => Ok((source.clone(), None)),
+        ArchiveSource::File(_) | ArchiveSource::Spooled(_) => Ok((source.clone(), None)),
         ArchiveSource::Stdin => {
             // tempfile creates the file 0600: the spool holds the data.
             let mut spool = tempfile::Builder::new()
@@ -206,7 +206,10 @@ fn spool_if_stdin(
                 .as_file()
                 .sync_all()
                 .map_err(|e| Error::output(spool.path(), e))?;
-            Ok((ArchiveSource::File(spool.path().to_path_buf()), Some(spool)))
+            Ok((
+                ArchiveSource::Spooled(spool.path().to_path_buf()),
+                Some(spool),
+            ))
         }
     }
 }

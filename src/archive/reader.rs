@@ -40,6 +40,9 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 pub enum ArchiveSource {
     File(PathBuf),
     Stdin,
+    /// Standard input, already copied to this private file; named `<stdin>`
+    /// in messages, since that is what the user gave.
+    Spooled(PathBuf),
 }
 
 impl ArchiveSource {
@@ -54,13 +57,13 @@ impl ArchiveSource {
     pub fn display(&self) -> String {
         match self {
             ArchiveSource::File(p) => p.display().to_string(),
-            ArchiveSource::Stdin => "<stdin>".into(),
+            ArchiveSource::Stdin | ArchiveSource::Spooled(_) => "<stdin>".into(),
         }
     }
 
     fn open(&self) -> Result<Box<dyn Read + Send>> {
         match self {
-            ArchiveSource::File(path) => Ok(Box::new(
+            ArchiveSource::File(path) | ArchiveSource::Spooled(path) => Ok(Box::new(
                 File::open(path).map_err(|e| Error::input(path, e))?,
             )),
             ArchiveSource::Stdin => Ok(Box::new(io::stdin())),
@@ -148,12 +151,12 @@ fn classify_io(name: &str, err: io::Error) -> Error {
     if truncated {
         Error::Truncated {
             path: name.to_string(),
-            reason: text,
+            reason: format!("the compressed stream ends early ({text})"),
         }
     } else {
         Error::Corrupt {
             path: name.to_string(),
-            reason: text,
+            reason: format!("the compressed data is damaged ({text})"),
         }
     }
 }
@@ -295,7 +298,6 @@ fn run(name: &str, decoder: &mut impl Read, visitor: &mut dyn Visitor) -> Result
     }
     // The tar end marker may come before the end of the zstd stream;
     // read to the end so a damaged or cut-off last frame is caught.
-    drop(archive);
     io::copy(decoder, &mut io::sink()).map_err(io_err)?;
 
     let Some(header) = header else {
@@ -415,17 +417,17 @@ fn check_continuity(
     record: &Record,
 ) -> std::result::Result<(), String> {
     match open.take() {
-        Some(o) => {
+        Some(o)
             if o.key != record.key.0
                 || o.key_type != record.key_type()
-                || o.next_part != record.part
-            {
-                return Err(format!(
-                    "expected part {} of a split {} key, found part {} of another record",
-                    o.next_part, o.key_type, record.part
-                ));
-            }
+                || o.next_part != record.part =>
+        {
+            return Err(format!(
+                "expected part {} of a split {} key, found part {} of another record",
+                o.next_part, o.key_type, record.part
+            ));
         }
+        Some(_) => {}
         None if record.part != 0 => {
             return Err(format!(
                 "part {} of a key whose first part is missing",

@@ -65,13 +65,15 @@ enum Sink {
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Sink::Temp(f) => f.write(buf),
+            // The raw file, not NamedTempFile's Write, which wraps errors
+            // with the temp path and hides the errno (ENOSPC).
+            Sink::Temp(f) => f.as_file_mut().write(buf),
             Sink::Stdout(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Sink::Temp(f) => f.flush(),
+            Sink::Temp(f) => f.as_file_mut().flush(),
             Sink::Stdout(s) => s.flush(),
         }
     }

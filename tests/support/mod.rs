@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod dataset;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -345,8 +347,8 @@ pub fn expire_time(c: &mut Connection, key: &[u8]) -> Option<i64> {
 }
 
 /// Compare two databases key by key: same keys, types, values, and expiry
-/// times within `ttl_tolerance_ms`. Walks `a` with SCAN, so it works for big
-/// databases; returns the number of keys compared.
+/// times within `ttl_tolerance_ms`. Walks `a` with SCAN in batches (reads
+/// pipelined), so it works for big databases; returns the keys compared.
 pub fn assert_same_db(a: &mut Connection, b: &mut Connection, ttl_tolerance_ms: i64) -> u64 {
     let size_a: u64 = redis::cmd("DBSIZE").query(a).unwrap();
     let size_b: u64 = redis::cmd("DBSIZE").query(b).unwrap();
@@ -363,27 +365,26 @@ pub fn assert_same_db(a: &mut Connection, b: &mut Connection, ttl_tolerance_ms: 
             .arg(1000)
             .query(a)
             .unwrap();
-        for key in keys {
-            let sa = key_state(a, &key);
-            let sb = key_state(b, &key);
+        let sa = batch_states(a, &keys);
+        let sb = batch_states(b, &keys);
+        for ((key, (va, ea)), (vb, eb)) in keys.iter().zip(sa).zip(sb) {
             assert!(
-                sa == sb,
+                va == vb,
                 "key {:?} differs:\n  source: {}\n  target: {}",
-                String::from_utf8_lossy(&key),
-                abbreviate(&sa),
-                abbreviate(&sb)
+                String::from_utf8_lossy(key),
+                abbreviate(&va),
+                abbreviate(&vb)
             );
-            let (ea, eb) = (expire_time(a, &key), expire_time(b, &key));
             match (ea, eb) {
                 (None, None) => {}
                 (Some(x), Some(y)) => assert!(
                     (x - y).abs() <= ttl_tolerance_ms,
                     "key {:?}: expiry {x} vs {y}",
-                    String::from_utf8_lossy(&key)
+                    String::from_utf8_lossy(key)
                 ),
                 _ => panic!(
                     "key {:?}: expiry {ea:?} vs {eb:?}",
-                    String::from_utf8_lossy(&key)
+                    String::from_utf8_lossy(key)
                 ),
             }
             compared += 1;
@@ -394,6 +395,60 @@ pub fn assert_same_db(a: &mut Connection, b: &mut Connection, ttl_tolerance_ms: 
         cursor = next;
     }
     compared
+}
+
+/// Type, value and expiry of each key, in two pipelined round trips
+/// (streams, which need several commands, one by one).
+fn batch_states(c: &mut Connection, keys: &[Vec<u8>]) -> Vec<(Option<KeyState>, Option<i64>)> {
+    let mut pipe = redis::pipe();
+    for k in keys {
+        pipe.cmd("TYPE").arg(k).cmd("PEXPIRETIME").arg(k);
+    }
+    let meta: Vec<(String, i64)> = pipe.query(c).unwrap();
+    let mut pipe = redis::pipe();
+    for (k, (t, _)) in keys.iter().zip(&meta) {
+        match t.as_str() {
+            "string" => pipe.cmd("GET").arg(k),
+            "hash" => pipe.cmd("HGETALL").arg(k),
+            "list" => pipe.cmd("LRANGE").arg(k).arg(0).arg(-1),
+            "set" => pipe.cmd("SMEMBERS").arg(k),
+            "zset" => pipe.cmd("ZRANGE").arg(k).arg(0).arg(-1).arg("WITHSCORES"),
+            _ => pipe.cmd("PING"),
+        };
+    }
+    let values: Vec<Value> = pipe.query(c).unwrap();
+    keys.iter()
+        .zip(meta)
+        .zip(values)
+        .map(|((k, (t, exp)), v)| {
+            let state = match t.as_str() {
+                "none" => None,
+                "string" => Some(KeyState::String(redis::from_redis_value(v).unwrap())),
+                "hash" => {
+                    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = redis::from_redis_value(v).unwrap();
+                    pairs.sort();
+                    Some(KeyState::Hash(pairs))
+                }
+                "list" => Some(KeyState::List(redis::from_redis_value(v).unwrap())),
+                "set" => {
+                    let mut m: Vec<Vec<u8>> = redis::from_redis_value(v).unwrap();
+                    m.sort();
+                    Some(KeyState::Set(m))
+                }
+                "zset" => {
+                    let raw: Vec<(Vec<u8>, String)> = redis::from_redis_value(v).unwrap();
+                    let mut m: Vec<(Vec<u8>, u64)> = raw
+                        .into_iter()
+                        .map(|(m, s)| (m, parse_score(&s).to_bits()))
+                        .collect();
+                    m.sort();
+                    Some(KeyState::Zset(m))
+                }
+                _ => key_state(c, k),
+            };
+            (state, (exp >= 0).then_some(exp))
+        })
+        .collect()
 }
 
 fn abbreviate(s: &Option<KeyState>) -> String {

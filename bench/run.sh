@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Export and restore figures for the mixed dataset, side by side with Redis's
+# own snapshot. Prints a table; copy it into docs/PERFORMANCE.md.
+#
+#   bench/run.sh [KEYS] [BIG_SET_MEMBERS]     (defaults: 100000 1000000)
+#
+# Starts its own two redis-server processes on free ports in a temp dir and
+# stops them at the end. Needs redis-server, redis-cli, zstd and GNU time.
+set -euo pipefail
+keys=${1:-100000}
+big=${2:-1000000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start() {
+  local port=$1
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
+    --logfile "redis-$port.log" --daemonize no >/dev/null 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && return; sleep 0.05; done
+  echo "redis-server on $port did not start" >&2; exit 1
+}
+
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin archive --example load_dataset
+bin="$root/target/release/archive"
+src=$(free_port); start "$src"
+dst=$(free_port); start "$dst"
+"$root/target/release/examples/load_dataset" "redis://127.0.0.1:$src" "$keys" "$big" >/dev/null
+total=$(redis-cli -p "$src" dbsize)
+
+# measure NAME CMD...: wall seconds and peak RSS (KiB) of the command.
+measure() {
+  local name=$1; shift
+  /usr/bin/time -f "%e %M" -o "$work/$name.time" "$@" >/dev/null 2>"$work/$name.err" || {
+    cat "$work/$name.err" >&2; exit 1; }
+  read -r secs rss <"$work/$name.time"
+  printf '%s %s %s\n' "$name" "$secs" "$rss"
+}
+
+exp=$(measure export "$bin" export --source "redis://127.0.0.1:$src" -o "$work/bench.tar.zst")
+rdb=$(measure rdb-zstd sh -c "redis-cli -p $src --rdb - 2>/dev/null | zstd -T0 -q -o '$work/dump.rdb.zst'")
+res=$(measure restore "$bin" restore "$work/bench.tar.zst" --target "redis://127.0.0.1:$dst" --yes)
+restored=$(redis-cli -p "$dst" dbsize)
+size=$(stat -c %s "$work/bench.tar.zst")
+rdbsize=$(stat -c %s "$work/dump.rdb.zst")
+
+echo "dataset: $keys mixed keys + a set of $big members ($total keys), $(nproc) cores, $(redis-server --version | awk '{print $3}')"
+printf '%-26s %9s %12s %12s %12s\n' step seconds keys/s "peak RSS" size
+row() { # name secs rss bytes
+  local kps; kps=$(awk -v k="$total" -v s="$2" 'BEGIN{ if (s>0) printf "%d", k/s; else print "-" }')
+  printf '%-26s %9s %12s %9d MiB %12s\n' "$1" "$2" "$kps" $(( $3 / 1024 )) "$4"
+}
+read -r _ s r <<<"$exp"; row "archive export" "$s" "$r" "$size"; es=$s
+read -r _ s r <<<"$rdb"; row "redis-cli --rdb | zstd" "$s" "$r" "$rdbsize"; rs=$s
+read -r _ s r <<<"$res"; row "archive restore (skip)" "$s" "$r" "-"
+awk -v a="$es" -v b="$rs" 'BEGIN{ if (b>0) printf "export / rdb reference: %.2fx\n", a/b }'
+[ "$restored" = "$total" ] || { echo "restore wrote $restored keys, expected $total" >&2; exit 1; }

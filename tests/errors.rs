@@ -1,0 +1,214 @@
+//! Each failure: one clear line on stderr, its documented exit code, and
+//! nothing written (no file at the output path, no key in the target).
+
+mod support;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use redis::Commands;
+use support::*;
+
+fn dir_is_empty(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing may be left behind: {left:?}");
+}
+
+#[test]
+fn unreachable_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.tar.zst");
+    let url = format!("redis://127.0.0.1:{}", dead_port());
+    run(&[
+        "export",
+        "--source",
+        &url,
+        "-o",
+        file.to_str().unwrap(),
+        "--connect-timeout",
+        "2",
+    ])
+    .fails(3, "cannot connect to Redis at 127.0.0.1:");
+    dir_is_empty(dir.path());
+}
+
+#[test]
+fn unreachable_target() {
+    let url = format!("redis://127.0.0.1:{}", dead_port());
+    let valid = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/valid.tar.zst");
+    run(&[
+        "restore",
+        valid.to_str().unwrap(),
+        "--target",
+        &url,
+        "--yes",
+    ])
+    .fails(3, "check that the server is running");
+}
+
+#[test]
+fn authentication_refused_without_leaking_the_password() {
+    let src = RedisServer::start_with(&["--requirepass", "right-password"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.tar.zst");
+    let url = format!("redis://:wrong-password@127.0.0.1:{}", src.port);
+    let out = run(&["export", "--source", &url, "-o", file.to_str().unwrap()])
+        .fails(4, "refused authentication");
+    assert!(!out.stderr.contains("wrong-password"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("SOURCE_REDIS_PASSWORD"),
+        "{}",
+        out.stderr
+    );
+
+    // No password at all: the server says NOAUTH at the first command.
+    run(&[
+        "export",
+        "--source",
+        &src.url(),
+        "-o",
+        file.to_str().unwrap(),
+    ])
+    .fails(4, "refused authentication");
+    dir_is_empty(dir.path());
+
+    // Wrong password from the environment on restore.
+    let valid = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/valid.tar.zst");
+    let out = command(&[
+        "restore",
+        valid.to_str().unwrap(),
+        "--target",
+        &src.url(),
+        "--yes",
+    ])
+    .env("TARGET_REDIS_PASSWORD", "also-wrong")
+    .output()
+    .unwrap();
+    let out = output(out).fails(4, "TARGET_REDIS_PASSWORD");
+    assert!(!out.stderr.contains("also-wrong"));
+}
+
+#[test]
+fn database_index_out_of_range() {
+    let src = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.tar.zst");
+    export(&src, &file, &["--db", "99"]).fails(5, "has no database 99");
+    dir_is_empty(dir.path());
+    let valid = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/valid.tar.zst");
+    restore(&src, &valid, &["--db", "16"]).fails(5, "has no database 16");
+}
+
+#[test]
+fn output_path_not_writable() {
+    let src = RedisServer::start();
+    let _: () = src.conn().set("k", "v").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/dir/x.tar.zst");
+    export(&src, &missing, &[]).fails(9, "the directory does not exist");
+
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"").unwrap();
+    export(&src, &file.join("x.tar.zst"), &[]).fails(9, "cannot write");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn disk_full_on_stdout() {
+    let src = RedisServer::start();
+    let _: () = src.conn().set("k", "v").unwrap();
+    let url = src.url();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = command(&["export", "--source", &url, "-o", "-"])
+        .stdout(Stdio::from(full))
+        .output()
+        .unwrap();
+    output(out).fails(9, "disk full");
+}
+
+#[test]
+fn disk_full_leaves_nothing_at_the_output_path() {
+    // A 256 KiB filesystem in a private mount namespace, and an export of
+    // several MiB of incompressible data into it.
+    let src = RedisServer::start();
+    let mut c = src.conn();
+    let mut seed = 0x2545f491u32;
+    let mut noise = vec![0u8; 4 << 20];
+    for b in noise.iter_mut() {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        *b = seed as u8;
+    }
+    let _: () = c.set("noise", noise).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=256k tmpfs '{m}' || exit 99; '{bin}' export --source '{url}' -o '{m}/x.tar.zst'; code=$?; ls -A '{m}' >&2; exit $code",
+        m = mnt.display(),
+        bin = bin().display(),
+        url = src.url(),
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux) is needed for this test");
+    let run = output(out);
+    assert_ne!(
+        run.code, 99,
+        "could not mount a tmpfs in a private namespace: {}",
+        run.stderr
+    );
+    assert_eq!(run.code, 9, "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one error line and an empty directory listing: {lines:?}"
+    );
+    assert!(lines[0].contains("disk full"), "{}", lines[0]);
+}
+
+#[test]
+fn unknown_type_and_bad_url_are_usage_errors() {
+    run(&["export", "--type", "blob", "-o", "/tmp/never.tar.zst"])
+        .fails(2, "unknown --type \"blob\"");
+    let out = run(&[
+        "export",
+        "--source",
+        "http://user:pw123@h",
+        "-o",
+        "/tmp/never.tar.zst",
+    ])
+    .fails(2, "invalid Redis URL");
+    assert!(!out.stderr.contains("pw123"), "{}", out.stderr);
+    assert!(!Path::new("/tmp/never.tar.zst").exists());
+}
+
+#[test]
+fn missing_archive_file() {
+    run(&["inspect", "/nonexistent/archive.tar.zst"])
+        .fails(9, "cannot read /nonexistent/archive.tar.zst");
+}
+
+#[test]
+fn failed_restore_of_stdin_archive_writes_nothing() {
+    let dst = RedisServer::start();
+    let corrupt =
+        std::fs::File::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corrupt.tar.zst"))
+            .unwrap();
+    let url = dst.url();
+    let out = command(&["restore", "-", "--target", &url, "--yes"])
+        .stdin(Stdio::from(corrupt))
+        .output()
+        .unwrap();
+    output(out).fails(7, "<stdin>: archive is corrupt");
+    assert_eq!(dst.dbsize(0), 0);
+}

@@ -1,0 +1,123 @@
+//! The test vectors in fixtures/: one case each, as fixtures/README.md says.
+
+mod support;
+
+use std::path::PathBuf;
+
+use redis::Commands;
+use support::*;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// `inspect` fails with `code` and `needle`, and `restore` writes nothing.
+fn rejected(name: &str, code: i32, needle: &str) {
+    let path = fixture(name);
+    run(&["inspect", path.to_str().unwrap()]).fails(code, needle);
+    let dst = RedisServer::start();
+    restore(&dst, &path, &[]).fails(code, needle);
+    assert_eq!(dst.dbsize(0), 0, "{name}: nothing may be written");
+}
+
+#[test]
+fn valid_archive_inspects_and_restores_exactly() {
+    let path = fixture("valid.tar.zst");
+    let manifest = run(&["inspect", "--json", path.to_str().unwrap()])
+        .ok()
+        .json();
+    assert_eq!(manifest["counts"]["keys"], 9);
+    assert_eq!(manifest["counts"]["records"], 10);
+    assert_eq!(manifest["source"]["host"], "fixture-host");
+
+    let dst = RedisServer::start();
+    let report = restore(&dst, &path, &["--json"]).ok().json();
+    assert_eq!(report["written"], 8, "{report}");
+    assert_eq!(report["plan"]["by_type"]["string"]["expired"], 1);
+    let mut c = dst.conn();
+    assert_eq!(c.hget::<_, _, String>("user:1", "plan").unwrap(), "pro");
+    assert_eq!(
+        c.get::<_, Vec<u8>>("bin:key").unwrap(),
+        vec![0xff, 0x00, 0xfe]
+    );
+    let mut set: Vec<Vec<u8>> = c.smembers(&[0xff, 0x00, 0xfe][..]).unwrap();
+    set.sort();
+    assert_eq!(
+        set,
+        vec![b"".to_vec(), b"a".to_vec(), vec![0xff, 0x00, 0xfe]]
+    );
+    let rank: Vec<(String, String)> = redis::cmd("ZRANGE")
+        .arg("rank")
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        rank,
+        [
+            ("bottom".into(), "-inf".into()),
+            ("mid".into(), "0.10000000000000001".into()),
+            ("top".into(), "inf".into())
+        ]
+    );
+    assert_eq!(c.get::<_, String>("empty").unwrap(), "");
+    assert_eq!(expire_time(&mut c, b"session:abc"), Some(4_102_444_800_000));
+    assert!(!c.exists::<_, bool>("session:old").unwrap());
+    assert_eq!(
+        c.lrange::<_, Vec<String>>("list:split", 0, -1).unwrap(),
+        ["a", "b", "c"]
+    );
+    let info: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg("events")
+        .query(&mut c)
+        .unwrap();
+    let text = format!("{info:?}");
+    assert!(
+        text.contains("\"5-0\"") && text.contains("\"1-2\""),
+        "last id and max deleted id: {text}"
+    );
+    let groups: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg("events")
+        .query(&mut c)
+        .unwrap();
+    assert!(format!("{groups:?}").contains("readers"));
+}
+
+#[test]
+fn corrupt_archive_is_refused() {
+    rejected("corrupt.tar.zst", 7, "archive is corrupt");
+}
+
+#[test]
+fn truncated_archive_is_refused() {
+    rejected("truncated.tar.zst", 7, "archive is truncated");
+}
+
+#[test]
+fn future_schema_names_both_versions() {
+    rejected(
+        "future-schema.tar.zst",
+        8,
+        "schema_version 2, this program reads up to 1; upgrade `archive`",
+    );
+}
+
+#[test]
+fn tampered_record_fails_its_checksum() {
+    rejected("tampered.tar.zst", 7, "sha256 mismatch");
+}
+
+#[test]
+fn wrong_manifest_counts_are_refused() {
+    rejected("bad-counts.tar.zst", 7, "counts differ from the manifest");
+}
+
+#[test]
+fn text_file_is_not_an_archive() {
+    rejected("not-an-archive.txt", 7, "not an archive");
+}
