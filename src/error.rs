@@ -97,6 +97,9 @@ pub enum Error {
     #[error("restore cancelled; nothing was written")]
     Cancelled,
 
+    #[error("interrupted: {0}")]
+    Interrupted(String),
+
     #[error("internal error: {0}; please report this")]
     Internal(String),
 }

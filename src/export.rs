@@ -16,7 +16,7 @@ use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
 use crate::fetch::{ChunkSizes, Fetcher, dedupe};
 use crate::keyspace::Selection;
-use crate::progress::Progress;
+use crate::progress::{Cancel, Progress};
 use crate::record::Record;
 use crate::report::ExportReport;
 
@@ -32,6 +32,7 @@ pub struct ExportOptions {
     pub chunks: ChunkSizes,
     /// COUNT for SCAN: keys per step, and so per read batch.
     pub scan_count: usize,
+    pub cancel: Cancel,
 }
 
 impl ExportOptions {
@@ -43,6 +44,7 @@ impl ExportOptions {
             writer: WriterOptions::default(),
             chunks: ChunkSizes::default(),
             scan_count: 512,
+            cancel: Cancel::new(),
         }
     }
 }
@@ -137,6 +139,12 @@ async fn walk(
     let accept = |t| selection.matches_type(t);
     let mut cursor: u64 = 0;
     loop {
+        if options.cancel.is_cancelled() {
+            return Err(Error::Interrupted(format!(
+                "export stopped; nothing was written to {}",
+                options.destination.display()
+            )));
+        }
         let mut scan = redis::cmd("SCAN");
         scan.arg(cursor);
         if let Some(pattern) = selection.server_pattern() {

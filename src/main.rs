@@ -12,13 +12,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use redis_archive::archive::{ArchiveSource, Destination, WriterOptions, read_manifest};
 use redis_archive::connection::{Endpoint, Side, Timeouts};
 use redis_archive::error::Error;
 use redis_archive::export::{ExportOptions, export};
 use redis_archive::keyspace::Selection;
-use redis_archive::progress::Progress;
+use redis_archive::progress::{Cancel, Progress};
 use redis_archive::record::KeyType;
 use redis_archive::restore::{RestoreOptions, perform, plan};
 
@@ -37,6 +37,8 @@ mod exit {
     pub const IO: u8 = 9;
     pub const PARTIAL: u8 = 10;
     pub const CONFIRM: u8 = 11;
+    /// 128 + SIGINT, as shells report a command stopped by Ctrl-C.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 fn exit_code(err: &Error) -> u8 {
@@ -52,6 +54,7 @@ fn exit_code(err: &Error) -> u8 {
         Error::UnsupportedSchema { .. } => exit::SCHEMA,
         Error::Input { .. } | Error::Output { .. } => exit::IO,
         Error::ConfirmationRequired { .. } | Error::Cancelled => exit::CONFIRM,
+        Error::Interrupted(_) => exit::INTERRUPTED,
         Error::Internal(_) => exit::INTERNAL,
     }
 }
@@ -69,7 +72,9 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::INTERNAL);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let cancel = Cancel::new();
+    runtime.spawn(stop_on_signal(cancel.clone()));
+    match runtime.block_on(run(cli, cancel)) {
         Ok(code) => ExitCode::from(code),
         Err(Failure::Archive(err)) => {
             eprintln!("archive: {err}");
@@ -102,12 +107,34 @@ impl From<io::Error> for Failure {
     }
 }
 
-async fn run(cli: Cli) -> Result<u8, Failure> {
+async fn run(cli: Cli, cancel: Cancel) -> Result<u8, Failure> {
     match cli.command {
-        Command::Export(args) => run_export(args).await,
+        Command::Export(args) => run_export(args, cancel).await,
         Command::Inspect(args) => run_inspect(args),
-        Command::Restore(args) => run_restore(args).await,
+        Command::Restore(args) => run_restore(args, cancel).await,
     }
+}
+
+/// The first SIGINT or SIGTERM asks the work to stop cleanly (temp files
+/// removed, a restore stopped between batches); a second one exits at once.
+async fn stop_on_signal(cancel: Cancel) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    cancel.cancel();
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    std::process::exit(i32::from(exit::INTERRUPTED));
 }
 
 fn timeouts(args: &ConnectArgs) -> Result<Timeouts, Error> {
@@ -131,7 +158,7 @@ fn env_password(side: Side) -> Option<String> {
     std::env::var(side.password_env()).ok()
 }
 
-async fn run_export(args: ExportArgs) -> Result<u8, Failure> {
+async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
     let source = Endpoint::resolve(
         &args.source,
         args.db,
@@ -173,6 +200,7 @@ async fn run_export(args: ExportArgs) -> Result<u8, Failure> {
         zstd_level: args.level,
         ..WriterOptions::default()
     };
+    options.cancel = cancel;
     let bar = Bar::new("exporting");
     let report = export(options, &bar).await?;
     // With the archive on stdout, the summary must not mix into it.
@@ -204,7 +232,7 @@ fn run_inspect(args: InspectArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-async fn run_restore(args: RestoreArgs) -> Result<u8, Failure> {
+async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {
     let target = Endpoint::resolve(
         &args.target,
         args.db,
@@ -216,6 +244,7 @@ async fn run_restore(args: RestoreArgs) -> Result<u8, Failure> {
     let mut options = RestoreOptions::new(source.clone(), target);
     options.mode = args.mode;
     options.ttl = args.ttl;
+    options.cancel = cancel;
 
     let verifying = Bar::new("verifying");
     let planned = plan(&options, &verifying).await?;
@@ -269,38 +298,57 @@ fn confirm(planned: &redis_archive::restore::Plan, source: &ArchiveSource) -> Re
     }
 }
 
-/// A progress bar on stderr when it is a terminal; nothing otherwise.
-struct Bar(Option<ProgressBar>);
+/// A progress bar on stderr when it is a terminal; nothing otherwise. With
+/// no known total (verifying an archive), a spinner with a count.
+struct Bar {
+    bar: Option<ProgressBar>,
+    verb: &'static str,
+}
 
 impl Bar {
     fn new(verb: &'static str) -> Self {
-        if !io::stderr().is_terminal() {
-            return Bar(None);
-        }
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(&format!(
-            "{verb} {{bar:30}} {{pos}}/{{len}} keys  {{per_sec}}  eta {{eta}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-        bar.set_style(style);
-        Bar(Some(bar))
+        let bar = io::stderr()
+            .is_terminal()
+            .then(|| ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()));
+        Bar { bar, verb }
+    }
+
+    fn style(&self, known_total: bool) -> ProgressStyle {
+        let template = if known_total {
+            format!(
+                "{} {{bar:30}} {{human_pos}}/{{human_len}} keys  {{rate}}  eta {{eta}}",
+                self.verb
+            )
+        } else {
+            format!("{} {{spinner}} {{human_pos}} keys  {{rate}}", self.verb)
+        };
+        ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} keys/s", state.per_sec());
+                },
+            )
     }
 }
 
 impl Progress for Bar {
     fn start(&self, total: Option<u64>) {
-        if let Some(bar) = &self.0 {
+        if let Some(bar) = &self.bar {
+            bar.set_style(self.style(total.is_some()));
             bar.set_length(total.unwrap_or(0));
             bar.set_position(0);
+            bar.enable_steady_tick(Duration::from_millis(200));
         }
     }
     fn advance(&self, n: u64) {
-        if let Some(bar) = &self.0 {
+        if let Some(bar) = &self.bar {
             bar.inc(n);
         }
     }
     fn finish(&self) {
-        if let Some(bar) = &self.0 {
+        if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
     }

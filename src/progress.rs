@@ -17,3 +17,24 @@ pub trait Progress: Send + Sync {
 pub struct Silent;
 
 impl Progress for Silent {}
+
+/// A request to stop, set from outside (the binary sets it on SIGINT or
+/// SIGTERM). Long-running work checks it between batches and stops with
+/// [`crate::Error::Interrupted`], cleaning up as on any other failure:
+/// an export removes its temp file, a restore stops before its next batch.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

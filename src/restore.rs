@@ -26,7 +26,7 @@ use crate::archive::{Header, Manifest};
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
 use crate::load::{KeyCarry, TargetFeatures, TtlMode, add_record};
-use crate::progress::Progress;
+use crate::progress::{Cancel, Progress};
 use crate::record::{Expiry, KeyType, Record, Value};
 use crate::report::{Action, ActionCounts, KeyError, MAX_ERROR_SAMPLES, RestoreReport};
 
@@ -51,6 +51,7 @@ pub struct RestoreOptions {
     pub batch_keys: usize,
     /// Bytes of values per write batch, to bound a batch of big records.
     pub batch_bytes: usize,
+    pub cancel: Cancel,
 }
 
 impl RestoreOptions {
@@ -62,6 +63,7 @@ impl RestoreOptions {
             ttl: TtlMode::Absolute,
             batch_keys: 512,
             batch_bytes: 8 << 20,
+            cancel: Cancel::new(),
         }
     }
 }
@@ -103,6 +105,7 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
             pending: Vec::new(),
             actions: ActionCounts::default(),
             progress: progress_ref,
+            cancel: options.cancel.clone(),
         };
         let manifest = read_archive(&reading, &mut planner)?;
         planner.flush()?;
@@ -257,10 +260,16 @@ struct Planner<'p> {
     pending: Vec<(Vec<u8>, KeyType, Option<Expiry>)>,
     actions: ActionCounts,
     progress: &'p dyn Progress,
+    cancel: Cancel,
 }
 
 impl Planner<'_> {
     fn flush(&mut self) -> Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(Error::Interrupted(
+                "restore stopped while verifying; nothing was written".into(),
+            ));
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -341,6 +350,12 @@ impl Applier<'_> {
     fn flush(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
+        }
+        if self.options.cancel.is_cancelled() {
+            return Err(Error::Interrupted(format!(
+                "restore stopped after {} keys were written; the target holds a partial restore, run the same restore again to complete it",
+                self.written
+            )));
         }
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;

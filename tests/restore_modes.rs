@@ -222,3 +222,46 @@ fn keys_the_server_refuses_are_counted_and_the_rest_restored() {
     );
     assert!(sample["key"].as_str().unwrap().starts_with('k'));
 }
+
+#[test]
+fn on_a_terminal_restore_asks_first() {
+    // `script` gives the restore a terminal; the answer comes through it.
+    let dst = RedisServer::start();
+    let valid = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/valid.tar.zst");
+    let ask = |answer: &str| {
+        let cmd = format!(
+            "'{}' restore '{}' --target '{}'",
+            bin().display(),
+            valid.display(),
+            dst.url()
+        );
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("script (bsdutils) gives the test a terminal");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{answer}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).replace('\r', ""),
+        )
+    };
+
+    let (code, text) = ask("n");
+    assert_eq!(code, Some(11), "{text}");
+    assert!(text.contains("write 8 keys? [y/N]"), "{text}");
+    assert!(
+        text.contains("restore cancelled; nothing was written"),
+        "{text}"
+    );
+    assert_eq!(dst.dbsize(0), 0);
+
+    let (code, text) = ask("y");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("8 keys written"), "{text}");
+    assert_eq!(dst.dbsize(0), 8);
+}
