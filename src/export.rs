@@ -14,13 +14,13 @@ use crate::archive::manifest::{ArchiveKind, FORMAT_NAME, Program, SCHEMA_VERSION
 use crate::archive::{ArchiveWriter, Destination, Finished, Header, WriterOptions};
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
-use crate::fetch::{ChunkSizes, Fetcher, dedupe};
+use crate::fetch::{ChunkSizes, Fetcher, Outgoing, dedupe};
 use crate::keyspace::Selection;
 use crate::progress::{Cancel, Progress};
-use crate::record::Record;
 use crate::report::ExportReport;
 
-/// Records in flight between the readers and the writer thread.
+/// Records in flight between the readers and the writer thread (their
+/// bytes are bounded separately, by the fetcher's budget).
 const CHANNEL_RECORDS: usize = 1024;
 
 #[derive(Debug, Clone)]
@@ -71,7 +71,7 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
         selection: options.selection.clone(),
     };
     let writer = ArchiveWriter::create(options.destination.clone(), header, options.writer)?;
-    let (tx, rx) = mpsc::channel::<Record>(CHANNEL_RECORDS);
+    let (tx, rx) = mpsc::channel::<Outgoing>(CHANNEL_RECORDS);
     let write_thread = std::thread::spawn(move || write_all(writer, rx));
 
     progress.start(total);
@@ -121,9 +121,9 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
 
 /// Write records as they arrive; hand the writer back for `finish` once the
 /// readers are done, so that a failed export never reaches the rename.
-fn write_all(mut writer: ArchiveWriter, mut rx: mpsc::Receiver<Record>) -> Result<ArchiveWriter> {
-    while let Some(record) = rx.blocking_recv() {
-        writer.write_record(&record)?;
+fn write_all(mut writer: ArchiveWriter, mut rx: mpsc::Receiver<Outgoing>) -> Result<ArchiveWriter> {
+    while let Some(out) = rx.blocking_recv() {
+        writer.write_record(&out.record)?;
     }
     Ok(writer)
 }

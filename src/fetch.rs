@@ -15,7 +15,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use redis::Value as Reply;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::connection::Conn;
 use crate::error::{Error, Result};
@@ -33,7 +35,10 @@ pub struct ChunkSizes {
     pub first_string_bytes: usize,
     /// Bytes of a string per follow-up read.
     pub string_bytes: usize,
-    /// Elements per collection read (COUNT for *SCAN, page size for LRANGE/XRANGE).
+    /// Elements in a collection's first read (kept small for the same reason).
+    pub first_elements: usize,
+    /// Elements per follow-up collection read (COUNT for *SCAN, page size
+    /// for LRANGE/XRANGE).
     pub elements: usize,
 }
 
@@ -42,6 +47,7 @@ impl Default for ChunkSizes {
         ChunkSizes {
             first_string_bytes: 64 << 10,
             string_bytes: 1 << 20,
+            first_elements: 100,
             elements: 1000,
         }
     }
@@ -78,12 +84,29 @@ impl FetchStats {
     }
 }
 
+/// A record is split when its chunk holds more than this, so records stay
+/// small whatever one SCAN page returns.
+pub const RECORD_TARGET_BYTES: usize = 8 << 20;
+
+/// Bytes of records read but not yet written. Reads wait when it is used
+/// up, so a slow disk slows the reads instead of filling memory.
+pub const IN_FLIGHT_BYTES: usize = 16 << 20;
+
+/// A record on its way to the writer, holding its share of the in-flight
+/// byte budget until it is dropped after writing.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub record: Record,
+    _budget: OwnedSemaphorePermit,
+}
+
 /// Reads keys and sends their records down a bounded channel to the writer.
 #[derive(Debug)]
 pub struct Fetcher {
     conn: Conn,
     chunks: ChunkSizes,
-    out: mpsc::Sender<Record>,
+    out: mpsc::Sender<Outgoing>,
+    budget: Arc<Semaphore>,
     pub stats: FetchStats,
 }
 
@@ -145,11 +168,12 @@ enum KeyFault {
 }
 
 impl Fetcher {
-    pub fn new(conn: Conn, chunks: ChunkSizes, out: mpsc::Sender<Record>) -> Self {
+    pub fn new(conn: Conn, chunks: ChunkSizes, out: mpsc::Sender<Outgoing>) -> Self {
         Fetcher {
             conn,
             chunks,
             out,
+            budget: Arc::new(Semaphore::new(IN_FLIGHT_BYTES)),
             stats: FetchStats::default(),
         }
     }
@@ -250,7 +274,7 @@ impl Fetcher {
     }
 
     fn add_first_read(&self, pipe: &mut redis::Pipeline, key: &[u8], read: &FirstRead) {
-        let n = self.chunks.elements;
+        let n = self.chunks.first_elements;
         match read {
             FirstRead::String => {
                 pipe.cmd("GETRANGE")
@@ -299,7 +323,7 @@ impl Fetcher {
         };
         let mut parts = parts.into_iter();
         let mut next = || ok(parts.next().unwrap_or(Reply::Nil));
-        let n = self.chunks.elements;
+        let n = self.chunks.first_elements;
         let (value, resume) = match read {
             FirstRead::String => {
                 let bytes = bytes_of(next()?);
@@ -393,9 +417,10 @@ impl Fetcher {
         let key_type = first.key_type();
         let mut part = 0;
         let mut complete = true;
-        self.send(first).await?;
+        let more = !matches!(resume, Resume::Done);
+        self.send_pieces(&key, &mut part, first.expiry, first.value, more)
+            .await?;
         while !matches!(resume, Resume::Done) {
-            part += 1;
             let (value, next) = match self.read_more(&key.0, key_type, resume).await {
                 Ok(v) => v,
                 // The key went away or changed mid-read: close it with what we
@@ -412,14 +437,8 @@ impl Fetcher {
                 }
             };
             resume = next;
-            self.send(Record {
-                key: key.clone(),
-                expiry: None,
-                part,
-                more: !matches!(resume, Resume::Done),
-                value,
-            })
-            .await?;
+            let more = !matches!(resume, Resume::Done);
+            self.send_pieces(&key, &mut part, None, value, more).await?;
         }
         if complete {
             self.stats.by_type.entry(key_type).or_default().exported += 1;
@@ -506,11 +525,51 @@ impl Fetcher {
         }
     }
 
+    /// Send one chunk of a key as one or more records of at most
+    /// RECORD_TARGET_BYTES each (bar a single bigger element), numbering
+    /// parts on from `part`. `more` says whether the key goes on after it.
+    async fn send_pieces(
+        &mut self,
+        key: &Bytes,
+        part: &mut u32,
+        expiry: Option<Expiry>,
+        value: Value,
+        more: bool,
+    ) -> Result<()> {
+        let pieces = value.split(RECORD_TARGET_BYTES);
+        let last = pieces.len() - 1;
+        for (i, value) in pieces.into_iter().enumerate() {
+            let record = Record {
+                key: key.clone(),
+                expiry: if *part == 0 { expiry } else { None },
+                part: *part,
+                more: i < last || more,
+                value,
+            };
+            *part += 1;
+            self.send(record).await?;
+        }
+        Ok(())
+    }
+
+    /// Wait for room in the in-flight byte budget, then hand the record to
+    /// the writer; the budget is given back once it has been written.
     async fn send(&mut self, record: Record) -> Result<()> {
-        self.out
-            .send(record)
+        let stopped = || Error::Internal("the archive writer stopped early".into());
+        let bytes = record.value.approx_bytes().clamp(1, IN_FLIGHT_BYTES) as u32;
+        let budget = self
+            .budget
+            .clone()
+            .acquire_many_owned(bytes)
             .await
-            .map_err(|_| Error::Internal("the archive writer stopped early".into()))
+            .map_err(|_| stopped())?;
+        self.out
+            .send(Outgoing {
+                record,
+                _budget: budget,
+            })
+            .await
+            .map_err(|_| stopped())
     }
 
     fn protocol(&self, reason: String) -> Error {

@@ -173,11 +173,26 @@ impl From<&str> for Bytes {
     }
 }
 
+/// Whether bytes are written as a JSON string: valid UTF-8 without control
+/// characters other than tab, newline and carriage return. Other control
+/// characters would be escaped as `\u00XX`, six bytes each; base64 keeps
+/// every record within 4/3 of its data (2x for text full of `"` and `\\`).
+fn as_text(bytes: &[u8]) -> Option<&str> {
+    let plain = bytes
+        .iter()
+        .all(|&b| !(b < 0x20 || b == 0x7f) || matches!(b, b'\t' | b'\n' | b'\r'));
+    if plain {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
+}
+
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match std::str::from_utf8(&self.0) {
-            Ok(text) => s.serialize_str(text),
-            Err(_) => {
+        match as_text(&self.0) {
+            Some(text) => s.serialize_str(text),
+            None => {
                 let mut map = s.serialize_map(Some(1))?;
                 map.serialize_entry("b64", &B64.encode(&self.0))?;
                 map.end()
@@ -378,6 +393,87 @@ impl Value {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Bytes of data this chunk holds, roughly what it costs in memory.
+    pub fn approx_bytes(&self) -> usize {
+        match self {
+            Value::String(b) => b.0.len(),
+            Value::Hash(v) => v.iter().map(|(f, x)| f.0.len() + x.0.len() + 16).sum(),
+            Value::List(v) | Value::Set(v) => v.iter().map(|x| x.0.len() + 8).sum(),
+            Value::Zset(v) => v.iter().map(|(m, _)| m.0.len() + 16).sum(),
+            Value::Stream(s) => s
+                .entries
+                .iter()
+                .map(|e| {
+                    16 + e
+                        .fields
+                        .iter()
+                        .map(|(f, v)| f.0.len() + v.0.len() + 16)
+                        .sum::<usize>()
+                })
+                .sum(),
+            Value::Dump(d) => d.payload.0.len(),
+        }
+    }
+
+    /// Split a chunk into pieces of about `max_bytes` each, keeping element
+    /// order; an element larger than `max_bytes` is a piece of its own.
+    /// Strings and DUMP payloads are not split here (strings are read in
+    /// small ranges already; a payload must stay whole). Stream meta stays
+    /// with the first piece.
+    pub fn split(self, max_bytes: usize) -> Vec<Value> {
+        fn pieces<T>(items: Vec<T>, max: usize, size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+            let mut out = vec![Vec::new()];
+            let mut bytes = 0;
+            for item in items {
+                let n = size(&item);
+                if bytes + n > max && !out.last().is_some_and(|p| p.is_empty()) {
+                    out.push(Vec::new());
+                    bytes = 0;
+                }
+                bytes += n;
+                out.last_mut().expect("never empty").push(item);
+            }
+            out
+        }
+        if self.approx_bytes() <= max_bytes {
+            return vec![self];
+        }
+        match self {
+            Value::Hash(v) => pieces(v, max_bytes, |(f, x)| f.0.len() + x.0.len() + 16)
+                .into_iter()
+                .map(Value::Hash)
+                .collect(),
+            Value::List(v) => pieces(v, max_bytes, |x| x.0.len() + 8)
+                .into_iter()
+                .map(Value::List)
+                .collect(),
+            Value::Set(v) => pieces(v, max_bytes, |x| x.0.len() + 8)
+                .into_iter()
+                .map(Value::Set)
+                .collect(),
+            Value::Zset(v) => pieces(v, max_bytes, |(m, _)| m.0.len() + 16)
+                .into_iter()
+                .map(Value::Zset)
+                .collect(),
+            Value::Stream(StreamChunk { mut meta, entries }) => pieces(entries, max_bytes, |e| {
+                16 + e
+                    .fields
+                    .iter()
+                    .map(|(f, v)| f.0.len() + v.0.len() + 16)
+                    .sum::<usize>()
+            })
+            .into_iter()
+            .map(|entries| {
+                Value::Stream(StreamChunk {
+                    meta: meta.take(),
+                    entries,
+                })
+            })
+            .collect(),
+            other => vec![other],
+        }
+    }
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -498,6 +594,60 @@ mod tests {
             "{\"key\":{\"b64\":\"/wBr\"},\"value\":{\"string\":\"héllo\"}}\n"
         );
         assert_eq!(round_trip(&r), r);
+    }
+
+    #[test]
+    fn control_characters_use_base64() {
+        let mut buf = Vec::new();
+        Bytes(vec![0, 1, 2])
+            .serialize(&mut serde_json::Serializer::new(&mut buf))
+            .unwrap();
+        assert_eq!(buf, br#"{"b64":"AAEC"}"#);
+        buf.clear();
+        Bytes::from("a\tb\n")
+            .serialize(&mut serde_json::Serializer::new(&mut buf))
+            .unwrap();
+        assert_eq!(buf, br#""a\tb\n""#);
+    }
+
+    #[test]
+    fn split_keeps_order_meta_and_bounds() {
+        let items: Vec<Bytes> = (0..100u8).map(|i| Bytes(vec![i; 10])).collect();
+        let pieces = Value::List(items.clone()).split(100);
+        assert!(pieces.len() > 1);
+        assert!(pieces.iter().all(|p| p.approx_bytes() <= 100));
+        let joined: Vec<Bytes> = pieces
+            .into_iter()
+            .flat_map(|p| match p {
+                Value::List(v) => v,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(joined, items);
+
+        let big = Value::Set(vec![Bytes(vec![1; 500]), Bytes(vec![2; 5])]);
+        assert_eq!(big.split(100).len(), 2, "an oversized element stands alone");
+
+        let stream = Value::Stream(StreamChunk {
+            meta: Some(StreamMeta {
+                last_id: StreamId { ms: 9, seq: 0 },
+                entries_added: None,
+                max_deleted_id: None,
+                groups: vec![],
+            }),
+            entries: (1..=10)
+                .map(|ms| StreamEntry {
+                    id: StreamId { ms, seq: 0 },
+                    fields: vec![("f".into(), Bytes(vec![0; 40]))],
+                })
+                .collect(),
+        });
+        let pieces = stream.split(150);
+        assert!(pieces.len() > 1);
+        for (i, p) in pieces.iter().enumerate() {
+            let Value::Stream(c) = p else { unreachable!() };
+            assert_eq!(c.meta.is_some(), i == 0);
+        }
     }
 
     #[test]

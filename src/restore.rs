@@ -27,7 +27,7 @@ use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
 use crate::load::{KeyCarry, TargetFeatures, TtlMode, add_record};
 use crate::progress::{Cancel, Progress};
-use crate::record::{Expiry, KeyType, Record, Value};
+use crate::record::{Expiry, KeyType, Record};
 use crate::report::{Action, ActionCounts, KeyError, MAX_ERROR_SAMPLES, RestoreReport};
 
 /// What to do with a key that already exists in the target.
@@ -335,7 +335,7 @@ impl Visitor for Applier<'_> {
     }
 
     fn record(&mut self, record: Record, _location: &Location) -> Result<()> {
-        self.batch_bytes += approx_bytes(&record.value);
+        self.batch_bytes += record.value.approx_bytes();
         self.batch.push(record);
         if self.batch.len() >= self.options.batch_keys
             || self.batch_bytes >= self.options.batch_bytes
@@ -490,27 +490,6 @@ impl Applier<'_> {
         }
         self.progress.advance(finished_count);
         Ok(())
-    }
-}
-
-fn approx_bytes(value: &Value) -> usize {
-    match value {
-        Value::String(b) => b.0.len(),
-        Value::Hash(v) => v.iter().map(|(f, x)| f.0.len() + x.0.len()).sum(),
-        Value::List(v) | Value::Set(v) => v.iter().map(|x| x.0.len()).sum(),
-        Value::Zset(v) => v.iter().map(|(m, _)| m.0.len() + 8).sum(),
-        Value::Stream(s) => s
-            .entries
-            .iter()
-            .map(|e| {
-                16 + e
-                    .fields
-                    .iter()
-                    .map(|(f, v)| f.0.len() + v.0.len())
-                    .sum::<usize>()
-            })
-            .sum(),
-        Value::Dump(d) => d.payload.0.len(),
     }
 }
 

@@ -44,8 +44,8 @@ async fn keys_gone_before_they_are_read_count_as_vanished() {
     assert_eq!(fetcher.stats.vanished(), 3);
     assert_eq!(fetcher.stats.error_count, 0);
     drop(fetcher);
-    let record = rx.recv().await.unwrap();
-    assert_eq!(record.key.0, b"here");
+    let out = rx.recv().await.unwrap();
+    assert_eq!(out.record.key.0, b"here");
     assert!(
         rx.recv().await.is_none(),
         "only the key that exists is written"

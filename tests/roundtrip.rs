@@ -371,3 +371,35 @@ fn source_url_and_password_come_from_the_environment() {
         "no password in the archive"
     );
 }
+
+#[test]
+fn fat_elements_are_split_into_bounded_records() {
+    // One HSCAN page of 1000 fields of 20 KiB is ~20 MiB: it must become
+    // several records near 8 MiB, and a single 10 MiB element its own.
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let mut c = src.conn();
+    let fat = "v".repeat(20 << 10);
+    let mut pipe = redis::pipe();
+    for i in 0..1500 {
+        pipe.cmd("HSET").arg("fat:hash").arg(format!("f{i}")).arg(&fat).ignore();
+    }
+    pipe.cmd("RPUSH").arg("fat:list").arg("small").arg("x".repeat(10 << 20)).arg("small").ignore();
+    pipe.query::<()>(&mut c).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fat.tar.zst");
+    export(&src, &file, &[]).ok();
+
+    let data = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc '{}' | tar -xO --wildcards 'data/*'", file.display()))
+        .output()
+        .unwrap()
+        .stdout;
+    let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let longest = lines.iter().map(|l| l.len()).max().unwrap();
+    assert!(lines.len() >= 6, "split into several records: {}", lines.len());
+    assert!(longest < (10 << 20) + 4096, "records stay bounded: {longest}");
+    restore(&dst, &file, &[]).ok();
+    assert_same_db(&mut src.conn(), &mut dst.conn(), 0);
+}

@@ -25,11 +25,15 @@ use super::manifest::{
 use crate::error::{Error, Result};
 use crate::record::{KeyType, Record};
 
-/// Entries larger than this are refused: the writer never makes one, and a
-/// hostile file must not make the reader buffer gigabytes.
-pub const MAX_ENTRY_BYTES: u64 = 256 << 20;
-/// A record line longer than this is refused for the same reason.
-pub const MAX_RECORD_BYTES: usize = 64 << 20;
+/// A record line longer than this is refused, so a hostile file cannot make
+/// the reader buffer without end. The writer keeps records near 8 MiB; only
+/// a single element bigger than that makes a bigger record, and Redis caps
+/// an element at 512 MB (proto-max-bulk-len), which JSON or base64 makes at
+/// most 1 GiB.
+pub const MAX_RECORD_BYTES: usize = 1 << 30;
+/// Entries larger than this are refused: the writer closes an entry at
+/// 4 MiB, so only one huge record can make an entry this big.
+pub const MAX_ENTRY_BYTES: u64 = (MAX_RECORD_BYTES as u64) + (8 << 20);
 /// `header.json` and `manifest.json` are small; bound them too.
 pub const MAX_META_BYTES: u64 = 64 << 20;
 
