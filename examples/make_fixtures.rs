@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use redis_archive::archive::manifest::{
-    ArchiveKind, FORMAT_NAME, Header, Manifest, Program, SCHEMA_VERSION, Source,
+    ArchiveKind, Header, Manifest, Program, SCHEMA_VERSION, Source,
 };
 use redis_archive::archive::{ArchiveWriter, Destination, WriterOptions};
 use redis_archive::connection::{Address, ServerInfo};
@@ -24,16 +24,10 @@ const FAR_FUTURE_MS: i64 = 4_102_444_800_000;
 const PAST_MS: i64 = 978_307_200_000;
 
 fn header(schema_version: u64) -> Header {
-    Header {
-        format: FORMAT_NAME.into(),
-        schema_version,
-        kind: ArchiveKind::Export,
-        program: Program {
-            name: "archive".into(),
-            version: "0.1.0".into(),
-        },
-        started_at: "2026-11-21T12:00:00Z".parse().unwrap(),
-        source: Source {
+    let mut header = Header::new(
+        ArchiveKind::Export,
+        "2026-11-21T12:00:00Z".parse().unwrap(),
+        Source {
             address: Address {
                 host: "fixture-host".into(),
                 port: 6379,
@@ -45,8 +39,15 @@ fn header(schema_version: u64) -> Header {
                 version: "7.0.15".into(),
             },
         },
-        selection: Selection::default(),
-    }
+        Selection::default(),
+    );
+    // Pinned, so regenerated fixtures do not change with the crate version.
+    header.program = Program {
+        name: "archive".into(),
+        version: "0.1.0".into(),
+    };
+    header.schema_version = schema_version;
+    header
 }
 
 fn record(key: &str, value: Value) -> Record {

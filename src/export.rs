@@ -10,7 +10,7 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use crate::archive::manifest::{ArchiveKind, FORMAT_NAME, Program, SCHEMA_VERSION, Source};
+use crate::archive::manifest::{ArchiveKind, SCHEMA_VERSION, Source};
 use crate::archive::{ArchiveWriter, Destination, Finished, Header, WriterOptions};
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
@@ -58,18 +58,15 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
         .await
         .ok();
 
-    let header = Header {
-        format: FORMAT_NAME.into(),
-        schema_version: SCHEMA_VERSION,
-        kind: ArchiveKind::Export,
-        program: Program::current(),
-        started_at: Utc::now(),
-        source: Source {
+    let header = Header::new(
+        ArchiveKind::Export,
+        Utc::now(),
+        Source {
             address: options.source.address(),
             server,
         },
-        selection: options.selection.clone(),
-    };
+        options.selection.clone(),
+    );
     let writer = ArchiveWriter::create(options.destination.clone(), header, options.writer)?;
     let (tx, rx) = mpsc::channel::<Outgoing>(CHANNEL_RECORDS);
     let write_thread = std::thread::spawn(move || write_all(writer, rx));

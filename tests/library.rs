@@ -5,9 +5,7 @@
 mod support;
 
 use redis::Commands;
-use redis_archive::archive::manifest::{
-    ArchiveKind, FORMAT_NAME, Header, Program, SCHEMA_VERSION, Source,
-};
+use redis_archive::archive::manifest::{ArchiveKind, Header, Source};
 use redis_archive::archive::{ArchiveWriter, Destination, WriterOptions};
 use redis_archive::connection::{Endpoint, ServerInfo, Side, Timeouts};
 use redis_archive::fetch::{ChunkSizes, Fetcher};
@@ -67,13 +65,10 @@ fn dump_records_restore_with_their_ttl() {
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dump.tar.zst");
-    let header = Header {
-        format: FORMAT_NAME.into(),
-        schema_version: SCHEMA_VERSION,
-        kind: ArchiveKind::Export,
-        program: Program::current(),
-        started_at: chrono::Utc::now(),
-        source: Source {
+    let header = Header::new(
+        ArchiveKind::Export,
+        chrono::Utc::now(),
+        Source {
             address: redis_archive::connection::Address {
                 host: "127.0.0.1".into(),
                 port: src.port,
@@ -85,8 +80,8 @@ fn dump_records_restore_with_their_ttl() {
                 version: "7.0.15".into(),
             },
         },
-        selection: Selection::default(),
-    };
+        Selection::default(),
+    );
     let mut writer = ArchiveWriter::create(
         Destination::File(file.clone()),
         header,

@@ -44,28 +44,10 @@ fn archive_file_is_private_and_opens_with_stock_tools() {
         .collect();
     assert_eq!(leftovers.len(), 1, "no temp files left: {leftovers:?}");
 
-    let listing = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("zstd -dc '{}' | tar -t", file.display()))
-        .output()
-        .unwrap();
-    assert!(
-        listing.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listing.stderr)
-    );
-    let names = String::from_utf8(listing.stdout).unwrap();
+    let names = String::from_utf8(stock_tar(&file, "-t")).unwrap();
     assert_eq!(names, "header.json\ndata/000000.jsonl\nmanifest.json\n");
 
-    let records = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "zstd -dc '{}' | tar -xO data/000000.jsonl",
-            file.display()
-        ))
-        .output()
-        .unwrap();
-    let text = String::from_utf8(records.stdout).unwrap();
+    let text = String::from_utf8(stock_tar(&file, "-xO data/000000.jsonl")).unwrap();
     assert_eq!(text.lines().count() as u64, src.dbsize(0));
     assert!(
         text.lines()
@@ -262,15 +244,7 @@ fn client_side_globs_agree_with_the_server() {
             &["--match", pattern, "--match", "\u{1}nothing"],
         )
         .ok();
-        let text = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "zstd -dc '{}' | tar -xO data/000000.jsonl",
-                file.display()
-            ))
-            .output()
-            .unwrap()
-            .stdout;
+        let text = stock_tar(&file, "-xO data/000000.jsonl");
         let mut ours: Vec<String> = String::from_utf8(text)
             .unwrap()
             .lines()
@@ -360,12 +334,7 @@ fn source_url_and_password_come_from_the_environment() {
         .unwrap();
     let out = output(out).ok();
     assert!(!out.stdout_text().contains("s3cret"));
-    let manifest = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("zstd -dc '{}' | tar -xO", file.display()))
-        .output()
-        .unwrap()
-        .stdout;
+    let manifest = stock_tar(&file, "-xO");
     assert!(
         !String::from_utf8_lossy(&manifest).contains("s3cret"),
         "no password in the archive"
@@ -382,24 +351,38 @@ fn fat_elements_are_split_into_bounded_records() {
     let fat = "v".repeat(20 << 10);
     let mut pipe = redis::pipe();
     for i in 0..1500 {
-        pipe.cmd("HSET").arg("fat:hash").arg(format!("f{i}")).arg(&fat).ignore();
+        pipe.cmd("HSET")
+            .arg("fat:hash")
+            .arg(format!("f{i}"))
+            .arg(&fat)
+            .ignore();
     }
-    pipe.cmd("RPUSH").arg("fat:list").arg("small").arg("x".repeat(10 << 20)).arg("small").ignore();
+    pipe.cmd("RPUSH")
+        .arg("fat:list")
+        .arg("small")
+        .arg("x".repeat(10 << 20))
+        .arg("small")
+        .ignore();
     pipe.query::<()>(&mut c).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("fat.tar.zst");
     export(&src, &file, &[]).ok();
 
-    let data = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("zstd -dc '{}' | tar -xO --wildcards 'data/*'", file.display()))
-        .output()
-        .unwrap()
-        .stdout;
-    let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let data = stock_tar(&file, "-xO --wildcards 'data/*'");
+    let lines: Vec<&[u8]> = data
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     let longest = lines.iter().map(|l| l.len()).max().unwrap();
-    assert!(lines.len() >= 6, "split into several records: {}", lines.len());
-    assert!(longest < (10 << 20) + 4096, "records stay bounded: {longest}");
+    assert!(
+        lines.len() >= 6,
+        "split into several records: {}",
+        lines.len()
+    );
+    assert!(
+        longest < (10 << 20) + 4096,
+        "records stay bounded: {longest}"
+    );
     restore(&dst, &file, &[]).ok();
     assert_same_db(&mut src.conn(), &mut dst.conn(), 0);
 }

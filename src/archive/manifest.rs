@@ -70,6 +70,26 @@ pub struct Header {
     pub selection: Selection,
 }
 
+impl Header {
+    /// A header for an archive this program writes now.
+    pub fn new(
+        kind: ArchiveKind,
+        started_at: DateTime<Utc>,
+        source: Source,
+        selection: Selection,
+    ) -> Self {
+        Header {
+            format: FORMAT_NAME.into(),
+            schema_version: SCHEMA_VERSION,
+            kind,
+            program: Program::current(),
+            started_at,
+            source,
+            selection,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeCount {
     /// Keys of this type in the archive.
@@ -128,13 +148,10 @@ mod tests {
         counts.add(KeyType::Hash, false);
         counts.add(KeyType::String, true);
         Manifest {
-            header: Header {
-                format: FORMAT_NAME.into(),
-                schema_version: SCHEMA_VERSION,
-                kind: ArchiveKind::Export,
-                program: Program::current(),
-                started_at: "2026-11-21T10:00:00Z".parse().unwrap(),
-                source: Source {
+            header: Header::new(
+                ArchiveKind::Export,
+                "2026-11-21T10:00:00Z".parse().unwrap(),
+                Source {
                     address: Address {
                         host: "127.0.0.1".into(),
                         port: 6379,
@@ -146,12 +163,12 @@ mod tests {
                         version: "7.0.15".into(),
                     },
                 },
-                selection: Selection {
+                Selection {
                     include: vec!["user:*".into()],
                     exclude: vec![],
                     types: vec![KeyType::Hash],
                 },
-            },
+            ),
             finished_at: "2026-11-21T10:00:01Z".parse().unwrap(),
             counts,
             entries: vec![EntryInfo {

@@ -180,6 +180,21 @@ impl Run {
     }
 }
 
+/// What stock tools see: `zstd -dc FILE | tar ARGS` (e.g. `-t`, `-xO data/000000.jsonl`).
+pub fn stock_tar(file: &Path, args: &str) -> Vec<u8> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc '{}' | tar {args}", file.display()))
+        .output()
+        .expect("sh, zstd and tar");
+    assert!(
+        out.status.success(),
+        "zstd -dc | tar {args} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_archive"))
 }
