@@ -7,10 +7,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use age::secrecy::{ExposeSecret, SecretString};
 use redis_archive::archive::manifest::{
     ArchiveKind, Header, Manifest, Program, SCHEMA_VERSION, Source,
 };
-use redis_archive::archive::{ArchiveWriter, Destination, WriterOptions};
+use redis_archive::archive::{ArchiveWriter, Destination, Encryption, WriterOptions};
 use redis_archive::connection::{Address, ServerInfo};
 use redis_archive::keyspace::Selection;
 use redis_archive::record::{
@@ -135,7 +136,7 @@ fn records() -> Vec<Record> {
     ]
 }
 
-fn write_archive(path: &Path, header: Header) {
+fn write_archive(path: &Path, header: Header, encryption: Option<&Encryption>) {
     let mut writer = ArchiveWriter::create(
         Destination::File(path.to_path_buf()),
         header,
@@ -143,6 +144,7 @@ fn write_archive(path: &Path, header: Header) {
             zstd_level: 3,
             zstd_workers: 0,
         },
+        encryption,
     )
     .unwrap();
     for r in records() {
@@ -189,7 +191,7 @@ fn main() {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "fixtures".into()));
     std::fs::create_dir_all(&dir).unwrap();
     let valid = dir.join("valid.tar.zst");
-    write_archive(&valid, header(SCHEMA_VERSION));
+    write_archive(&valid, header(SCHEMA_VERSION), None);
 
     let bytes = std::fs::read(&valid).unwrap();
     // One byte flipped in the middle of the compressed data.
@@ -203,7 +205,49 @@ fn main() {
     write_archive(
         &dir.join("future-schema.tar.zst"),
         header(SCHEMA_VERSION + 1),
+        None,
     );
+
+    // Encrypted vectors: to the committed test key, and to a passphrase.
+    // age output is randomised, so these change whenever they are remade.
+    let key_path = dir.join("age-key.txt");
+    if !key_path.exists() {
+        let key = age::x25519::Identity::generate();
+        std::fs::write(
+            &key_path,
+            format!(
+                "# test key for fixtures/*.age; not a secret\n# public key: {}\n{}\n",
+                key.to_public(),
+                key.to_string().expose_secret()
+            ),
+        )
+        .unwrap();
+    }
+    let key_text = std::fs::read_to_string(&key_path).unwrap();
+    let public = key_text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    let to_key = Encryption::to_recipients(&[public], &[], false).unwrap();
+    write_archive(
+        &dir.join("encrypted.tar.zst.age"),
+        header(SCHEMA_VERSION),
+        Some(&to_key),
+    );
+    let to_passphrase =
+        Encryption::to_passphrase(SecretString::from("fixture passphrase".to_string()), true);
+    write_archive(
+        &dir.join("encrypted-passphrase.tar.zst.age"),
+        header(SCHEMA_VERSION),
+        Some(&to_passphrase),
+    );
+    let encrypted = std::fs::read(dir.join("encrypted.tar.zst.age")).unwrap();
+    std::fs::write(
+        dir.join("encrypted-truncated.tar.zst.age"),
+        &encrypted[..encrypted.len() - 100],
+    )
+    .unwrap();
 
     // Valid tar and zstd, but a record was edited after the manifest was
     // written: only the sha256 check can tell.

@@ -19,7 +19,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
     about = "Export Redis keyspaces into verified .tar.zst archives and restore them exactly",
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage, 3 Redis unreachable, 4 authentication refused, \
 5 database index out of range, 6 Redis command failed, 7 archive not valid (not an archive, corrupt, truncated), \
-8 archive schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
+8 archive schema too new, 12 cannot decrypt (no key given, wrong identity or passphrase), 9 cannot read input or write output, 10 partial (some keys failed), \
 11 confirmation required or cancelled, 130 interrupted (SIGINT/SIGTERM)."
 )]
 pub struct Cli {
@@ -77,8 +77,38 @@ pub struct ExportArgs {
     /// Print the summary as JSON on stdout (on stderr when the archive goes to stdout).
     #[arg(long)]
     pub json: bool,
+    /// Encrypt to this age (age1...) or SSH (ssh-ed25519, ssh-rsa) public key; repeatable.
+    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+    /// Encrypt to the recipients listed in this file (one per line, as in age); repeatable.
+    #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
+    pub recipients_files: Vec<PathBuf>,
+    /// Encrypt with a passphrase, read from ARCHIVE_PASSPHRASE, the file named by
+    /// ARCHIVE_PASSPHRASE_FILE, or asked on the terminal (never from the command line).
+    #[arg(long, conflicts_with_all = ["recipients", "recipients_files"])]
+    pub passphrase: bool,
+    /// Write the encrypted archive as ASCII armor (PEM-style text).
+    #[arg(long)]
+    pub armor: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+/// How to open an encrypted archive (detected by itself).
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// age identity file or unencrypted SSH private key to decrypt with; repeatable.
+    #[arg(
+        short = 'i',
+        long = "identity",
+        value_name = "FILE",
+        env = "ARCHIVE_IDENTITY_FILE"
+    )]
+    pub identities: Vec<PathBuf>,
+    /// Decrypt with a passphrase (from ARCHIVE_PASSPHRASE, ARCHIVE_PASSPHRASE_FILE,
+    /// or asked on the terminal; a terminal is asked even without this flag).
+    #[arg(long)]
+    pub passphrase: bool,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +118,8 @@ pub struct InspectArgs {
     /// Print the manifest as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +148,8 @@ pub struct RestoreArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }

@@ -72,6 +72,9 @@ pub enum Error {
         supported: u64,
     },
 
+    #[error("{path}: {reason}")]
+    Decrypt { path: String, reason: String },
+
     #[error("cannot read {path}: {source}; check the path and its permissions")]
     Input {
         path: PathBuf,

@@ -5,13 +5,14 @@
 //! what keeps memory flat: a slow disk slows the reads instead of queueing
 //! the keyspace in memory, and both cores are kept busy.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
 use tokio::sync::mpsc;
 
 use crate::archive::manifest::{ArchiveKind, SCHEMA_VERSION, Source};
-use crate::archive::{ArchiveWriter, Destination, Finished, Header, WriterOptions};
+use crate::archive::{ArchiveWriter, Destination, Encryption, Finished, Header, WriterOptions};
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
 use crate::fetch::{ChunkSizes, Fetcher, Outgoing, dedupe};
@@ -33,6 +34,8 @@ pub struct ExportOptions {
     /// COUNT for SCAN: keys per step, and so per read batch.
     pub scan_count: usize,
     pub cancel: Cancel,
+    /// Encrypt the archive with age.
+    pub encryption: Option<Arc<Encryption>>,
 }
 
 impl ExportOptions {
@@ -45,6 +48,7 @@ impl ExportOptions {
             chunks: ChunkSizes::default(),
             scan_count: 512,
             cancel: Cancel::new(),
+            encryption: None,
         }
     }
 }
@@ -67,7 +71,12 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
         },
         options.selection.clone(),
     );
-    let writer = ArchiveWriter::create(options.destination.clone(), header, options.writer)?;
+    let writer = ArchiveWriter::create(
+        options.destination.clone(),
+        header,
+        options.writer,
+        options.encryption.as_deref(),
+    )?;
     let (tx, rx) = mpsc::channel::<Outgoing>(CHANNEL_RECORDS);
     let write_thread = std::thread::spawn(move || write_all(writer, rx));
 

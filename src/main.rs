@@ -6,6 +6,7 @@
 
 mod cli;
 mod render;
+mod secrets;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -37,6 +38,7 @@ mod exit {
     pub const IO: u8 = 9;
     pub const PARTIAL: u8 = 10;
     pub const CONFIRM: u8 = 11;
+    pub const DECRYPT: u8 = 12;
     /// 128 + SIGINT, as shells report a command stopped by Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -52,6 +54,7 @@ fn exit_code(err: &Error) -> u8 {
             exit::BAD_ARCHIVE
         }
         Error::UnsupportedSchema { .. } => exit::SCHEMA,
+        Error::Decrypt { .. } => exit::DECRYPT,
         Error::Input { .. } | Error::Output { .. } => exit::IO,
         Error::ConfirmationRequired { .. } | Error::Cancelled => exit::CONFIRM,
         Error::Interrupted(_) => exit::INTERRUPTED,
@@ -182,14 +185,16 @@ async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
         exclude: args.exclude.clone(),
         types,
     };
+    let encryption = secrets::encryption(&args)?;
     let destination = match &args.output {
         Some(p) if p.as_os_str() == "-" => Destination::Stdout,
         Some(p) => Destination::File(p.clone()),
         None => Destination::File(
             format!(
-                "archive-{}-db{}.tar.zst",
+                "archive-{}-db{}.tar.zst{}",
                 chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-                source.db()
+                source.db(),
+                if encryption.is_some() { ".age" } else { "" }
             )
             .into(),
         ),
@@ -201,6 +206,7 @@ async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
         ..WriterOptions::default()
     };
     options.cancel = cancel;
+    options.encryption = encryption.map(std::sync::Arc::new);
     let bar = Bar::new("exporting");
     let report = export(options, &bar).await?;
     // With the archive on stdout, the summary must not mix into it.
@@ -222,12 +228,13 @@ async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
 }
 
 fn run_inspect(args: InspectArgs) -> Result<u8, Failure> {
-    let manifest = read_manifest(&ArchiveSource::from_arg(&args.file))?;
+    let decryption = secrets::decryption(&args.decrypt)?;
+    let verified = read_manifest(&ArchiveSource::from_arg(&args.file), &decryption)?;
     let mut out = io::stdout().lock();
     if args.json {
-        render::json(&mut out, &manifest)?;
+        render::json(&mut out, &verified)?;
     } else {
-        render::manifest(&mut out, &manifest)?;
+        render::manifest(&mut out, &verified.manifest, verified.encrypted)?;
     }
     Ok(exit::OK)
 }
@@ -245,6 +252,7 @@ async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {
     options.mode = args.mode;
     options.ttl = args.ttl;
     options.cancel = cancel;
+    options.decryption = secrets::decryption(&args.decrypt)?;
 
     let verifying = Bar::new("verifying");
     let planned = plan(&options, &verifying).await?;

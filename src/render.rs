@@ -119,12 +119,17 @@ pub fn restore(out: &mut dyn Write, r: &RestoreReport) -> io::Result<()> {
     Ok(())
 }
 
-pub fn manifest(out: &mut dyn Write, m: &Manifest) -> io::Result<()> {
+pub fn manifest(out: &mut dyn Write, m: &Manifest, encrypted: bool) -> io::Result<()> {
     let h = &m.header;
     writeln!(
         out,
         "format:          {} (schema_version {})",
         h.format, h.schema_version
+    )?;
+    writeln!(
+        out,
+        "encrypted:       {}",
+        if encrypted { "yes (age)" } else { "no" }
     )?;
     writeln!(out, "kind:            {:?}", h.kind)?;
     writeln!(

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use crate::archive::reader::{ArchiveSource, Location, Visitor, read_archive};
-use crate::archive::{Header, Manifest};
+use crate::archive::{Decryption, Header, Manifest};
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
 use crate::load::{KeyCarry, TargetFeatures, TtlMode, add_record};
@@ -52,6 +52,8 @@ pub struct RestoreOptions {
     /// Bytes of values per write batch, to bound a batch of big records.
     pub batch_bytes: usize,
     pub cancel: Cancel,
+    /// Identities or passphrase for an encrypted archive.
+    pub decryption: Decryption,
 }
 
 impl RestoreOptions {
@@ -64,6 +66,7 @@ impl RestoreOptions {
             batch_keys: 512,
             batch_bytes: 8 << 20,
             cancel: Cancel::new(),
+            decryption: Decryption::none(),
         }
     }
 }
@@ -107,9 +110,9 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
             progress: progress_ref,
             cancel: options.cancel.clone(),
         };
-        let manifest = read_archive(&reading, &mut planner)?;
+        let verified = read_archive(&reading, &options.decryption, &mut planner)?;
         planner.flush()?;
-        Ok::<_, Error>((manifest, planner.actions))
+        Ok::<_, Error>((verified.manifest, planner.actions))
     })?;
     progress.finish();
     Ok(Plan {
@@ -152,7 +155,7 @@ pub async fn perform(
             error_samples: Vec::new(),
             progress: progress_ref,
         };
-        read_archive(&plan.source, &mut applier)?;
+        read_archive(&plan.source, &options.decryption, &mut applier)?;
         applier.flush()?;
         Ok::<_, Error>(applier)
     })?;

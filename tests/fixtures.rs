@@ -121,3 +121,59 @@ fn wrong_manifest_counts_are_refused() {
 fn text_file_is_not_an_archive() {
     rejected("not-an-archive.txt", 7, "not an archive");
 }
+
+#[test]
+fn encrypted_vector_opens_with_the_test_key() {
+    let key = fixture("age-key.txt");
+    let path = fixture("encrypted.tar.zst.age");
+    let m = run(&[
+        "inspect",
+        "--json",
+        "-i",
+        key.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ])
+    .ok()
+    .json();
+    assert_eq!(m["encrypted"], true);
+    assert_eq!(m["counts"]["keys"], 9);
+    run(&["inspect", path.to_str().unwrap()])
+        .fails(12, "archive is encrypted: pass --identity or --passphrase");
+    let dst = RedisServer::start();
+    let report = restore(&dst, &path, &["-i", key.to_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(report["written"], 8);
+}
+
+#[test]
+fn passphrase_vector_needs_the_right_passphrase() {
+    let path = fixture("encrypted-passphrase.tar.zst.age");
+    let with = |p: &str| {
+        output(
+            command(&["inspect", "--json", path.to_str().unwrap()])
+                .env("ARCHIVE_PASSPHRASE", p)
+                .output()
+                .unwrap(),
+        )
+    };
+    assert_eq!(with("fixture passphrase").ok().json()["counts"]["keys"], 9);
+    with("another passphrase").fails(12, "wrong passphrase");
+}
+
+#[test]
+fn truncated_encrypted_vector_is_refused() {
+    let key = fixture("age-key.txt");
+    let path = fixture("encrypted-truncated.tar.zst.age");
+    let cut = "the encrypted data does not authenticate: the file was cut short or altered";
+    run(&[
+        "inspect",
+        "-i",
+        key.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ])
+    .fails(7, cut);
+    let dst = RedisServer::start();
+    restore(&dst, &path, &["-i", key.to_str().unwrap()]).fails(7, cut);
+    assert_eq!(dst.dbsize(0), 0);
+}

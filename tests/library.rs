@@ -86,6 +86,7 @@ fn dump_records_restore_with_their_ttl() {
         Destination::File(file.clone()),
         header,
         WriterOptions::default(),
+        None,
     )
     .unwrap();
     let rdb_version = u16::from_le_bytes([payload[payload.len() - 10], payload[payload.len() - 9]]);

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use super::encryption::{Decryption, is_age};
 use super::manifest::{
     Counts, EntryInfo, FORMAT_NAME, HEADER_ENTRY, Header, MANIFEST_ENTRY, Manifest,
     OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, data_entry_name,
@@ -107,43 +108,70 @@ impl Visitor for Discard {
     }
 }
 
-/// Read and verify the whole archive, calling `visitor` for the header and
-/// every record; returns the manifest once everything has checked out.
-pub fn read_archive(source: &ArchiveSource, visitor: &mut dyn Visitor) -> Result<Manifest> {
-    let name = source.display();
-    let mut input = BufReader::with_capacity(1 << 16, source.open()?);
-    sniff(&name, &mut input)?;
-    let mut decoder = zstd::Decoder::with_buffer(input).map_err(|e| classify_io(&name, e))?;
-    run(&name, &mut decoder, visitor)
+/// A verified archive: its manifest, and whether it was encrypted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verified {
+    #[serde(flatten)]
+    pub manifest: Manifest,
+    pub encrypted: bool,
 }
 
-/// Look at the first bytes to say clearly what a file is when it is not a
-/// zstd archive, instead of a decoder error.
-fn sniff(name: &str, input: &mut BufReader<Box<dyn Read + Send>>) -> Result<()> {
-    let head = input.fill_buf().map_err(|e| Error::input(name, e))?;
-    if head.starts_with(&ZSTD_MAGIC) {
-        return Ok(());
+/// Read and verify the whole archive, calling `visitor` for the header and
+/// every record; returns the manifest once everything has checked out. An
+/// age-encrypted archive is decrypted with `decryption`.
+pub fn read_archive(
+    source: &ArchiveSource,
+    decryption: &Decryption,
+    visitor: &mut dyn Visitor,
+) -> Result<Verified> {
+    let name = source.display();
+    let mut input = BufReader::with_capacity(1 << 16, source.open()?);
+    let head = input.fill_buf().map_err(|e| Error::input(&name, e))?;
+    if is_age(head) {
+        let plain = BufReader::with_capacity(1 << 16, decryption.open(&name, input)?);
+        let manifest = read_plain(&name, plain, true, visitor)?;
+        return Ok(Verified {
+            manifest,
+            encrypted: true,
+        });
     }
-    let not = |reason: &str| Error::NotAnArchive {
-        path: name.to_string(),
-        reason: reason.to_string(),
+    let manifest = read_plain(&name, input, false, visitor)?;
+    Ok(Verified {
+        manifest,
+        encrypted: false,
+    })
+}
+
+fn read_plain<R: BufRead>(
+    name: &str,
+    mut input: R,
+    decrypted: bool,
+    visitor: &mut dyn Visitor,
+) -> Result<Manifest> {
+    let head = input.fill_buf().map_err(|e| classify_io(name, e))?;
+    if !head.starts_with(&ZSTD_MAGIC) {
+        return Err(not_zstd(name, head, decrypted));
+    }
+    let mut decoder = zstd::Decoder::with_buffer(input).map_err(|e| classify_io(name, e))?;
+    run(name, &mut decoder, visitor)
+}
+
+/// Say clearly what a file is when it is not a zstd archive, instead of a
+/// decoder error.
+fn not_zstd(name: &str, head: &[u8], decrypted: bool) -> Error {
+    let reason = if decrypted {
+        "it decrypts, but what it holds is not a zstd-compressed archive"
+    } else if head.is_empty() {
+        "the file is empty"
+    } else if head.len() > 262 && &head[257..262] == b"ustar" {
+        "it is an uncompressed tar; archives are zstd-compressed"
+    } else {
+        "it does not start with the zstd magic bytes"
     };
-    if head.is_empty() {
-        return Err(not("the file is empty"));
+    Error::NotAnArchive {
+        path: name.to_string(),
+        reason: reason.into(),
     }
-    if head.starts_with(b"age-encryption.org/")
-        || head.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
-    {
-        return Err(not(
-            "it is age-encrypted, and this build cannot decrypt; decrypt it with `age -d` first",
-        ));
-    }
-    if head.len() > 262 && &head[257..262] == b"ustar" {
-        return Err(not(
-            "it is an uncompressed tar; archives are zstd-compressed",
-        ));
-    }
-    Err(not("it does not start with the zstd magic bytes"))
 }
 
 /// Map an I/O error inside the zstd/tar stream to truncated or corrupt.
@@ -155,12 +183,12 @@ fn classify_io(name: &str, err: io::Error) -> Error {
     if truncated {
         Error::Truncated {
             path: name.to_string(),
-            reason: format!("the compressed stream ends early ({text})"),
+            reason: format!("the file ends early ({text})"),
         }
     } else {
         Error::Corrupt {
             path: name.to_string(),
-            reason: format!("the compressed data is damaged ({text})"),
+            reason: format!("the data is damaged ({text})"),
         }
     }
 }
@@ -521,6 +549,6 @@ fn verify_manifest(
 }
 
 /// Read just what `inspect` shows: the verified manifest.
-pub fn read_manifest(source: &ArchiveSource) -> Result<Manifest> {
-    read_archive(source, &mut Discard)
+pub fn read_manifest(source: &ArchiveSource, decryption: &Decryption) -> Result<Verified> {
+    read_archive(source, decryption, &mut Discard)
 }

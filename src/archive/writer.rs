@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::encryption::{AgeWriter, Encryption};
 use super::manifest::{
     Counts, EntryInfo, HEADER_ENTRY, Header, MANIFEST_ENTRY, Manifest, data_entry_name,
 };
@@ -96,7 +97,37 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-type Stack = tar::Builder<zstd::Encoder<'static, Counting<Sink>>>;
+/// The optional age layer between zstd and the bytes that reach the sink.
+enum Envelope<W: Write> {
+    Plain(W),
+    Age(AgeWriter<W>),
+}
+
+impl<W: Write> Envelope<W> {
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Envelope::Plain(w) => Ok(w),
+            Envelope::Age(a) => a.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Envelope<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Envelope::Plain(w) => w.write(buf),
+            Envelope::Age(a) => a.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Envelope::Plain(w) => w.flush(),
+            Envelope::Age(a) => a.flush(),
+        }
+    }
+}
+
+type Stack = tar::Builder<zstd::Encoder<'static, Envelope<Counting<Sink>>>>;
 
 /// What a finished archive is.
 #[derive(Debug, Clone)]
@@ -126,25 +157,28 @@ impl std::fmt::Debug for ArchiveWriter {
 }
 
 impl ArchiveWriter {
-    /// Open the destination and write the header entry.
+    /// Open the destination and write the header entry. With `encryption`,
+    /// the zstd stream is encrypted with age before it reaches the file.
     pub fn create(
         destination: Destination,
         header: Header,
         options: WriterOptions,
+        encryption: Option<&Encryption>,
     ) -> Result<Self> {
         let sink = match &destination {
             Destination::File(path) => Sink::Temp(temp_beside(path)?),
             Destination::Stdout => Sink::Stdout(io::stdout()),
         };
         let out_err = |e: io::Error| Error::output(destination.display(), e);
-        let mut encoder = zstd::Encoder::new(
-            Counting {
-                inner: sink,
-                bytes: 0,
-            },
-            options.zstd_level,
-        )
-        .map_err(out_err)?;
+        let counting = Counting {
+            inner: sink,
+            bytes: 0,
+        };
+        let envelope = match encryption {
+            Some(e) => Envelope::Age(e.wrap(counting).map_err(out_err)?),
+            None => Envelope::Plain(counting),
+        };
+        let mut encoder = zstd::Encoder::new(envelope, options.zstd_level).map_err(out_err)?;
         encoder.include_checksum(true).map_err(out_err)?;
         if options.zstd_workers > 0 {
             encoder.multithread(options.zstd_workers).map_err(out_err)?;
@@ -231,7 +265,8 @@ impl ArchiveWriter {
         let destination = self.destination.clone();
         let out_err = |e: io::Error| Error::output(destination.display(), e);
         let encoder = self.stack.into_inner().map_err(out_err)?;
-        let mut counting = encoder.finish().map_err(out_err)?;
+        let envelope = encoder.finish().map_err(out_err)?;
+        let mut counting = envelope.finish().map_err(out_err)?;
         counting.flush().map_err(out_err)?;
         let bytes = counting.bytes;
         match (counting.inner, &destination) {
