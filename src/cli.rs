@@ -20,7 +20,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage, 3 Redis unreachable, 4 authentication refused, \
 5 database index out of range, 6 Redis command failed, 7 archive not valid (not an archive, corrupt, truncated), \
 8 archive schema too new, 12 cannot decrypt (no key given, wrong identity or passphrase), 9 cannot read input or write output, 10 partial (some keys failed), \
-11 confirmation required or cancelled, 130 interrupted (SIGINT/SIGTERM)."
+11 confirmation required or cancelled, 13 keys exist in the target (--mode fail), 130 interrupted (SIGINT/SIGTERM)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -35,6 +35,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Restore an archive into Redis.
     Restore(RestoreArgs),
+    /// Copy keys from one Redis to another (or between databases) without a file.
+    Copy(CopyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -61,16 +63,8 @@ pub struct ExportArgs {
     /// Database index (overrides the URL's).
     #[arg(long)]
     pub db: Option<i64>,
-    /// Export only keys matching this glob (Redis MATCH syntax); repeatable.
-    #[arg(long = "match", value_name = "GLOB")]
-    pub include: Vec<String>,
-    /// Leave out keys matching this glob; repeatable.
-    #[arg(long, value_name = "GLOB")]
-    pub exclude: Vec<String>,
-    /// Export only keys of this type: string, hash, list, set, zset, stream,
-    /// or dump (any other type, kept as a DUMP payload); repeatable.
-    #[arg(long = "type", value_name = "TYPE")]
-    pub types: Vec<String>,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
     /// zstd compression level (1-19).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: i32,
@@ -92,6 +86,47 @@ pub struct ExportArgs {
     pub armor: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+/// Which keys to take.
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
+    /// Only keys matching this glob (Redis MATCH syntax); repeatable.
+    #[arg(long = "match", value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out keys matching this glob; repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Only keys of this type: string, hash, list, set, zset, stream, or
+    /// dump (any other type, kept as a DUMP payload); repeatable.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+}
+
+/// How keys are written into the target (restore and copy).
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// What to do with keys that already exist in the target: skip them,
+    /// overwrite them, merge into them (add missing fields, members and
+    /// stream entries; change nothing), or fail before writing anything.
+    #[arg(long, value_enum, default_value_t = Mode::Skip)]
+    pub mode: Mode,
+    /// How written keys get their expiry.
+    #[arg(long, value_enum, default_value_t = TtlMode::Absolute)]
+    pub ttl: TtlMode,
+    /// Write keys starting with OLD as NEW + the rest (e.g. tenant_a:=tenant_b:);
+    /// repeatable, the first match wins.
+    #[arg(long = "rename-prefix", value_name = "OLD=NEW")]
+    pub rename_prefix: Vec<String>,
+    /// Work out and print the plan; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How to open an encrypted archive (detected by itself).
@@ -130,26 +165,35 @@ pub struct RestoreArgs {
     /// Target Redis URL; the password can come from TARGET_REDIS_PASSWORD.
     #[arg(long, env = "TARGET_REDIS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
     pub target: String,
-    /// Database index to restore into (overrides the URL's).
+    /// Database to restore into (default: the URL's, else the archive's).
     #[arg(long)]
     pub db: Option<i64>,
-    /// What to do with keys that already exist in the target.
-    #[arg(long, value_enum, default_value_t = Mode::Skip)]
-    pub mode: Mode,
-    /// How restored keys get their expiry.
-    #[arg(long, value_enum, default_value_t = TtlMode::Absolute)]
-    pub ttl: TtlMode,
-    /// Verify the archive and print the plan; write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Do not ask for confirmation.
-    #[arg(short = 'y', long)]
-    pub yes: bool,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub write: WriteArgs,
     #[command(flatten)]
     pub decrypt: DecryptArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Source Redis URL; the password can come from SOURCE_REDIS_PASSWORD.
+    #[arg(long, env = "SOURCE_REDIS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
+    pub source: String,
+    /// Source database (overrides the source URL's).
+    #[arg(long)]
+    pub source_db: Option<i64>,
+    /// Target Redis URL; the password can come from TARGET_REDIS_PASSWORD.
+    #[arg(long, env = "TARGET_REDIS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
+    pub target: String,
+    /// Target database (default: the target URL's, else the source's).
+    #[arg(long)]
+    pub db: Option<i64>,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub write: WriteArgs,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }

@@ -58,6 +58,9 @@ pub struct Endpoint {
     info: ConnectionInfo,
     side: Side,
     timeouts: Timeouts,
+    /// Whether the database was chosen (URL path or --db), as opposed to
+    /// the default 0; restore and copy pick their own default otherwise.
+    explicit_db: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -113,7 +116,23 @@ impl Endpoint {
             info: info.set_redis_settings(settings),
             side,
             timeouts,
+            explicit_db: db.is_some() || url_names_db(url),
         })
+    }
+
+    pub fn has_explicit_db(&self) -> bool {
+        self.explicit_db
+    }
+
+    /// The same endpoint on another database.
+    pub fn with_db(&self, db: i64) -> Self {
+        let settings = self.info.redis_settings().clone().set_db(db);
+        Endpoint {
+            info: self.info.clone().set_redis_settings(settings),
+            side: self.side,
+            timeouts: self.timeouts,
+            explicit_db: true,
+        }
     }
 
     pub fn db(&self) -> i64 {
@@ -210,6 +229,16 @@ impl Endpoint {
 fn describe_redis_error(err: &RedisError) -> String {
     // The driver's Display can span lines; errors here are one line.
     err.to_string().replace('\n', " ")
+}
+
+/// Whether a URL has a database path (`redis://host:6379/2`).
+fn url_names_db(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    match rest.split_once('/') {
+        Some((_, path)) => !path.trim_matches('/').is_empty(),
+        None => false,
+    }
 }
 
 /// Strip the password from a URL before it is shown anywhere.
@@ -343,6 +372,19 @@ impl ServerInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn knows_whether_the_url_names_a_database() {
+        assert!(url_names_db("redis://h:1/2"));
+        assert!(!url_names_db("redis://h:1"));
+        assert!(!url_names_db("redis://h:1/"));
+        assert!(url_names_db("redis://u:p@h/0?protocol=resp3"));
+        let ep = Endpoint::resolve("redis://h:1", None, None, Side::Target, Timeouts::default())
+            .unwrap();
+        assert!(!ep.has_explicit_db());
+        let moved = ep.with_db(4);
+        assert_eq!((moved.db(), moved.has_explicit_db()), (4, true));
+    }
 
     #[test]
     fn redacts_passwords() {

@@ -103,6 +103,13 @@ pub enum Error {
     #[error("interrupted: {0}")]
     Interrupted(String),
 
+    #[error("{count} key(s) already exist in {target} ({keys}{more}); nothing was written; choose --mode skip, overwrite or merge, or another target", more = if *count > 10 { ", ..." } else { "" })]
+    Conflict {
+        target: String,
+        count: u64,
+        keys: String,
+    },
+
     #[error("internal error: {0}; please report this")]
     Internal(String),
 }

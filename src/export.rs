@@ -82,7 +82,15 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
 
     progress.start(total);
     let mut fetcher = Fetcher::new(conn.clone(), options.chunks, tx);
-    let walked = walk(&mut conn, &options, &mut fetcher, progress).await;
+    let walked = walk(
+        &mut conn,
+        &options.selection,
+        options.scan_count,
+        &options.cancel,
+        &mut fetcher,
+        progress,
+    )
+    .await;
     progress.finish();
     let stats = std::mem::take(&mut fetcher.stats);
     drop(fetcher);
@@ -91,7 +99,12 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
         .map_err(|_| Error::Internal("the archive writer panicked".into()))?;
     // A writer failure (disk full) is the cause of a failed walk; report it first.
     let writer = written?;
-    walked?;
+    if !walked? {
+        return Err(Error::Interrupted(format!(
+            "export stopped; nothing was written to {}",
+            options.destination.display()
+        )));
+    }
 
     let vanished = stats.vanished();
     let Finished {
@@ -134,29 +147,29 @@ fn write_all(mut writer: ArchiveWriter, mut rx: mpsc::Receiver<Outgoing>) -> Res
     Ok(writer)
 }
 
-async fn walk(
+/// Walk the selection with SCAN and read every key through `fetcher`.
+/// Returns false when stopped by `cancel` before the end.
+pub(crate) async fn walk(
     conn: &mut Conn,
-    options: &ExportOptions,
+    selection: &Selection,
+    scan_count: usize,
+    cancel: &Cancel,
     fetcher: &mut Fetcher,
     progress: &dyn Progress,
-) -> Result<()> {
-    let selection = &options.selection;
+) -> Result<bool> {
     let server_type = selection.server_type();
     let accept = |t| selection.matches_type(t);
     let mut cursor: u64 = 0;
     loop {
-        if options.cancel.is_cancelled() {
-            return Err(Error::Interrupted(format!(
-                "export stopped; nothing was written to {}",
-                options.destination.display()
-            )));
+        if cancel.is_cancelled() {
+            return Ok(false);
         }
         let mut scan = redis::cmd("SCAN");
         scan.arg(cursor);
         if let Some(pattern) = selection.server_pattern() {
             scan.arg("MATCH").arg(pattern);
         }
-        scan.arg("COUNT").arg(options.scan_count);
+        scan.arg("COUNT").arg(scan_count);
         if let Some(t) = server_type {
             scan.arg("TYPE").arg(t.name());
         }
@@ -171,7 +184,7 @@ async fn walk(
         }
         progress.advance(found);
         if next == 0 {
-            return Ok(());
+            return Ok(true);
         }
         cursor = next;
     }

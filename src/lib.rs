@@ -40,6 +40,7 @@
 
 pub mod archive;
 pub mod connection;
+pub mod copy;
 pub mod error;
 pub mod export;
 pub mod fetch;
@@ -47,6 +48,7 @@ pub mod keyspace;
 pub mod load;
 pub mod progress;
 pub mod record;
+pub mod remap;
 pub mod report;
 pub mod restore;
 

@@ -11,7 +11,7 @@ use redis::Pipeline;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::ServerInfo;
-use crate::record::{Expiry, Record, StreamMeta, Value, format_score};
+use crate::record::{ConsumerGroup, Expiry, Record, StreamMeta, Value, format_score};
 
 /// Placeholder group used to create an empty stream; destroyed at once.
 const TEMP_GROUP: &str = "__archive_restore_tmp__";
@@ -57,7 +57,31 @@ pub struct KeyCarry {
     stream_meta: Option<StreamMeta>,
 }
 
-/// Add the commands for one record to `pipe`; return how many were added.
+/// What a command's reply means for its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A write: an error reply fails the key.
+    Write,
+    /// A merge write whose integer reply is the number of members it added.
+    Added,
+    /// XADD in a merge: an id the target stream has already passed is left
+    /// out (streams only grow at the end), not an error.
+    StreamAdd,
+    /// XGROUP CREATE in a merge: a group the target already has is kept.
+    Group,
+}
+
+/// Adds members the target lacks to a list, leaving what it has alone.
+const MERGE_LIST_SCRIPT: &str = "local added = 0 \
+for i = 1, #ARGV do \
+  if not redis.call('LPOS', KEYS[1], ARGV[i]) then \
+    redis.call('RPUSH', KEYS[1], ARGV[i]) \
+    added = added + 1 \
+  end \
+end \
+return added";
+
+/// Add the commands that write one record to `pipe`, one role per command.
 /// `carry` holds the key's first-record state until its last record.
 pub fn add_record(
     pipe: &mut Pipeline,
@@ -65,7 +89,8 @@ pub fn add_record(
     ttl: TtlMode,
     features: &TargetFeatures,
     carry: &mut KeyCarry,
-) -> usize {
+    roles: &mut Vec<Role>,
+) {
     let key = &record.key.0[..];
     let first = record.part == 0;
     if first {
@@ -74,14 +99,14 @@ pub fn add_record(
             stream_meta: None,
         };
     }
-    let mut n = 0;
+    let n = roles;
     match &record.value {
         Value::String(bytes) => {
-            cmd(pipe, &mut n, key, if first { "SET" } else { "APPEND" }).arg(&bytes.0[..]);
+            cmd(pipe, n, key, if first { "SET" } else { "APPEND" }).arg(&bytes.0[..]);
         }
         Value::Dump(dump) => {
             // RESTORE sets the value and the expiry in one step.
-            let c = cmd(pipe, &mut n, key, "RESTORE");
+            let c = cmd(pipe, n, key, "RESTORE");
             match (ttl, record.expiry) {
                 (TtlMode::Absolute, Some(e)) => {
                     c.arg(e.at_ms)
@@ -96,33 +121,33 @@ pub fn add_record(
                     c.arg(0).arg(&dump.payload.0[..]).arg("REPLACE");
                 }
             }
-            return n;
+            return;
         }
         other => {
             if first {
-                cmd(pipe, &mut n, key, "DEL");
+                cmd(pipe, n, key, "DEL");
             }
             match other {
                 Value::Hash(fields) if !fields.is_empty() => {
-                    let c = cmd(pipe, &mut n, key, "HSET");
+                    let c = cmd(pipe, n, key, "HSET");
                     for (f, v) in fields {
                         c.arg(&f.0[..]).arg(&v.0[..]);
                     }
                 }
                 Value::List(items) if !items.is_empty() => {
-                    let c = cmd(pipe, &mut n, key, "RPUSH");
+                    let c = cmd(pipe, n, key, "RPUSH");
                     for item in items {
                         c.arg(&item.0[..]);
                     }
                 }
                 Value::Set(members) if !members.is_empty() => {
-                    let c = cmd(pipe, &mut n, key, "SADD");
+                    let c = cmd(pipe, n, key, "SADD");
                     for m in members {
                         c.arg(&m.0[..]);
                     }
                 }
                 Value::Zset(members) if !members.is_empty() => {
-                    let c = cmd(pipe, &mut n, key, "ZADD");
+                    let c = cmd(pipe, n, key, "ZADD");
                     for (m, score) in members {
                         c.arg(format_score(score.0)).arg(&m.0[..]);
                     }
@@ -137,11 +162,11 @@ pub fn add_record(
                             .arg("$")
                             .arg("MKSTREAM");
                         pipe.cmd("XGROUP").arg("DESTROY").arg(key).arg(TEMP_GROUP);
-                        n += 2;
+                        n.extend([Role::Write, Role::Write]);
                         carry.stream_meta = chunk.meta.clone();
                     }
                     for entry in &chunk.entries {
-                        let c = cmd(pipe, &mut n, key, "XADD");
+                        let c = cmd(pipe, n, key, "XADD");
                         c.arg(entry.id.to_string());
                         for (f, v) in &entry.fields {
                             c.arg(&f.0[..]).arg(&v.0[..]);
@@ -153,14 +178,98 @@ pub fn add_record(
         }
     }
     if !record.more {
-        n += finish_key(pipe, key, ttl, features, std::mem::take(carry));
+        finish_key(pipe, key, ttl, features, std::mem::take(carry), n);
     }
-    n
 }
 
-/// Start a command on `key` and count it.
-fn cmd<'p>(pipe: &'p mut Pipeline, n: &mut usize, key: &[u8], name: &str) -> &'p mut Pipeline {
-    *n += 1;
+/// Add the commands that merge one record into a key the target has: add
+/// what it lacks, change nothing it has (values, scores, expiry, stream
+/// ids). Strings and DUMP values are never merged (the plan skips them).
+pub fn add_merge(
+    pipe: &mut Pipeline,
+    record: &Record,
+    features: &TargetFeatures,
+    carry: &mut KeyCarry,
+    roles: &mut Vec<Role>,
+) {
+    let key = &record.key.0[..];
+    if record.part == 0 {
+        *carry = KeyCarry::default();
+    }
+    match &record.value {
+        Value::Hash(fields) => {
+            for (f, v) in fields {
+                pipe.cmd("HSETNX").arg(key).arg(&f.0[..]).arg(&v.0[..]);
+                roles.push(Role::Added);
+            }
+        }
+        Value::Set(members) if !members.is_empty() => {
+            let c = pipe.cmd("SADD").arg(key);
+            for m in members {
+                c.arg(&m.0[..]);
+            }
+            roles.push(Role::Added);
+        }
+        Value::Zset(members) if !members.is_empty() => {
+            let c = pipe.cmd("ZADD").arg(key).arg("NX");
+            for (m, score) in members {
+                c.arg(format_score(score.0)).arg(&m.0[..]);
+            }
+            roles.push(Role::Added);
+        }
+        Value::List(items) if !items.is_empty() => {
+            let c = pipe.cmd("EVAL").arg(MERGE_LIST_SCRIPT).arg(1).arg(key);
+            for item in items {
+                c.arg(&item.0[..]);
+            }
+            roles.push(Role::Added);
+        }
+        Value::Stream(chunk) => {
+            if record.part == 0 {
+                carry.stream_meta = chunk.meta.clone();
+            }
+            for entry in &chunk.entries {
+                let c = pipe.cmd("XADD").arg(key).arg(entry.id.to_string());
+                for (f, v) in &entry.fields {
+                    c.arg(&f.0[..]).arg(&v.0[..]);
+                }
+                roles.push(Role::StreamAdd);
+            }
+        }
+        _ => {}
+    }
+    if !record.more
+        && let Some(meta) = carry.stream_meta.take()
+    {
+        for group in &meta.groups {
+            add_group(pipe, key, group, features);
+            roles.push(Role::Group);
+        }
+    }
+}
+
+fn add_group(pipe: &mut Pipeline, key: &[u8], group: &ConsumerGroup, features: &TargetFeatures) {
+    let c = pipe
+        .cmd("XGROUP")
+        .arg("CREATE")
+        .arg(key)
+        .arg(&group.name.0[..])
+        .arg(group.last_delivered_id.to_string());
+    if features.stream_v7
+        && let Some(read) = group.entries_read
+    {
+        c.arg("ENTRIESREAD").arg(read);
+    }
+}
+
+/// Start a write command on `key`.
+fn cmd<'p>(
+    pipe: &'p mut Pipeline,
+    roles: &mut Vec<Role>,
+    key: &[u8],
+    name: &str,
+) -> &'p mut Pipeline {
+    roles.push(Role::Write);
     pipe.cmd(name).arg(key)
 }
 
@@ -171,8 +280,8 @@ fn finish_key(
     ttl: TtlMode,
     features: &TargetFeatures,
     carry: KeyCarry,
-) -> usize {
-    let mut n = 0;
+    roles: &mut Vec<Role>,
+) {
     if let Some(meta) = carry.stream_meta {
         let c = pipe.cmd("XSETID").arg(key).arg(meta.last_id.to_string());
         if features.stream_v7
@@ -182,32 +291,21 @@ fn finish_key(
             c.arg("MAXDELETEDID")
                 .arg(meta.max_deleted_id.unwrap_or_default().to_string());
         }
-        n += 1;
+        roles.push(Role::Write);
         for group in &meta.groups {
-            let c = pipe
-                .cmd("XGROUP")
-                .arg("CREATE")
-                .arg(key)
-                .arg(&group.name.0[..])
-                .arg(group.last_delivered_id.to_string());
-            if features.stream_v7
-                && let Some(read) = group.entries_read
-            {
-                c.arg("ENTRIESREAD").arg(read);
-            }
-            n += 1;
+            add_group(pipe, key, group, features);
+            roles.push(Role::Write);
         }
     }
     match (ttl, carry.expiry) {
         (TtlMode::Absolute, Some(e)) => {
             pipe.cmd("PEXPIREAT").arg(key).arg(e.at_ms);
-            n += 1;
+            roles.push(Role::Write);
         }
         (TtlMode::Relative, Some(e)) => {
             pipe.cmd("PEXPIRE").arg(key).arg(e.ttl_ms);
-            n += 1;
+            roles.push(Role::Write);
         }
         _ => {}
     }
-    n
 }

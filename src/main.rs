@@ -16,14 +16,20 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use redis_archive::archive::{ArchiveSource, Destination, WriterOptions, read_manifest};
 use redis_archive::connection::{Endpoint, Side, Timeouts};
+use redis_archive::copy::{self, CopyOptions, CopyReport};
 use redis_archive::error::Error;
 use redis_archive::export::{ExportOptions, export};
 use redis_archive::keyspace::Selection;
 use redis_archive::progress::{Cancel, Progress};
 use redis_archive::record::KeyType;
-use redis_archive::restore::{RestoreOptions, perform, plan};
+use redis_archive::remap::Remap;
+use redis_archive::report::{Action, ActionCounts, RestoreReport};
+use redis_archive::restore::{self, RestoreOptions, WriteOptions};
 
-use cli::{Cli, Command, ConnectArgs, ExportArgs, InspectArgs, RestoreArgs};
+use cli::{
+    Cli, Command, ConnectArgs, CopyArgs, ExportArgs, InspectArgs, RestoreArgs, SelectionArgs,
+    WriteArgs,
+};
 
 mod exit {
     pub const OK: u8 = 0;
@@ -39,6 +45,7 @@ mod exit {
     pub const PARTIAL: u8 = 10;
     pub const CONFIRM: u8 = 11;
     pub const DECRYPT: u8 = 12;
+    pub const CONFLICT: u8 = 13;
     /// 128 + SIGINT, as shells report a command stopped by Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -57,6 +64,7 @@ fn exit_code(err: &Error) -> u8 {
         Error::Decrypt { .. } => exit::DECRYPT,
         Error::Input { .. } | Error::Output { .. } => exit::IO,
         Error::ConfirmationRequired { .. } | Error::Cancelled => exit::CONFIRM,
+        Error::Conflict { .. } => exit::CONFLICT,
         Error::Interrupted(_) => exit::INTERRUPTED,
         Error::Internal(_) => exit::INTERNAL,
     }
@@ -115,6 +123,7 @@ async fn run(cli: Cli, cancel: Cancel) -> Result<u8, Failure> {
         Command::Export(args) => run_export(args, cancel).await,
         Command::Inspect(args) => run_inspect(args),
         Command::Restore(args) => run_restore(args, cancel).await,
+        Command::Copy(args) => run_copy(args, cancel).await,
     }
 }
 
@@ -161,14 +170,7 @@ fn env_password(side: Side) -> Option<String> {
     std::env::var(side.password_env()).ok()
 }
 
-async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
-    let source = Endpoint::resolve(
-        &args.source,
-        args.db,
-        env_password(Side::Source),
-        Side::Source,
-        timeouts(&args.connect)?,
-    )?;
+fn selection(args: &SelectionArgs) -> Result<Selection, Error> {
     let mut types = Vec::new();
     for name in &args.types {
         let t = KeyType::parse(name).ok_or_else(|| {
@@ -180,11 +182,34 @@ async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
             types.push(t);
         }
     }
-    let selection = Selection {
+    Ok(Selection {
         include: args.include.clone(),
         exclude: args.exclude.clone(),
         types,
-    };
+    })
+}
+
+fn write_options(args: &WriteArgs) -> Result<WriteOptions, Error> {
+    Ok(WriteOptions {
+        mode: args.mode,
+        ttl: args.ttl,
+        remap: Remap::parse(&args.rename_prefix)?,
+        ..WriteOptions::default()
+    })
+}
+
+fn endpoint(
+    url: &str,
+    db: Option<i64>,
+    side: Side,
+    connect: &ConnectArgs,
+) -> Result<Endpoint, Error> {
+    Endpoint::resolve(url, db, env_password(side), side, timeouts(connect)?)
+}
+
+async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
+    let source = endpoint(&args.source, args.db, Side::Source, &args.connect)?;
+    let selection = selection(&args.selection)?;
     let encryption = secrets::encryption(&args)?;
     let destination = match &args.output {
         Some(p) if p.as_os_str() == "-" => Destination::Stdout,
@@ -240,41 +265,73 @@ fn run_inspect(args: InspectArgs) -> Result<u8, Failure> {
 }
 
 async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {
-    let target = Endpoint::resolve(
-        &args.target,
-        args.db,
-        env_password(Side::Target),
-        Side::Target,
-        timeouts(&args.connect)?,
-    )?;
+    let target = endpoint(&args.target, args.db, Side::Target, &args.connect)?;
     let source = ArchiveSource::from_arg(&args.file);
     let mut options = RestoreOptions::new(source.clone(), target);
-    options.mode = args.mode;
-    options.ttl = args.ttl;
+    options.write = write_options(&args.write)?;
     options.cancel = cancel;
     options.decryption = secrets::decryption(&args.decrypt)?;
 
     let verifying = Bar::new("verifying");
-    let planned = plan(&options, &verifying).await?;
+    let planned = restore::plan(&options, &verifying).await?;
     let mut out = io::stdout().lock();
-    if args.dry_run {
-        let report = planned.into_dry_run_report();
-        if args.json {
-            render::json(&mut out, &report)?;
-        } else {
-            render::restore(&mut out, &report)?;
-        }
-        return Ok(exit::OK);
+    if args.write.dry_run {
+        return report(
+            &mut out,
+            args.write.json,
+            &planned.into_dry_run_report(),
+            "restore",
+        );
     }
-    if !args.yes {
-        confirm(&planned, &source)?;
+    if !args.write.yes {
+        let ends = Ends {
+            from: &planned.source,
+            to: &planned.target.display(),
+            selection: &planned.header().selection,
+        };
+        confirm(&ends, &planned.actions, source == ArchiveSource::Stdin)?;
     }
     let writing = Bar::new("restoring");
-    let report = perform(planned, &options, &writing).await?;
-    if args.json {
-        render::json(&mut out, &report)?;
+    let done = restore::perform(planned, &options, &writing).await?;
+    report(&mut out, args.write.json, &done, "restore")
+}
+
+async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failure> {
+    let source = endpoint(&args.source, args.source_db, Side::Source, &args.connect)?;
+    let target = endpoint(&args.target, args.db, Side::Target, &args.connect)?;
+    let mut options = CopyOptions::new(source, target, selection(&args.selection)?);
+    options.write = write_options(&args.write)?;
+    options.cancel = cancel;
+    let mut out = io::stdout().lock();
+    if args.write.dry_run || !args.write.yes {
+        let planning = Bar::new("planning");
+        let planned = copy::plan(&options, &planning).await?;
+        if args.write.dry_run {
+            let report = planned.into_dry_run_report();
+            return render_copy(&mut out, args.write.json, &report);
+        }
+        let ends = Ends {
+            from: &planned.source,
+            to: &planned.target,
+            selection: &planned.selection,
+        };
+        confirm(&ends, &planned.actions, false)?;
+    }
+    let copying = Bar::new("copying");
+    let done = copy::perform(&options, &copying).await?;
+    render_copy(&mut out, args.write.json, &done)
+}
+
+fn report(
+    out: &mut dyn Write,
+    json: bool,
+    report: &RestoreReport,
+    verb: &str,
+) -> Result<u8, Failure> {
+    if json {
+        render::json(out, report)?;
     } else {
-        render::restore(&mut out, &report)?;
+        render::restore(out, report, verb)?;
     }
     Ok(if report.is_partial() {
         exit::PARTIAL
@@ -283,19 +340,50 @@ async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {
     })
 }
 
+fn render_copy(out: &mut dyn Write, json: bool, report: &CopyReport) -> Result<u8, Failure> {
+    if json {
+        render::json(out, report)?;
+    } else {
+        render::copy(out, report)?;
+    }
+    Ok(if report.is_partial() {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    })
+}
+
+/// The two ends of a restore or copy, as the confirmation shows them.
+struct Ends<'a> {
+    from: &'a str,
+    to: &'a str,
+    selection: &'a Selection,
+}
+
 /// Ask on the terminal; without one, refuse (pass --yes).
-fn confirm(planned: &redis_archive::restore::Plan, source: &ArchiveSource) -> Result<(), Failure> {
+fn confirm(ends: &Ends, actions: &ActionCounts, stdin_is_data: bool) -> Result<(), Failure> {
     let stdin = io::stdin();
-    if *source == ArchiveSource::Stdin || !stdin.is_terminal() || !io::stderr().is_terminal() {
+    if stdin_is_data || !stdin.is_terminal() || !io::stderr().is_terminal() {
         return Err(Error::ConfirmationRequired {
-            target: planned.target.clone(),
+            target: ends.to.to_string(),
         }
         .into());
     }
     let mut err = io::stderr().lock();
-    writeln!(err, "restore {} -> {}", planned.archive, planned.target)?;
-    render::plan_table(&mut err, &planned.actions)?;
-    write!(err, "write {} keys? [y/N] ", planned.actions.writes())?;
+    writeln!(err, "from:      {}", ends.from)?;
+    writeln!(err, "to:        {}", ends.to)?;
+    render::selection(&mut err, ends.selection)?;
+    render::plan_table(&mut err, actions)?;
+    let merges = actions.total(Action::Merge);
+    if merges > 0 {
+        write!(
+            err,
+            "write {} keys and merge into {merges}? [y/N] ",
+            actions.writes()
+        )?;
+    } else {
+        write!(err, "write {} keys? [y/N] ", actions.writes())?;
+    }
     err.flush()?;
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer)?;

@@ -3,6 +3,8 @@
 use std::io::{self, Write};
 
 use redis_archive::archive::Manifest;
+use redis_archive::copy::CopyReport;
+use redis_archive::keyspace::Selection;
 use redis_archive::record::KeyType;
 use redis_archive::report::{Action, ActionCounts, ExportReport, KeyError, RestoreReport};
 use serde::Serialize;
@@ -71,9 +73,18 @@ pub fn export(out: &mut dyn Write, r: &ExportReport) -> io::Result<()> {
     errors(out, r.errors, &r.error_samples)
 }
 
+/// Columns worth showing: create always, the other actions when they occur.
+fn columns(counts: &ActionCounts) -> Vec<Action> {
+    Action::ALL
+        .into_iter()
+        .filter(|&a| a == Action::Create || counts.total(a) > 0)
+        .collect()
+}
+
 pub fn plan_table(out: &mut dyn Write, counts: &ActionCounts) -> io::Result<()> {
+    let columns = columns(counts);
     write!(out, "{:<8}", "type")?;
-    for a in Action::ALL {
+    for a in &columns {
         write!(out, " {:>10}", a.name())?;
     }
     writeln!(out)?;
@@ -82,41 +93,87 @@ pub fn plan_table(out: &mut dyn Write, counts: &ActionCounts) -> io::Result<()> 
             continue;
         }
         write!(out, "{:<8}", t.name())?;
-        for a in Action::ALL {
+        for &a in &columns {
             write!(out, " {:>10}", counts.get(t, a))?;
         }
         writeln!(out)?;
     }
     write!(out, "{:<8}", "total")?;
-    for a in Action::ALL {
+    for &a in &columns {
         write!(out, " {:>10}", counts.total(a))?;
     }
     writeln!(out)
 }
 
-pub fn restore(out: &mut dyn Write, r: &RestoreReport) -> io::Result<()> {
+/// `verb` is what was done: "restore" or "copy".
+pub fn restore(out: &mut dyn Write, r: &RestoreReport, verb: &str) -> io::Result<()> {
     if r.dry_run {
         writeln!(
             out,
-            "dry run: restoring {} into {} would do this (nothing was written):",
-            r.archive, r.target
+            "dry run: {verb} {} into {} would do this (nothing was written):",
+            r.source, r.target
         )?;
     } else {
         writeln!(
             out,
-            "restored {} into {}: {} keys written, {} failed, in {:.1} s",
-            r.archive, r.target, r.written, r.errors, r.seconds
+            "{verb} {} into {}: {} keys written, {} failed, in {:.1} s",
+            r.source, r.target, r.written, r.errors, r.seconds
         )?;
     }
     plan_table(out, &r.plan)?;
+    let merged = r.plan.total(Action::Merge);
+    if merged > 0 && !r.dry_run {
+        writeln!(
+            out,
+            "merge added {} fields, members or entries to {merged} existing keys",
+            r.added
+        )?;
+    }
     errors(out, r.errors, &r.error_samples)?;
     if r.is_partial() {
         writeln!(
             out,
-            "the restore was partial: fix the cause above and run it again (with --mode skip, keys already restored are left as they are)"
+            "the {verb} was partial: fix the cause above and run it again (with --mode skip, keys already written are left as they are)"
         )?;
     }
     Ok(())
+}
+
+pub fn copy(out: &mut dyn Write, r: &CopyReport) -> io::Result<()> {
+    restore(out, &r.restore, "copy")?;
+    selection(out, &r.selection)?;
+    if r.vanished > 0 {
+        writeln!(
+            out,
+            "{} key(s) vanished from the source while being read",
+            r.vanished
+        )?;
+    }
+    if r.read_errors > 0 {
+        writeln!(
+            out,
+            "{} key(s) could not be read from the source:",
+            r.read_errors
+        )?;
+        for e in &r.read_error_samples {
+            writeln!(out, "  \"{}\": {}", e.key, e.reason)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn selection(out: &mut dyn Write, s: &Selection) -> io::Result<()> {
+    let list = |v: &[String], none: &str| {
+        if v.is_empty() {
+            none.to_string()
+        } else {
+            v.join(" ")
+        }
+    };
+    writeln!(out, "match:           {}", list(&s.include, "*"))?;
+    writeln!(out, "exclude:         {}", list(&s.exclude, "-"))?;
+    let types: Vec<String> = s.types.iter().map(|t| t.name().to_string()).collect();
+    writeln!(out, "types:           {}", list(&types, "all"))
 }
 
 pub fn manifest(out: &mut dyn Write, m: &Manifest, encrypted: bool) -> io::Result<()> {
@@ -150,38 +207,7 @@ pub fn manifest(out: &mut dyn Write, m: &Manifest, encrypted: bool) -> io::Resul
         s.server.flavor,
         s.server.version
     )?;
-    let list = |v: &[String]| {
-        if v.is_empty() {
-            "-".to_string()
-        } else {
-            v.join(" ")
-        }
-    };
-    writeln!(
-        out,
-        "match:           {}",
-        if h.selection.include.is_empty() {
-            "*".into()
-        } else {
-            h.selection.include.join(" ")
-        }
-    )?;
-    writeln!(out, "exclude:         {}", list(&h.selection.exclude))?;
-    let types: Vec<String> = h
-        .selection
-        .types
-        .iter()
-        .map(|t| t.name().to_string())
-        .collect();
-    writeln!(
-        out,
-        "types:           {}",
-        if types.is_empty() {
-            "all".into()
-        } else {
-            types.join(" ")
-        }
-    )?;
+    selection(out, &h.selection)?;
     writeln!(
         out,
         "keys:            {} in {} records",

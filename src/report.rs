@@ -61,16 +61,22 @@ pub enum Action {
     Skip,
     /// The key is in the target and the mode is overwrite: replace it.
     Overwrite,
+    /// The key is in the target and the mode is merge: add what it lacks.
+    Merge,
     /// The key's expiry time has passed: do not write it.
     Expired,
+    /// The key is in the target and the mode is fail.
+    Conflict,
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [
+    pub const ALL: [Action; 6] = [
         Action::Create,
         Action::Skip,
         Action::Overwrite,
+        Action::Merge,
         Action::Expired,
+        Action::Conflict,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,7 +84,9 @@ impl Action {
             Action::Create => "create",
             Action::Skip => "skip",
             Action::Overwrite => "overwrite",
+            Action::Merge => "merge",
             Action::Expired => "expired",
+            Action::Conflict => "conflict",
         }
     }
 }
@@ -117,15 +125,19 @@ impl ActionCounts {
     }
 }
 
+/// What a restore or a copy did (or, for a dry run, would do).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestoreReport {
-    pub archive: String,
+    /// The archive (restore) or the source endpoint (copy).
+    pub source: String,
     pub target: String,
     pub dry_run: bool,
     /// What was decided per key (for a dry run, what would be).
     pub plan: ActionCounts,
-    /// Keys written successfully.
+    /// Keys written successfully (created or overwritten).
     pub written: u64,
+    /// Fields, members and stream entries that merge added to existing keys.
+    pub added: u64,
     /// Keys whose writes the server refused; listed in `error_samples`.
     pub errors: u64,
     pub errors_by_type: BTreeMap<KeyType, u64>,
@@ -134,6 +146,22 @@ pub struct RestoreReport {
 }
 
 impl RestoreReport {
+    /// The report of a dry run: the plan, nothing written.
+    pub fn planned(source: String, target: String, plan: ActionCounts) -> Self {
+        RestoreReport {
+            source,
+            target,
+            dry_run: true,
+            plan,
+            written: 0,
+            added: 0,
+            errors: 0,
+            errors_by_type: BTreeMap::new(),
+            error_samples: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
     pub fn is_partial(&self) -> bool {
         self.errors > 0
     }

@@ -1,17 +1,19 @@
 //! `restore`: verify, plan, then perform.
 //!
 //! [`plan`] reads the whole archive once, verifying every checksum and every
-//! record, and asks the target (read-only: TIME and EXISTS) what would
-//! happen to each key: create, skip, overwrite or expired. Nothing is written
-//! until that pass has succeeded, so a corrupt or truncated archive writes
-//! nothing. [`perform`] then reads the archive again and carries the plan
-//! out with pipelined batches, deciding each key by the same rules against
-//! the target as it is at that moment. A key the server refuses does not
-//! stop the rest: it is counted and named in the report (pg_restore's
-//! habit), and the report says the restore was partial.
+//! record (and decrypting it, when it is encrypted), and asks the target
+//! (read-only: TIME and EXISTS) what would happen to each key: create, skip,
+//! overwrite, merge or expired. Nothing is written until that pass has
+//! succeeded, so a corrupt, truncated or tampered archive writes nothing.
+//! [`perform`] then reads the archive again and carries the plan out with
+//! pipelined batches, deciding each key by the same rules against the
+//! target as it is at that moment. A key the server refuses does not stop
+//! the rest: it is counted and named in the report (pg_restore's habit),
+//! and the report says the restore was partial.
 //!
-//! Standard input is spooled to a private temp file first, because the
-//! archive has to be read twice.
+//! The [`Planner`] and [`Applier`] are record visitors, so `copy` feeds them
+//! from a live source instead of an archive. Standard input is spooled to a
+//! private temp file first, because the archive has to be read twice.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -25,9 +27,10 @@ use crate::archive::reader::{ArchiveSource, Location, Visitor, read_archive};
 use crate::archive::{Decryption, Header, Manifest};
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
-use crate::load::{KeyCarry, TargetFeatures, TtlMode, add_record};
+use crate::load::{KeyCarry, Role, TargetFeatures, TtlMode, add_merge, add_record};
 use crate::progress::{Cancel, Progress};
-use crate::record::{Expiry, KeyType, Record};
+use crate::record::{Bytes, Expiry, KeyType, Record, printable};
+use crate::remap::Remap;
 use crate::report::{Action, ActionCounts, KeyError, MAX_ERROR_SAMPLES, RestoreReport};
 
 /// What to do with a key that already exists in the target.
@@ -39,18 +42,44 @@ pub enum Mode {
     Skip,
     /// Replace it: type, value and expiry become the archive's.
     Overwrite,
+    /// Add the fields, members and stream entries it lacks; change nothing
+    /// it has. Strings that exist are skipped.
+    Merge,
+    /// Write nothing at all if any key exists; list the first ones.
+    Fail,
+}
+
+/// How records are written into a target; shared by restore and copy.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    pub mode: Mode,
+    pub ttl: TtlMode,
+    pub remap: Remap,
+    /// Keys per EXISTS and write batch.
+    pub batch_keys: usize,
+    /// Bytes of values per write batch, to bound a batch of big records.
+    pub batch_bytes: usize,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            mode: Mode::Skip,
+            ttl: TtlMode::Absolute,
+            remap: Remap::default(),
+            batch_keys: 512,
+            batch_bytes: 8 << 20,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     pub source: ArchiveSource,
+    /// The target; without an explicit database (URL or --db) the archive's
+    /// source database is used.
     pub target: Endpoint,
-    pub mode: Mode,
-    pub ttl: TtlMode,
-    /// Keys per EXISTS and write batch.
-    pub batch_keys: usize,
-    /// Bytes of values per write batch, to bound a batch of big records.
-    pub batch_bytes: usize,
+    pub write: WriteOptions,
     pub cancel: Cancel,
     /// Identities or passphrase for an encrypted archive.
     pub decryption: Decryption,
@@ -61,10 +90,7 @@ impl RestoreOptions {
         RestoreOptions {
             source,
             target,
-            mode: Mode::Skip,
-            ttl: TtlMode::Absolute,
-            batch_keys: 512,
-            batch_bytes: 8 << 20,
+            write: WriteOptions::default(),
             cancel: Cancel::new(),
             decryption: Decryption::none(),
         }
@@ -74,53 +100,56 @@ impl RestoreOptions {
 /// A verified archive and what restoring it would do.
 #[derive(Debug)]
 pub struct Plan {
-    pub archive: String,
-    pub target: String,
+    pub source: String,
+    /// The target, with its database resolved.
+    pub target: Endpoint,
     pub manifest: Manifest,
+    pub encrypted: bool,
     pub actions: ActionCounts,
     /// The archive to read for perform (stdin spooled to a temp file).
-    source: ArchiveSource,
+    archive: ArchiveSource,
     _spool: Option<tempfile::NamedTempFile>,
+}
+
+impl Plan {
+    /// The report of a dry run: the plan, nothing written.
+    pub fn into_dry_run_report(self) -> RestoreReport {
+        RestoreReport::planned(self.source, self.target.display(), self.actions)
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.manifest.header
+    }
 }
 
 /// Verify the archive and work out what restoring it would do. Writes nothing.
 pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan> {
-    let (source, spool) = spool_if_stdin(&options.source)?;
-    let mut conn = options.target.connect().await?;
-    let now_ms = conn.time_ms().await?;
+    let (archive, spool) = spool_if_stdin(&options.source)?;
     let handle = Handle::current();
-    let mode = options.mode;
-    let ttl = options.ttl;
-    let batch = options.batch_keys;
     progress.start(None);
-    let reading = source.clone();
-    let progress_ref: &dyn Progress = progress;
-    // The visitor blocks on the runtime for its EXISTS batches, so the read
-    // runs in a scoped blocking thread.
-    let (manifest, actions) = tokio::task::block_in_place(|| {
-        let mut planner = Planner {
+    // The visitor blocks on the runtime for its Redis calls, so the read
+    // runs with this worker given over to blocking.
+    let planned = tokio::task::block_in_place(|| {
+        let mut planner = Planner::new(
             handle,
-            conn,
-            mode,
-            ttl,
-            now_ms,
-            batch,
-            pending: Vec::new(),
-            actions: ActionCounts::default(),
-            progress: progress_ref,
-            cancel: options.cancel.clone(),
-        };
-        let verified = read_archive(&reading, &options.decryption, &mut planner)?;
-        planner.flush()?;
-        Ok::<_, Error>((verified.manifest, planner.actions))
-    })?;
+            options.target.clone(),
+            options.write.clone(),
+            options.cancel.clone(),
+            progress,
+        );
+        let verified = read_archive(&archive, &options.decryption, &mut planner)?;
+        let (target, actions) = planner.finish()?;
+        Ok::<_, Error>((verified, target, actions))
+    });
     progress.finish();
+    let (verified, target, actions) = planned?;
     Ok(Plan {
-        archive: options.source.display(),
-        target: options.target.display(),
-        manifest,
+        source: options.source.display(),
+        target,
+        manifest: verified.manifest,
+        encrypted: verified.encrypted,
         actions,
-        source,
+        archive,
         _spool: spool,
     })
 }
@@ -132,66 +161,33 @@ pub async fn perform(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let started = Instant::now();
-    let mut conn = options.target.connect().await?;
-    let features = TargetFeatures::of(&conn.server_info().await?);
-    let now_ms = conn.time_ms().await?;
+    let target = plan.target.clone();
+    let (conn, features, now_ms) = open_target(&target).await?;
     let handle = Handle::current();
     progress.start(Some(plan.manifest.counts.keys));
-    let progress_ref: &dyn Progress = progress;
-    let applier = tokio::task::block_in_place(|| {
-        let mut applier = Applier {
+    let applied = tokio::task::block_in_place(|| {
+        let mut applier = Applier::new(
             handle,
             conn,
-            options: options.clone(),
             features,
             now_ms,
-            batch: Vec::new(),
-            batch_bytes: 0,
-            current: None,
-            done: ActionCounts::default(),
-            written: 0,
-            errors: 0,
-            errors_by_type: BTreeMap::new(),
-            error_samples: Vec::new(),
-            progress: progress_ref,
-        };
-        read_archive(&plan.source, &options.decryption, &mut applier)?;
-        applier.flush()?;
-        Ok::<_, Error>(applier)
-    })?;
+            options.write.clone(),
+            options.cancel.clone(),
+            progress,
+        );
+        read_archive(&plan.archive, &options.decryption, &mut applier)?;
+        applier.finish()
+    });
     progress.finish();
-    Ok(RestoreReport {
-        archive: plan.archive,
-        target: plan.target,
-        dry_run: false,
-        plan: applier.done,
-        written: applier.written,
-        errors: applier.errors,
-        errors_by_type: applier.errors_by_type,
-        error_samples: applier.error_samples,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(applied?.into_report(plan.source, target.display(), started))
 }
 
-impl Plan {
-    /// The report of a dry run: the plan, nothing written.
-    pub fn into_dry_run_report(self) -> RestoreReport {
-        RestoreReport {
-            archive: self.archive,
-            target: self.target,
-            dry_run: true,
-            plan: self.actions,
-            written: 0,
-            errors: 0,
-            errors_by_type: BTreeMap::new(),
-            error_samples: Vec::new(),
-            seconds: 0.0,
-        }
-    }
-
-    pub fn header(&self) -> &Header {
-        &self.manifest.header
-    }
+/// Connect to the target and read what writing needs: its features and clock.
+pub(crate) async fn open_target(target: &Endpoint) -> Result<(Conn, TargetFeatures, i64)> {
+    let mut conn = target.connect().await?;
+    let features = TargetFeatures::of(&conn.server_info().await?);
+    let now_ms = conn.time_ms().await?;
+    Ok((conn, features, now_ms))
 }
 
 fn spool_if_stdin(
@@ -200,7 +196,8 @@ fn spool_if_stdin(
     match source {
         ArchiveSource::File(_) | ArchiveSource::Spooled(_) => Ok((source.clone(), None)),
         ArchiveSource::Stdin => {
-            // tempfile creates the file 0600: the spool holds the data.
+            // tempfile creates the file 0600: the spool holds the data (still
+            // encrypted, when the archive is).
             let mut spool = tempfile::Builder::new()
                 .prefix("archive-restore-")
                 .suffix(".spool")
@@ -221,15 +218,26 @@ fn spool_if_stdin(
 }
 
 /// Decide what happens to a key, given whether the target has it.
-fn decide(mode: Mode, ttl: TtlMode, expiry: Option<Expiry>, now_ms: i64, exists: bool) -> Action {
+pub fn decide(
+    mode: Mode,
+    ttl: TtlMode,
+    key_type: KeyType,
+    expiry: Option<Expiry>,
+    now_ms: i64,
+    exists: bool,
+) -> Action {
     if ttl.is_expired(expiry, now_ms) {
-        Action::Expired
-    } else if !exists {
-        Action::Create
-    } else if mode == Mode::Skip {
-        Action::Skip
-    } else {
-        Action::Overwrite
+        return Action::Expired;
+    }
+    if !exists {
+        return Action::Create;
+    }
+    match mode {
+        Mode::Skip => Action::Skip,
+        Mode::Overwrite => Action::Overwrite,
+        Mode::Merge if matches!(key_type, KeyType::String | KeyType::Dump) => Action::Skip,
+        Mode::Merge => Action::Merge,
+        Mode::Fail => Action::Conflict,
     }
 }
 
@@ -253,34 +261,109 @@ fn exists_batch(handle: &Handle, conn: &mut Conn, keys: &[&[u8]]) -> Result<Vec<
         .collect()
 }
 
-struct Planner<'p> {
-    handle: Handle,
-    conn: Conn,
-    mode: Mode,
-    ttl: TtlMode,
-    now_ms: i64,
-    batch: usize,
-    pending: Vec<(Vec<u8>, KeyType, Option<Expiry>)>,
-    actions: ActionCounts,
-    progress: &'p dyn Progress,
-    cancel: Cancel,
+fn rename(remap: &Remap, record: &mut Record) {
+    if !remap.is_empty()
+        && let std::borrow::Cow::Owned(key) = remap.key(&record.key.0)
+    {
+        record.key = Bytes(key);
+    }
 }
 
-impl Planner<'_> {
+/// Works out the plan: connects when it knows the target database (at the
+/// archive's header, or at once for copy), then EXISTS in batches.
+pub struct Planner<'p> {
+    handle: Handle,
+    target: Endpoint,
+    conn: Option<Conn>,
+    write: WriteOptions,
+    cancel: Cancel,
+    now_ms: i64,
+    pending: Vec<(Vec<u8>, KeyType, Option<Expiry>)>,
+    actions: ActionCounts,
+    conflicts: Vec<String>,
+    progress: &'p dyn Progress,
+}
+
+impl std::fmt::Debug for Planner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planner")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl<'p> Planner<'p> {
+    pub fn new(
+        handle: Handle,
+        target: Endpoint,
+        write: WriteOptions,
+        cancel: Cancel,
+        progress: &'p dyn Progress,
+    ) -> Self {
+        Planner {
+            handle,
+            target,
+            conn: None,
+            write,
+            cancel,
+            now_ms: 0,
+            pending: Vec::new(),
+            actions: ActionCounts::default(),
+            conflicts: Vec::new(),
+            progress,
+        }
+    }
+
+    /// Connect to the target (read-only from here on) and read its clock.
+    pub fn connect(&mut self) -> Result<()> {
+        let mut conn = self.handle.block_on(self.target.connect())?;
+        self.now_ms = self.handle.block_on(conn.time_ms())?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    /// The target as resolved and the plan; with `--mode fail`, an error if
+    /// any key exists.
+    pub fn finish(mut self) -> Result<(Endpoint, ActionCounts)> {
+        self.flush()?;
+        let conflicts = self.actions.total(Action::Conflict);
+        if conflicts > 0 {
+            return Err(Error::Conflict {
+                target: self.target.display(),
+                count: conflicts,
+                keys: self.conflicts.join(", "),
+            });
+        }
+        Ok((self.target, self.actions))
+    }
+
     fn flush(&mut self) -> Result<()> {
         if self.cancel.is_cancelled() {
             return Err(Error::Interrupted(
-                "restore stopped while verifying; nothing was written".into(),
+                "stopped while planning; nothing was written".into(),
             ));
         }
         if self.pending.is_empty() {
             return Ok(());
         }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Error::Internal("planning before connecting".into()));
+        };
         let keys: Vec<&[u8]> = self.pending.iter().map(|(k, _, _)| &k[..]).collect();
-        let exists = exists_batch(&self.handle, &mut self.conn, &keys)?;
+        let exists = exists_batch(&self.handle, conn, &keys)?;
         let planned = self.pending.len() as u64;
-        for ((_, t, expiry), exists) in self.pending.drain(..).zip(exists) {
-            let action = decide(self.mode, self.ttl, expiry, self.now_ms, exists);
+        for ((key, t, expiry), exists) in self.pending.drain(..).zip(exists) {
+            let action = decide(
+                self.write.mode,
+                self.write.ttl,
+                t,
+                expiry,
+                self.now_ms,
+                exists,
+            );
+            if action == Action::Conflict && self.conflicts.len() < 10 {
+                self.conflicts.push(printable(&key));
+            }
             self.actions.add(t, action);
         }
         self.progress.advance(planned);
@@ -289,20 +372,64 @@ impl Planner<'_> {
 }
 
 impl Visitor for Planner<'_> {
-    fn record(&mut self, record: Record, _location: &Location) -> Result<()> {
+    fn header(&mut self, header: &Header) -> Result<()> {
+        if !self.target.has_explicit_db() {
+            self.target = self.target.with_db(header.source.address.db);
+        }
+        self.connect()
+    }
+
+    fn record(&mut self, mut record: Record, _location: &Location) -> Result<()> {
         if record.part != 0 {
             return Ok(());
         }
-        if self.ttl.is_expired(record.expiry, self.now_ms) {
+        if self.write.ttl.is_expired(record.expiry, self.now_ms) {
             self.actions.add(record.key_type(), Action::Expired);
             return Ok(());
         }
+        rename(&self.write.remap, &mut record);
         self.pending
             .push((record.key.0, record.value.key_type(), record.expiry));
-        if self.pending.len() >= self.batch {
+        if self.pending.len() >= self.write.batch_keys {
             self.flush()?;
         }
         Ok(())
+    }
+}
+
+/// What writing did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub done: ActionCounts,
+    pub written: u64,
+    pub added: u64,
+    pub errors: u64,
+    pub errors_by_type: BTreeMap<KeyType, u64>,
+    pub error_samples: Vec<KeyError>,
+}
+
+impl Outcome {
+    pub fn into_report(self, source: String, target: String, started: Instant) -> RestoreReport {
+        RestoreReport {
+            source,
+            target,
+            dry_run: false,
+            plan: self.done,
+            written: self.written,
+            added: self.added,
+            errors: self.errors,
+            errors_by_type: self.errors_by_type,
+            error_samples: self.error_samples,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+
+    fn fail(&mut self, key: &[u8], t: KeyType, reason: String) {
+        self.errors += 1;
+        *self.errors_by_type.entry(t).or_default() += 1;
+        if self.error_samples.len() < MAX_ERROR_SAMPLES {
+            self.error_samples.push(KeyError::new(key, reason));
+        }
     }
 }
 
@@ -315,91 +442,113 @@ struct Current {
     failed: Option<String>,
 }
 
-struct Applier<'p> {
+/// Writes records in pipelined batches.
+pub struct Applier<'p> {
     handle: Handle,
     conn: Conn,
-    options: RestoreOptions,
     features: TargetFeatures,
+    write: WriteOptions,
+    cancel: Cancel,
     now_ms: i64,
     batch: Vec<Record>,
     batch_bytes: usize,
     current: Option<Current>,
-    done: ActionCounts,
-    written: u64,
-    errors: u64,
-    errors_by_type: BTreeMap<KeyType, u64>,
-    error_samples: Vec<KeyError>,
+    outcome: Outcome,
     progress: &'p dyn Progress,
 }
 
-impl Visitor for Applier<'_> {
-    fn header(&mut self, _header: &Header) -> Result<()> {
-        Ok(())
+impl std::fmt::Debug for Applier<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applier").field("conn", &self.conn).finish()
     }
+}
 
-    fn record(&mut self, record: Record, _location: &Location) -> Result<()> {
+impl Visitor for Applier<'_> {
+    fn record(&mut self, mut record: Record, _location: &Location) -> Result<()> {
+        rename(&self.write.remap, &mut record);
         self.batch_bytes += record.value.approx_bytes();
         self.batch.push(record);
-        if self.batch.len() >= self.options.batch_keys
-            || self.batch_bytes >= self.options.batch_bytes
-        {
+        if self.batch.len() >= self.write.batch_keys || self.batch_bytes >= self.write.batch_bytes {
             self.flush()?;
         }
         Ok(())
     }
 }
 
-impl Applier<'_> {
+impl<'p> Applier<'p> {
+    pub fn new(
+        handle: Handle,
+        conn: Conn,
+        features: TargetFeatures,
+        now_ms: i64,
+        write: WriteOptions,
+        cancel: Cancel,
+        progress: &'p dyn Progress,
+    ) -> Self {
+        Applier {
+            handle,
+            conn,
+            features,
+            write,
+            cancel,
+            now_ms,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            current: None,
+            outcome: Outcome::default(),
+            progress,
+        }
+    }
+
+    pub fn finish(mut self) -> Result<Outcome> {
+        self.flush()?;
+        Ok(self.outcome)
+    }
+
     fn flush(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        if self.options.cancel.is_cancelled() {
+        if self.cancel.is_cancelled() {
             return Err(Error::Interrupted(format!(
-                "restore stopped after {} keys were written; the target holds a partial restore, run the same restore again to complete it",
-                self.written
+                "stopped after {} keys were written; the target holds a partial restore, run the same command again to complete it",
+                self.outcome.written
             )));
         }
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
+        let (mode, ttl, now_ms) = (self.write.mode, self.write.ttl, self.now_ms);
 
         // Which first records need an EXISTS answer.
         let ask: Vec<&[u8]> = batch
             .iter()
-            .filter(|r| r.part == 0 && !self.options.ttl.is_expired(r.expiry, self.now_ms))
+            .filter(|r| r.part == 0 && !ttl.is_expired(r.expiry, now_ms))
             .map(|r| &r.key.0[..])
             .collect();
         let mut exists = exists_batch(&self.handle, &mut self.conn, &ask)?.into_iter();
 
-        // Build one pipeline; remember which key each command belongs to.
+        // One pipeline; each command remembers its key and what its reply means.
         let mut pipe = redis::pipe();
+        let mut roles: Vec<Role> = Vec::new();
         let mut owners: Vec<u64> = Vec::new();
-        // Keys finished in this batch: (seq, key, type, action).
-        let mut finished: Vec<(u64, Vec<u8>, KeyType, Action)> = Vec::new();
-        let mut outcomes: BTreeMap<u64, Option<String>> = BTreeMap::new();
-        let mut touched: BTreeMap<u64, &[u8]> = BTreeMap::new();
-        let mut next_seq = self.current.as_ref().map(|c| c.seq + 1).unwrap_or(0);
+        let mut finished: Vec<(u64, &[u8], KeyType, Action)> = Vec::new();
+        let mut failures: BTreeMap<u64, String> = BTreeMap::new();
+        // Keys this batch created or replaced: the only ones a failure may delete.
+        let mut replaced: BTreeMap<u64, &[u8]> = BTreeMap::new();
+        let mut next_seq = self.current.as_ref().map_or(0, |c| c.seq + 1);
         for record in &batch {
             if record.part == 0 {
-                let expired = self.options.ttl.is_expired(record.expiry, self.now_ms);
-                let exists = if expired {
-                    false
-                } else {
-                    exists.next().unwrap_or(false)
-                };
-                let action = decide(
-                    self.options.mode,
-                    self.options.ttl,
-                    record.expiry,
-                    self.now_ms,
-                    exists,
-                );
+                let expired = ttl.is_expired(record.expiry, now_ms);
+                let exists = !expired && exists.next().unwrap_or(false);
+                let action = decide(mode, ttl, record.key_type(), record.expiry, now_ms, exists);
+                let failed = (action == Action::Conflict)
+                    .then(|| "already exists in the target (--mode fail)".to_string());
                 self.current = Some(Current {
                     seq: next_seq,
                     key_type: record.key_type(),
                     action,
                     carry: KeyCarry::default(),
-                    failed: None,
+                    failed,
                 });
                 next_seq += 1;
             }
@@ -409,49 +558,61 @@ impl Applier<'_> {
                 ));
             };
             // Once a key has failed, its remaining records are not written.
-            let writes = matches!(current.action, Action::Create | Action::Overwrite)
-                && current.failed.is_none();
-            if writes {
-                let n = add_record(
-                    &mut pipe,
-                    record,
-                    self.options.ttl,
-                    &self.features,
-                    &mut current.carry,
-                );
-                owners.extend(std::iter::repeat_n(current.seq, n));
-                outcomes.entry(current.seq).or_insert(None);
-                touched.insert(current.seq, &record.key.0);
+            if current.failed.is_none() {
+                let before = roles.len();
+                match current.action {
+                    Action::Create | Action::Overwrite => {
+                        add_record(
+                            &mut pipe,
+                            record,
+                            ttl,
+                            &self.features,
+                            &mut current.carry,
+                            &mut roles,
+                        );
+                        replaced.insert(current.seq, &record.key.0);
+                    }
+                    Action::Merge => add_merge(
+                        &mut pipe,
+                        record,
+                        &self.features,
+                        &mut current.carry,
+                        &mut roles,
+                    ),
+                    Action::Skip | Action::Expired | Action::Conflict => {}
+                }
+                owners.extend(std::iter::repeat_n(current.seq, roles.len() - before));
+            } else if record.part == 0 {
+                failures.insert(current.seq, current.failed.clone().unwrap_or_default());
             }
             if !record.more {
-                finished.push((
-                    current.seq,
-                    record.key.0.clone(),
-                    current.key_type,
-                    current.action,
-                ));
+                finished.push((current.seq, &record.key.0, current.key_type, current.action));
             }
         }
 
         let replies = self
             .handle
             .block_on(self.conn.pipeline(&mut pipe, "writing keys"))?;
-        for (seq, reply) in owners.iter().zip(replies) {
-            if let Reply::ServerError(e) = reply {
-                let slot = outcomes.entry(*seq).or_insert(None);
-                if slot.is_none() {
-                    *slot = Some(e.to_string());
+        for ((seq, role), reply) in owners.iter().zip(&roles).zip(replies) {
+            match (role, reply) {
+                (Role::Added, Reply::Int(n)) => self.outcome.added += n.max(0) as u64,
+                (Role::StreamAdd, Reply::ServerError(e))
+                    if e.to_string().contains("equal or smaller") => {}
+                (Role::Group, Reply::ServerError(e)) if e.to_string().contains("BUSYGROUP") => {}
+                (_, Reply::ServerError(e)) => {
+                    failures.entry(*seq).or_insert_with(|| e.to_string());
                 }
+                (Role::StreamAdd, _) => self.outcome.added += 1,
+                _ => {}
             }
         }
-        // A key whose writes failed part way would be left half-written
-        // (a SET that worked and an APPEND that did not): remove it, so the
+        // A key whose writes failed part way would be left half-written (a
+        // SET that worked and an APPEND that did not): remove it, so the
         // target holds whole keys or none. DEL is allowed even under OOM.
+        // Merged keys are never removed: they hold the target's own data.
         let mut cleanup = redis::pipe();
-        for (seq, outcome) in &outcomes {
-            if outcome.is_some()
-                && let Some(key) = touched.get(seq)
-            {
+        for seq in failures.keys() {
+            if let Some(key) = replaced.get(seq) {
                 cleanup.cmd("DEL").arg(*key).ignore();
             }
         }
@@ -461,8 +622,8 @@ impl Applier<'_> {
         )?;
         // A key split across batches keeps its failure until its last record.
         if let Some(current) = self.current.as_mut()
-            && let Some(Some(reason)) = outcomes.get(&current.seq)
             && current.failed.is_none()
+            && let Some(reason) = failures.get(&current.seq)
         {
             current.failed = Some(reason.clone());
         }
@@ -474,19 +635,12 @@ impl Applier<'_> {
                 .as_ref()
                 .filter(|c| c.seq == seq)
                 .and_then(|c| c.failed.clone());
-            let failure = outcomes.get(&seq).cloned().flatten().or(carried);
-            match failure {
-                Some(reason) => {
-                    self.errors += 1;
-                    *self.errors_by_type.entry(t).or_default() += 1;
-                    if self.error_samples.len() < MAX_ERROR_SAMPLES {
-                        self.error_samples.push(KeyError::new(&key, reason));
-                    }
-                }
+            match failures.get(&seq).cloned().or(carried) {
+                Some(reason) => self.outcome.fail(key, t, reason),
                 None => {
-                    self.done.add(t, action);
+                    self.outcome.done.add(t, action);
                     if matches!(action, Action::Create | Action::Overwrite) {
-                        self.written += 1;
+                        self.outcome.written += 1;
                     }
                 }
             }
@@ -510,24 +664,49 @@ mod tests {
             at_ms: 1000,
             ttl_ms: 5,
         });
+        let h = KeyType::Hash;
         assert_eq!(
-            decide(Mode::Skip, TtlMode::Absolute, past, 100, true),
+            decide(Mode::Skip, TtlMode::Absolute, h, past, 100, true),
             Action::Expired
         );
         assert_eq!(
-            decide(Mode::Skip, TtlMode::Relative, past, 100, false),
+            decide(Mode::Skip, TtlMode::Relative, h, past, 100, false),
             Action::Create
         );
         assert_eq!(
-            decide(Mode::Skip, TtlMode::None, past, 100, true),
+            decide(Mode::Skip, TtlMode::None, h, past, 100, true),
             Action::Skip
         );
         assert_eq!(
-            decide(Mode::Overwrite, TtlMode::Absolute, future, 100, true),
+            decide(Mode::Overwrite, TtlMode::Absolute, h, future, 100, true),
             Action::Overwrite
         );
         assert_eq!(
-            decide(Mode::Overwrite, TtlMode::Absolute, None, 100, false),
+            decide(Mode::Overwrite, TtlMode::Absolute, h, None, 100, false),
+            Action::Create
+        );
+        assert_eq!(
+            decide(Mode::Merge, TtlMode::Absolute, h, None, 100, true),
+            Action::Merge
+        );
+        assert_eq!(
+            decide(
+                Mode::Merge,
+                TtlMode::Absolute,
+                KeyType::String,
+                None,
+                100,
+                true
+            ),
+            Action::Skip,
+            "strings are never merged"
+        );
+        assert_eq!(
+            decide(Mode::Fail, TtlMode::Absolute, h, None, 100, true),
+            Action::Conflict
+        );
+        assert_eq!(
+            decide(Mode::Fail, TtlMode::Absolute, h, None, 100, false),
             Action::Create
         );
     }
