@@ -21,7 +21,7 @@ use crate::fetch::{ChunkSizes, FetchStats, Fetcher, Outgoing};
 use crate::keyspace::Selection;
 use crate::progress::{Cancel, Progress, Silent};
 use crate::report::{ActionCounts, KeyError, RestoreReport};
-use crate::restore::{Applier, Outcome, Planner, WriteOptions, open_target};
+use crate::restore::{Applier, Mode, Outcome, Planner, WriteOptions, open_target};
 
 const CHANNEL_RECORDS: usize = 1024;
 
@@ -110,9 +110,14 @@ pub async fn plan(options: &CopyOptions, progress: &dyn Progress) -> Result<Copy
     })
 }
 
-/// Copy, deciding each key against the target as it is now.
+/// Copy, deciding each key against the target as it is now. With
+/// `--mode fail` it plans first, so that nothing is written when any key
+/// exists, even when the caller did not ask for a plan.
 pub async fn perform(options: &CopyOptions, progress: &dyn Progress) -> Result<CopyReport> {
     let started = Instant::now();
+    if options.write.mode == Mode::Fail {
+        plan(options, &Silent).await?;
+    }
     let (finished, stats) = run(options, progress, Side::Write).await?;
     let Finished::Written(outcome) = finished else {
         return Err(Error::Internal("copying returned no outcome".into()));

@@ -1,0 +1,400 @@
+//! Moving data between environments: copy, renames, databases, merge, fail.
+
+mod support;
+
+use redis::Commands;
+use support::*;
+
+fn copy(src: &RedisServer, dst: &RedisServer, extra: &[&str]) -> Run {
+    let (s, t) = (src.url(), dst.url());
+    let mut args = vec!["copy", "--source", &s, "--target", &t];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn copy_round_trips_a_mixed_keyspace() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    load_mixed(&mut src.conn());
+    dataset::load(&mut src.conn(), 3_000, 5_000);
+    let report = copy(&src, &dst, &["--yes", "--json"]).ok().json();
+    assert_eq!(report["written"], src.dbsize(0), "{report}");
+    assert_eq!(report["errors"], 0);
+    assert_eq!(report["read_errors"], 0);
+    assert_same_db(&mut src.conn(), &mut dst.conn(), 1000);
+
+    // Again: everything exists now, so skip mode writes nothing.
+    let again = copy(&src, &dst, &["--yes", "--json"]).ok().json();
+    assert_eq!(again["written"], 0);
+}
+
+#[test]
+fn copy_dry_run_and_confirmation_write_nothing() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    load_mixed(&mut src.conn());
+    let text = copy(&src, &dst, &["--dry-run", "--match", "str:*"])
+        .ok()
+        .stdout_text();
+    assert!(text.contains("dry run: copy"), "{text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{}/0", src.port)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("127.0.0.1:{}/0", dst.port)),
+        "{text}"
+    );
+    assert!(text.contains("match:           str:*"), "{text}");
+    let plan = copy(&src, &dst, &["--dry-run", "--json", "--match", "str:*"])
+        .ok()
+        .json();
+    assert_eq!(plan["plan"]["by_type"]["string"]["create"], 5, "{plan}");
+    copy(&src, &dst, &[]).fails(11, "pass --yes");
+    assert_eq!(dst.dbsize(0), 0);
+}
+
+#[test]
+fn copy_between_databases_of_one_server() {
+    let server = RedisServer::start();
+    load_mixed(&mut server.conn_db(1));
+    let url = server.url();
+    let report = run(&[
+        "copy",
+        "--source",
+        &url,
+        "--source-db",
+        "1",
+        "--target",
+        &url,
+        "--db",
+        "0",
+        "--yes",
+        "--json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(report["target"], format!("127.0.0.1:{}/0", server.port));
+    assert_same_db(&mut server.conn_db(1), &mut server.conn_db(0), 1000);
+
+    // Without --db the target is the source's database: here, all exists.
+    let same = run(&[
+        "copy",
+        "--source",
+        &server.url_db(1),
+        "--target",
+        &url,
+        "--yes",
+        "--json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(same["target"], format!("127.0.0.1:{}/1", server.port));
+    assert_eq!(same["written"], 0);
+}
+
+#[test]
+fn restore_goes_to_the_archives_database_unless_told_otherwise() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let _: () = src.conn_db(2).set("in-db-2", "x").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("db2.tar.zst");
+    export(&src, &file, &["--db", "2"]).ok();
+    restore(&dst, &file, &[]).ok();
+    assert_eq!(dst.dbsize(2), 1, "the archive's database by default");
+    let url0 = dst.url_db(0);
+    run(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--target",
+        &url0,
+        "--yes",
+    ])
+    .ok();
+    assert_eq!(dst.dbsize(0), 1, "a database in the URL wins");
+}
+
+/// A tenant's keys of every type, with TTLs.
+fn load_tenant(c: &mut redis::Connection, prefix: &str) {
+    let k = |s: &str| format!("{prefix}{s}");
+    redis::pipe()
+        .cmd("SET")
+        .arg(k("config"))
+        .arg("v")
+        .arg("PX")
+        .arg(800_000)
+        .cmd("HSET")
+        .arg(k("user:1"))
+        .arg("name")
+        .arg("Ann")
+        .cmd("PEXPIRE")
+        .arg(k("user:1"))
+        .arg(900_000)
+        .cmd("RPUSH")
+        .arg(k("queue"))
+        .arg("a")
+        .arg("b")
+        .cmd("SADD")
+        .arg(k("tags"))
+        .arg("x")
+        .cmd("ZADD")
+        .arg(k("rank"))
+        .arg(1)
+        .arg("m")
+        .cmd("XADD")
+        .arg(k("events"))
+        .arg("1-1")
+        .arg("f")
+        .arg("v")
+        .cmd("PEXPIRE")
+        .arg(k("events"))
+        .arg(700_000)
+        .query::<()>(c)
+        .unwrap();
+}
+
+#[test]
+fn rename_prefix_moves_a_tenant_with_ttls() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    load_tenant(&mut src.conn(), "tenant_a:");
+    let _: () = src.conn().set("other:key", "untouched").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenant.tar.zst");
+    export(&src, &file, &["--match", "tenant_a:*"]).ok();
+    restore(&dst, &file, &["--rename-prefix", "tenant_a:=tenant_b:"]).ok();
+
+    let (mut s, mut d) = (src.conn(), dst.conn());
+    let keys: Vec<String> = s.keys("tenant_a:*").unwrap();
+    assert_eq!(keys.len(), 6);
+    assert_eq!(dst.dbsize(0), 6);
+    for key in keys {
+        let renamed = key.replacen("tenant_a:", "tenant_b:", 1);
+        assert_eq!(
+            key_state(&mut s, key.as_bytes()),
+            key_state(&mut d, renamed.as_bytes()),
+            "{key}"
+        );
+        let (a, b) = (
+            expire_time(&mut s, key.as_bytes()),
+            expire_time(&mut d, renamed.as_bytes()),
+        );
+        assert_eq!(a.is_some(), b.is_some(), "{key}");
+        if let (Some(a), Some(b)) = (a, b) {
+            assert!((a - b).abs() <= 1000, "{key}: {a} vs {b}");
+        }
+    }
+
+    // copy does the same within one database, leaving the source as it was.
+    let (url, url2) = (src.url(), src.url());
+    let report = run(&[
+        "copy",
+        "--source",
+        &url,
+        "--target",
+        &url2,
+        "--match",
+        "tenant_a:*",
+        "--rename-prefix",
+        "tenant_a:=tenant_c:",
+        "--yes",
+        "--json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(report["written"], 6);
+    let copied: Vec<String> = s.keys("tenant_c:*").unwrap();
+    assert_eq!(copied.len(), 6);
+    assert_eq!(s.keys::<_, Vec<String>>("tenant_a:*").unwrap().len(), 6);
+}
+
+#[test]
+fn merge_adds_missing_members_and_changes_nothing() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let (mut s, mut d) = (src.conn(), dst.conn());
+    redis::pipe()
+        .cmd("ZADD")
+        .arg("index")
+        .arg(5)
+        .arg("alice")
+        .arg(3)
+        .arg("carol")
+        .cmd("HSET")
+        .arg("h")
+        .arg("a")
+        .arg("archive")
+        .arg("b")
+        .arg("archive")
+        .cmd("SADD")
+        .arg("s")
+        .arg("x")
+        .arg("y")
+        .cmd("RPUSH")
+        .arg("l")
+        .arg("1")
+        .arg("2")
+        .arg("3")
+        .cmd("XADD")
+        .arg("st")
+        .arg("1-1")
+        .arg("f")
+        .arg("old")
+        .cmd("XADD")
+        .arg("st")
+        .arg("9-1")
+        .arg("f")
+        .arg("new")
+        .cmd("XGROUP")
+        .arg("CREATE")
+        .arg("st")
+        .arg("g2")
+        .arg("0")
+        .cmd("SET")
+        .arg("str")
+        .arg("archive")
+        .cmd("SET")
+        .arg("fresh")
+        .arg("new key")
+        .query::<()>(&mut s)
+        .unwrap();
+    redis::pipe()
+        .cmd("ZADD")
+        .arg("index")
+        .arg(1)
+        .arg("alice")
+        .arg(2)
+        .arg("bob")
+        .cmd("HSET")
+        .arg("h")
+        .arg("a")
+        .arg("target")
+        .cmd("PEXPIRE")
+        .arg("h")
+        .arg(500_000)
+        .cmd("SADD")
+        .arg("s")
+        .arg("y")
+        .arg("z")
+        .cmd("RPUSH")
+        .arg("l")
+        .arg("2")
+        .arg("9")
+        .cmd("XADD")
+        .arg("st")
+        .arg("5-1")
+        .arg("f")
+        .arg("target")
+        .cmd("XGROUP")
+        .arg("CREATE")
+        .arg("st")
+        .arg("g1")
+        .arg("0")
+        .cmd("SET")
+        .arg("str")
+        .arg("target")
+        .query::<()>(&mut d)
+        .unwrap();
+    let h_expiry = expire_time(&mut d, b"h");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.tar.zst");
+    export(&src, &file, &[]).ok();
+
+    let plan = restore(&dst, &file, &["--mode", "merge", "--dry-run", "--json"])
+        .ok()
+        .json();
+    assert_eq!(plan["plan"]["by_type"]["zset"]["merge"], 1, "{plan}");
+    assert_eq!(plan["plan"]["by_type"]["string"]["skip"], 1, "{plan}");
+    let report = restore(&dst, &file, &["--mode", "merge", "--json"])
+        .ok()
+        .json();
+    assert_eq!(report["plan"]["by_type"]["zset"]["merge"], 1);
+    assert_eq!(report["written"], 1, "only the new string key: {report}");
+    // carol (zset) + b (hash) + x (set) + 1, 3 (list) + 9-1 (stream) = 6
+    assert_eq!(report["added"], 6, "{report}");
+
+    let index: Vec<(String, f64)> = d.zrange_withscores("index", 0, -1).unwrap();
+    assert_eq!(
+        index,
+        [
+            ("alice".into(), 1.0),
+            ("bob".into(), 2.0),
+            ("carol".into(), 3.0)
+        ],
+        "existing scores kept"
+    );
+    let mut h: Vec<(String, String)> = d.hgetall("h").unwrap();
+    h.sort();
+    assert_eq!(
+        h,
+        [
+            ("a".into(), "target".into()),
+            ("b".into(), "archive".into())
+        ]
+    );
+    assert_eq!(expire_time(&mut d, b"h"), h_expiry, "expiry unchanged");
+    let mut set: Vec<String> = d.smembers("s").unwrap();
+    set.sort();
+    assert_eq!(set, ["x", "y", "z"]);
+    assert_eq!(
+        d.lrange::<_, Vec<String>>("l", 0, -1).unwrap(),
+        ["2", "9", "1", "3"]
+    );
+    let ids: Vec<String> = redis::cmd("XRANGE")
+        .arg("st")
+        .arg("-")
+        .arg("+")
+        .query::<Vec<(String, Vec<String>)>>(&mut d)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["5-1", "9-1"],
+        "older ids cannot be inserted; newer ones are appended"
+    );
+    let groups: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg("st")
+        .query(&mut d)
+        .unwrap();
+    let groups = format!("{groups:?}");
+    assert!(groups.contains("g1") && groups.contains("g2"), "{groups}");
+    assert_eq!(
+        d.get::<_, String>("str").unwrap(),
+        "target",
+        "existing strings are skipped"
+    );
+    assert_eq!(d.get::<_, String>("fresh").unwrap(), "new key");
+}
+
+#[test]
+fn fail_mode_writes_nothing_when_keys_exist() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    load_mixed(&mut src.conn());
+    let mut d = dst.conn();
+    let _: () = d.set("str:plain", "live").unwrap();
+    let _: () = d.set("list:1", "live").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.tar.zst");
+    export(&src, &file, &[]).ok();
+    let out = restore(&dst, &file, &["--mode", "fail"]).fails(13, "2 key(s) already exist");
+    assert!(
+        out.stderr.contains("str:plain") && out.stderr.contains("list:1"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("nothing was written"));
+    assert_eq!(dst.dbsize(0), 2);
+    copy(&src, &dst, &["--mode", "fail", "--yes"]).fails(13, "already exist");
+    assert_eq!(dst.dbsize(0), 2);
+
+    // Into an empty database, fail mode is an ordinary restore.
+    let empty = RedisServer::start();
+    restore(&empty, &file, &["--mode", "fail"]).ok();
+    assert_same_db(&mut src.conn(), &mut empty.conn(), 1000);
+}
