@@ -18,6 +18,7 @@ use redis_archive::record::{
     Bytes, ConsumerGroup, Expiry, Record, Score, StreamChunk, StreamEntry, StreamId, StreamMeta,
     Value,
 };
+use sha2::{Digest, Sha256};
 
 /// 2100-01-01T00:00:00Z: far enough that `--ttl absolute` keeps the key.
 const FAR_FUTURE_MS: i64 = 4_102_444_800_000;
@@ -155,9 +156,18 @@ fn write_archive(path: &Path, header: Header, encryption: Option<&Encryption>) {
         .unwrap();
 }
 
-/// Unpack the valid archive's entries, let `edit` change them, pack again
-/// (a well-formed tar+zstd whose content no longer matches its manifest).
-fn repack(valid: &Path, out: &Path, edit: impl Fn(&str, Vec<u8>) -> Vec<u8>) {
+/// One tar entry of a repacked archive.
+struct Entry {
+    name: String,
+    data: Vec<u8>,
+    /// Set for a symlink entry.
+    link: Option<String>,
+}
+
+/// Unpack the valid archive's entries, let `edit` change them, pack them
+/// again as well-formed tar+zstd. Names are written as raw bytes, so even
+/// `..` paths (which tar libraries refuse to create) can be made.
+fn repack(valid: &Path, out: &Path, edit: impl FnOnce(&mut Vec<Entry>)) {
     let file = std::fs::File::open(valid).unwrap();
     let mut archive = tar::Archive::new(zstd::Decoder::new(file).unwrap());
     let mut entries = Vec::new();
@@ -166,17 +176,35 @@ fn repack(valid: &Path, out: &Path, edit: impl Fn(&str, Vec<u8>) -> Vec<u8>) {
         let name = entry.path().unwrap().to_string_lossy().into_owned();
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
-        entries.push((name.clone(), edit(&name, data)));
+        entries.push(Entry {
+            name,
+            data,
+            link: None,
+        });
     }
+    edit(&mut entries);
     let mut encoder = zstd::Encoder::new(std::fs::File::create(out).unwrap(), 3).unwrap();
     encoder.include_checksum(true).unwrap();
     let mut builder = tar::Builder::new(encoder);
-    for (name, data) in entries {
+    for e in entries {
         let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
+        h.as_ustar_mut().unwrap().name[..e.name.len()].copy_from_slice(e.name.as_bytes());
         h.set_mode(0o600);
         h.set_mtime(1_795_262_400);
-        builder.append_data(&mut h, &name, &data[..]).unwrap();
+        match &e.link {
+            Some(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                h.as_ustar_mut().unwrap().linkname[..target.len()]
+                    .copy_from_slice(target.as_bytes());
+            }
+            None => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(e.data.len() as u64);
+            }
+        }
+        h.set_cksum();
+        builder.append(&h, &e.data[..]).unwrap();
     }
     builder
         .into_inner()
@@ -185,6 +213,23 @@ fn repack(valid: &Path, out: &Path, edit: impl Fn(&str, Vec<u8>) -> Vec<u8>) {
         .unwrap()
         .flush()
         .unwrap();
+}
+
+fn entry<'a>(entries: &'a mut [Entry], name: &str) -> &'a mut Entry {
+    entries.iter_mut().find(|e| e.name == name).unwrap()
+}
+
+/// Make the manifest's entry list agree with the data entries again, so a
+/// vector shows only the one problem it is about.
+fn fix_manifest(entries: &mut [Entry]) {
+    let mut m: Manifest = serde_json::from_slice(&entry(entries, "manifest.json").data).unwrap();
+    for info in &mut m.entries {
+        let data = &entries.iter().find(|e| e.name == info.name).unwrap().data;
+        info.size = data.len() as u64;
+        info.records = data.iter().filter(|&&b| b == b'\n').count() as u64;
+        info.sha256 = hex::encode(Sha256::digest(data));
+    }
+    entry(entries, "manifest.json").data = serde_json::to_vec_pretty(&m).unwrap();
 }
 
 fn main() {
@@ -251,25 +296,84 @@ fn main() {
 
     // Valid tar and zstd, but a record was edited after the manifest was
     // written: only the sha256 check can tell.
-    repack(&valid, &dir.join("tampered.tar.zst"), |name, data| {
-        if name.starts_with("data/") {
-            String::from_utf8(data)
-                .unwrap()
-                .replace("\"pro\"", "\"max\"")
-                .into_bytes()
-        } else {
-            data
-        }
+    repack(&valid, &dir.join("tampered.tar.zst"), |entries| {
+        let data = &mut entry(entries, "data/000000.jsonl").data;
+        *data = String::from_utf8(data.clone())
+            .unwrap()
+            .replace("\"pro\"", "\"max\"")
+            .into_bytes();
     });
     // The manifest is sane JSON but its counts are wrong.
-    repack(&valid, &dir.join("bad-counts.tar.zst"), |name, data| {
-        if name == "manifest.json" {
-            let mut m: Manifest = serde_json::from_slice(&data).unwrap();
-            m.counts.keys += 1;
-            serde_json::to_vec_pretty(&m).unwrap()
-        } else {
-            data
-        }
+    repack(&valid, &dir.join("bad-counts.tar.zst"), |entries| {
+        let manifest = &mut entry(entries, "manifest.json").data;
+        let mut m: Manifest = serde_json::from_slice(manifest).unwrap();
+        m.counts.keys += 1;
+        *manifest = serde_json::to_vec_pretty(&m).unwrap();
+    });
+    // One byte flipped inside the data entry ("Ann" -> "Bnn").
+    repack(&valid, &dir.join("flipped-data.tar.zst"), |entries| {
+        let data = &mut entry(entries, "data/000000.jsonl").data;
+        let at = data.windows(3).position(|w| w == b"Ann").unwrap();
+        data[at] = b'B';
+    });
+    // One byte flipped inside the manifest (a hex digit of the sha256).
+    repack(&valid, &dir.join("flipped-manifest.tar.zst"), |entries| {
+        let manifest = &mut entry(entries, "manifest.json").data;
+        let at = manifest
+            .windows(9)
+            .position(|w| w == b"\"sha256\":")
+            .unwrap()
+            + 12;
+        manifest[at] = if manifest[at] == b'0' { b'1' } else { b'0' };
+    });
+    // An entry the manifest does not list, before manifest.json.
+    repack(&valid, &dir.join("extra-entry.tar.zst"), |entries| {
+        let at = entries.len() - 1;
+        entries.insert(
+            at,
+            Entry {
+                name: "notes.txt".into(),
+                data: b"hello\n".to_vec(),
+                link: None,
+            },
+        );
+    });
+    // A symbolic link, and a path that climbs out of the extraction directory.
+    repack(&valid, &dir.join("link-entry.tar.zst"), |entries| {
+        let at = entries.len() - 1;
+        entries.insert(
+            at,
+            Entry {
+                name: "data/000001.jsonl".into(),
+                data: vec![],
+                link: Some("/etc/passwd".into()),
+            },
+        );
+    });
+    repack(&valid, &dir.join("traversal-entry.tar.zst"), |entries| {
+        let at = entries.len() - 1;
+        entries.insert(
+            at,
+            Entry {
+                name: "../../tmp/evil.jsonl".into(),
+                data: b"{}\n".to_vec(),
+                link: None,
+            },
+        );
+    });
+    // The data entry is gone; the manifest still lists it.
+    repack(&valid, &dir.join("missing-entry.tar.zst"), |entries| {
+        entries.retain(|e| e.name != "data/000000.jsonl");
+    });
+    // The second record has the wrong shape (a hash field without a value);
+    // the manifest's checksums are made to match, so only the record is wrong.
+    repack(&valid, &dir.join("bad-record.tar.zst"), |entries| {
+        let data = &mut entry(entries, "data/000000.jsonl").data;
+        let text = String::from_utf8(data.clone()).unwrap();
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines[1] = r#"{"key":"bin:key","value":{"hash":[["field-without-value"]]}}"#.into();
+        *data = (lines.join("\n") + "\n").into_bytes();
+        fix_manifest(entries);
     });
     std::fs::write(dir.join("not-an-archive.txt"), b"this is not an archive\n").unwrap();
     println!("fixtures written to {}", dir.display());

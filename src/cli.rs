@@ -33,6 +33,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Show what an archive holds (its manifest), after verifying it.
     Inspect(InspectArgs),
+    /// Check an archive completely and list every problem with where it is.
+    Validate(ValidateArgs),
     /// Restore an archive into Redis.
     Restore(RestoreArgs),
     /// Copy keys from one Redis to another (or between databases) without a file.
@@ -196,4 +198,18 @@ pub struct CopyArgs {
     pub write: WriteArgs,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Archive file; `-` reads stdin.
+    pub file: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(short = 'o', long = "output", value_name = "REPORT.json")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use redis_archive::archive::reader::validate;
 use redis_archive::archive::{ArchiveSource, Destination, WriterOptions, read_manifest};
 use redis_archive::connection::{Endpoint, Side, Timeouts};
 use redis_archive::copy::{self, CopyOptions, CopyReport};
@@ -28,7 +29,7 @@ use redis_archive::restore::{self, RestoreOptions, WriteOptions};
 
 use cli::{
     Cli, Command, ConnectArgs, CopyArgs, ExportArgs, InspectArgs, RestoreArgs, SelectionArgs,
-    WriteArgs,
+    ValidateArgs, WriteArgs,
 };
 
 mod exit {
@@ -122,6 +123,7 @@ async fn run(cli: Cli, cancel: Cancel) -> Result<u8, Failure> {
     match cli.command {
         Command::Export(args) => run_export(args, cancel).await,
         Command::Inspect(args) => run_inspect(args),
+        Command::Validate(args) => run_validate(args),
         Command::Restore(args) => run_restore(args, cancel).await,
         Command::Copy(args) => run_copy(args, cancel).await,
     }
@@ -262,6 +264,53 @@ fn run_inspect(args: InspectArgs) -> Result<u8, Failure> {
         render::manifest(&mut out, &verified.manifest, verified.encrypted)?;
     }
     Ok(exit::OK)
+}
+
+fn run_validate(args: ValidateArgs) -> Result<u8, Failure> {
+    let decryption = secrets::decryption(&args.decrypt)?;
+    let report = validate(&ArchiveSource::from_arg(&args.file), &decryption)?;
+    if let Some(path) = &args.output {
+        let mut json = serde_json::to_vec_pretty(&report)
+            .map_err(|e| Error::Internal(format!("report does not serialize: {e}")))?;
+        json.push(b'\n');
+        write_file_atomically(path, &json)?;
+    }
+    let mut out = io::stdout().lock();
+    if args.json {
+        render::json(&mut out, &report)?;
+    } else {
+        render::validation(&mut out, &report)?;
+    }
+    Ok(if report.valid {
+        exit::OK
+    } else {
+        exit::BAD_ARCHIVE
+    })
+}
+
+/// Temp file beside `path`, fsync, rename: a report is never half there.
+fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::Output {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let written = temp
+        .as_file_mut()
+        .write_all(bytes)
+        .and_then(|()| temp.as_file().sync_all());
+    written.map_err(|e| Error::Output {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    temp.persist(path).map_err(|e| Error::Output {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
 }
 
 async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {

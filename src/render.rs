@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 
 use redis_archive::archive::Manifest;
+use redis_archive::archive::reader::ValidationReport;
 use redis_archive::copy::CopyReport;
 use redis_archive::keyspace::Selection;
 use redis_archive::record::KeyType;
@@ -233,6 +234,39 @@ pub fn manifest(out: &mut dyn Write, m: &Manifest, encrypted: bool) -> io::Resul
             human_bytes(e.size),
             e.records,
             e.sha256
+        )?;
+    }
+    Ok(())
+}
+
+pub fn validation(out: &mut dyn Write, r: &ValidationReport) -> io::Result<()> {
+    let version = r
+        .schema_version
+        .map_or_else(|| "unknown".to_string(), |v| v.to_string());
+    if r.valid {
+        writeln!(
+            out,
+            "valid: {} (schema_version {version}, {} keys in {} records{})",
+            r.file,
+            r.keys,
+            r.records,
+            if r.encrypted { ", encrypted" } else { "" }
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "INVALID: {}: {} problem(s); do not restore from it",
+        r.file, r.problems_total
+    )?;
+    for p in &r.problems {
+        writeln!(out, "  {}{}", p.location(), p.message)?;
+    }
+    if r.problems_total > r.problems.len() as u64 {
+        writeln!(
+            out,
+            "  ... and {} more",
+            r.problems_total - r.problems.len() as u64
         )?;
     }
     Ok(())

@@ -124,21 +124,60 @@ pub fn read_archive(
     decryption: &Decryption,
     visitor: &mut dyn Visitor,
 ) -> Result<Verified> {
-    let name = source.display();
-    let mut input = BufReader::with_capacity(1 << 16, source.open()?);
-    let head = input.fill_buf().map_err(|e| Error::input(&name, e))?;
-    if is_age(head) {
-        let plain = BufReader::with_capacity(1 << 16, decryption.open(&name, input)?);
-        let manifest = read_plain(&name, plain, true, visitor)?;
-        return Ok(Verified {
+    let mut problems = Problems {
+        name: source.display(),
+        strict: true,
+        first: Vec::new(),
+        total: 0,
+    };
+    let (seen, encrypted) = read_with(source, decryption, visitor, &mut problems)?;
+    match seen.manifest {
+        Some(manifest) => Ok(Verified {
             manifest,
-            encrypted: true,
-        });
+            encrypted,
+        }),
+        None => Err(Error::Internal(
+            "a strict read ended without a manifest".into(),
+        )),
     }
-    let manifest = read_plain(&name, input, false, visitor)?;
-    Ok(Verified {
-        manifest,
-        encrypted: false,
+}
+
+/// What `validate` found.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ValidationReport {
+    pub file: String,
+    pub valid: bool,
+    pub encrypted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u64>,
+    /// Keys and records read (whatever the manifest says).
+    pub keys: u64,
+    pub records: u64,
+    pub problems_total: u64,
+    /// The first problems, in the order they were found.
+    pub problems: Vec<Problem>,
+}
+
+/// Read the whole archive and report every problem found, with where it is.
+/// Fails only when the archive cannot be read at all (missing file, no key
+/// to decrypt it).
+pub fn validate(source: &ArchiveSource, decryption: &Decryption) -> Result<ValidationReport> {
+    let mut problems = Problems {
+        name: source.display(),
+        strict: false,
+        first: Vec::new(),
+        total: 0,
+    };
+    let (seen, encrypted) = read_with(source, decryption, &mut Discard, &mut problems)?;
+    Ok(ValidationReport {
+        file: source.display(),
+        valid: problems.total == 0,
+        encrypted,
+        schema_version: seen.header.as_ref().map(|h| h.schema_version),
+        keys: seen.counts.keys,
+        records: seen.counts.records,
+        problems_total: problems.total,
+        problems: problems.first,
     })
 }
 
@@ -147,13 +186,49 @@ fn read_plain<R: BufRead>(
     mut input: R,
     decrypted: bool,
     visitor: &mut dyn Visitor,
-) -> Result<Manifest> {
-    let head = input.fill_buf().map_err(|e| classify_io(name, e))?;
+    problems: &mut Problems,
+) -> Result<Seen> {
+    let empty = Seen {
+        header: None,
+        manifest: None,
+        counts: Counts::default(),
+    };
+    let head = match input.fill_buf() {
+        Ok(h) => h,
+        Err(e) => {
+            problems.fatal(classify_io(name, e))?;
+            return Ok(empty);
+        }
+    };
     if !head.starts_with(&ZSTD_MAGIC) {
-        return Err(not_zstd(name, head, decrypted));
+        problems.fatal(not_zstd(name, head, decrypted))?;
+        return Ok(empty);
     }
-    let mut decoder = zstd::Decoder::with_buffer(input).map_err(|e| classify_io(name, e))?;
-    run(name, &mut decoder, visitor)
+    let mut decoder = match zstd::Decoder::with_buffer(input) {
+        Ok(d) => d,
+        Err(e) => {
+            problems.fatal(classify_io(name, e))?;
+            return Ok(empty);
+        }
+    };
+    run(name, &mut decoder, visitor, problems)
+}
+
+/// Read the whole archive with `problems` deciding what a problem does.
+fn read_with(
+    source: &ArchiveSource,
+    decryption: &Decryption,
+    visitor: &mut dyn Visitor,
+    problems: &mut Problems,
+) -> Result<(Seen, bool)> {
+    let name = source.display();
+    let mut input = BufReader::with_capacity(1 << 16, source.open()?);
+    let head = input.fill_buf().map_err(|e| Error::input(&name, e))?;
+    if is_age(head) {
+        let plain = BufReader::with_capacity(1 << 16, decryption.open(&name, input)?);
+        return Ok((read_plain(&name, plain, true, visitor, problems)?, true));
+    }
+    Ok((read_plain(&name, input, false, visitor, problems)?, false))
 }
 
 /// Say clearly what a file is when it is not a zstd archive, instead of a
@@ -226,67 +301,283 @@ struct OpenKey {
     next_part: u32,
 }
 
-fn run(name: &str, decoder: &mut impl Read, visitor: &mut dyn Visitor) -> Result<Manifest> {
-    let name = name.to_string();
-    let io_err = |e: io::Error| classify_io(&name, e);
-    let corrupt = |reason: String| Error::Corrupt {
-        path: name.clone(),
-        reason,
+/// What kind of problem an archive has; decides the error a strict read
+/// returns, and is named in validation reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    NotAnArchive,
+    Corrupt,
+    Truncated,
+    UnsupportedSchema,
+}
+
+/// One thing wrong with an archive, and where.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// 1-based record (line) number inside the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(kind: ProblemKind, message: impl Into<String>) -> Self {
+        Problem {
+            kind,
+            entry: None,
+            record: None,
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    fn corrupt(message: impl Into<String>) -> Self {
+        Self::new(ProblemKind::Corrupt, message)
+    }
+
+    fn at(mut self, entry: &str, record: Option<u64>) -> Self {
+        self.entry = Some(entry.to_string());
+        self.record = record;
+        self
+    }
+
+    fn key(mut self, key: Option<&[u8]>) -> Self {
+        self.key = key.map(crate::record::printable);
+        self
+    }
+
+    /// Where, as one prefix: `data/000000.jsonl record 3 (key "user:1"): `.
+    pub fn location(&self) -> String {
+        let mut out = String::new();
+        if let Some(entry) = &self.entry {
+            out.push_str(entry);
+            if let Some(r) = self.record {
+                out.push_str(&format!(" record {r}"));
+            }
+        }
+        if let Some(key) = &self.key {
+            out.push_str(&format!(" (key \"{key}\")"));
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out
+    }
+
+    fn into_error(self, name: &str) -> Error {
+        let path = name.to_string();
+        let reason = format!("{}{}", self.location(), self.message);
+        match self.kind {
+            ProblemKind::NotAnArchive => Error::NotAnArchive { path, reason },
+            ProblemKind::Truncated => Error::Truncated { path, reason },
+            ProblemKind::Corrupt | ProblemKind::UnsupportedSchema => {
+                Error::Corrupt { path, reason }
+            }
+        }
+    }
+
+    fn from_error(err: &Error) -> Self {
+        let kind = match err {
+            Error::NotAnArchive { .. } => ProblemKind::NotAnArchive,
+            Error::Truncated { .. } => ProblemKind::Truncated,
+            Error::UnsupportedSchema { .. } => ProblemKind::UnsupportedSchema,
+            _ => ProblemKind::Corrupt,
+        };
+        let message = match err {
+            Error::NotAnArchive { reason, .. }
+            | Error::Truncated { reason, .. }
+            | Error::Corrupt { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        Problem::new(kind, message)
+    }
+}
+
+/// How many problems a report lists; the rest are counted.
+pub const MAX_PROBLEMS: usize = 20;
+
+/// Where problems go: a strict read fails at the first one (restore must
+/// not act on a bad archive); validation collects them all.
+struct Problems {
+    name: String,
+    strict: bool,
+    first: Vec<Problem>,
+    total: u64,
+}
+
+/// Reading cannot go on (the stream itself is broken).
+struct Stop;
+
+impl Problems {
+    fn report(&mut self, problem: Problem) -> Result<()> {
+        if self.strict {
+            return Err(problem.into_error(&self.name));
+        }
+        self.total += 1;
+        if self.first.len() < MAX_PROBLEMS {
+            self.first.push(problem);
+        }
+        Ok(())
+    }
+
+    /// An error after which nothing more can be read.
+    fn fatal(&mut self, err: Error) -> Result<Stop> {
+        if self.strict {
+            return Err(err);
+        }
+        self.report(Problem::from_error(&err))?;
+        Ok(Stop)
+    }
+}
+
+/// What a read saw, whatever its problems.
+struct Seen {
+    header: Option<Header>,
+    manifest: Option<Manifest>,
+    counts: Counts,
+}
+
+fn run(
+    name: &str,
+    decoder: &mut impl Read,
+    visitor: &mut dyn Visitor,
+    problems: &mut Problems,
+) -> Result<Seen> {
+    let mut seen = Seen {
+        header: None,
+        manifest: None,
+        counts: Counts::default(),
     };
-    let mut header: Option<Header> = None;
-    let mut manifest: Option<Manifest> = None;
-    let mut seen: Vec<SeenEntry> = Vec::new();
-    let mut counts = Counts::default();
+    let mut entries_seen: Vec<SeenEntry> = Vec::new();
+    if let Err(Stop) = read_entries(
+        name,
+        decoder,
+        visitor,
+        problems,
+        &mut seen,
+        &mut entries_seen,
+    )? {
+        return Ok(seen);
+    }
+    if seen.header.is_none() {
+        problems.report(Problem::new(
+            ProblemKind::NotAnArchive,
+            "it holds no entries",
+        ))?;
+        return Ok(seen);
+    }
+    let Some(manifest) = &seen.manifest else {
+        problems.report(Problem::new(
+            ProblemKind::Truncated,
+            format!(
+                "it ends after {} data entries without manifest.json",
+                entries_seen.len()
+            ),
+        ))?;
+        return Ok(seen);
+    };
+    if let Some(header) = &seen.header {
+        verify_manifest(header, manifest, &entries_seen, &seen.counts, problems)?;
+    }
+    Ok(seen)
+}
+
+fn read_entries(
+    name: &str,
+    decoder: &mut impl Read,
+    visitor: &mut dyn Visitor,
+    problems: &mut Problems,
+    seen: &mut Seen,
+    entries_seen: &mut Vec<SeenEntry>,
+) -> Result<std::result::Result<(), Stop>> {
+    let io_err = |e: io::Error| classify_io(name, e);
     let mut open_key: Option<OpenKey> = None;
     let mut line = Vec::new();
-
     let mut archive = tar::Archive::new(&mut *decoder);
-    let entries = archive.entries().map_err(io_err)?;
+    let entries = match archive.entries() {
+        Ok(e) => e,
+        Err(e) => return problems.fatal(io_err(e)).map(Err),
+    };
     for (index, entry) in entries.enumerate() {
-        let entry = entry.map_err(io_err)?;
-        let path_bytes = entry.path_bytes().into_owned();
-        let path = String::from_utf8_lossy(&path_bytes).into_owned();
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => return problems.fatal(io_err(e)).map(Err),
+        };
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let kind = entry.header().entry_type();
         if kind != tar::EntryType::Regular {
-            return Err(corrupt(format!(
+            problems.report(Problem::corrupt(format!(
                 "entry {path:?} is a {kind:?}, not a regular file; archives hold only regular files"
-            )));
+            )))?;
+            continue;
         }
-        let size = entry.header().size().map_err(io_err)?;
-        if manifest.is_some() {
-            return Err(corrupt(format!("entry {path:?} follows manifest.json")));
+        let size = match entry.header().size() {
+            Ok(s) => s,
+            Err(e) => return problems.fatal(io_err(e)).map(Err),
+        };
+        if seen.manifest.is_some() {
+            problems.report(Problem::corrupt(format!(
+                "entry {path:?} follows manifest.json"
+            )))?;
+            continue;
         }
         if index == 0 {
             if path != HEADER_ENTRY {
-                return Err(Error::NotAnArchive {
-                    path: name.clone(),
-                    reason: format!("its first entry is {path:?}, not {HEADER_ENTRY}"),
-                });
+                return problems
+                    .fatal(Error::NotAnArchive {
+                        path: name.to_string(),
+                        reason: format!("its first entry is {path:?}, not {HEADER_ENTRY}"),
+                    })
+                    .map(Err);
             }
-            let bytes = read_small(entry, size, &path).map_err(|e| self_err(&name, e))?;
-            let h = parse_header(&name, &bytes)?;
-            visitor.header(&h)?;
-            header = Some(h);
+            let parsed = read_small(entry, size, &path)
+                .map_err(|e| self_err(name, e))
+                .and_then(|bytes| parse_header(name, &bytes));
+            match parsed {
+                Ok(h) => {
+                    visitor.header(&h)?;
+                    seen.header = Some(h);
+                }
+                Err(e) => return problems.fatal(e).map(Err),
+            }
             continue;
         }
         if path == MANIFEST_ENTRY {
-            let bytes = read_small(entry, size, &path).map_err(|e| self_err(&name, e))?;
-            manifest = Some(
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| corrupt(format!("manifest.json does not parse: {e}")))?,
-            );
+            match read_small(entry, size, &path) {
+                Ok(bytes) => match serde_json::from_slice(&bytes) {
+                    Ok(m) => seen.manifest = Some(m),
+                    Err(e) => {
+                        problems.report(
+                            Problem::corrupt(format!("manifest.json does not parse: {e}"))
+                                .at(MANIFEST_ENTRY, None),
+                        )?;
+                    }
+                },
+                Err(e) => return problems.fatal(self_err(name, e)).map(Err),
+            }
             continue;
         }
-        let expected = data_entry_name(seen.len());
+        let expected = data_entry_name(entries_seen.len());
         if path != expected {
-            return Err(corrupt(format!(
+            problems.report(Problem::corrupt(format!(
                 "unexpected entry {path:?} where {expected} should be (an archive holds only header.json, data/NNNNNN.jsonl in order, manifest.json)"
-            )));
+            )))?;
+            continue;
         }
         if size > MAX_ENTRY_BYTES {
-            return Err(corrupt(format!(
-                "entry {path} is {size} bytes, over the limit of {MAX_ENTRY_BYTES}"
-            )));
+            problems.report(
+                Problem::corrupt(format!(
+                    "the entry is {size} bytes, over the limit of {MAX_ENTRY_BYTES}"
+                ))
+                .at(&path, None),
+            )?;
+            continue;
         }
         let mut hashing = BufReader::with_capacity(
             1 << 16,
@@ -299,7 +590,10 @@ fn run(name: &str, decoder: &mut impl Read, visitor: &mut dyn Visitor) -> Result
         let mut records = 0u64;
         loop {
             line.clear();
-            let n = read_line(&mut hashing, &mut line).map_err(io_err)?;
+            let n = match read_line(&mut hashing, &mut line) {
+                Ok(n) => n,
+                Err(e) => return problems.fatal(io_err(e)).map(Err),
+            };
             if n == 0 {
                 break;
             }
@@ -309,51 +603,70 @@ fn run(name: &str, decoder: &mut impl Read, visitor: &mut dyn Visitor) -> Result
                 record: records,
             };
             if line.last() != Some(&b'\n') {
-                return Err(corrupt(format!(
-                    "{location}: the record does not end with a newline (or is longer than {MAX_RECORD_BYTES} bytes)"
-                )));
+                problems.report(
+                    Problem::corrupt(format!(
+                        "the record does not end with a newline (or is longer than {MAX_RECORD_BYTES} bytes)"
+                    ))
+                    .at(&path, Some(records)),
+                )?;
+                continue;
             }
-            let record = Record::decode(&line[..line.len() - 1])
-                .map_err(|e| corrupt(format!("{location}: record does not parse: {e}")))?;
-            check_continuity(&mut open_key, &record)
-                .map_err(|e| corrupt(format!("{location}: {e}")))?;
-            counts.add(record.key_type(), record.part == 0);
+            let body = &line[..line.len() - 1];
+            let record = match Record::decode(body) {
+                Ok(r) => r,
+                Err(e) => {
+                    open_key = None;
+                    problems.report(
+                        Problem::corrupt(format!("record does not parse: {e}"))
+                            .at(&path, Some(records))
+                            .key(key_of_unparsed(body).as_deref()),
+                    )?;
+                    continue;
+                }
+            };
+            if let Err(e) = check_continuity(&mut open_key, &record) {
+                open_key = None;
+                problems.report(
+                    Problem::corrupt(e)
+                        .at(&path, Some(records))
+                        .key(Some(&record.key.0)),
+                )?;
+            }
+            seen.counts.add(record.key_type(), record.part == 0);
             visitor.record(record, &location)?;
         }
         let hashing = hashing.into_inner();
-        seen.push(SeenEntry {
+        entries_seen.push(SeenEntry {
             name: path,
             size: hashing.bytes,
             records,
             sha256: hex::encode(hashing.hasher.finalize()),
         });
     }
-    // The tar end marker may come before the end of the zstd stream;
-    // read to the end so a damaged or cut-off last frame is caught.
-    io::copy(decoder, &mut io::sink()).map_err(io_err)?;
-
-    let Some(header) = header else {
-        return Err(Error::NotAnArchive {
-            path: name.clone(),
-            reason: "it holds no entries".into(),
-        });
-    };
-    let Some(manifest) = manifest else {
-        return Err(Error::Truncated {
-            path: name.clone(),
-            reason: format!(
-                "it ends after {} data entries without manifest.json",
-                seen.len()
-            ),
-        });
-    };
-    if open_key.is_some() {
-        return Err(corrupt(
-            "the last key is split and its final record is missing".into(),
-        ));
+    // The tar end marker may come before the end of the zstd stream; read to
+    // the end so a damaged or cut-off last frame is caught.
+    if let Err(e) = io::copy(decoder, &mut io::sink()) {
+        return problems.fatal(io_err(e)).map(Err);
     }
-    verify_manifest(&name, &header, &manifest, &seen, &counts)?;
-    Ok(manifest)
+    if let Some(open) = open_key {
+        problems.report(
+            Problem::corrupt("the last key is split and its final record is missing")
+                .key(Some(&open.key)),
+        )?;
+    }
+    Ok(Ok(()))
+}
+
+/// The key of a record line that did not parse, when the line is JSON
+/// enough to say it.
+fn key_of_unparsed(line: &[u8]) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct KeyOnly {
+        key: crate::record::Bytes,
+    }
+    serde_json::from_slice::<KeyOnly>(line)
+        .ok()
+        .map(|k| k.key.0)
 }
 
 fn self_err(name: &str, err: io::Error) -> Error {
@@ -482,68 +795,70 @@ fn check_continuity(
 }
 
 fn verify_manifest(
-    name: &str,
     header: &Header,
     manifest: &Manifest,
     seen: &[SeenEntry],
     counts: &Counts,
+    problems: &mut Problems,
 ) -> Result<()> {
-    let corrupt = |reason: String| Error::Corrupt {
-        path: name.to_string(),
-        reason,
-    };
     if manifest.header.schema_version != header.schema_version
         || manifest.header.format != header.format
     {
-        return Err(corrupt(
-            "manifest.json and header.json disagree on format or schema_version".into(),
-        ));
+        problems.report(
+            Problem::corrupt("manifest.json and header.json disagree on format or schema_version")
+                .at(MANIFEST_ENTRY, None),
+        )?;
     }
-    if manifest.entries.len() != seen.len() {
-        return Err(corrupt(format!(
-            "manifest lists {} data entries, the archive has {}",
-            manifest.entries.len(),
-            seen.len()
-        )));
-    }
-    for (want, got) in manifest.entries.iter().zip(seen) {
+    for (i, want) in manifest.entries.iter().enumerate() {
+        let Some(got) = seen.get(i) else {
+            problems.report(Problem::corrupt(format!(
+                "missing entry {}: the manifest lists it, the archive does not have it",
+                want.name
+            )))?;
+            continue;
+        };
         let EntryInfo {
-            name: wname,
+            name,
             size,
             records,
             sha256,
         } = want;
-        if wname != &got.name {
-            return Err(corrupt(format!(
-                "manifest lists {wname}, the archive has {}",
-                got.name
-            )));
+        let here = |p: Problem| p.at(&got.name, None);
+        if name != &got.name {
+            problems.report(here(Problem::corrupt(format!(
+                "the manifest lists {name} here"
+            ))))?;
         }
         if *size != got.size {
-            return Err(corrupt(format!(
-                "{wname} is {} bytes, the manifest says {size}",
+            problems.report(here(Problem::corrupt(format!(
+                "the entry is {} bytes, the manifest says {size}",
                 got.size
-            )));
+            ))))?;
         }
         if *records != got.records {
-            return Err(corrupt(format!(
-                "{wname} holds {} records, the manifest says {records}",
+            problems.report(here(Problem::corrupt(format!(
+                "the entry holds {} records, the manifest says {records}",
                 got.records
-            )));
+            ))))?;
         }
         if !sha256.eq_ignore_ascii_case(&got.sha256) {
-            return Err(corrupt(format!(
-                "{wname} sha256 mismatch: the data was altered"
-            )));
+            problems.report(here(Problem::corrupt(
+                "sha256 mismatch: the data or the manifest was altered",
+            )))?;
         }
+    }
+    for extra in seen.iter().skip(manifest.entries.len()) {
+        problems.report(
+            Problem::corrupt("the entry is not listed in the manifest").at(&extra.name, None),
+        )?;
     }
     let mut expected = manifest.counts.clone();
     expected.vanished = 0;
     if &expected != counts {
-        return Err(corrupt(format!(
+        problems.report(Problem::corrupt(format!(
             "counts differ from the manifest: it says {} keys in {} records, the data has {} keys in {} records",
             manifest.counts.keys, manifest.counts.records, counts.keys, counts.records
-        )));
+        )))?;
     }
     Ok(())
 }
