@@ -20,7 +20,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage, 3 Redis unreachable, 4 authentication refused, \
 5 database index out of range, 6 Redis command failed, 7 archive not valid (not an archive, corrupt, truncated), \
 8 archive schema too new, 12 cannot decrypt (no key given, wrong identity or passphrase), 9 cannot read input or write output, 10 partial (some keys failed), \
-11 confirmation required or cancelled, 13 keys exist in the target (--mode fail), 130 interrupted (SIGINT/SIGTERM)."
+11 confirmation required or cancelled, 13 keys exist in the target (--mode fail), 14 compare found differences, 130 interrupted (SIGINT/SIGTERM)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -35,6 +35,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Check an archive completely and list every problem with where it is.
     Validate(ValidateArgs),
+    /// Compare an archive with a live database, key by key (read-only).
+    Compare(CompareArgs),
     /// Restore an archive into Redis.
     Restore(RestoreArgs),
     /// Copy keys from one Redis to another (or between databases) without a file.
@@ -212,4 +214,57 @@ pub struct ValidateArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub decrypt: DecryptArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Archive file; `-` reads stdin.
+    pub file: String,
+    /// Redis URL to compare with; the password can come from TARGET_REDIS_PASSWORD.
+    #[arg(long, env = "TARGET_REDIS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
+    pub target: String,
+    /// Database to compare with (default: the URL's, else the archive's).
+    #[arg(long)]
+    pub db: Option<i64>,
+    /// Compare as restore with these renames would write (OLD=NEW, repeatable).
+    #[arg(long = "rename-prefix", value_name = "OLD=NEW")]
+    pub rename_prefix: Vec<String>,
+    /// Expiry times closer than this count as equal (e.g. 500ms, 1s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms)]
+    pub ttl_tolerance: i64,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `500ms`, `1s`, `2m`, `1h`, or a number of seconds; in milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (use e.g. 500ms, 1s, 2m)"))?;
+    let factor = match unit {
+        "ms" => 1.0,
+        "s" => 1000.0,
+        "m" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(format!("{text:?} must not be negative"));
+    }
+    Ok((value * factor).round() as i64)
 }

@@ -641,7 +641,7 @@ pub(crate) fn bytes_of(reply: Reply) -> Vec<u8> {
     }
 }
 
-fn array_of(reply: Reply) -> Vec<Reply> {
+pub(crate) fn array_of(reply: Reply) -> Vec<Reply> {
     match reply {
         Reply::Array(items) | Reply::Set(items) => items,
         Reply::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
@@ -649,7 +649,7 @@ fn array_of(reply: Reply) -> Vec<Reply> {
     }
 }
 
-fn scan_reply(reply: Reply) -> std::result::Result<(Vec<u8>, Vec<Reply>), String> {
+pub(crate) fn scan_reply(reply: Reply) -> std::result::Result<(Vec<u8>, Vec<Reply>), String> {
     let mut parts = array_of(reply).into_iter();
     match (parts.next(), parts.next()) {
         (Some(cursor), Some(items)) => Ok((bytes_of(cursor), array_of(items))),
@@ -759,7 +759,7 @@ fn stream_groups(reply: Reply) -> std::result::Result<Vec<ConsumerGroup>, String
     Ok(groups)
 }
 
-fn stream_entries(reply: Reply) -> std::result::Result<Vec<StreamEntry>, String> {
+pub(crate) fn stream_entries(reply: Reply) -> std::result::Result<Vec<StreamEntry>, String> {
     let mut entries = Vec::new();
     for entry in array_of(reply) {
         let mut parts = array_of(entry).into_iter();

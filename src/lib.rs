@@ -39,6 +39,7 @@
 //! ```
 
 pub mod archive;
+pub mod compare;
 pub mod connection;
 pub mod copy;
 pub mod error;

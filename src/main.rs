@@ -16,6 +16,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use redis_archive::archive::reader::validate;
 use redis_archive::archive::{ArchiveSource, Destination, WriterOptions, read_manifest};
+use redis_archive::compare::{CompareOptions, compare};
 use redis_archive::connection::{Endpoint, Side, Timeouts};
 use redis_archive::copy::{self, CopyOptions, CopyReport};
 use redis_archive::error::Error;
@@ -28,8 +29,8 @@ use redis_archive::report::{Action, ActionCounts, RestoreReport};
 use redis_archive::restore::{self, RestoreOptions, WriteOptions};
 
 use cli::{
-    Cli, Command, ConnectArgs, CopyArgs, ExportArgs, InspectArgs, RestoreArgs, SelectionArgs,
-    ValidateArgs, WriteArgs,
+    Cli, Command, CompareArgs, ConnectArgs, CopyArgs, ExportArgs, InspectArgs, RestoreArgs,
+    SelectionArgs, ValidateArgs, WriteArgs,
 };
 
 mod exit {
@@ -47,6 +48,7 @@ mod exit {
     pub const CONFIRM: u8 = 11;
     pub const DECRYPT: u8 = 12;
     pub const CONFLICT: u8 = 13;
+    pub const DIFFERENT: u8 = 14;
     /// 128 + SIGINT, as shells report a command stopped by Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -124,6 +126,7 @@ async fn run(cli: Cli, cancel: Cancel) -> Result<u8, Failure> {
         Command::Export(args) => run_export(args, cancel).await,
         Command::Inspect(args) => run_inspect(args),
         Command::Validate(args) => run_validate(args),
+        Command::Compare(args) => run_compare(args).await,
         Command::Restore(args) => run_restore(args, cancel).await,
         Command::Copy(args) => run_copy(args, cancel).await,
     }
@@ -285,6 +288,27 @@ fn run_validate(args: ValidateArgs) -> Result<u8, Failure> {
         exit::OK
     } else {
         exit::BAD_ARCHIVE
+    })
+}
+
+async fn run_compare(args: CompareArgs) -> Result<u8, Failure> {
+    let target = endpoint(&args.target, args.db, Side::Target, &args.connect)?;
+    let mut options = CompareOptions::new(ArchiveSource::from_arg(&args.file), target);
+    options.remap = Remap::parse(&args.rename_prefix)?;
+    options.ttl_tolerance_ms = args.ttl_tolerance;
+    options.decryption = secrets::decryption(&args.decrypt)?;
+    let bar = Bar::new("comparing");
+    let comparison = compare(&options, &bar).await?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        render::json(&mut out, &comparison)?;
+    } else {
+        render::comparison(&mut out, &comparison)?;
+    }
+    Ok(if comparison.is_identical() {
+        exit::OK
+    } else {
+        exit::DIFFERENT
     })
 }
 

@@ -54,9 +54,39 @@ impl Remap {
     }
 }
 
+impl Remap {
+    /// The source name a target key would have had: the inverse of [`key`]
+    /// (`None` when no archive key can have become this one, because an
+    /// archive key of that name would have been renamed away).
+    ///
+    /// [`key`]: Remap::key
+    pub fn source_name(&self, target: &[u8]) -> Option<Vec<u8>> {
+        for (old, new) in &self.renames {
+            if let Some(rest) = target.strip_prefix(new.as_bytes()) {
+                let mut out = old.as_bytes().to_vec();
+                out.extend_from_slice(rest);
+                return Some(out);
+            }
+        }
+        let renamed_away = self
+            .renames
+            .iter()
+            .any(|(old, _)| target.starts_with(old.as_bytes()));
+        (!renamed_away).then(|| target.to_vec())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_name_inverts_renames() {
+        let r = Remap::parse(&["tenant_a:=tenant_b:".into()]).unwrap();
+        assert_eq!(r.source_name(b"tenant_b:1").unwrap(), b"tenant_a:1");
+        assert_eq!(r.source_name(b"other").unwrap(), b"other");
+        assert_eq!(r.source_name(b"tenant_a:1"), None);
+    }
 
     #[test]
     fn first_matching_prefix_wins() {

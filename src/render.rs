@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use redis_archive::archive::Manifest;
 use redis_archive::archive::reader::ValidationReport;
+use redis_archive::compare::Comparison;
 use redis_archive::copy::CopyReport;
 use redis_archive::keyspace::Selection;
 use redis_archive::record::KeyType;
@@ -267,6 +268,49 @@ pub fn validation(out: &mut dyn Write, r: &ValidationReport) -> io::Result<()> {
             out,
             "  ... and {} more",
             r.problems_total - r.problems.len() as u64
+        )?;
+    }
+    Ok(())
+}
+
+pub fn comparison(out: &mut dyn Write, c: &Comparison) -> io::Result<()> {
+    let expired = if c.expired_in_archive > 0 {
+        format!(", {} expired in the archive", c.expired_in_archive)
+    } else {
+        String::new()
+    };
+    if c.is_identical() {
+        writeln!(
+            out,
+            "identical: {} and {} ({} keys compared{expired})",
+            c.archive, c.target, c.compared
+        )?;
+        return Ok(());
+    }
+    let kinds: Vec<String> = c
+        .by_kind
+        .iter()
+        .map(|(k, n)| format!("{n} {}", k.name()))
+        .collect();
+    writeln!(
+        out,
+        "DIFFERENT: {} and {}: {} difference(s) ({}); {} keys compared, {} identical{expired}",
+        c.archive,
+        c.target,
+        c.differences,
+        kinds.join(", "),
+        c.compared,
+        c.identical
+    )?;
+    for d in &c.examples {
+        let kind = d.kind.name();
+        writeln!(out, "  {kind:<14} \"{}\": {}", d.key, d.detail)?;
+    }
+    if c.differences > c.examples.len() as u64 {
+        writeln!(
+            out,
+            "  ... and {} more",
+            c.differences - c.examples.len() as u64
         )?;
     }
     Ok(())

@@ -1,0 +1,713 @@
+//! `compare`: an archive against a live database, key by key. Read-only.
+//!
+//! The archive is streamed once, with the db and rename mapping restore
+//! would apply. Keys are checked in pipelined batches: type and expiry
+//! first, then each record's chunk against the same part of the target
+//! value (GETRANGE, HMGET, SMISMEMBER, ZMSCORE, LRANGE, XRANGE) and, at a
+//! key's last record, the target's length, so extra fields or members show
+//! too. Neither side is ever loaded whole.
+//!
+//! Keys the target has and the archive lacks are found afterwards by a SCAN
+//! of the target limited to the archive's selection. To know which keys the
+//! archive had, a 64-bit fingerprint of every archive key is kept (about 16
+//! bytes per key), not the keys themselves.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use redis::Value as Reply;
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
+
+use crate::archive::reader::{ArchiveSource, Location, Visitor, read_archive};
+use crate::archive::{Decryption, Header};
+use crate::connection::{Conn, Endpoint};
+use crate::error::{Error, Result};
+use crate::fetch::{array_of, bytes_of, stream_entries};
+use crate::keyspace::Selection;
+use crate::progress::Progress;
+use crate::record::{Bytes, Expiry, KeyType, Record, StreamEntry, Value, parse_score, printable};
+use crate::remap::Remap;
+use crate::report::MAX_ERROR_SAMPLES;
+
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    pub source: ArchiveSource,
+    /// Without an explicit database, the archive's source database.
+    pub target: Endpoint,
+    pub remap: Remap,
+    /// Expiry times this close count as equal.
+    pub ttl_tolerance_ms: i64,
+    pub decryption: Decryption,
+    pub batch_keys: usize,
+}
+
+impl CompareOptions {
+    pub fn new(source: ArchiveSource, target: Endpoint) -> Self {
+        CompareOptions {
+            source,
+            target,
+            remap: Remap::default(),
+            ttl_tolerance_ms: 1000,
+            decryption: Decryption::none(),
+            batch_keys: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiffKind {
+    /// In the archive, not in the target.
+    Missing,
+    /// In the target (inside the archive's selection), not in the archive.
+    Extra,
+    TypeDiffers,
+    ValueDiffers,
+    TtlDiffers,
+}
+
+impl DiffKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DiffKind::Missing => "missing",
+            DiffKind::Extra => "extra",
+            DiffKind::TypeDiffers => "type-differs",
+            DiffKind::ValueDiffers => "value-differs",
+            DiffKind::TtlDiffers => "ttl-differs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Difference {
+    pub kind: DiffKind,
+    pub key: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Comparison {
+    pub archive: String,
+    pub target: String,
+    /// Archive keys looked at (not counting expired ones).
+    pub compared: u64,
+    pub identical: u64,
+    /// Keys whose expiry in the archive has passed: not compared.
+    pub expired_in_archive: u64,
+    pub differences: u64,
+    pub by_kind: BTreeMap<DiffKind, u64>,
+    /// The first differences found.
+    pub examples: Vec<Difference>,
+}
+
+impl Comparison {
+    pub fn is_identical(&self) -> bool {
+        self.differences == 0
+    }
+}
+
+/// Compare the archive with the target. Writes nothing.
+pub async fn compare(options: &CompareOptions, progress: &dyn Progress) -> Result<Comparison> {
+    let handle = Handle::current();
+    progress.start(None);
+    let result = tokio::task::block_in_place(|| {
+        let mut checker = Checker {
+            handle: handle.clone(),
+            target: options.target.clone(),
+            conn: None,
+            now_ms: 0,
+            remap: options.remap.clone(),
+            tolerance: options.ttl_tolerance_ms,
+            batch_keys: options.batch_keys,
+            batch: Vec::new(),
+            current: None,
+            seen: HashSet::new(),
+            selection: Selection::default(),
+            result: Tally::default(),
+            progress,
+        };
+        read_archive(&options.source, &options.decryption, &mut checker)?;
+        checker.flush()?;
+        checker.extras()?;
+        Ok::<_, Error>(checker)
+    });
+    progress.finish();
+    let checker = result?;
+    let Tally {
+        compared,
+        identical,
+        expired,
+        by_kind,
+        examples,
+    } = checker.result;
+    Ok(Comparison {
+        archive: options.source.display(),
+        target: checker.target.display(),
+        compared,
+        identical,
+        expired_in_archive: expired,
+        differences: by_kind.values().sum(),
+        by_kind,
+        examples,
+    })
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    compared: u64,
+    identical: u64,
+    expired: u64,
+    by_kind: BTreeMap<DiffKind, u64>,
+    examples: Vec<Difference>,
+}
+
+impl Tally {
+    fn differ(&mut self, kind: DiffKind, key: &[u8], detail: String) {
+        *self.by_kind.entry(kind).or_default() += 1;
+        if self.examples.len() < MAX_ERROR_SAMPLES {
+            self.examples.push(Difference {
+                kind,
+                key: printable(key),
+                detail,
+            });
+        }
+    }
+}
+
+/// What is known of the key being compared, across its records.
+#[derive(Debug)]
+struct KeyState {
+    key: Vec<u8>,
+    key_type: KeyType,
+    /// Skip the key's remaining records: expired, missing or of another type.
+    settled: bool,
+    expiry: Option<Expiry>,
+    target_expiry: Option<i64>,
+    /// Elements (bytes for strings) in the archive so far.
+    total: u64,
+    /// Elements that differ, and a few examples.
+    differing: u64,
+    examples: Vec<String>,
+    /// Last stream id seen, for XRANGE bounds.
+    stream_meta: Option<crate::record::StreamMeta>,
+}
+
+impl KeyState {
+    fn note(&mut self, what: String) {
+        self.differing += 1;
+        if self.examples.len() < 3 {
+            self.examples.push(what);
+        }
+    }
+}
+
+struct Checker<'p> {
+    handle: Handle,
+    target: Endpoint,
+    conn: Option<Conn>,
+    now_ms: i64,
+    remap: Remap,
+    tolerance: i64,
+    batch_keys: usize,
+    batch: Vec<Record>,
+    current: Option<KeyState>,
+    seen: HashSet<u64>,
+    selection: Selection,
+    result: Tally,
+    progress: &'p dyn Progress,
+}
+
+fn fingerprint(key: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+fn short(bytes: &[u8]) -> String {
+    let text = printable(bytes);
+    if text.chars().count() > 40 {
+        format!("{}...", text.chars().take(40).collect::<String>())
+    } else {
+        text
+    }
+}
+
+impl Visitor for Checker<'_> {
+    fn header(&mut self, header: &Header) -> Result<()> {
+        if !self.target.has_explicit_db() {
+            self.target = self.target.with_db(header.source.address.db);
+        }
+        self.selection = header.selection.clone();
+        let mut conn = self.handle.block_on(self.target.connect())?;
+        self.now_ms = self.handle.block_on(conn.time_ms())?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    fn record(&mut self, mut record: Record, _location: &Location) -> Result<()> {
+        if let std::borrow::Cow::Owned(key) = self.remap.key(&record.key.0) {
+            record.key = Bytes(key);
+        }
+        if record.part == 0 {
+            self.seen.insert(fingerprint(&record.key.0));
+        }
+        self.batch.push(record);
+        if self.batch.len() >= self.batch_keys {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl Checker<'_> {
+    fn conn(&mut self) -> Result<&mut Conn> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| Error::Internal("comparing before connecting".into()))
+    }
+
+    fn query(&mut self, pipe: &mut redis::Pipeline, action: &str) -> Result<Vec<Reply>> {
+        let handle = self.handle.clone();
+        let conn = self.conn()?;
+        handle.block_on(conn.pipeline(pipe, action))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+
+        // Round trip 1: type and expiry of every key that starts here.
+        let mut pipe = redis::pipe();
+        for r in batch.iter().filter(|r| r.part == 0) {
+            pipe.cmd("TYPE")
+                .arg(&r.key.0[..])
+                .cmd("PEXPIRETIME")
+                .arg(&r.key.0[..]);
+        }
+        let mut meta = self.query(&mut pipe, "reading key types")?.into_iter();
+
+        // Round trip 2: each record's chunk, and lengths at a key's end.
+        // Records of a key are contiguous, so every key in `states` ends in
+        // this batch except perhaps the last, which is carried to the next.
+        let mut states: Vec<KeyState> = self.current.take().into_iter().collect();
+        let mut pipe = redis::pipe();
+        let mut plan: Vec<(usize, Check)> = Vec::new();
+        for record in &batch {
+            if record.part == 0 {
+                let type_reply = bytes_of(meta.next().unwrap_or(Reply::Nil));
+                let expire = match meta.next() {
+                    Some(Reply::Int(t)) => t,
+                    _ => -2,
+                };
+                let state = self.begin(record, &type_reply, expire);
+                states.push(state);
+            }
+            let Some(index) = states.len().checked_sub(1) else {
+                return Err(Error::Internal(
+                    "a continuation record without its key".into(),
+                ));
+            };
+            let state = &mut states[index];
+            if !state.settled {
+                plan.extend(
+                    add_checks(&mut pipe, record, state)
+                        .into_iter()
+                        .map(|c| (index, c)),
+                );
+            }
+        }
+        let replies = self.query(&mut pipe, "comparing values")?;
+        for ((index, check), reply) in plan.into_iter().zip(replies) {
+            evaluate(&mut states[index], check, reply);
+        }
+        if batch.last().is_some_and(|r| r.more) {
+            self.current = states.pop();
+        }
+        for state in states {
+            self.finish_key(state);
+        }
+        self.progress
+            .advance(batch.iter().filter(|r| r.part == 0).count() as u64);
+        Ok(())
+    }
+
+    /// Decide what can be decided from TYPE and PEXPIRETIME alone.
+    fn begin(&mut self, record: &Record, type_reply: &[u8], expire: i64) -> KeyState {
+        let key = record.key.0.clone();
+        let mut state = KeyState {
+            key: key.clone(),
+            key_type: record.key_type(),
+            settled: false,
+            expiry: record.expiry,
+            target_expiry: (expire >= 0).then_some(expire),
+            total: 0,
+            differing: 0,
+            examples: Vec::new(),
+            stream_meta: None,
+        };
+        if matches!(record.expiry, Some(e) if e.at_ms <= self.now_ms) {
+            self.result.expired += 1;
+            state.settled = true;
+            return state;
+        }
+        self.result.compared += 1;
+        let target_type = std::str::from_utf8(type_reply)
+            .ok()
+            .and_then(KeyType::from_redis);
+        match target_type {
+            None => {
+                self.result.differ(
+                    DiffKind::Missing,
+                    &key,
+                    "in the archive, not in the target".into(),
+                );
+                state.settled = true;
+            }
+            Some(t) if t != record.key_type() => {
+                self.result.differ(
+                    DiffKind::TypeDiffers,
+                    &key,
+                    format!("archive {}, target {}", record.key_type(), t),
+                );
+                state.settled = true;
+            }
+            Some(_) => {}
+        }
+        state
+    }
+
+    fn finish_key(&mut self, state: KeyState) {
+        if state.settled {
+            return;
+        }
+        let mut identical = true;
+        if state.differing > 0 {
+            identical = false;
+            let unit = match state.key_type {
+                KeyType::String | KeyType::Dump => "value",
+                KeyType::Hash => "fields",
+                KeyType::Stream => "entries",
+                _ => "members",
+            };
+            let detail = if matches!(state.key_type, KeyType::String | KeyType::Dump) {
+                "the value differs".to_string()
+            } else {
+                format!("{} of {} {unit} differ", state.differing, state.total)
+            };
+            let examples = if state.examples.is_empty() {
+                String::new()
+            } else {
+                format!(" (e.g. {})", state.examples.join("; "))
+            };
+            self.result.differ(
+                DiffKind::ValueDiffers,
+                &state.key,
+                format!("{detail}{examples}"),
+            );
+        }
+        let archive_at = state.expiry.map(|e| e.at_ms);
+        let ttl_detail = match (archive_at, state.target_expiry) {
+            (None, None) => None,
+            (Some(a), None) => Some(format!("archive expires at {a} ms, target never")),
+            (None, Some(t)) => Some(format!("archive never expires, target at {t} ms")),
+            (Some(a), Some(t)) if (a - t).abs() > self.tolerance => Some(format!(
+                "expiry differs by {:.1} s",
+                (a - t) as f64 / 1000.0
+            )),
+            _ => None,
+        };
+        if let Some(detail) = ttl_detail {
+            identical = false;
+            self.result.differ(DiffKind::TtlDiffers, &state.key, detail);
+        }
+        if identical {
+            self.result.identical += 1;
+        }
+    }
+
+    /// Keys in the target, inside the archive's selection, that the archive
+    /// does not have.
+    fn extras(&mut self) -> Result<()> {
+        let selection = self.selection.clone();
+        let remap = self.remap.clone();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor).arg("COUNT").arg(1000);
+            let handle = self.handle.clone();
+            let (next, keys): (u64, Vec<Vec<u8>>) =
+                handle.block_on(self.conn()?.query(&scan, "scanning the target"))?;
+            let candidates: Vec<Vec<u8>> = keys
+                .into_iter()
+                .filter(|k| !self.seen.contains(&fingerprint(k)))
+                .filter(|k| in_selection(&selection, &remap, k))
+                .collect();
+            if !candidates.is_empty() {
+                let mut pipe = redis::pipe();
+                for k in &candidates {
+                    pipe.cmd("TYPE").arg(&k[..]);
+                }
+                let types = self.query(&mut pipe, "reading key types")?;
+                for (key, t) in candidates.into_iter().zip(types) {
+                    let name = bytes_of(t);
+                    let Some(t) = std::str::from_utf8(&name)
+                        .ok()
+                        .and_then(KeyType::from_redis)
+                    else {
+                        continue;
+                    };
+                    if selection.matches_type(t) {
+                        self.result.differ(
+                            DiffKind::Extra,
+                            &key,
+                            format!("a {t} in the target, not in the archive"),
+                        );
+                    }
+                }
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// Whether a target key falls inside the archive's selection, taking renames
+/// into account: a renamed key is judged by the name it had in the source.
+fn in_selection(selection: &Selection, remap: &Remap, key: &[u8]) -> bool {
+    if remap.is_empty() {
+        return selection.matches_key(key);
+    }
+    match remap.source_name(key) {
+        Some(source) => selection.matches_key(&source),
+        None => false,
+    }
+}
+
+/// One comparison command and what to do with its reply.
+#[derive(Debug)]
+enum Check {
+    StringRange(Vec<u8>),
+    HashFields(Vec<(Bytes, Bytes)>),
+    Members(Vec<Bytes>),
+    Scores(Vec<(Bytes, f64)>),
+    ListRange(Vec<Bytes>),
+    StreamRange(Vec<StreamEntry>),
+    Dump(Vec<u8>),
+    /// The target's length must equal the archive's total.
+    Length,
+    /// The stream's last id and consumer groups.
+    StreamMeta,
+}
+
+fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState) -> Vec<Check> {
+    let key = &record.key.0[..];
+    let mut checks = Vec::new();
+    match &record.value {
+        Value::String(b) => {
+            let from = state.total;
+            state.total += b.0.len() as u64;
+            if !b.0.is_empty() {
+                pipe.cmd("GETRANGE").arg(key).arg(from).arg(state.total - 1);
+                checks.push(Check::StringRange(b.0.clone()));
+            }
+            if !record.more {
+                pipe.cmd("STRLEN").arg(key);
+                checks.push(Check::Length);
+            }
+        }
+        Value::Hash(fields) => {
+            state.total += fields.len() as u64;
+            if !fields.is_empty() {
+                let c = pipe.cmd("HMGET").arg(key);
+                for (f, _) in fields {
+                    c.arg(&f.0[..]);
+                }
+                checks.push(Check::HashFields(fields.clone()));
+            }
+            if !record.more {
+                pipe.cmd("HLEN").arg(key);
+                checks.push(Check::Length);
+            }
+        }
+        Value::Set(members) => {
+            state.total += members.len() as u64;
+            if !members.is_empty() {
+                let c = pipe.cmd("SMISMEMBER").arg(key);
+                for m in members {
+                    c.arg(&m.0[..]);
+                }
+                checks.push(Check::Members(members.clone()));
+            }
+            if !record.more {
+                pipe.cmd("SCARD").arg(key);
+                checks.push(Check::Length);
+            }
+        }
+        Value::Zset(members) => {
+            state.total += members.len() as u64;
+            if !members.is_empty() {
+                let c = pipe.cmd("ZMSCORE").arg(key);
+                for (m, _) in members {
+                    c.arg(&m.0[..]);
+                }
+                checks.push(Check::Scores(
+                    members.iter().map(|(m, s)| (m.clone(), s.0)).collect(),
+                ));
+            }
+            if !record.more {
+                pipe.cmd("ZCARD").arg(key);
+                checks.push(Check::Length);
+            }
+        }
+        Value::List(items) => {
+            let from = state.total;
+            state.total += items.len() as u64;
+            if !items.is_empty() {
+                pipe.cmd("LRANGE").arg(key).arg(from).arg(state.total - 1);
+                checks.push(Check::ListRange(items.clone()));
+            }
+            if !record.more {
+                pipe.cmd("LLEN").arg(key);
+                checks.push(Check::Length);
+            }
+        }
+        Value::Stream(chunk) => {
+            if let Some(meta) = &chunk.meta {
+                state.stream_meta = Some(meta.clone());
+            }
+            state.total += chunk.entries.len() as u64;
+            if let (Some(first), Some(last)) = (chunk.entries.first(), chunk.entries.last()) {
+                pipe.cmd("XRANGE")
+                    .arg(key)
+                    .arg(first.id.to_string())
+                    .arg(last.id.to_string());
+                checks.push(Check::StreamRange(chunk.entries.clone()));
+            }
+            if !record.more {
+                pipe.cmd("XLEN").arg(key);
+                checks.push(Check::Length);
+                pipe.cmd("XINFO").arg("STREAM").arg(key);
+                checks.push(Check::StreamMeta);
+            }
+        }
+        Value::Dump(d) => {
+            pipe.cmd("DUMP").arg(key);
+            checks.push(Check::Dump(d.payload.0.clone()));
+        }
+    }
+    checks
+}
+
+fn evaluate(state: &mut KeyState, check: Check, reply: Reply) {
+    if let Reply::ServerError(e) = &reply {
+        state.note(format!("the target refused the comparison: {e}"));
+        return;
+    }
+    match check {
+        Check::StringRange(want) => {
+            if bytes_of(reply) != want {
+                state.note(format!(
+                    "bytes from offset {}",
+                    state.total - want.len() as u64
+                ));
+            }
+        }
+        Check::Dump(want) => {
+            if bytes_of(reply) != want {
+                state.note("the DUMP payloads differ".into());
+            }
+        }
+        Check::HashFields(fields) => {
+            for ((f, want), got) in fields.iter().zip(array_of(reply)) {
+                if matches!(got, Reply::Nil) {
+                    state.note(format!("\"{}\" missing in the target", short(&f.0)));
+                } else if bytes_of(got) != want.0 {
+                    state.note(format!("\"{}\" differs", short(&f.0)));
+                }
+            }
+        }
+        Check::Members(members) => {
+            for (m, got) in members.iter().zip(array_of(reply)) {
+                if !matches!(got, Reply::Int(1)) {
+                    state.note(format!("\"{}\" missing in the target", short(&m.0)));
+                }
+            }
+        }
+        Check::Scores(members) => {
+            for ((m, want), got) in members.iter().zip(array_of(reply)) {
+                let got = match got {
+                    Reply::Nil => None,
+                    Reply::Double(d) => Some(d),
+                    other => parse_score(&bytes_of(other)),
+                };
+                match got {
+                    None => state.note(format!("\"{}\" missing in the target", short(&m.0))),
+                    Some(g) if g.to_bits() != want.to_bits() && g != *want => state.note(format!(
+                        "\"{}\" score {want} in the archive, {g} in the target",
+                        short(&m.0)
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        Check::ListRange(items) => {
+            let got = array_of(reply);
+            let start = state.total - items.len() as u64;
+            for (i, want) in items.iter().enumerate() {
+                match got.get(i) {
+                    Some(g) if bytes_of(g.clone()) == want.0 => {}
+                    _ => state.note(format!("index {}", start + i as u64)),
+                }
+            }
+        }
+        Check::StreamRange(entries) => {
+            let got = stream_entries(reply).unwrap_or_default();
+            let mut got = got.into_iter().peekable();
+            for want in entries {
+                while got.peek().is_some_and(|g| g.id < want.id) {
+                    let extra = got.next().expect("peeked");
+                    state.note(format!("entry {} only in the target", extra.id));
+                }
+                match got.next_if(|g| g.id == want.id) {
+                    Some(g) if g.fields == want.fields => {}
+                    Some(_) => state.note(format!("entry {} differs", want.id)),
+                    None => state.note(format!("entry {} missing in the target", want.id)),
+                }
+            }
+        }
+        Check::Length => {
+            let len = match reply {
+                Reply::Int(n) => n.max(0) as u64,
+                _ => 0,
+            };
+            if len > state.total {
+                state.note(format!("the target has {} more", len - state.total));
+            }
+        }
+        Check::StreamMeta => {
+            let Some(meta) = state.stream_meta.take() else {
+                return;
+            };
+            let info = array_of(reply);
+            let field = |name: &str| {
+                info.chunks(2)
+                    .find(|kv| bytes_of(kv[0].clone()) == name.as_bytes())
+                    .and_then(|kv| kv.get(1).cloned())
+            };
+            let last = field("last-generated-id").map(bytes_of);
+            if last.as_deref() != Some(meta.last_id.to_string().as_bytes()) {
+                state.note(format!(
+                    "last id {} in the archive, {} in the target",
+                    meta.last_id,
+                    last.map(|l| String::from_utf8_lossy(&l).into_owned())
+                        .unwrap_or_default()
+                ));
+            }
+        }
+    }
+}
