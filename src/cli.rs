@@ -41,6 +41,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Copy keys from one Redis to another (or between databases) without a file.
     Copy(CopyArgs),
+    /// Undo a restore or copy: put back what its pre-restore backup holds.
+    Rollback(RollbackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +133,13 @@ pub struct WriteArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Folder for the pre-restore backup (default: ARCHIVE_BACKUP_DIR, else
+    /// $XDG_DATA_HOME/archive/backups, else ~/.local/share/archive/backups).
+    #[arg(long, value_name = "DIR", env = "ARCHIVE_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Write no pre-restore backup: the restore cannot be rolled back.
+    #[arg(long, conflicts_with = "backup_dir")]
+    pub no_backup: bool,
 }
 
 /// How to open an encrypted archive (detected by itself).
@@ -267,4 +276,28 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
         return Err(format!("{text:?} must not be negative"));
     }
     Ok((value * factor).round() as i64)
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The pre-restore backup a restore or copy wrote (it names its journal).
+    pub backup: PathBuf,
+    /// Redis URL to roll back (default: the server and database the backup
+    /// was taken from); the password can come from TARGET_REDIS_PASSWORD.
+    #[arg(long, env = "TARGET_REDIS_URL", hide_env_values = true)]
+    pub target: Option<String>,
+    /// Leave keys that someone changed after the restore as they are.
+    #[arg(long)]
+    pub skip_changed: bool,
+    /// Print what would be put back; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }

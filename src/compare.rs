@@ -357,6 +357,19 @@ impl Checker<'_> {
         let target_type = std::str::from_utf8(type_reply)
             .ok()
             .and_then(KeyType::from_redis);
+        if record.key_type() == KeyType::Absent {
+            // A pre-restore archive says the key did not exist.
+            state.settled = true;
+            match target_type {
+                None => self.result.identical += 1,
+                Some(t) => self.result.differ(
+                    DiffKind::Extra,
+                    &key,
+                    format!("a {t} in the target; the archive records that the key did not exist"),
+                ),
+            }
+            return state;
+        }
         match target_type {
             None => {
                 self.result.differ(
@@ -387,7 +400,7 @@ impl Checker<'_> {
         if state.differing > 0 {
             identical = false;
             let unit = match state.key_type {
-                KeyType::String | KeyType::Dump => "value",
+                KeyType::String | KeyType::Dump | KeyType::Absent => "value",
                 KeyType::Hash => "fields",
                 KeyType::Stream => "entries",
                 _ => "members",
@@ -599,6 +612,8 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
             pipe.cmd("DUMP").arg(key);
             checks.push(Check::Dump(d.payload.0.clone()));
         }
+        // Settled in `begin`: there is nothing to read.
+        Value::Absent(_) => {}
     }
     checks
 }

@@ -1,29 +1,29 @@
 //! `copy`: from one Redis straight into another (or into another database
-//! of the same server), without a file.
+//! of the same server), with no archive for the user to handle.
 //!
-//! It is export and restore joined at the record stream: the export's SCAN
-//! walk and fetcher read the source, and restore's [`Planner`] and
-//! [`Applier`] take the records, so selection, conflict modes, TTL modes,
-//! renames, dry run and reports mean exactly what they mean there. The plan
-//! walks the source once (reading, not writing); perform walks it again.
+//! A copy is an export and a restore. The selection is first exported to a
+//! private spool (a temp directory of mode 0700, the archive encrypted with
+//! age to a key that exists only in this process's memory), and restored
+//! from there with restore's plan, pre-restore backup, journal and perform.
+//! So a copy is planned against one consistent read of the source, the plan
+//! it shows is the plan it carries out, and it can be rolled back exactly
+//! like a restore. The spool costs disk space about the size of a
+//! compressed export of the selection, and is removed when the copy ends.
 
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::runtime::Handle;
-use tokio::sync::mpsc;
 
-use crate::archive::reader::{Location, Visitor};
-use crate::connection::{Conn, Endpoint};
+use crate::archive::{ArchiveSource, Decryption, Destination, Encryption};
+use crate::connection::Endpoint;
 use crate::error::{Error, Result};
-use crate::export::walk;
-use crate::fetch::{ChunkSizes, FetchStats, Fetcher, Outgoing};
+use crate::export::{ExportOptions, export};
+use crate::fetch::ChunkSizes;
 use crate::keyspace::Selection;
-use crate::progress::{Cancel, Progress, Silent};
-use crate::report::{ActionCounts, KeyError, RestoreReport};
-use crate::restore::{Applier, Mode, Outcome, Planner, WriteOptions, open_target};
-
-const CHANNEL_RECORDS: usize = 1024;
+use crate::progress::{Cancel, Progress};
+use crate::report::{ActionCounts, ExportReport, KeyError, RestoreReport};
+use crate::restore::{self, Plan, RestoreOptions, WriteOptions};
 
 #[derive(Debug, Clone)]
 pub struct CopyOptions {
@@ -35,6 +35,8 @@ pub struct CopyOptions {
     pub chunks: ChunkSizes,
     pub scan_count: usize,
     pub cancel: Cancel,
+    /// Where the pre-restore backup goes; `None` writes none.
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl CopyOptions {
@@ -52,17 +54,22 @@ impl CopyOptions {
             chunks: ChunkSizes::default(),
             scan_count: 512,
             cancel: Cancel::new(),
+            backup_dir: None,
         }
     }
 }
 
-/// What copying would do.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A copy read from the source and planned against the target.
+#[derive(Debug)]
 pub struct CopyPlan {
     pub source: String,
     pub target: String,
     pub selection: Selection,
     pub actions: ActionCounts,
+    read: ExportReport,
+    restore: Plan,
+    restore_options: RestoreOptions,
+    _spool: tempfile::TempDir,
 }
 
 /// What a copy did: the restore side's report plus what reading saw.
@@ -89,157 +96,66 @@ impl CopyPlan {
         CopyReport {
             restore: RestoreReport::planned(self.source, self.target, self.actions),
             selection: self.selection,
-            vanished: 0,
-            read_errors: 0,
-            read_error_samples: Vec::new(),
+            vanished: self.read.vanished,
+            read_errors: self.read.errors,
+            read_error_samples: self.read.error_samples,
         }
+    }
+
+    /// Where the pre-restore backup will be, when there is one.
+    pub fn backup_path(&self) -> Option<&std::path::Path> {
+        self.restore.backup_path()
     }
 }
 
-/// Walk the source and plan against the target. Writes nothing.
+/// Read the source into the spool and plan against the target. Writes
+/// nothing to the target (the backup is finished only by `perform`).
 pub async fn plan(options: &CopyOptions, progress: &dyn Progress) -> Result<CopyPlan> {
-    let (actions, _) = run(options, progress, Side::Plan).await?;
-    let Finished::Planned(actions) = actions else {
-        return Err(Error::Internal("planning returned no plan".into()));
-    };
+    let spool = tempfile::Builder::new()
+        .prefix("archive-copy-")
+        .tempdir()
+        .map_err(|e| Error::output(std::env::temp_dir(), e))?;
+    let path = spool.path().join("spool.tar.zst.age");
+    let key = age::x25519::Identity::generate();
+    let mut export_options = ExportOptions::new(
+        options.source.clone(),
+        Destination::File(path.clone()),
+        options.selection.clone(),
+    );
+    export_options.chunks = options.chunks;
+    export_options.scan_count = options.scan_count;
+    export_options.cancel = options.cancel.clone();
+    export_options.encryption = Some(Arc::new(Encryption::to_key(key.to_public())));
+    let read = export(export_options, progress).await?;
+
+    let mut restore_options =
+        RestoreOptions::new(ArchiveSource::File(path), options.target.clone());
+    restore_options.write = options.write.clone();
+    restore_options.cancel = options.cancel.clone();
+    restore_options.backup_dir = options.backup_dir.clone();
+    restore_options.decryption = Decryption::none().with_identity(Arc::new(key));
+    let restore = restore::plan(&restore_options, progress).await?;
     Ok(CopyPlan {
         source: options.source.display(),
-        target: options.target.display(),
+        target: restore.target.display(),
         selection: options.selection.clone(),
-        actions,
+        actions: restore.actions.clone(),
+        read,
+        restore,
+        restore_options,
+        _spool: spool,
     })
 }
 
-/// Copy, deciding each key against the target as it is now. With
-/// `--mode fail` it plans first, so that nothing is written when any key
-/// exists, even when the caller did not ask for a plan.
-pub async fn perform(options: &CopyOptions, progress: &dyn Progress) -> Result<CopyReport> {
-    let started = Instant::now();
-    if options.write.mode == Mode::Fail {
-        plan(options, &Silent).await?;
-    }
-    let (finished, stats) = run(options, progress, Side::Write).await?;
-    let Finished::Written(outcome) = finished else {
-        return Err(Error::Internal("copying returned no outcome".into()));
-    };
+/// Carry out a copy planned by [`plan`].
+pub async fn perform(plan: CopyPlan, progress: &dyn Progress) -> Result<CopyReport> {
+    let mut report = restore::perform(plan.restore, &plan.restore_options, progress).await?;
+    report.source = plan.source;
     Ok(CopyReport {
-        restore: outcome.into_report(options.source.display(), options.target.display(), started),
-        selection: options.selection.clone(),
-        vanished: stats.vanished(),
-        read_errors: stats.error_count,
-        read_error_samples: stats.errors,
+        restore: report,
+        selection: plan.selection,
+        vanished: plan.read.vanished,
+        read_errors: plan.read.errors,
+        read_error_samples: plan.read.error_samples,
     })
-}
-
-enum Side {
-    Plan,
-    Write,
-}
-
-enum Finished {
-    Planned(ActionCounts),
-    Written(Outcome),
-}
-
-/// Read the source into a Planner or an Applier: the walk runs on the
-/// runtime, the visitor on a thread of its own (it blocks on the runtime
-/// for its Redis calls), joined by a bounded channel.
-async fn run(
-    options: &CopyOptions,
-    progress: &dyn Progress,
-    side: Side,
-) -> Result<(Finished, FetchStats)> {
-    let mut source = options.source.connect().await?;
-    let total: Option<u64> = source
-        .query(&redis::cmd("DBSIZE"), "reading DBSIZE")
-        .await
-        .ok();
-    let target = match side {
-        Side::Write => Some(open_target(&options.target).await?),
-        Side::Plan => None,
-    };
-    let handle = Handle::current();
-    progress.start(total);
-    let result = tokio::task::block_in_place(|| {
-        let (tx, rx) = mpsc::channel::<Outgoing>(CHANNEL_RECORDS);
-        let mut fetcher = Fetcher::new(source.clone(), options.chunks, tx);
-        std::thread::scope(|scope| {
-            let consumer = scope.spawn(|| consume(handle.clone(), options, target, rx));
-            let walked = handle.block_on(walk(
-                &mut source,
-                &options.selection,
-                options.scan_count,
-                &options.cancel,
-                &mut fetcher,
-                progress,
-            ));
-            let stats = std::mem::take(&mut fetcher.stats);
-            drop(fetcher);
-            let consumed = consumer
-                .join()
-                .map_err(|_| Error::Internal("the copy writer panicked".into()))?;
-            // The target's failure is the cause of a failed walk; report it first.
-            let finished = consumed?;
-            if !walked? {
-                return Err(Error::Interrupted(format!(
-                    "copy stopped; {}",
-                    match &finished {
-                        Finished::Written(o) => format!(
-                            "{} keys were written to {}, run the same copy again to complete it",
-                            o.written,
-                            options.target.display()
-                        ),
-                        Finished::Planned(_) => "nothing was written".into(),
-                    }
-                )));
-            }
-            Ok((finished, stats))
-        })
-    });
-    progress.finish();
-    result
-}
-
-fn consume(
-    handle: Handle,
-    options: &CopyOptions,
-    target: Option<(Conn, crate::load::TargetFeatures, i64)>,
-    mut rx: mpsc::Receiver<Outgoing>,
-) -> Result<Finished> {
-    let location = Location {
-        entry: "<source>".into(),
-        record: 0,
-    };
-    // The walk drives the progress bar; the visitors report nothing.
-    match target {
-        None => {
-            let mut planner = Planner::new(
-                handle,
-                options.target.clone(),
-                options.write.clone(),
-                options.cancel.clone(),
-                &Silent,
-            );
-            planner.connect()?;
-            while let Some(out) = rx.blocking_recv() {
-                planner.record(out.record, &location)?;
-            }
-            Ok(Finished::Planned(planner.finish()?.1))
-        }
-        Some((conn, features, now_ms)) => {
-            let mut applier = Applier::new(
-                handle,
-                conn,
-                features,
-                now_ms,
-                options.write.clone(),
-                options.cancel.clone(),
-                &Silent,
-            );
-            while let Some(out) = rx.blocking_recv() {
-                applier.record(out.record, &location)?;
-            }
-            Ok(Finished::Written(applier.finish()?))
-        }
-    }
 }

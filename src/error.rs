@@ -103,6 +103,9 @@ pub enum Error {
     #[error("interrupted: {0}")]
     Interrupted(String),
 
+    #[error("{cause}; to undo what was written: {rollback}")]
+    RestoreFailed { cause: Box<Error>, rollback: String },
+
     #[error("{count} key(s) already exist in {target} ({keys}{more}); nothing was written; choose --mode skip, overwrite or merge, or another target", more = if *count > 10 { ", ..." } else { "" })]
     Conflict {
         target: String,

@@ -128,7 +128,7 @@ impl FirstRead {
             KeyType::Zset => FirstRead::Scan("ZSCAN"),
             KeyType::List => FirstRead::List,
             KeyType::Stream => FirstRead::Stream,
-            KeyType::Dump => FirstRead::Dump,
+            KeyType::Dump | KeyType::Absent => FirstRead::Dump,
         }
     }
 
@@ -621,6 +621,7 @@ pub(crate) fn empty_value(t: KeyType) -> Value {
             meta: None,
             entries: Vec::new(),
         }),
+        KeyType::Absent => Value::Absent(Default::default()),
         KeyType::Dump => Value::Dump(DumpValue {
             type_name: String::new(),
             rdb_version: 0,

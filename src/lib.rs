@@ -39,12 +39,14 @@
 //! ```
 
 pub mod archive;
+pub mod backup;
 pub mod compare;
 pub mod connection;
 pub mod copy;
 pub mod error;
 pub mod export;
 pub mod fetch;
+pub mod journal;
 pub mod keyspace;
 pub mod load;
 pub mod progress;
@@ -52,5 +54,6 @@ pub mod record;
 pub mod remap;
 pub mod report;
 pub mod restore;
+pub mod rollback;
 
 pub use error::{Error, Result};

@@ -104,6 +104,11 @@ pub fn add_record(
         Value::String(bytes) => {
             cmd(pipe, n, key, if first { "SET" } else { "APPEND" }).arg(&bytes.0[..]);
         }
+        Value::Absent(_) => {
+            // The key did not exist: make it so again.
+            cmd(pipe, n, key, "DEL");
+            return;
+        }
         Value::Dump(dump) => {
             // RESTORE sets the value and the expiry in one step.
             let c = cmd(pipe, n, key, "RESTORE");

@@ -27,10 +27,11 @@ use redis_archive::record::KeyType;
 use redis_archive::remap::Remap;
 use redis_archive::report::{Action, ActionCounts, RestoreReport};
 use redis_archive::restore::{self, RestoreOptions, WriteOptions};
+use redis_archive::rollback::{self, RollbackOptions, RollbackReport};
 
 use cli::{
     Cli, Command, CompareArgs, ConnectArgs, CopyArgs, ExportArgs, InspectArgs, RestoreArgs,
-    SelectionArgs, ValidateArgs, WriteArgs,
+    RollbackArgs, SelectionArgs, ValidateArgs, WriteArgs,
 };
 
 mod exit {
@@ -55,6 +56,7 @@ mod exit {
 
 fn exit_code(err: &Error) -> u8 {
     match err {
+        Error::RestoreFailed { cause, .. } => exit_code(cause),
         Error::Unreachable { .. } => exit::UNREACHABLE,
         Error::AuthRefused { .. } => exit::AUTH,
         Error::DbOutOfRange { .. } => exit::DB_RANGE,
@@ -129,6 +131,7 @@ async fn run(cli: Cli, cancel: Cancel) -> Result<u8, Failure> {
         Command::Compare(args) => run_compare(args).await,
         Command::Restore(args) => run_restore(args, cancel).await,
         Command::Copy(args) => run_copy(args, cancel).await,
+        Command::Rollback(args) => run_rollback(args, cancel).await,
     }
 }
 
@@ -344,6 +347,7 @@ async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {
     options.write = write_options(&args.write)?;
     options.cancel = cancel;
     options.decryption = secrets::decryption(&args.decrypt)?;
+    options.backup_dir = backup_dir(&args.write, args.write.dry_run);
 
     let verifying = Bar::new("verifying");
     let planned = restore::plan(&options, &verifying).await?;
@@ -361,6 +365,7 @@ async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {
             from: &planned.source,
             to: &planned.target.display(),
             selection: &planned.header().selection,
+            backup: planned.backup_path(),
         };
         confirm(&ends, &planned.actions, source == ArchiveSource::Stdin)?;
     }
@@ -375,24 +380,92 @@ async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failure> {
     let mut options = CopyOptions::new(source, target, selection(&args.selection)?);
     options.write = write_options(&args.write)?;
     options.cancel = cancel;
+    options.backup_dir = backup_dir(&args.write, args.write.dry_run);
     let mut out = io::stdout().lock();
-    if args.write.dry_run || !args.write.yes {
-        let planning = Bar::new("planning");
-        let planned = copy::plan(&options, &planning).await?;
-        if args.write.dry_run {
-            let report = planned.into_dry_run_report();
-            return render_copy(&mut out, args.write.json, &report);
-        }
+    let planning = Bar::new("reading");
+    let planned = copy::plan(&options, &planning).await?;
+    if args.write.dry_run {
+        return render_copy(&mut out, args.write.json, &planned.into_dry_run_report());
+    }
+    if !args.write.yes {
         let ends = Ends {
             from: &planned.source,
             to: &planned.target,
             selection: &planned.selection,
+            backup: planned.backup_path(),
         };
         confirm(&ends, &planned.actions, false)?;
     }
     let copying = Bar::new("copying");
-    let done = copy::perform(&options, &copying).await?;
+    let done = copy::perform(planned, &copying).await?;
     render_copy(&mut out, args.write.json, &done)
+}
+
+async fn run_rollback(args: RollbackArgs, cancel: Cancel) -> Result<u8, Failure> {
+    let mut options = RollbackOptions::new(args.backup.clone());
+    options.password = env_password(Side::Target);
+    options.timeouts = timeouts(&args.connect)?;
+    options.skip_changed = args.skip_changed;
+    options.cancel = cancel;
+    if let Some(url) = &args.target {
+        options.target = Some(endpoint(url, None, Side::Target, &args.connect)?);
+    }
+    let mut out = io::stdout().lock();
+    let checking = Bar::new("checking");
+    let planned = rollback::plan(&options, &checking).await?;
+    if args.dry_run {
+        return render_rollback(&mut out, args.json, &planned);
+    }
+    if !args.yes {
+        let stdin = io::stdin();
+        if !stdin.is_terminal() || !io::stderr().is_terminal() {
+            return Err(Error::ConfirmationRequired {
+                target: planned.target.clone(),
+            }
+            .into());
+        }
+        let mut err = io::stderr().lock();
+        render::rollback(&mut err, &planned)?;
+        write!(err, "roll back {}? [y/N] ", planned.target)?;
+        err.flush()?;
+        let mut answer = String::new();
+        stdin.lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            return Err(Error::Cancelled.into());
+        }
+    }
+    let writing = Bar::new("rolling back");
+    let done = rollback::perform(&options, &writing).await?;
+    render_rollback(&mut out, args.json, &done)
+}
+
+fn render_rollback(
+    out: &mut dyn Write,
+    json: bool,
+    report: &RollbackReport,
+) -> Result<u8, Failure> {
+    if json {
+        render::json(out, report)?;
+    } else {
+        render::rollback(out, report)?;
+    }
+    Ok(if report.is_partial() {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    })
+}
+
+/// The folder for the pre-restore backup, or none (`--no-backup`, dry run).
+fn backup_dir(args: &WriteArgs, dry_run: bool) -> Option<std::path::PathBuf> {
+    if args.no_backup || dry_run {
+        return None;
+    }
+    Some(
+        args.backup_dir
+            .clone()
+            .unwrap_or_else(redis_archive::backup::default_dir),
+    )
 }
 
 fn report(
@@ -431,6 +504,7 @@ struct Ends<'a> {
     from: &'a str,
     to: &'a str,
     selection: &'a Selection,
+    backup: Option<&'a std::path::Path>,
 }
 
 /// Ask on the terminal; without one, refuse (pass --yes).
@@ -446,6 +520,13 @@ fn confirm(ends: &Ends, actions: &ActionCounts, stdin_is_data: bool) -> Result<(
     writeln!(err, "from:      {}", ends.from)?;
     writeln!(err, "to:        {}", ends.to)?;
     render::selection(&mut err, ends.selection)?;
+    match ends.backup {
+        Some(path) => writeln!(err, "backup:    {}", path.display())?,
+        None => writeln!(
+            err,
+            "backup:    none (--no-backup): this cannot be rolled back"
+        )?,
+    }
     render::plan_table(&mut err, actions)?;
     let merges = actions.total(Action::Merge);
     if merges > 0 {

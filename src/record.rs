@@ -30,10 +30,13 @@ pub enum KeyType {
     Stream,
     /// Any other type (modules): kept as a DUMP payload.
     Dump,
+    /// Not a Redis type: pre-restore archives record that a key did not
+    /// exist, so rollback can delete what the restore created.
+    Absent,
 }
 
 impl KeyType {
-    pub const ALL: [KeyType; 7] = [
+    pub const ALL: [KeyType; 8] = [
         KeyType::String,
         KeyType::Hash,
         KeyType::List,
@@ -41,6 +44,7 @@ impl KeyType {
         KeyType::Zset,
         KeyType::Stream,
         KeyType::Dump,
+        KeyType::Absent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +56,7 @@ impl KeyType {
             KeyType::Zset => "zset",
             KeyType::Stream => "stream",
             KeyType::Dump => "dump",
+            KeyType::Absent => "absent",
         }
     }
 
@@ -351,6 +356,11 @@ pub struct DumpValue {
     pub payload: Bytes,
 }
 
+/// The key did not exist (pre-restore archives only). Written as `{}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbsentValue {}
+
 /// The value part of a record; for a key split over several records each
 /// holds the next chunk (string bytes, fields, items, members, entries).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -363,6 +373,7 @@ pub enum Value {
     Zset(Vec<(Bytes, Score)>),
     Stream(StreamChunk),
     Dump(DumpValue),
+    Absent(AbsentValue),
 }
 
 impl Value {
@@ -375,6 +386,7 @@ impl Value {
             Value::Zset(_) => KeyType::Zset,
             Value::Stream(_) => KeyType::Stream,
             Value::Dump(_) => KeyType::Dump,
+            Value::Absent(_) => KeyType::Absent,
         }
     }
 
@@ -387,6 +399,7 @@ impl Value {
             Value::Zset(v) => v.len(),
             Value::Stream(s) => s.entries.len(),
             Value::Dump(d) => d.payload.0.len(),
+            Value::Absent(_) => 0,
         }
     }
 
@@ -413,6 +426,7 @@ impl Value {
                 })
                 .sum(),
             Value::Dump(d) => d.payload.0.len(),
+            Value::Absent(_) => 0,
         }
     }
 

@@ -9,6 +9,7 @@ use redis_archive::copy::CopyReport;
 use redis_archive::keyspace::Selection;
 use redis_archive::record::KeyType;
 use redis_archive::report::{Action, ActionCounts, ExportReport, KeyError, RestoreReport};
+use redis_archive::rollback::RollbackReport;
 use serde::Serialize;
 
 pub fn json(out: &mut dyn Write, value: &impl Serialize) -> io::Result<()> {
@@ -131,7 +132,26 @@ pub fn restore(out: &mut dyn Write, r: &RestoreReport, verb: &str) -> io::Result
             r.added
         )?;
     }
+    if r.appeared > 0 {
+        writeln!(
+            out,
+            "{} key(s) appeared in the target after the plan and were left alone",
+            r.appeared
+        )?;
+    }
     errors(out, r.errors, &r.error_samples)?;
+    if !r.dry_run {
+        match (&r.backup, &r.rollback) {
+            (Some(path), Some(cmd)) => {
+                writeln!(out, "pre-restore backup: {path}")?;
+                writeln!(out, "to undo this {verb}: {cmd}")?;
+            }
+            _ => writeln!(
+                out,
+                "no pre-restore backup was written (--no-backup): this {verb} cannot be rolled back"
+            )?,
+        }
+    }
     if r.is_partial() {
         writeln!(
             out,
@@ -314,4 +334,31 @@ pub fn comparison(out: &mut dyn Write, c: &Comparison) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+pub fn rollback(out: &mut dyn Write, r: &RollbackReport) -> io::Result<()> {
+    let lead = if r.dry_run {
+        format!("dry run: rolling back {} into {} would", r.backup, r.target)
+    } else {
+        format!("rolled back {} into {}:", r.backup, r.target)
+    };
+    writeln!(
+        out,
+        "{lead} put back {} keys, delete {} keys the restore created, leave {} untouched keys alone",
+        r.restored, r.deleted, r.untouched
+    )?;
+    if r.changed > 0 {
+        let what = if r.skipped_changed > 0 {
+            "left as they are (--skip-changed)"
+        } else {
+            "put back anyway (--skip-changed leaves them)"
+        };
+        writeln!(
+            out,
+            "{} key(s) were changed after the restore, {what}: {}",
+            r.changed,
+            r.changed_samples.join(", ")
+        )?;
+    }
+    errors(out, r.errors, &r.error_samples)
 }

@@ -138,11 +138,20 @@ pub struct RestoreReport {
     pub written: u64,
     /// Fields, members and stream entries that merge added to existing keys.
     pub added: u64,
+    /// Keys planned for creation that someone else created first: left alone.
+    #[serde(default)]
+    pub appeared: u64,
     /// Keys whose writes the server refused; listed in `error_samples`.
     pub errors: u64,
     pub errors_by_type: BTreeMap<KeyType, u64>,
     pub error_samples: Vec<KeyError>,
     pub seconds: f64,
+    /// The pre-restore backup, when one was written.
+    #[serde(default)]
+    pub backup: Option<String>,
+    /// The command that undoes this restore.
+    #[serde(default)]
+    pub rollback: Option<String>,
 }
 
 impl RestoreReport {
@@ -155,10 +164,13 @@ impl RestoreReport {
             plan,
             written: 0,
             added: 0,
+            appeared: 0,
             errors: 0,
             errors_by_type: BTreeMap::new(),
             error_samples: Vec::new(),
             seconds: 0.0,
+            backup: None,
+            rollback: None,
         }
     }
 

@@ -17,16 +17,20 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use redis::Value as Reply;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
+use crate::archive::manifest::RestoreLink;
 use crate::archive::reader::{ArchiveSource, Location, Visitor, read_archive};
 use crate::archive::{Decryption, Header, Manifest};
+use crate::backup::Backup;
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
+use crate::journal::{FINGERPRINT_SCRIPT, Journal, journal_path};
 use crate::load::{KeyCarry, Role, TargetFeatures, TtlMode, add_merge, add_record};
 use crate::progress::{Cancel, Progress};
 use crate::record::{Bytes, Expiry, KeyType, Record, printable};
@@ -83,6 +87,8 @@ pub struct RestoreOptions {
     pub cancel: Cancel,
     /// Identities or passphrase for an encrypted archive.
     pub decryption: Decryption,
+    /// Where the pre-restore backup goes; `None` writes none (`--no-backup`).
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl RestoreOptions {
@@ -93,6 +99,7 @@ impl RestoreOptions {
             write: WriteOptions::default(),
             cancel: Cancel::new(),
             decryption: Decryption::none(),
+            backup_dir: None,
         }
     }
 }
@@ -106,6 +113,12 @@ pub struct Plan {
     pub manifest: Manifest,
     pub encrypted: bool,
     pub actions: ActionCounts,
+    /// The decision for each key, in archive order: perform follows it.
+    decisions: Vec<Action>,
+    /// The pre-restore backup, complete but not yet in place: perform
+    /// finishes it before its first write; a plan dropped unused leaves
+    /// nothing behind.
+    backup: Option<Backup>,
     /// The archive to read for perform (stdin spooled to a temp file).
     archive: ArchiveSource,
     _spool: Option<tempfile::NamedTempFile>,
@@ -119,6 +132,24 @@ impl Plan {
 
     pub fn header(&self) -> &Header {
         &self.manifest.header
+    }
+
+    /// Where the pre-restore backup will be, when there is one.
+    pub fn backup_path(&self) -> Option<&Path> {
+        self.backup.as_ref().map(|b| b.path.as_path())
+    }
+}
+
+/// The command that undoes a restore whose backup is at `path`.
+pub fn rollback_command(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-:+".contains(c))
+    {
+        format!("archive rollback {text}")
+    } else {
+        format!("archive rollback '{}'", text.replace('\'', "'\\''"))
     }
 }
 
@@ -137,18 +168,23 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
             options.cancel.clone(),
             progress,
         );
+        if let Some(dir) = &options.backup_dir {
+            planner = planner.with_backup(dir.clone(), options.source.display());
+        }
         let verified = read_archive(&archive, &options.decryption, &mut planner)?;
-        let (target, actions) = planner.finish()?;
-        Ok::<_, Error>((verified, target, actions))
+        let planned = planner.finish()?;
+        Ok::<_, Error>((verified, planned))
     });
     progress.finish();
-    let (verified, target, actions) = planned?;
+    let (verified, planned) = planned?;
     Ok(Plan {
         source: options.source.display(),
-        target,
+        target: planned.target,
         manifest: verified.manifest,
         encrypted: verified.encrypted,
-        actions,
+        actions: planned.actions,
+        decisions: planned.decisions,
+        backup: planned.backup,
         archive,
         _spool: spool,
     })
@@ -156,15 +192,25 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
 
 /// Carry out a plan made by [`plan`] with the same options.
 pub async fn perform(
-    plan: Plan,
+    mut plan: Plan,
     options: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let started = Instant::now();
     let target = plan.target.clone();
     let (conn, features, now_ms) = open_target(&target).await?;
+    // The backup is complete and durable before the first write.
+    let backup = match plan.backup.take() {
+        Some(b) => Some(b.finish()?),
+        None => None,
+    };
+    let journal = match &backup {
+        Some(path) => Some(Journal::create(journal_path(path))?),
+        None => None,
+    };
     let handle = Handle::current();
     progress.start(Some(plan.manifest.counts.keys));
+    let decisions = std::mem::take(&mut plan.decisions);
     let applied = tokio::task::block_in_place(|| {
         let mut applier = Applier::new(
             handle,
@@ -174,12 +220,23 @@ pub async fn perform(
             options.write.clone(),
             options.cancel.clone(),
             progress,
-        );
+        )
+        .following(decisions, journal);
         read_archive(&plan.archive, &options.decryption, &mut applier)?;
         applier.finish()
     });
     progress.finish();
-    Ok(applied?.into_report(plan.source, target.display(), started))
+    let outcome = applied.map_err(|cause| match &backup {
+        Some(path) => Error::RestoreFailed {
+            cause: Box::new(cause),
+            rollback: rollback_command(path),
+        },
+        None => cause,
+    })?;
+    let mut report = outcome.into_report(plan.source, target.display(), started);
+    report.backup = backup.as_ref().map(|p| p.display().to_string());
+    report.rollback = backup.as_deref().map(rollback_command);
+    Ok(report)
 }
 
 /// Connect to the target and read what writing needs: its features and clock.
@@ -235,7 +292,9 @@ pub fn decide(
     match mode {
         Mode::Skip => Action::Skip,
         Mode::Overwrite => Action::Overwrite,
-        Mode::Merge if matches!(key_type, KeyType::String | KeyType::Dump) => Action::Skip,
+        Mode::Merge if matches!(key_type, KeyType::String | KeyType::Dump | KeyType::Absent) => {
+            Action::Skip
+        }
         Mode::Merge => Action::Merge,
         Mode::Fail => Action::Conflict,
     }
@@ -261,6 +320,47 @@ fn exists_batch(handle: &Handle, conn: &mut Conn, keys: &[&[u8]]) -> Result<Vec<
         .collect()
 }
 
+/// What perform does with a key, given the plan and whether it exists now.
+enum Followed {
+    Do(Action),
+    /// Planned for creation, but it exists now: someone else made it.
+    Appeared,
+}
+
+fn follow(planned: Action, exists: bool) -> Followed {
+    match planned {
+        Action::Create if exists => Followed::Appeared,
+        // Gone since the plan: the backup holds its old state; create it.
+        Action::Overwrite | Action::Merge if !exists => Followed::Do(Action::Create),
+        other => Followed::Do(other),
+    }
+}
+
+/// SHA-1 of each key's DUMP, computed by the server (`None`: the key does
+/// not exist). A server without scripting gives "unknown".
+pub(crate) fn fingerprints(
+    handle: &Handle,
+    conn: &mut Conn,
+    keys: &[&[u8]],
+) -> Result<Vec<Option<String>>> {
+    let mut pipe = redis::pipe();
+    for key in keys {
+        pipe.cmd("EVAL").arg(FINGERPRINT_SCRIPT).arg(1).arg(*key);
+    }
+    let replies = handle.block_on(conn.pipeline(&mut pipe, "fingerprinting keys"))?;
+    Ok(replies
+        .into_iter()
+        .map(|r| match r {
+            Reply::Nil => None,
+            Reply::ServerError(_) => Some(UNKNOWN_FINGERPRINT.to_string()),
+            other => Some(String::from_utf8_lossy(&crate::fetch::bytes_of(other)).into_owned()),
+        })
+        .collect())
+}
+
+/// Journaled when the server cannot fingerprint (no scripting).
+pub const UNKNOWN_FINGERPRINT: &str = "unknown";
+
 fn rename(remap: &Remap, record: &mut Record) {
     if !remap.is_empty()
         && let std::borrow::Cow::Owned(key) = remap.key(&record.key.0)
@@ -278,10 +378,24 @@ pub struct Planner<'p> {
     write: WriteOptions,
     cancel: Cancel,
     now_ms: i64,
-    pending: Vec<(Vec<u8>, KeyType, Option<Expiry>)>,
+    /// Keys waiting for EXISTS, with their index in `decisions`.
+    pending: Vec<(Vec<u8>, KeyType, Option<Expiry>, usize)>,
     actions: ActionCounts,
+    decisions: Vec<Action>,
     conflicts: Vec<String>,
+    /// Where to put a pre-restore backup, and the archive it is for.
+    backup_to: Option<(PathBuf, String)>,
+    backup: Option<Backup>,
     progress: &'p dyn Progress,
+}
+
+/// What planning produced.
+#[derive(Debug)]
+pub struct Planned {
+    pub target: Endpoint,
+    pub actions: ActionCounts,
+    decisions: Vec<Action>,
+    backup: Option<Backup>,
 }
 
 impl std::fmt::Debug for Planner<'_> {
@@ -309,22 +423,42 @@ impl<'p> Planner<'p> {
             now_ms: 0,
             pending: Vec::new(),
             actions: ActionCounts::default(),
+            decisions: Vec::new(),
             conflicts: Vec::new(),
+            backup_to: None,
+            backup: None,
             progress,
         }
     }
 
+    /// Also save what the plan will change into a pre-restore backup in
+    /// `dir`; `archive` names what is being restored.
+    pub fn with_backup(mut self, dir: PathBuf, archive: String) -> Self {
+        self.backup_to = Some((dir, archive));
+        self
+    }
+
     /// Connect to the target (read-only from here on) and read its clock.
-    pub fn connect(&mut self) -> Result<()> {
+    /// `archive_id` links the backup to the archive restored.
+    pub fn connect(&mut self, archive_id: &str) -> Result<()> {
         let mut conn = self.handle.block_on(self.target.connect())?;
         self.now_ms = self.handle.block_on(conn.time_ms())?;
+        if let Some((dir, archive)) = &self.backup_to {
+            let link = RestoreLink {
+                archive: archive.clone(),
+                archive_id: archive_id.to_string(),
+                mode: format!("{:?}", self.write.mode).to_lowercase(),
+            };
+            let backup = Backup::create(&self.handle, dir, &self.target, &mut conn, link)?;
+            self.backup = Some(backup);
+        }
         self.conn = Some(conn);
         Ok(())
     }
 
-    /// The target as resolved and the plan; with `--mode fail`, an error if
-    /// any key exists.
-    pub fn finish(mut self) -> Result<(Endpoint, ActionCounts)> {
+    /// The target as resolved, the plan and the unfinished backup; with
+    /// `--mode fail`, an error if any key exists.
+    pub fn finish(mut self) -> Result<Planned> {
         self.flush()?;
         let conflicts = self.actions.total(Action::Conflict);
         if conflicts > 0 {
@@ -334,7 +468,12 @@ impl<'p> Planner<'p> {
                 keys: self.conflicts.join(", "),
             });
         }
-        Ok((self.target, self.actions))
+        Ok(Planned {
+            target: self.target,
+            actions: self.actions,
+            decisions: self.decisions,
+            backup: self.backup,
+        })
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -349,10 +488,11 @@ impl<'p> Planner<'p> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(Error::Internal("planning before connecting".into()));
         };
-        let keys: Vec<&[u8]> = self.pending.iter().map(|(k, _, _)| &k[..]).collect();
+        let keys: Vec<&[u8]> = self.pending.iter().map(|(k, ..)| &k[..]).collect();
         let exists = exists_batch(&self.handle, conn, &keys)?;
         let planned = self.pending.len() as u64;
-        for ((key, t, expiry), exists) in self.pending.drain(..).zip(exists) {
+        let mut decided = Vec::with_capacity(self.pending.len());
+        for ((key, t, expiry, index), exists) in self.pending.drain(..).zip(exists) {
             let action = decide(
                 self.write.mode,
                 self.write.ttl,
@@ -364,7 +504,31 @@ impl<'p> Planner<'p> {
             if action == Action::Conflict && self.conflicts.len() < 10 {
                 self.conflicts.push(printable(&key));
             }
+            decided.push((key, t, action, index));
+        }
+        if let Some(backup) = self.backup.as_mut() {
+            let writes =
+                |a: &Action| matches!(a, Action::Create | Action::Overwrite | Action::Merge);
+            let wanted: Vec<(&[u8], Action)> = decided
+                .iter()
+                .filter(|(_, _, a, _)| writes(a))
+                .map(|(k, _, a, _)| (&k[..], *a))
+                .collect();
+            let gone = backup.save(&self.handle, &wanted)?;
+            // A key that vanished between EXISTS and its backup gets created.
+            let positions: Vec<usize> = decided
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, _, a, _))| writes(a))
+                .map(|(i, _)| i)
+                .collect();
+            for g in gone {
+                decided[positions[g]].2 = Action::Create;
+            }
+        }
+        for (_, t, action, index) in decided {
             self.actions.add(t, action);
+            self.decisions[index] = action;
         }
         self.progress.advance(planned);
         Ok(())
@@ -376,20 +540,24 @@ impl Visitor for Planner<'_> {
         if !self.target.has_explicit_db() {
             self.target = self.target.with_db(header.source.address.db);
         }
-        self.connect()
+        self.connect(&header.id)
     }
 
     fn record(&mut self, mut record: Record, _location: &Location) -> Result<()> {
         if record.part != 0 {
             return Ok(());
         }
+        let index = self.decisions.len();
         if self.write.ttl.is_expired(record.expiry, self.now_ms) {
             self.actions.add(record.key_type(), Action::Expired);
+            self.decisions.push(Action::Expired);
             return Ok(());
         }
+        // Decided at the next flush.
+        self.decisions.push(Action::Skip);
         rename(&self.write.remap, &mut record);
         self.pending
-            .push((record.key.0, record.value.key_type(), record.expiry));
+            .push((record.key.0, record.value.key_type(), record.expiry, index));
         if self.pending.len() >= self.write.batch_keys {
             self.flush()?;
         }
@@ -403,6 +571,9 @@ pub struct Outcome {
     pub done: ActionCounts,
     pub written: u64,
     pub added: u64,
+    /// Keys planned for creation that appeared in the target before they
+    /// were written: left alone, since the backup does not hold them.
+    pub appeared: u64,
     pub errors: u64,
     pub errors_by_type: BTreeMap<KeyType, u64>,
     pub error_samples: Vec<KeyError>,
@@ -417,10 +588,13 @@ impl Outcome {
             plan: self.done,
             written: self.written,
             added: self.added,
+            appeared: self.appeared,
             errors: self.errors,
             errors_by_type: self.errors_by_type,
             error_samples: self.error_samples,
             seconds: started.elapsed().as_secs_f64(),
+            backup: None,
+            rollback: None,
         }
     }
 
@@ -440,6 +614,8 @@ struct Current {
     action: Action,
     carry: KeyCarry,
     failed: Option<String>,
+    /// Named in the journal: its outcome is journaled when it finishes.
+    touched: bool,
 }
 
 /// Writes records in pipelined batches.
@@ -454,6 +630,10 @@ pub struct Applier<'p> {
     batch_bytes: usize,
     current: Option<Current>,
     outcome: Outcome,
+    /// The plan's decision per key, followed in order (restore); without
+    /// it each key is decided on the spot.
+    planned: Option<std::vec::IntoIter<Action>>,
+    journal: Option<Journal>,
     progress: &'p dyn Progress,
 }
 
@@ -496,8 +676,17 @@ impl<'p> Applier<'p> {
             batch_bytes: 0,
             current: None,
             outcome: Outcome::default(),
+            planned: None,
+            journal: None,
             progress,
         }
+    }
+
+    /// Follow a plan's decisions, and journal every key before writing it.
+    pub fn following(mut self, decisions: Vec<Action>, journal: Option<Journal>) -> Self {
+        self.planned = Some(decisions.into_iter());
+        self.journal = journal;
+        self
     }
 
     pub fn finish(mut self) -> Result<Outcome> {
@@ -511,7 +700,7 @@ impl<'p> Applier<'p> {
         }
         if self.cancel.is_cancelled() {
             return Err(Error::Interrupted(format!(
-                "stopped after {} keys were written; the target holds a partial restore, run the same command again to complete it",
+                "stopped after {} keys were written; run the same command again to complete it",
                 self.outcome.written
             )));
         }
@@ -519,36 +708,63 @@ impl<'p> Applier<'p> {
         self.batch_bytes = 0;
         let (mode, ttl, now_ms) = (self.write.mode, self.write.ttl, self.now_ms);
 
-        // Which first records need an EXISTS answer.
-        let ask: Vec<&[u8]> = batch
+        let firsts: Vec<&[u8]> = batch
             .iter()
-            .filter(|r| r.part == 0 && !ttl.is_expired(r.expiry, now_ms))
+            .filter(|r| r.part == 0)
             .map(|r| &r.key.0[..])
             .collect();
-        let mut exists = exists_batch(&self.handle, &mut self.conn, &ask)?.into_iter();
+        let mut exists = exists_batch(&self.handle, &mut self.conn, &firsts)?.into_iter();
 
         // One pipeline; each command remembers its key and what its reply means.
         let mut pipe = redis::pipe();
         let mut roles: Vec<Role> = Vec::new();
         let mut owners: Vec<u64> = Vec::new();
-        let mut finished: Vec<(u64, &[u8], KeyType, Action)> = Vec::new();
+        let mut finished: Vec<(u64, &[u8], KeyType, Action, bool)> = Vec::new();
         let mut failures: BTreeMap<u64, String> = BTreeMap::new();
         // Keys this batch created or replaced: the only ones a failure may delete.
         let mut replaced: BTreeMap<u64, &[u8]> = BTreeMap::new();
+        let mut touching: Vec<&[u8]> = Vec::new();
         let mut next_seq = self.current.as_ref().map_or(0, |c| c.seq + 1);
         for record in &batch {
             if record.part == 0 {
-                let expired = ttl.is_expired(record.expiry, now_ms);
-                let exists = !expired && exists.next().unwrap_or(false);
-                let action = decide(mode, ttl, record.key_type(), record.expiry, now_ms, exists);
+                let exists = exists.next().unwrap_or(false);
+                let action = match self.planned.as_mut() {
+                    Some(plan) => {
+                        let planned = plan.next().ok_or_else(|| {
+                            Error::Internal("the archive has more keys than the plan".into())
+                        })?;
+                        follow(planned, exists)
+                    }
+                    None => Followed::Do(decide(
+                        mode,
+                        ttl,
+                        record.key_type(),
+                        record.expiry,
+                        now_ms,
+                        exists,
+                    )),
+                };
+                let action = match action {
+                    Followed::Do(a) => a,
+                    Followed::Appeared => {
+                        self.outcome.appeared += 1;
+                        Action::Skip
+                    }
+                };
                 let failed = (action == Action::Conflict)
                     .then(|| "already exists in the target (--mode fail)".to_string());
+                let touched = failed.is_none()
+                    && matches!(action, Action::Create | Action::Overwrite | Action::Merge);
+                if touched {
+                    touching.push(&record.key.0);
+                }
                 self.current = Some(Current {
                     seq: next_seq,
                     key_type: record.key_type(),
                     action,
                     carry: KeyCarry::default(),
                     failed,
+                    touched,
                 });
                 next_seq += 1;
             }
@@ -586,10 +802,20 @@ impl<'p> Applier<'p> {
                 failures.insert(current.seq, current.failed.clone().unwrap_or_default());
             }
             if !record.more {
-                finished.push((current.seq, &record.key.0, current.key_type, current.action));
+                finished.push((
+                    current.seq,
+                    &record.key.0,
+                    current.key_type,
+                    current.action,
+                    current.touched,
+                ));
             }
         }
 
+        // Durably name the keys about to change before changing them.
+        if let Some(journal) = self.journal.as_mut() {
+            journal.touch(&touching)?;
+        }
         let replies = self
             .handle
             .block_on(self.conn.pipeline(&mut pipe, "writing keys"))?;
@@ -627,9 +853,10 @@ impl<'p> Applier<'p> {
         {
             current.failed = Some(reason.clone());
         }
+        self.journal_outcomes(&finished)?;
 
         let finished_count = finished.len() as u64;
-        for (seq, key, t, action) in finished {
+        for (seq, key, t, action, _) in finished {
             let carried = self
                 .current
                 .as_ref()
@@ -646,6 +873,20 @@ impl<'p> Applier<'p> {
             }
         }
         self.progress.advance(finished_count);
+        Ok(())
+    }
+
+    /// Journal what the restore left in the touched keys that finished.
+    fn journal_outcomes(&mut self, finished: &[(u64, &[u8], KeyType, Action, bool)]) -> Result<()> {
+        if self.journal.is_none() {
+            return Ok(());
+        }
+        let keys: Vec<&[u8]> = finished.iter().filter(|f| f.4).map(|f| f.1).collect();
+        let fingerprints = fingerprints(&self.handle, &mut self.conn, &keys)?;
+        let entries = keys.iter().map(|k| k.to_vec()).zip(fingerprints).collect();
+        if let Some(journal) = self.journal.as_mut() {
+            journal.after(entries)?;
+        }
         Ok(())
     }
 }

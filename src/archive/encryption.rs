@@ -95,6 +95,14 @@ impl Encryption {
         })
     }
 
+    /// Encrypt to one key made by the caller (e.g. an ephemeral one).
+    pub fn to_key(recipient: age::x25519::Recipient) -> Self {
+        Encryption {
+            to: EncryptTo::Recipients(vec![Box::new(recipient)]),
+            armor: false,
+        }
+    }
+
     pub fn to_passphrase(passphrase: SecretString, armor: bool) -> Self {
         Encryption {
             to: EncryptTo::Passphrase(passphrase),
@@ -261,6 +269,11 @@ impl Decryption {
             }
         }
         Ok(self)
+    }
+
+    pub fn with_identity(mut self, identity: Arc<dyn age::Identity + Send + Sync>) -> Self {
+        self.identities.push(identity);
+        self
     }
 
     pub fn with_passphrase(mut self, source: Arc<dyn PassphraseSource>) -> Self {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::connection::{Address, ServerInfo};
 use crate::keyspace::Selection;
@@ -34,6 +35,39 @@ pub fn data_entry_name(index: usize) -> String {
 #[serde(rename_all = "kebab-case")]
 pub enum ArchiveKind {
     Export,
+    /// The state a restore (or copy) was about to change, for rollback.
+    PreRestore,
+}
+
+/// What a pre-restore archive was taken for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreLink {
+    /// The archive restored (its path as given; `<stdin>`), or the copy's source.
+    pub archive: String,
+    /// The restored archive's id, when it had one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub archive_id: String,
+    /// The mode the restore ran with.
+    pub mode: String,
+}
+
+/// A new archive id: 16 hex digits from the clock, the process and the
+/// system's random source; unique enough to tell archives apart in a folder.
+pub fn new_archive_id() -> String {
+    use std::io::Read;
+    let mut seed = [0u8; 16];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed));
+    let mut h = Sha256::new();
+    h.update(seed);
+    h.update(std::process::id().to_le_bytes());
+    h.update(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            .to_le_bytes(),
+    );
+    hex::encode(&h.finalize()[..8])
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,11 +97,17 @@ pub struct Source {
 pub struct Header {
     pub format: String,
     pub schema_version: u64,
+    /// Unique per archive (see [`new_archive_id`]).
+    #[serde(default)]
+    pub id: String,
     pub kind: ArchiveKind,
     pub program: Program,
     pub started_at: DateTime<Utc>,
     pub source: Source,
     pub selection: Selection,
+    /// For a pre-restore archive: the restore it was taken for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreLink>,
 }
 
 impl Header {
@@ -81,11 +121,13 @@ impl Header {
         Header {
             format: FORMAT_NAME.into(),
             schema_version: SCHEMA_VERSION,
+            id: new_archive_id(),
             kind,
             program: Program::current(),
             started_at,
             source,
             selection,
+            restore: None,
         }
     }
 }

@@ -199,16 +199,26 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_archive"))
 }
 
+/// Where pre-restore backups of tests go unless a test names a folder:
+/// under the build's temp dir, never the developer's home.
+pub fn test_backup_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("backups-{}", std::process::id()))
+}
+
 /// A command for the binary with the connection variables cleared, so a
 /// developer's environment cannot leak into a test.
 pub fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(bin());
     cmd.args(args);
+    cmd.env("ARCHIVE_BACKUP_DIR", test_backup_dir());
     for var in [
         "SOURCE_REDIS_URL",
         "TARGET_REDIS_URL",
         "SOURCE_REDIS_PASSWORD",
         "TARGET_REDIS_PASSWORD",
+        "ARCHIVE_PASSPHRASE",
+        "ARCHIVE_PASSPHRASE_FILE",
+        "ARCHIVE_IDENTITY_FILE",
     ] {
         cmd.env_remove(var);
     }

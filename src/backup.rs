@@ -1,0 +1,182 @@
+//! The pre-restore backup: what a restore is about to change, saved first.
+//!
+//! While a restore plans, every key it will overwrite or merge into is read
+//! from the target (type, value, TTL) and every key it will create is
+//! recorded as `absent`, into an ordinary archive of kind `pre-restore`, in
+//! the order of the archive being restored. The backup is finished (fsynced
+//! and renamed into place) before the restore's first write; rollback puts
+//! it back. Backups live in a folder of their own, created 0700.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use crate::archive::manifest::{ArchiveKind, RestoreLink, Source};
+use crate::archive::{ArchiveWriter, Destination, Header, WriterOptions};
+use crate::connection::{Conn, Endpoint};
+use crate::error::{Error, Result};
+use crate::fetch::{ChunkSizes, Fetcher, Outgoing};
+use crate::keyspace::Selection;
+use crate::record::{Bytes, Record, Value};
+use crate::report::Action;
+
+/// The default folder for backups: `$ARCHIVE_BACKUP_DIR` is read by the
+/// binary; this is what applies without it.
+pub fn default_dir() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("archive").join("backups")
+}
+
+/// A pre-restore backup being written.
+pub struct Backup {
+    writer: ArchiveWriter,
+    conn: Conn,
+    pub path: PathBuf,
+}
+
+impl std::fmt::Debug for Backup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backup").field("path", &self.path).finish()
+    }
+}
+
+impl Backup {
+    /// Start a backup of `target` in `dir`.
+    pub fn create(
+        handle: &Handle,
+        dir: &Path,
+        target: &Endpoint,
+        conn: &mut Conn,
+        link: RestoreLink,
+    ) -> Result<Self> {
+        create_private_dir(dir)?;
+        let server = handle.block_on(conn.server_info())?;
+        let started = Utc::now();
+        let mut header = Header::new(
+            ArchiveKind::PreRestore,
+            started,
+            Source {
+                address: target.address(),
+                server,
+            },
+            Selection::default(),
+        );
+        header.restore = Some(link);
+        let path = dir.join(format!(
+            "pre-restore-{}-{}.tar.zst",
+            started.format("%Y%m%dT%H%M%SZ"),
+            &header.id[..8]
+        ));
+        let writer = ArchiveWriter::create(
+            Destination::File(path.clone()),
+            header,
+            WriterOptions::default(),
+            None,
+        )?;
+        Ok(Backup {
+            writer,
+            conn: conn.clone(),
+            path,
+        })
+    }
+
+    /// Save the current state of `wanted` keys, in order: the value of
+    /// keys to overwrite or merge into, `absent` for keys to create.
+    /// Returns the positions (in `wanted`) of keys that turned out not to
+    /// exist, which were saved as absent. A key that cannot be read stops
+    /// the restore: without its backup it must not be changed.
+    pub fn save(&mut self, handle: &Handle, wanted: &[(&[u8], Action)]) -> Result<Vec<usize>> {
+        let to_read: Vec<Vec<u8>> = wanted
+            .iter()
+            .filter(|(_, a)| *a != Action::Create)
+            .map(|(k, _)| k.to_vec())
+            .collect();
+        let (tx, rx) = mpsc::channel::<Outgoing>(64);
+        let fetcher = Fetcher::new(self.conn.clone(), ChunkSizes::default(), tx);
+        let writer = &mut self.writer;
+        // The fetcher fills a bounded channel while the drain writes records
+        // in `wanted` order, so neither waits on the other and memory stays flat.
+        let fetch = async move {
+            let mut fetcher = fetcher;
+            let read = fetcher.fetch_batch(to_read, None, &|_| true).await;
+            (read, std::mem::take(&mut fetcher.stats))
+        };
+        let drain = async move {
+            let mut rx = rx;
+            let mut gone = Vec::new();
+            let mut pending: Option<Record> = None;
+            for (i, (key, action)) in wanted.iter().enumerate() {
+                if *action == Action::Create {
+                    writer.write_record(&absent(key))?;
+                    continue;
+                }
+                let first = match pending.take() {
+                    Some(r) => Some(r),
+                    None => rx.recv().await.map(|o| o.record),
+                };
+                match first {
+                    Some(record) if record.key.0 == *key => {
+                        let mut more = record.more;
+                        writer.write_record(&record)?;
+                        while more {
+                            let Some(next) = rx.recv().await else { break };
+                            more = next.record.more;
+                            writer.write_record(&next.record)?;
+                        }
+                    }
+                    other => {
+                        pending = other;
+                        writer.write_record(&absent(key))?;
+                        gone.push(i);
+                    }
+                }
+            }
+            Ok::<_, Error>(gone)
+        };
+        let ((read, stats), gone) = handle.block_on(async { tokio::join!(fetch, drain) });
+        read?;
+        if let Some(e) = stats.errors.first() {
+            return Err(Error::Redis {
+                endpoint: self.conn.endpoint().display(),
+                action: "backing up keys before the restore".into(),
+                reason: format!(
+                    "cannot read key \"{}\" ({}); nothing was written, the key must be backed up before it is changed",
+                    e.key, e.reason
+                ),
+            });
+        }
+        gone
+    }
+
+    /// Finish the archive: fsynced and in place. Returns its path.
+    pub fn finish(self) -> Result<PathBuf> {
+        self.writer.finish(Utc::now(), 0)?;
+        Ok(self.path)
+    }
+}
+
+fn absent(key: &[u8]) -> Record {
+    Record {
+        key: Bytes(key.to_vec()),
+        expiry: None,
+        part: 0,
+        more: false,
+        value: Value::Absent(Default::default()),
+    }
+}
+
+/// Create `dir` (and parents) with mode 0700: backups hold production data.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::output(dir, e))
+}

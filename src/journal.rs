@@ -1,0 +1,212 @@
+//! The restore journal: which keys a restore touched, and what it left.
+//!
+//! Beside each pre-restore backup `B`, a restore writes `B.journal`, JSON
+//! Lines, fsynced line by line:
+//!
+//! - `{"touch": [key, ...]}` before a batch writes, naming the keys it is
+//!   about to change, in order;
+//! - `{"after": [[key, fingerprint], ...]}` once those keys are written:
+//!   the SHA-1 of each key's DUMP as the restore left it (`null`: absent),
+//!   computed by the server so no value crosses the wire.
+//!
+//! Touched keys come in archive order, the order of the backup, so rollback
+//! reads both in lockstep and puts back exactly the keys that were touched,
+//! even when the restore was killed half way; the fingerprint tells it
+//! whether someone changed a key after the restore.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::record::Bytes;
+
+/// Returns the SHA-1 of the key's DUMP, or nil when it does not exist.
+pub const FINGERPRINT_SCRIPT: &str =
+    "local d = redis.call('DUMP', KEYS[1]) if not d then return false end return redis.sha1hex(d)";
+
+/// The journal of the backup at `backup`.
+pub fn journal_path(backup: &Path) -> PathBuf {
+    let mut name = backup.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Line {
+    Touch(Vec<Bytes>),
+    After(Vec<(Bytes, Option<String>)>),
+}
+
+/// Written by restore.
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+impl Journal {
+    pub fn create(path: PathBuf) -> Result<Self> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::output(&path, e))?;
+        Ok(Journal { file, path })
+    }
+
+    fn write(&mut self, line: &Line) -> Result<()> {
+        let mut bytes = serde_json::to_vec(line).map_err(|e| Error::Internal(e.to_string()))?;
+        bytes.push(b'\n');
+        self.file
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| Error::output(&self.path, e))
+    }
+
+    /// Record, durably, the keys a batch is about to change.
+    pub fn touch(&mut self, keys: &[&[u8]]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.write(&Line::Touch(
+            keys.iter().map(|k| Bytes(k.to_vec())).collect(),
+        ))
+    }
+
+    /// Record what the restore left in finished keys.
+    pub fn after(&mut self, keys: Vec<(Vec<u8>, Option<String>)>) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.write(&Line::After(
+            keys.into_iter().map(|(k, f)| (Bytes(k), f)).collect(),
+        ))
+    }
+}
+
+/// A touched key as rollback sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    pub key: Vec<u8>,
+    /// What the restore left, when its batch completed; `Some(None)` means
+    /// it left the key absent; `None` means the restore stopped before.
+    pub after: Option<Option<String>>,
+}
+
+/// Read by rollback, in step with the backup. Holds at most about two
+/// batches of keys.
+#[derive(Debug)]
+pub struct JournalReader {
+    lines: std::io::Lines<BufReader<File>>,
+    path: PathBuf,
+    queue: VecDeque<Touched>,
+    /// Entries of `queue` that have their `after` already.
+    resolved: usize,
+    done: bool,
+}
+
+impl JournalReader {
+    /// Open the journal; a missing journal means the restore never wrote.
+    pub fn open(path: &Path) -> Result<Option<Self>> {
+        match File::open(path) {
+            Ok(f) => Ok(Some(JournalReader {
+                lines: BufReader::new(f).lines(),
+                path: path.to_path_buf(),
+                queue: VecDeque::new(),
+                resolved: 0,
+                done: false,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::input(path, e)),
+        }
+    }
+
+    fn read_line(&mut self) -> Result<()> {
+        let Some(line) = self.lines.next() else {
+            self.done = true;
+            return Ok(());
+        };
+        let line = line.map_err(|e| Error::input(&self.path, e))?;
+        // A line cut off by a crash is the end of what was recorded.
+        let Ok(parsed) = serde_json::from_str::<Line>(&line) else {
+            self.done = true;
+            return Ok(());
+        };
+        match parsed {
+            Line::Touch(keys) => self.queue.extend(keys.into_iter().map(|k| Touched {
+                key: k.0,
+                after: None,
+            })),
+            Line::After(entries) => {
+                for (key, fingerprint) in entries {
+                    if let Some(t) = self.queue.get_mut(self.resolved)
+                        && t.key == key.0
+                    {
+                        t.after = Some(fingerprint);
+                        self.resolved += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next touched key, if it is `key`; otherwise `key` was not touched.
+    pub fn take_if(&mut self, key: &[u8]) -> Result<Option<Touched>> {
+        // Read until the front key's outcome is known or the journal ends.
+        while !self.done && (self.queue.is_empty() || self.resolved == 0) {
+            self.read_line()?;
+        }
+        if self.queue.front().is_some_and(|t| t.key == key) {
+            self.resolved = self.resolved.saturating_sub(1);
+            return Ok(self.queue.pop_front());
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lockstep_over_touches_and_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.journal");
+        let mut j = Journal::create(path.clone()).unwrap();
+        j.touch(&[b"a", b"b"]).unwrap();
+        j.after(vec![
+            (b"a".to_vec(), Some("f1".into())),
+            (b"b".to_vec(), None),
+        ])
+        .unwrap();
+        j.touch(&[b"d"]).unwrap();
+        // The restore died here: d has no outcome.
+        drop(j);
+        let mut r = JournalReader::open(&path).unwrap().unwrap();
+        let a = r.take_if(b"a").unwrap().unwrap();
+        assert_eq!(a.after, Some(Some("f1".into())));
+        let b = r.take_if(b"b").unwrap().unwrap();
+        assert_eq!(b.after, Some(None));
+        assert_eq!(r.take_if(b"c").unwrap(), None, "c was not touched");
+        let d = r.take_if(b"d").unwrap().unwrap();
+        assert_eq!(d.after, None, "touched, outcome unknown");
+        assert_eq!(r.take_if(b"e").unwrap(), None);
+    }
+
+    #[test]
+    fn missing_journal_means_nothing_was_touched() {
+        assert!(
+            JournalReader::open(Path::new("/nonexistent/x.journal"))
+                .unwrap()
+                .is_none()
+        );
+    }
+}

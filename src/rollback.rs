@@ -1,0 +1,325 @@
+//! `rollback`: put back what a restore (or copy) changed, from its
+//! pre-restore backup and journal.
+//!
+//! The backup holds, in archive order, the previous state of every key the
+//! restore planned to change (`absent` for keys it would create); the
+//! journal names, in the same order, the keys it actually touched and what
+//! it left in them. Reading both in step, rollback puts back exactly the
+//! touched keys: their previous type, value and expiry, or deletes them when
+//! they did not exist. Keys the restore did not reach are left alone. A key
+//! whose state is no longer what the restore left (someone wrote to it
+//! since) is reported, and put back anyway unless `skip_changed`.
+//!
+//! Like restore, it plans first (verifying the whole backup, writing
+//! nothing) and performs in a second pass.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
+
+use crate::archive::manifest::ArchiveKind;
+use crate::archive::reader::{ArchiveSource, Location, Visitor, read_archive};
+use crate::archive::{Decryption, Header};
+use crate::connection::{Conn, Endpoint, Side, Timeouts};
+use crate::error::{Error, Result};
+use crate::journal::{JournalReader, Touched, journal_path};
+use crate::load::TtlMode;
+use crate::progress::{Cancel, Progress, Silent};
+use crate::record::{Record, Value, printable};
+use crate::report::{KeyError, MAX_ERROR_SAMPLES};
+use crate::restore::{Applier, Mode, UNKNOWN_FINGERPRINT, WriteOptions, fingerprints, open_target};
+
+#[derive(Debug, Clone)]
+pub struct RollbackOptions {
+    pub backup: PathBuf,
+    /// The server to roll back; `None` uses the one the backup was taken
+    /// from, with `password` and `timeouts`.
+    pub target: Option<Endpoint>,
+    pub password: Option<String>,
+    pub timeouts: Timeouts,
+    pub skip_changed: bool,
+    pub cancel: Cancel,
+}
+
+impl RollbackOptions {
+    pub fn new(backup: PathBuf) -> Self {
+        RollbackOptions {
+            backup,
+            target: None,
+            password: None,
+            timeouts: Timeouts::default(),
+            skip_changed: false,
+            cancel: Cancel::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollbackReport {
+    pub backup: String,
+    pub target: String,
+    pub dry_run: bool,
+    /// Keys put back to their previous value.
+    pub restored: u64,
+    /// Keys the restore created, deleted again.
+    pub deleted: u64,
+    /// Keys in the backup that the restore never touched: left alone.
+    pub untouched: u64,
+    /// Keys someone changed after the restore.
+    pub changed: u64,
+    /// Changed keys left alone because of `skip_changed`.
+    pub skipped_changed: u64,
+    pub changed_samples: Vec<String>,
+    pub errors: u64,
+    pub error_samples: Vec<KeyError>,
+    pub seconds: f64,
+}
+
+impl RollbackReport {
+    pub fn is_partial(&self) -> bool {
+        self.errors > 0
+    }
+}
+
+/// Verify the backup and work out what rolling back would do.
+pub async fn plan(options: &RollbackOptions, progress: &dyn Progress) -> Result<RollbackReport> {
+    run(options, progress, false).await
+}
+
+/// Roll back.
+pub async fn perform(options: &RollbackOptions, progress: &dyn Progress) -> Result<RollbackReport> {
+    run(options, progress, true).await
+}
+
+async fn run(
+    options: &RollbackOptions,
+    progress: &dyn Progress,
+    write: bool,
+) -> Result<RollbackReport> {
+    let started = Instant::now();
+    let handle = Handle::current();
+    progress.start(None);
+    let result = tokio::task::block_in_place(|| {
+        let journal = JournalReader::open(&journal_path(&options.backup))?;
+        let mut rollback = Rollbacker {
+            handle,
+            options,
+            write,
+            target: None,
+            conn: None,
+            applier: None,
+            now_ms: 0,
+            journal,
+            batch: Vec::new(),
+            report: RollbackReport {
+                backup: options.backup.display().to_string(),
+                target: String::new(),
+                dry_run: !write,
+                restored: 0,
+                deleted: 0,
+                untouched: 0,
+                changed: 0,
+                skipped_changed: 0,
+                changed_samples: Vec::new(),
+                errors: 0,
+                error_samples: Vec::new(),
+                seconds: 0.0,
+            },
+            skipping: false,
+            progress,
+        };
+        let source = ArchiveSource::File(options.backup.clone());
+        read_archive(&source, &Decryption::none(), &mut rollback)?;
+        rollback.flush()?;
+        let mut report = rollback.report;
+        if let Some(applier) = rollback.applier {
+            let outcome = applier.finish()?;
+            report.errors = outcome.errors;
+            report.error_samples = outcome.error_samples;
+        }
+        Ok::<_, Error>(report)
+    });
+    progress.finish();
+    let mut report = result?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// A key of the backup waiting for its batch: its records, and what the
+/// journal says of it.
+struct Pending {
+    records: Vec<Record>,
+    touched: Option<Touched>,
+}
+
+struct Rollbacker<'a> {
+    handle: Handle,
+    options: &'a RollbackOptions,
+    write: bool,
+    target: Option<Endpoint>,
+    conn: Option<Conn>,
+    applier: Option<Applier<'static>>,
+    now_ms: i64,
+    journal: Option<JournalReader>,
+    batch: Vec<Pending>,
+    report: RollbackReport,
+    /// The current key is untouched: skip its continuation records.
+    skipping: bool,
+    progress: &'a dyn Progress,
+}
+
+impl Visitor for Rollbacker<'_> {
+    fn header(&mut self, header: &Header) -> Result<()> {
+        if header.kind != ArchiveKind::PreRestore {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not a pre-restore backup (its kind is {:?}); rollback takes the backup a restore or copy wrote",
+                self.options.backup.display(),
+                header.kind
+            )));
+        }
+        let target = match &self.options.target {
+            Some(t) => t.clone(),
+            None => {
+                let a = &header.source.address;
+                let scheme = if a.tls { "rediss" } else { "redis" };
+                Endpoint::resolve(
+                    &format!("{scheme}://{}:{}/{}", a.host, a.port, a.db),
+                    None,
+                    self.options.password.clone(),
+                    Side::Target,
+                    self.options.timeouts,
+                )?
+            }
+        };
+        self.report.target = target.display();
+        let (mut conn, features, now_ms) = self.handle.block_on(open_target(&target))?;
+        self.now_ms = now_ms;
+        if self.write {
+            let write = WriteOptions {
+                mode: Mode::Overwrite,
+                ttl: TtlMode::Absolute,
+                ..WriteOptions::default()
+            };
+            self.applier = Some(Applier::new(
+                self.handle.clone(),
+                conn.clone(),
+                features,
+                now_ms,
+                write,
+                self.options.cancel.clone(),
+                &Silent,
+            ));
+        }
+        // The connection must answer before the pass begins.
+        self.handle.block_on(conn.time_ms())?;
+        self.conn = Some(conn);
+        self.target = Some(target);
+        Ok(())
+    }
+
+    fn record(&mut self, record: Record, _location: &Location) -> Result<()> {
+        if record.part == 0 {
+            let touched = match self.journal.as_mut() {
+                Some(j) => j.take_if(&record.key.0)?,
+                None => None,
+            };
+            if touched.is_none() {
+                self.report.untouched += 1;
+                self.skipping = record.more;
+                return Ok(());
+            }
+            self.skipping = false;
+            if self.batch.len() >= 256 {
+                self.flush()?;
+            }
+            self.batch.push(Pending {
+                records: vec![record],
+                touched,
+            });
+            return Ok(());
+        }
+        if self.skipping {
+            self.skipping = record.more;
+            return Ok(());
+        }
+        // Continuation of a touched key: kept with its first record, so a
+        // big key is put back whole (bounded by the batch of keys).
+        if let Some(p) = self.batch.last_mut() {
+            p.records.push(record);
+        }
+        Ok(())
+    }
+}
+
+impl Rollbacker<'_> {
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        if self.options.cancel.is_cancelled() {
+            return Err(Error::Interrupted(format!(
+                "rollback stopped after {} keys; run it again to finish (it is safe to repeat)",
+                self.report.restored + self.report.deleted
+            )));
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let keys: Vec<&[u8]> = batch.iter().map(|p| &p.records[0].key.0[..]).collect();
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Error::Internal("rolling back before connecting".into()));
+        };
+        let now = fingerprints(&self.handle, conn, &keys)?;
+        let location = Location {
+            entry: "backup".into(),
+            record: 0,
+        };
+        let count = batch.len() as u64;
+        for (pending, current) in batch.into_iter().zip(now) {
+            let key = pending.records[0].key.0.clone();
+            let after = pending.touched.and_then(|t| t.after);
+            let changed = match (&after, &current) {
+                (Some(a), c) => {
+                    a.as_deref() != c.as_deref()
+                        && a.as_deref() != Some(UNKNOWN_FINGERPRINT)
+                        && c.as_deref() != Some(UNKNOWN_FINGERPRINT)
+                }
+                // The restore stopped before this key's outcome was recorded.
+                (None, _) => false,
+            };
+            if changed {
+                self.report.changed += 1;
+                if self.report.changed_samples.len() < MAX_ERROR_SAMPLES {
+                    self.report.changed_samples.push(printable(&key));
+                }
+                if self.options.skip_changed {
+                    self.report.skipped_changed += 1;
+                    continue;
+                }
+            }
+            let first = &pending.records[0];
+            let expired = matches!(first.expiry, Some(e) if e.at_ms <= self.now_ms);
+            let records = if expired || matches!(first.value, Value::Absent(_)) {
+                // Absent before the restore (or since expired): delete it.
+                self.report.deleted += 1;
+                vec![Record {
+                    key: first.key.clone(),
+                    expiry: None,
+                    part: 0,
+                    more: false,
+                    value: Value::Absent(Default::default()),
+                }]
+            } else {
+                self.report.restored += 1;
+                pending.records
+            };
+            if let Some(applier) = self.applier.as_mut() {
+                for r in records {
+                    applier.record(r, &location)?;
+                }
+            }
+        }
+        self.progress.advance(count);
+        Ok(())
+    }
+}
