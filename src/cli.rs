@@ -137,8 +137,9 @@ pub struct WriteArgs {
     /// $XDG_DATA_HOME/archive/backups, else ~/.local/share/archive/backups).
     #[arg(long, value_name = "DIR", env = "ARCHIVE_BACKUP_DIR")]
     pub backup_dir: Option<PathBuf>,
-    /// Write no pre-restore backup: the restore cannot be rolled back.
-    #[arg(long, conflicts_with = "backup_dir")]
+    /// Write no pre-restore backup (overrides --backup-dir and
+    /// ARCHIVE_BACKUP_DIR): the restore cannot be rolled back.
+    #[arg(long)]
     pub no_backup: bool,
 }
 

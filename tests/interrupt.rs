@@ -79,7 +79,12 @@ fn sigint_during_restore_stops_between_batches() {
     assert_eq!(send_signal(child.id(), libc::SIGINT), 0);
     let out = output(child.wait_with_output().unwrap());
     let out = out.fails(130, "interrupted: stopped after");
-    assert!(out.stderr.contains("to undo what was written: archive rollback"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("to undo what was written: archive rollback"),
+        "{}",
+        out.stderr
+    );
     let written = dst.dbsize(0);
     assert!(
         written > 0 && written < total,
