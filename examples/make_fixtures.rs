@@ -49,6 +49,7 @@ fn header(schema_version: u64) -> Header {
         version: "0.1.0".into(),
     };
     header.schema_version = schema_version;
+    header.id = "0123456789abcdef".into();
     header
 }
 
