@@ -237,6 +237,7 @@ fn on_a_terminal_restore_asks_first() {
         );
         let mut child = std::process::Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
+            .env("ARCHIVE_BACKUP_DIR", test_backup_dir())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
