@@ -18,7 +18,7 @@ use redis_archive::archive::reader::validate;
 use redis_archive::archive::{ArchiveSource, Destination, WriterOptions, read_manifest};
 use redis_archive::compare::{CompareOptions, compare};
 use redis_archive::connection::{Endpoint, Side, Timeouts};
-use redis_archive::copy::{self, CopyOptions, CopyReport};
+use redis_archive::copy::{self, CopyOptions};
 use redis_archive::error::Error;
 use redis_archive::export::{ExportOptions, export};
 use redis_archive::keyspace::Selection;
@@ -27,7 +27,7 @@ use redis_archive::record::KeyType;
 use redis_archive::remap::Remap;
 use redis_archive::report::{Action, ActionCounts, RestoreReport};
 use redis_archive::restore::{self, RestoreOptions, WriteOptions};
-use redis_archive::rollback::{self, RollbackOptions, RollbackReport};
+use redis_archive::rollback::{self, RollbackOptions};
 
 use cli::{
     Cli, Command, CompareArgs, ConnectArgs, CopyArgs, ExportArgs, InspectArgs, RestoreArgs,
@@ -243,32 +243,20 @@ async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
     let bar = Bar::new("exporting");
     let report = export(options, &bar).await?;
     // With the archive on stdout, the summary must not mix into it.
-    let mut out: Box<dyn Write> = if to_stdout {
-        Box::new(io::stderr())
+    if to_stdout {
+        emit_to(&mut io::stderr().lock(), args.json, &report, render::export)?;
     } else {
-        Box::new(io::stdout().lock())
-    };
-    if args.json {
-        render::json(&mut out, &report)?;
-    } else {
-        render::export(&mut out, &report)?;
+        emit(args.json, &report, render::export)?;
     }
-    Ok(if report.errors > 0 {
-        exit::PARTIAL
-    } else {
-        exit::OK
-    })
+    Ok(partial_code(report.errors > 0))
 }
 
 fn run_inspect(args: InspectArgs) -> Result<u8, Failure> {
     let decryption = secrets::decryption(&args.decrypt)?;
     let verified = read_manifest(&ArchiveSource::from_arg(&args.file), &decryption)?;
-    let mut out = io::stdout().lock();
-    if args.json {
-        render::json(&mut out, &verified)?;
-    } else {
-        render::manifest(&mut out, &verified.manifest, verified.encrypted)?;
-    }
+    emit(args.json, &verified, |out, v| {
+        render::manifest(out, &v.manifest, v.encrypted)
+    })?;
     Ok(exit::OK)
 }
 
@@ -281,12 +269,7 @@ fn run_validate(args: ValidateArgs) -> Result<u8, Failure> {
         json.push(b'\n');
         write_file_atomically(path, &json)?;
     }
-    let mut out = io::stdout().lock();
-    if args.json {
-        render::json(&mut out, &report)?;
-    } else {
-        render::validation(&mut out, &report)?;
-    }
+    emit(args.json, &report, render::validation)?;
     Ok(if report.valid {
         exit::OK
     } else {
@@ -302,12 +285,7 @@ async fn run_compare(args: CompareArgs) -> Result<u8, Failure> {
     options.decryption = secrets::decryption(&args.decrypt)?;
     let bar = Bar::new("comparing");
     let comparison = compare(&options, &bar).await?;
-    let mut out = io::stdout().lock();
-    if args.json {
-        render::json(&mut out, &comparison)?;
-    } else {
-        render::comparison(&mut out, &comparison)?;
-    }
+    emit(args.json, &comparison, render::comparison)?;
     Ok(if comparison.is_identical() {
         exit::OK
     } else {
@@ -351,14 +329,10 @@ async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {
 
     let verifying = Bar::new("verifying");
     let planned = restore::plan(&options, &verifying).await?;
-    let mut out = io::stdout().lock();
+    let text = |out: &mut dyn Write, r: &RestoreReport| render::restore(out, r, "restore");
     if args.write.dry_run {
-        return report(
-            &mut out,
-            args.write.json,
-            &planned.into_dry_run_report(),
-            "restore",
-        );
+        emit(args.write.json, &planned.into_dry_run_report(), text)?;
+        return Ok(exit::OK);
     }
     if !args.write.yes {
         let ends = Ends {
@@ -371,7 +345,8 @@ async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {
     }
     let writing = Bar::new("restoring");
     let done = restore::perform(planned, &options, &writing).await?;
-    report(&mut out, args.write.json, &done, "restore")
+    emit(args.write.json, &done, text)?;
+    Ok(partial_code(done.is_partial()))
 }
 
 async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failure> {
@@ -381,11 +356,15 @@ async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failure> {
     options.write = write_options(&args.write)?;
     options.cancel = cancel;
     options.backup_dir = backup_dir(&args.write, args.write.dry_run);
-    let mut out = io::stdout().lock();
     let planning = Bar::new("reading");
     let planned = copy::plan(&options, &planning).await?;
     if args.write.dry_run {
-        return render_copy(&mut out, args.write.json, &planned.into_dry_run_report());
+        emit(
+            args.write.json,
+            &planned.into_dry_run_report(),
+            render::copy,
+        )?;
+        return Ok(exit::OK);
     }
     if !args.write.yes {
         let ends = Ends {
@@ -398,7 +377,8 @@ async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failure> {
     }
     let copying = Bar::new("copying");
     let done = copy::perform(planned, &copying).await?;
-    render_copy(&mut out, args.write.json, &done)
+    emit(args.write.json, &done, render::copy)?;
+    Ok(partial_code(done.is_partial()))
 }
 
 async fn run_rollback(args: RollbackArgs, cancel: Cancel) -> Result<u8, Failure> {
@@ -410,50 +390,50 @@ async fn run_rollback(args: RollbackArgs, cancel: Cancel) -> Result<u8, Failure>
     if let Some(url) = &args.target {
         options.target = Some(endpoint(url, None, Side::Target, &args.connect)?);
     }
-    let mut out = io::stdout().lock();
     let checking = Bar::new("checking");
     let planned = rollback::plan(&options, &checking).await?;
     if args.dry_run {
-        return render_rollback(&mut out, args.json, &planned);
+        emit(args.json, &planned, render::rollback)?;
+        return Ok(exit::OK);
     }
     if !args.yes {
-        let stdin = io::stdin();
-        if !stdin.is_terminal() || !io::stderr().is_terminal() {
-            return Err(Error::ConfirmationRequired {
-                target: planned.target.clone(),
-            }
-            .into());
-        }
-        let mut err = io::stderr().lock();
-        render::rollback(&mut err, &planned)?;
-        write!(err, "roll back {}? [y/N] ", planned.target)?;
-        err.flush()?;
-        let mut answer = String::new();
-        stdin.lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-            return Err(Error::Cancelled.into());
-        }
+        ask(&planned.target, false, |err| {
+            render::rollback(err, &planned)?;
+            write!(err, "roll back {}? [y/N] ", planned.target)
+        })?;
     }
     let writing = Bar::new("rolling back");
     let done = rollback::perform(&options, &writing).await?;
-    render_rollback(&mut out, args.json, &done)
+    emit(args.json, &done, render::rollback)?;
+    Ok(partial_code(done.is_partial()))
 }
 
-fn render_rollback(
+/// Print `report` as JSON (`--json`) or as text for people.
+fn emit<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    text: impl FnOnce(&mut dyn Write, &T) -> io::Result<()>,
+) -> Result<(), Failure> {
+    emit_to(&mut io::stdout().lock(), json, report, text)
+}
+
+fn emit_to<T: serde::Serialize>(
     out: &mut dyn Write,
     json: bool,
-    report: &RollbackReport,
-) -> Result<u8, Failure> {
+    report: &T,
+    text: impl FnOnce(&mut dyn Write, &T) -> io::Result<()>,
+) -> Result<(), Failure> {
     if json {
         render::json(out, report)?;
     } else {
-        render::rollback(out, report)?;
+        text(out, report)?;
     }
-    Ok(if report.is_partial() {
-        exit::PARTIAL
-    } else {
-        exit::OK
-    })
+    Ok(())
+}
+
+/// OK, or PARTIAL when some keys failed.
+fn partial_code(partial: bool) -> u8 {
+    if partial { exit::PARTIAL } else { exit::OK }
 }
 
 /// The folder for the pre-restore backup, or none (`--no-backup`, dry run).
@@ -468,37 +448,6 @@ fn backup_dir(args: &WriteArgs, dry_run: bool) -> Option<std::path::PathBuf> {
     )
 }
 
-fn report(
-    out: &mut dyn Write,
-    json: bool,
-    report: &RestoreReport,
-    verb: &str,
-) -> Result<u8, Failure> {
-    if json {
-        render::json(out, report)?;
-    } else {
-        render::restore(out, report, verb)?;
-    }
-    Ok(if report.is_partial() {
-        exit::PARTIAL
-    } else {
-        exit::OK
-    })
-}
-
-fn render_copy(out: &mut dyn Write, json: bool, report: &CopyReport) -> Result<u8, Failure> {
-    if json {
-        render::json(out, report)?;
-    } else {
-        render::copy(out, report)?;
-    }
-    Ok(if report.is_partial() {
-        exit::PARTIAL
-    } else {
-        exit::OK
-    })
-}
-
 /// The two ends of a restore or copy, as the confirmation shows them.
 struct Ends<'a> {
     from: &'a str,
@@ -509,35 +458,48 @@ struct Ends<'a> {
 
 /// Ask on the terminal; without one, refuse (pass --yes).
 fn confirm(ends: &Ends, actions: &ActionCounts, stdin_is_data: bool) -> Result<(), Failure> {
+    ask(ends.to, stdin_is_data, |err| {
+        writeln!(err, "from:      {}", ends.from)?;
+        writeln!(err, "to:        {}", ends.to)?;
+        render::selection(err, ends.selection)?;
+        match ends.backup {
+            Some(path) => writeln!(err, "backup:    {}", path.display())?,
+            None => writeln!(
+                err,
+                "backup:    none (--no-backup): this cannot be rolled back"
+            )?,
+        }
+        render::plan_table(err, actions)?;
+        let merges = actions.total(Action::Merge);
+        if merges > 0 {
+            write!(
+                err,
+                "write {} keys and merge into {merges}? [y/N] ",
+                actions.writes()
+            )
+        } else {
+            write!(err, "write {} keys? [y/N] ", actions.writes())
+        }
+    })
+}
+
+/// Show `question` on the terminal and go on only on yes. Without a
+/// terminal to ask on (or with stdin carrying the archive), refuse: the
+/// caller must pass --yes.
+fn ask(
+    target: &str,
+    stdin_is_data: bool,
+    question: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), Failure> {
     let stdin = io::stdin();
     if stdin_is_data || !stdin.is_terminal() || !io::stderr().is_terminal() {
         return Err(Error::ConfirmationRequired {
-            target: ends.to.to_string(),
+            target: target.to_string(),
         }
         .into());
     }
     let mut err = io::stderr().lock();
-    writeln!(err, "from:      {}", ends.from)?;
-    writeln!(err, "to:        {}", ends.to)?;
-    render::selection(&mut err, ends.selection)?;
-    match ends.backup {
-        Some(path) => writeln!(err, "backup:    {}", path.display())?,
-        None => writeln!(
-            err,
-            "backup:    none (--no-backup): this cannot be rolled back"
-        )?,
-    }
-    render::plan_table(&mut err, actions)?;
-    let merges = actions.total(Action::Merge);
-    if merges > 0 {
-        write!(
-            err,
-            "write {} keys and merge into {merges}? [y/N] ",
-            actions.writes()
-        )?;
-    } else {
-        write!(err, "write {} keys? [y/N] ", actions.writes())?;
-    }
+    question(&mut err)?;
     err.flush()?;
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer)?;
