@@ -43,8 +43,10 @@ measure() {
 
 exp=$(measure export "$bin" export --source "redis://127.0.0.1:$src" -o "$work/bench.tar.zst")
 rdb=$(measure rdb-zstd sh -c "redis-cli -p $src --rdb - 2>/dev/null | zstd -T0 -q -o '$work/dump.rdb.zst'")
-res=$(measure restore "$bin" restore "$work/bench.tar.zst" --target "redis://127.0.0.1:$dst" --yes)
+res=$(measure restore "$bin" restore "$work/bench.tar.zst" --target "redis://127.0.0.1:$dst" --yes --backup-dir "$work/backups")
 restored=$(redis-cli -p "$dst" dbsize)
+redis-cli -p "$dst" flushall >/dev/null
+nob=$(measure restore-nobackup "$bin" restore "$work/bench.tar.zst" --target "redis://127.0.0.1:$dst" --yes --no-backup)
 size=$(stat -c %s "$work/bench.tar.zst")
 rdbsize=$(stat -c %s "$work/dump.rdb.zst")
 
@@ -57,5 +59,6 @@ row() { # name secs rss bytes
 read -r _ s r <<<"$exp"; row "archive export" "$s" "$r" "$size"; es=$s
 read -r _ s r <<<"$rdb"; row "redis-cli --rdb | zstd" "$s" "$r" "$rdbsize"; rs=$s
 read -r _ s r <<<"$res"; row "archive restore (skip)" "$s" "$r" "-"
+read -r _ s r <<<"$nob"; row "  same, --no-backup" "$s" "$r" "-"
 awk -v a="$es" -v b="$rs" 'BEGIN{ if (b>0) printf "export / rdb reference: %.2fx\n", a/b }'
 [ "$restored" = "$total" ] || { echo "restore wrote $restored keys, expected $total" >&2; exit 1; }

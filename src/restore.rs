@@ -616,6 +616,23 @@ struct Current {
     failed: Option<String>,
     /// Named in the journal: its outcome is journaled when it finishes.
     touched: bool,
+    /// Small enough to fingerprint (one record, at most FINGERPRINT_MAX_BYTES).
+    small: bool,
+}
+
+/// Keys bigger than this are journaled as "unknown" instead of being
+/// fingerprinted: DUMP and SHA-1 of a big key in one script would block the
+/// server for as long as they take.
+const FINGERPRINT_MAX_BYTES: usize = 1 << 20;
+
+/// What to journal of a finished key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JournalEntry {
+    /// Not touched: nothing.
+    Nothing,
+    Fingerprint,
+    /// Too big to fingerprint.
+    Unknown,
 }
 
 /// Writes records in pipelined batches.
@@ -719,7 +736,7 @@ impl<'p> Applier<'p> {
         let mut pipe = redis::pipe();
         let mut roles: Vec<Role> = Vec::new();
         let mut owners: Vec<u64> = Vec::new();
-        let mut finished: Vec<(u64, &[u8], KeyType, Action, bool)> = Vec::new();
+        let mut finished: Vec<(u64, &[u8], KeyType, Action, JournalEntry)> = Vec::new();
         let mut failures: BTreeMap<u64, String> = BTreeMap::new();
         // Keys this batch created or replaced: the only ones a failure may delete.
         let mut replaced: BTreeMap<u64, &[u8]> = BTreeMap::new();
@@ -765,6 +782,7 @@ impl<'p> Applier<'p> {
                     carry: KeyCarry::default(),
                     failed,
                     touched,
+                    small: !record.more && record.value.approx_bytes() <= FINGERPRINT_MAX_BYTES,
                 });
                 next_seq += 1;
             }
@@ -802,12 +820,17 @@ impl<'p> Applier<'p> {
                 failures.insert(current.seq, current.failed.clone().unwrap_or_default());
             }
             if !record.more {
+                let entry = match (current.touched, current.small) {
+                    (false, _) => JournalEntry::Nothing,
+                    (true, true) => JournalEntry::Fingerprint,
+                    (true, false) => JournalEntry::Unknown,
+                };
                 finished.push((
                     current.seq,
                     &record.key.0,
                     current.key_type,
                     current.action,
-                    current.touched,
+                    entry,
                 ));
             }
         }
@@ -877,13 +900,31 @@ impl<'p> Applier<'p> {
     }
 
     /// Journal what the restore left in the touched keys that finished.
-    fn journal_outcomes(&mut self, finished: &[(u64, &[u8], KeyType, Action, bool)]) -> Result<()> {
+    fn journal_outcomes(
+        &mut self,
+        finished: &[(u64, &[u8], KeyType, Action, JournalEntry)],
+    ) -> Result<()> {
         if self.journal.is_none() {
             return Ok(());
         }
-        let keys: Vec<&[u8]> = finished.iter().filter(|f| f.4).map(|f| f.1).collect();
-        let fingerprints = fingerprints(&self.handle, &mut self.conn, &keys)?;
-        let entries = keys.iter().map(|k| k.to_vec()).zip(fingerprints).collect();
+        let small: Vec<&[u8]> = finished
+            .iter()
+            .filter(|f| f.4 == JournalEntry::Fingerprint)
+            .map(|f| f.1)
+            .collect();
+        let mut measured = fingerprints(&self.handle, &mut self.conn, &small)?.into_iter();
+        let mut entries = Vec::new();
+        for f in finished {
+            match f.4 {
+                JournalEntry::Nothing => {}
+                JournalEntry::Fingerprint => {
+                    entries.push((f.1.to_vec(), measured.next().flatten()))
+                }
+                JournalEntry::Unknown => {
+                    entries.push((f.1.to_vec(), Some(UNKNOWN_FINGERPRINT.to_string())))
+                }
+            }
+        }
         if let Some(journal) = self.journal.as_mut() {
             journal.after(entries)?;
         }
