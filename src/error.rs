@@ -103,6 +103,9 @@ pub enum Error {
     #[error("interrupted: {0}")]
     Interrupted(String),
 
+    #[error("{reason}")]
+    Locked { reason: String },
+
     #[error("{cause}; to undo what was written: {rollback}")]
     RestoreFailed { cause: Box<Error>, rollback: String },
 

@@ -110,6 +110,8 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
     let Finished {
         destination,
         bytes,
+        sha256,
+        encrypted,
         manifest,
     } = tokio::task::spawn_blocking(move || writer.finish(Utc::now(), vanished))
         .await

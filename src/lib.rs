@@ -40,6 +40,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod catalog;
 pub mod compare;
 pub mod connection;
 pub mod copy;
@@ -54,6 +55,7 @@ pub mod record;
 pub mod remap;
 pub mod report;
 pub mod restore;
+pub mod retention;
 pub mod rollback;
 
 pub use error::{Error, Result};

@@ -50,6 +50,7 @@ mod exit {
     pub const DECRYPT: u8 = 12;
     pub const CONFLICT: u8 = 13;
     pub const DIFFERENT: u8 = 14;
+    pub const LOCKED: u8 = 15;
     /// 128 + SIGINT, as shells report a command stopped by Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -70,6 +71,7 @@ fn exit_code(err: &Error) -> u8 {
         Error::Input { .. } | Error::Output { .. } => exit::IO,
         Error::ConfirmationRequired { .. } | Error::Cancelled => exit::CONFIRM,
         Error::Conflict { .. } => exit::CONFLICT,
+        Error::Locked { .. } => exit::LOCKED,
         Error::Interrupted(_) => exit::INTERRUPTED,
         Error::Internal(_) => exit::INTERNAL,
     }

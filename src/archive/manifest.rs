@@ -35,6 +35,8 @@ pub fn data_entry_name(index: usize) -> String {
 #[serde(rename_all = "kebab-case")]
 pub enum ArchiveKind {
     Export,
+    /// Written into a backup folder by `archive backup`.
+    Backup,
     /// The state a restore (or copy) was about to change, for rollback.
     PreRestore,
 }
@@ -108,6 +110,11 @@ pub struct Header {
     /// For a pre-restore archive: the restore it was taken for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreLink>,
+    /// A backup's name (`archive backup --name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 impl Header {
@@ -128,6 +135,8 @@ impl Header {
             source,
             selection,
             restore: None,
+            name: None,
+            tags: Vec::new(),
         }
     }
 }

@@ -80,16 +80,19 @@ impl Write for Sink {
     }
 }
 
-/// Counts bytes on their way to the sink, for the report.
+/// Counts and hashes the bytes on their way to the sink: the size and
+/// sha256 of the file as written, for the report and the folder's metadata.
 struct Counting<W> {
     inner: W,
     bytes: u64,
+    hasher: Sha256,
 }
 
 impl<W: Write> Write for Counting<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.bytes += n as u64;
+        self.hasher.update(&buf[..n]);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -134,11 +137,15 @@ type Stack = tar::Builder<zstd::Encoder<'static, Envelope<Counting<Sink>>>>;
 pub struct Finished {
     pub destination: Destination,
     pub bytes: u64,
+    /// sha256 of the file as written (hex).
+    pub sha256: String,
+    pub encrypted: bool,
     pub manifest: Manifest,
 }
 
 pub struct ArchiveWriter {
     destination: Destination,
+    encrypted: bool,
     stack: Stack,
     header: Header,
     entry: Vec<u8>,
@@ -173,6 +180,7 @@ impl ArchiveWriter {
         let counting = Counting {
             inner: sink,
             bytes: 0,
+            hasher: Sha256::new(),
         };
         let envelope = match encryption {
             Some(e) => Envelope::Age(e.wrap(counting).map_err(out_err)?),
@@ -185,6 +193,7 @@ impl ArchiveWriter {
         }
         let mut writer = ArchiveWriter {
             destination,
+            encrypted: encryption.is_some(),
             stack: tar::Builder::new(encoder),
             header,
             entry: Vec::with_capacity(ENTRY_TARGET_BYTES + (64 << 10)),
@@ -269,6 +278,7 @@ impl ArchiveWriter {
         let mut counting = envelope.finish().map_err(out_err)?;
         counting.flush().map_err(out_err)?;
         let bytes = counting.bytes;
+        let sha256 = hex::encode(counting.hasher.finalize());
         match (counting.inner, &destination) {
             (Sink::Temp(temp), Destination::File(path)) => {
                 temp.as_file().sync_all().map_err(out_err)?;
@@ -281,6 +291,8 @@ impl ArchiveWriter {
         Ok(Finished {
             destination,
             bytes,
+            sha256,
+            encrypted: self.encrypted,
             manifest,
         })
     }

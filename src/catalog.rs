@@ -1,0 +1,297 @@
+//! The backup folder: archives with their metadata, listed without keys.
+//!
+//! Every archive written into the folder gets a plaintext sidecar,
+//! `FILE.meta.json`, written last (temp file, fsync, rename): it is the
+//! commit point, so an archive without one was never finished. It says what
+//! `list` and `prune` need without decryption keys and without reading the
+//! archive: id, kind, name, tags, created, user, source (no credentials),
+//! keys, size, sha256 of the file, encrypted. Nothing else: no key names,
+//! no values.
+//!
+//! A lock file keeps two prunes, or a prune and a backup, from racing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::archive::manifest::ArchiveKind;
+use crate::connection::Address;
+use crate::error::{Error, Result};
+
+pub const META_SUFFIX: &str = ".meta.json";
+pub const META_FORMAT: &str = "redis-archive-meta";
+pub const LOCK_FILE: &str = ".archive.lock";
+
+/// The sidecar of one archive in the folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub format: String,
+    pub version: u32,
+    pub id: String,
+    pub kind: ArchiveKind,
+    /// The archive's file name, in the same folder.
+    pub file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub created: DateTime<Utc>,
+    /// The user id of a user archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    pub source: Address,
+    pub keys: u64,
+    pub size: u64,
+    pub sha256: String,
+    pub encrypted: bool,
+}
+
+/// The sidecar path of an archive file.
+pub fn meta_path(archive: &Path) -> PathBuf {
+    let mut name = archive.as_os_str().to_owned();
+    name.push(META_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Write `meta` beside its archive, atomically: the archive becomes part of
+/// the folder at the rename.
+pub fn commit(dir: &Path, meta: &Meta) -> Result<()> {
+    let path = meta_path(&dir.join(&meta.file));
+    let mut json = serde_json::to_vec_pretty(meta).map_err(|e| Error::Internal(e.to_string()))?;
+    json.push(b'\n');
+    let out = |e: std::io::Error| Error::output(&path, e);
+    let mut temp = tempfile::Builder::new()
+        .prefix(".meta.")
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(out)?;
+    temp.as_file_mut().write_all(&json).map_err(out)?;
+    temp.as_file().sync_all().map_err(out)?;
+    temp.persist(&path).map_err(|e| out(e.error))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(out)?;
+    Ok(())
+}
+
+/// A file name that sorts by time and carries a readable label.
+pub fn archive_file_name(created: DateTime<Utc>, label: &str, id: &str, encrypted: bool) -> String {
+    let label: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!(
+        "{}-{label}-{}.tar.zst{}",
+        created.format("%Y%m%dT%H%M%SZ"),
+        &id[..id.len().min(8)],
+        if encrypted { ".age" } else { "" }
+    )
+}
+
+/// One thing found in the folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Entry {
+    /// An archive with good metadata.
+    Archive { path: String, meta: Meta },
+    /// Something that is not a usable archive, and why.
+    Problem { path: String, problem: String },
+}
+
+impl Entry {
+    pub fn path(&self) -> &str {
+        match self {
+            Entry::Archive { path, .. } | Entry::Problem { path, .. } => path,
+        }
+    }
+}
+
+fn is_archive_name(name: &str) -> bool {
+    name.ends_with(".tar.zst") || name.ends_with(".tar.zst.age")
+}
+
+/// Everything in the folder, archives sorted by creation time, then the
+/// problems (files that are not archives, damaged or missing metadata,
+/// unfinished writes) sorted by name. Journals and the lock are the
+/// folder's own and not listed.
+pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map_err(|e| Error::input(dir, e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut archives = Vec::new();
+    let mut problems = Vec::new();
+    let problem = |name: &str, why: &str| Entry::Problem {
+        path: dir.join(name).display().to_string(),
+        problem: why.to_string(),
+    };
+    for name in &names {
+        if name == LOCK_FILE || name.ends_with(".journal") {
+            continue;
+        }
+        if name.ends_with(".partial") {
+            problems.push(problem(
+                name,
+                "unfinished: a write in progress, or one that was interrupted",
+            ));
+            continue;
+        }
+        if let Some(archive) = name.strip_suffix(META_SUFFIX) {
+            if !names.iter().any(|n| n == archive) {
+                problems.push(problem(name, "metadata without its archive"));
+            }
+            continue;
+        }
+        if !is_archive_name(name) {
+            problems.push(problem(name, "not an archive"));
+            continue;
+        }
+        let path = dir.join(name);
+        let meta_file = meta_path(&path);
+        if !meta_file.exists() {
+            problems.push(problem(
+                name,
+                "no metadata: never finished, or not written by `archive backup`",
+            ));
+            continue;
+        }
+        let meta = fs::read(&meta_file)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice::<Meta>(&bytes).map_err(|e| e.to_string()));
+        match meta {
+            Ok(meta) if meta.format != META_FORMAT || meta.file != *name => {
+                problems.push(problem(
+                    name,
+                    "damaged metadata: it does not describe this file",
+                ));
+            }
+            Ok(meta) => {
+                let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                if size != meta.size {
+                    problems.push(problem(
+                        name,
+                        &format!(
+                            "damaged: the file is {size} bytes, its metadata says {}",
+                            meta.size
+                        ),
+                    ));
+                } else {
+                    archives.push(Entry::Archive {
+                        path: path.display().to_string(),
+                        meta,
+                    });
+                }
+            }
+            Err(e) => problems.push(problem(name, &format!("damaged metadata: {e}"))),
+        }
+    }
+    archives.sort_by(|a, b| match (a, b) {
+        (Entry::Archive { meta: x, .. }, Entry::Archive { meta: y, .. }) => {
+            x.created.cmp(&y.created).then_with(|| x.file.cmp(&y.file))
+        }
+        _ => std::cmp::Ordering::Equal,
+    });
+    archives.extend(problems);
+    Ok(archives)
+}
+
+/// The folder's lock, held while pruning or writing a backup; removed on drop.
+#[derive(Debug)]
+pub struct Lock {
+    path: PathBuf,
+}
+
+impl Lock {
+    pub fn acquire(dir: &Path, what: &str) -> Result<Lock> {
+        let path = dir.join(LOCK_FILE);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                let _ = writeln!(
+                    f,
+                    "{} {what} {}",
+                    std::process::id(),
+                    Utc::now().to_rfc3339()
+                );
+                let _ = f.sync_all();
+                Ok(Lock { path })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = fs::read_to_string(&path).unwrap_or_default();
+                let mut fields = text.split_whitespace();
+                let pid: Option<u32> = fields.next().and_then(|p| p.parse().ok());
+                let holder = fields.next().unwrap_or("something");
+                let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                let reason = match pid {
+                    Some(p) if alive => format!(
+                        "the folder is locked by process {p} ({holder}); wait for it to finish"
+                    ),
+                    Some(p) => format!(
+                        "the folder has a stale lock left by process {p} ({holder}), which is no longer running; remove {} and run again",
+                        path.display()
+                    ),
+                    None => format!(
+                        "the folder has an unreadable lock; remove {} and run again",
+                        path.display()
+                    ),
+                };
+                Err(Error::Locked { reason })
+            }
+            Err(e) => Err(Error::output(&path, e)),
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_sort_by_time_and_are_safe() {
+        let t: DateTime<Utc> = "2026-11-21T02:00:00Z".parse().unwrap();
+        assert_eq!(
+            archive_file_name(t, "before upgrade/v2", "0123456789abcdef", true),
+            "20261121T020000Z-before-upgrade-v2-01234567.tar.zst.age"
+        );
+    }
+
+    #[test]
+    fn a_second_lock_is_refused_and_a_stale_one_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = Lock::acquire(dir.path(), "prune").unwrap();
+        let err = Lock::acquire(dir.path(), "backup").unwrap_err().to_string();
+        assert!(err.contains("locked by process"), "{err}");
+        drop(lock);
+        fs::write(
+            dir.path().join(LOCK_FILE),
+            "999999999 prune 2026-01-01T00:00:00Z\n",
+        )
+        .unwrap();
+        let err = Lock::acquire(dir.path(), "prune").unwrap_err().to_string();
+        assert!(
+            err.contains("stale lock left by process 999999999"),
+            "{err}"
+        );
+    }
+}
