@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::archive::manifest::{ArchiveKind, RestoreLink, Source};
 use crate::archive::{ArchiveWriter, Destination, Header, WriterOptions};
+use crate::catalog::{META_FORMAT, Meta, archive_file_name, commit};
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
 use crate::fetch::{ChunkSizes, Fetcher, Outgoing};
@@ -38,6 +39,8 @@ pub struct Backup {
     writer: ArchiveWriter,
     conn: Conn,
     pub path: PathBuf,
+    /// The folder metadata, completed and committed by `finish`.
+    meta: Meta,
 }
 
 impl std::fmt::Debug for Backup {
@@ -68,11 +71,24 @@ impl Backup {
             Selection::default(),
         );
         header.restore = Some(link);
-        let path = dir.join(format!(
-            "pre-restore-{}-{}.tar.zst",
-            started.format("%Y%m%dT%H%M%SZ"),
-            &header.id[..8]
-        ));
+        let file = archive_file_name(started, "pre-restore", &header.id, false);
+        let path = dir.join(&file);
+        let meta = Meta {
+            format: META_FORMAT.into(),
+            version: 1,
+            id: header.id.clone(),
+            kind: ArchiveKind::PreRestore,
+            file,
+            name: None,
+            tags: Vec::new(),
+            created: started,
+            user: None,
+            source: header.source.address.clone(),
+            keys: 0,
+            size: 0,
+            sha256: String::new(),
+            encrypted: false,
+        };
         let writer = ArchiveWriter::create(
             Destination::File(path.clone()),
             header,
@@ -83,6 +99,7 @@ impl Backup {
             writer,
             conn: conn.clone(),
             path,
+            meta,
         })
     }
 
@@ -154,9 +171,16 @@ impl Backup {
         gone
     }
 
-    /// Finish the archive: fsynced and in place. Returns its path.
+    /// Finish the archive (fsynced, in place) and commit its metadata.
+    /// Returns its path.
     pub fn finish(self) -> Result<PathBuf> {
-        self.writer.finish(Utc::now(), 0)?;
+        let finished = self.writer.finish(Utc::now(), 0)?;
+        let mut meta = self.meta;
+        meta.keys = finished.manifest.counts.keys;
+        meta.size = finished.bytes;
+        meta.sha256 = finished.sha256;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        commit(dir, &meta)?;
         Ok(self.path)
     }
 }

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use redis_archive::archive::manifest::ArchiveKind;
 use redis_archive::load::TtlMode;
 use redis_archive::restore::Mode;
 
@@ -20,7 +21,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage, 3 Redis unreachable, 4 authentication refused, \
 5 database index out of range, 6 Redis command failed, 7 archive not valid (not an archive, corrupt, truncated), \
 8 archive schema too new, 12 cannot decrypt (no key given, wrong identity or passphrase), 9 cannot read input or write output, 10 partial (some keys failed), \
-11 confirmation required or cancelled, 13 keys exist in the target (--mode fail), 14 compare found differences, 130 interrupted (SIGINT/SIGTERM)."
+11 confirmation required or cancelled, 13 keys exist in the target (--mode fail), 14 compare found differences, 15 backup folder locked, 130 interrupted (SIGINT/SIGTERM)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -43,6 +44,12 @@ pub enum Command {
     Copy(CopyArgs),
     /// Undo a restore or copy: put back what its pre-restore backup holds.
     Rollback(RollbackArgs),
+    /// Export into the backup folder, under a name that sorts by time.
+    Backup(BackupArgs),
+    /// List the archives of a backup folder (no keys needed).
+    List(ListArgs),
+    /// Delete old archives of a backup folder by a retention policy.
+    Prune(PruneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -301,4 +308,99 @@ pub struct RollbackArgs {
     pub json: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// A name for the backup (in its file name and metadata).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A tag (repeatable), e.g. for `prune --keep-tag`.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// The backup folder (default: ARCHIVE_BACKUP_DIR, else
+    /// $XDG_DATA_HOME/archive/backups, else ~/.local/share/archive/backups).
+    #[arg(long, value_name = "DIR", env = "ARCHIVE_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub export: ExportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The backup folder (default as for `backup`).
+    #[arg(env = "ARCHIVE_BACKUP_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Only archives of this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only archives of this kind: backup, pre-restore, export.
+    #[arg(long, value_parser = parse_kind)]
+    pub kind: Option<ArchiveKind>,
+    /// Only archives with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The backup folder (default as for `backup`).
+    #[arg(env = "ARCHIVE_BACKUP_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Keep the N newest archives.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_last: u32,
+    /// Keep the newest archive of each of the last N hours that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_hourly: u32,
+    /// Keep the newest archive of each of the last N days that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_daily: u32,
+    /// Keep the newest archive of each of the last N ISO weeks that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_weekly: u32,
+    /// Keep the newest archive of each of the last N months that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_monthly: u32,
+    /// Keep the newest archive of each of the last N years that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_yearly: u32,
+    /// Keep every archive created within this long of the newest (e.g. 30d, 12h, 2w).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep every archive with this tag (repeatable).
+    #[arg(long, value_name = "TAG")]
+    pub keep_tag: Vec<String>,
+    /// Always keep at least the N newest archives.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_min: u32,
+    /// Only prune archives of this kind (backup, pre-restore, export).
+    #[arg(long, value_parser = parse_kind)]
+    pub kind: Option<ArchiveKind>,
+    /// Only prune archives of this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Timezone of the calendar periods: UTC (default), local, or an offset like +02:00.
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+    /// Delete; without it, only print the plan.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Print the plan or result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_kind(text: &str) -> Result<ArchiveKind, String> {
+    match text {
+        "backup" => Ok(ArchiveKind::Backup),
+        "pre-restore" => Ok(ArchiveKind::PreRestore),
+        "export" => Ok(ArchiveKind::Export),
+        _ => Err(format!(
+            "unknown kind {text:?}: use backup, pre-restore or export"
+        )),
+    }
 }

@@ -5,14 +5,16 @@
 //! what keeps memory flat: a slow disk slows the reads instead of queueing
 //! the keyspace in memory, and both cores are kept busy.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use crate::archive::manifest::{ArchiveKind, SCHEMA_VERSION, Source};
+use crate::archive::manifest::{ArchiveKind, SCHEMA_VERSION, Source, new_archive_id};
 use crate::archive::{ArchiveWriter, Destination, Encryption, Finished, Header, WriterOptions};
+use crate::catalog::{Lock, META_FORMAT, Meta, archive_file_name, commit};
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
 use crate::fetch::{ChunkSizes, Fetcher, Outgoing, dedupe};
@@ -36,6 +38,29 @@ pub struct ExportOptions {
     pub cancel: Cancel,
     /// Encrypt the archive with age.
     pub encryption: Option<Arc<Encryption>>,
+    /// What the header says the archive is.
+    pub label: Label,
+}
+
+/// Kind, id, name and tags of a new archive.
+#[derive(Debug, Clone)]
+pub struct Label {
+    pub kind: ArchiveKind,
+    /// A fresh id unless set (a backup names its file after the id first).
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub tags: Vec<String>,
+}
+
+impl Default for Label {
+    fn default() -> Self {
+        Label {
+            kind: ArchiveKind::Export,
+            id: None,
+            name: None,
+            tags: Vec::new(),
+        }
+    }
 }
 
 impl ExportOptions {
@@ -49,6 +74,7 @@ impl ExportOptions {
             scan_count: 512,
             cancel: Cancel::new(),
             encryption: None,
+            label: Label::default(),
         }
     }
 }
@@ -62,8 +88,8 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
         .await
         .ok();
 
-    let header = Header::new(
-        ArchiveKind::Export,
+    let mut header = Header::new(
+        options.label.kind,
         Utc::now(),
         Source {
             address: options.source.address(),
@@ -71,6 +97,12 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
         },
         options.selection.clone(),
     );
+    if let Some(id) = &options.label.id {
+        header.id = id.clone();
+    }
+    header.name = options.label.name.clone();
+    header.tags = options.label.tags.clone();
+    let id = header.id.clone();
     let writer = ArchiveWriter::create(
         options.destination.clone(),
         header,
@@ -126,6 +158,7 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
         by_type.entry(*t).or_default().exported = count.keys;
     }
     Ok(ExportReport {
+        id,
         output,
         source: options.source.display(),
         bytes,
@@ -137,7 +170,52 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
         error_samples: stats.errors,
         seconds: started.elapsed().as_secs_f64(),
         schema_version: SCHEMA_VERSION,
+        sha256,
+        encrypted,
     })
+}
+
+/// `backup`: an export into a backup folder, under a name that sorts by
+/// time, committed by its metadata sidecar; the folder is locked meanwhile.
+pub async fn backup(
+    mut options: ExportOptions,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<ExportReport> {
+    crate::backup::create_private_dir(dir)?;
+    let _lock = Lock::acquire(dir, "backup")?;
+    let id = new_archive_id();
+    let created = Utc::now();
+    let label = options
+        .label
+        .name
+        .clone()
+        .unwrap_or_else(|| "backup".into());
+    let file = archive_file_name(created, &label, &id, options.encryption.is_some());
+    options.destination = Destination::File(dir.join(&file));
+    options.label.kind = ArchiveKind::Backup;
+    options.label.id = Some(id.clone());
+    let source = options.source.address();
+    let (name, tags) = (options.label.name.clone(), options.label.tags.clone());
+    let report = export(options, progress).await?;
+    let meta = Meta {
+        format: META_FORMAT.into(),
+        version: 1,
+        id,
+        kind: ArchiveKind::Backup,
+        file,
+        name,
+        tags,
+        created,
+        user: None,
+        source,
+        keys: report.keys,
+        size: report.bytes,
+        sha256: report.sha256.clone(),
+        encrypted: report.encrypted,
+    };
+    commit(dir, &meta)?;
+    Ok(report)
 }
 
 /// Write records as they arrive; hand the writer back for `finish` once the

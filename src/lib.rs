@@ -51,6 +51,7 @@ pub mod journal;
 pub mod keyspace;
 pub mod load;
 pub mod progress;
+pub mod prune;
 pub mod record;
 pub mod remap;
 pub mod report;

@@ -16,22 +16,26 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use redis_archive::archive::reader::validate;
 use redis_archive::archive::{ArchiveSource, Destination, WriterOptions, read_manifest};
+use redis_archive::backup::default_dir;
+use redis_archive::catalog::{Entry, scan};
 use redis_archive::compare::{CompareOptions, compare};
 use redis_archive::connection::{Endpoint, Side, Timeouts};
 use redis_archive::copy::{self, CopyOptions};
 use redis_archive::error::Error;
-use redis_archive::export::{ExportOptions, export};
+use redis_archive::export::{ExportOptions, backup, export};
 use redis_archive::keyspace::Selection;
 use redis_archive::progress::{Cancel, Progress};
+use redis_archive::prune::{PruneOptions, prune};
 use redis_archive::record::KeyType;
 use redis_archive::remap::Remap;
 use redis_archive::report::{Action, ActionCounts, RestoreReport};
 use redis_archive::restore::{self, RestoreOptions, WriteOptions};
+use redis_archive::retention::{Policy, Zone, parse_within};
 use redis_archive::rollback::{self, RollbackOptions};
 
 use cli::{
-    Cli, Command, CompareArgs, ConnectArgs, CopyArgs, ExportArgs, InspectArgs, RestoreArgs,
-    RollbackArgs, SelectionArgs, ValidateArgs, WriteArgs,
+    BackupArgs, Cli, Command, CompareArgs, ConnectArgs, CopyArgs, ExportArgs, InspectArgs,
+    ListArgs, PruneArgs, RestoreArgs, RollbackArgs, SelectionArgs, ValidateArgs, WriteArgs,
 };
 
 mod exit {
@@ -134,6 +138,9 @@ async fn run(cli: Cli, cancel: Cancel) -> Result<u8, Failure> {
         Command::Restore(args) => run_restore(args, cancel).await,
         Command::Copy(args) => run_copy(args, cancel).await,
         Command::Rollback(args) => run_rollback(args, cancel).await,
+        Command::Backup(args) => run_backup(args, cancel).await,
+        Command::List(args) => run_list(args),
+        Command::Prune(args) => run_prune(args),
     }
 }
 
@@ -217,10 +224,12 @@ fn endpoint(
     Endpoint::resolve(url, db, env_password(side), side, timeouts(connect)?)
 }
 
-async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
+/// Export options from the command line; the destination is `-o`, stdout
+/// for `-o -`, or the default name in the current directory.
+fn export_options(args: &ExportArgs, cancel: Cancel) -> Result<ExportOptions, Error> {
     let source = endpoint(&args.source, args.db, Side::Source, &args.connect)?;
     let selection = selection(&args.selection)?;
-    let encryption = secrets::encryption(&args)?;
+    let encryption = secrets::encryption(args)?;
     let destination = match &args.output {
         Some(p) if p.as_os_str() == "-" => Destination::Stdout,
         Some(p) => Destination::File(p.clone()),
@@ -234,7 +243,6 @@ async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
             .into(),
         ),
     };
-    let to_stdout = matches!(destination, Destination::Stdout);
     let mut options = ExportOptions::new(source, destination, selection);
     options.writer = WriterOptions {
         zstd_level: args.level,
@@ -242,6 +250,12 @@ async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
     };
     options.cancel = cancel;
     options.encryption = encryption.map(std::sync::Arc::new);
+    Ok(options)
+}
+
+async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
+    let options = export_options(&args, cancel)?;
+    let to_stdout = matches!(options.destination, Destination::Stdout);
     let bar = Bar::new("exporting");
     let report = export(options, &bar).await?;
     // With the archive on stdout, the summary must not mix into it.
@@ -251,6 +265,68 @@ async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
         emit(args.json, &report, render::export)?;
     }
     Ok(partial_code(report.errors > 0))
+}
+
+async fn run_backup(args: BackupArgs, cancel: Cancel) -> Result<u8, Failure> {
+    if args.export.output.is_some() {
+        return Err(Error::InvalidArgument(
+            "backup names its own file in the backup folder; use `archive export -o FILE` to choose a file".into(),
+        )
+        .into());
+    }
+    let dir = args.backup_dir.clone().unwrap_or_else(default_dir);
+    let mut options = export_options(&args.export, cancel)?;
+    options.label.name = args.name.clone();
+    options.label.tags = args.tags.clone();
+    let bar = Bar::new("backing up");
+    let report = backup(options, &dir, &bar).await?;
+    emit(args.export.json, &report, render::export)?;
+    Ok(partial_code(report.errors > 0))
+}
+
+fn run_list(args: ListArgs) -> Result<u8, Failure> {
+    let dir = args.dir.clone().unwrap_or_else(default_dir);
+    let entries: Vec<Entry> = scan(&dir)?
+        .into_iter()
+        .filter(|e| match e {
+            Entry::Archive { meta, .. } => {
+                args.kind.is_none_or(|k| k == meta.kind)
+                    && args
+                        .user
+                        .as_ref()
+                        .is_none_or(|u| meta.user.as_ref() == Some(u))
+                    && args.tag.as_ref().is_none_or(|t| meta.tags.contains(t))
+            }
+            Entry::Problem { .. } => true,
+        })
+        .collect();
+    emit(args.json, &entries, |out, e| render::list(out, e))?;
+    Ok(exit::OK)
+}
+
+fn run_prune(args: PruneArgs) -> Result<u8, Failure> {
+    let policy = Policy {
+        last: args.keep_last,
+        hourly: args.keep_hourly,
+        daily: args.keep_daily,
+        weekly: args.keep_weekly,
+        monthly: args.keep_monthly,
+        yearly: args.keep_yearly,
+        within: args.keep_within.as_deref().map(parse_within).transpose()?,
+        tags: args.keep_tag.clone(),
+        min: args.keep_min,
+    };
+    let options = PruneOptions {
+        dir: args.dir.clone().unwrap_or_else(default_dir),
+        policy,
+        kind: args.kind,
+        user: args.user.clone(),
+        zone: Zone::parse(&args.timezone)?,
+        now: chrono::Utc::now(),
+    };
+    let report = prune(&options, args.yes)?;
+    emit(args.json, &report, render::prune)?;
+    Ok(exit::OK)
 }
 
 fn run_inspect(args: InspectArgs) -> Result<u8, Failure> {
@@ -443,11 +519,7 @@ fn backup_dir(args: &WriteArgs, dry_run: bool) -> Option<std::path::PathBuf> {
     if args.no_backup || dry_run {
         return None;
     }
-    Some(
-        args.backup_dir
-            .clone()
-            .unwrap_or_else(redis_archive::backup::default_dir),
-    )
+    Some(args.backup_dir.clone().unwrap_or_else(default_dir))
 }
 
 /// The two ends of a restore or copy, as the confirmation shows them.

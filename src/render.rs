@@ -3,10 +3,13 @@
 use std::io::{self, Write};
 
 use redis_archive::archive::Manifest;
+use redis_archive::archive::manifest::ArchiveKind;
 use redis_archive::archive::reader::ValidationReport;
+use redis_archive::catalog::Entry;
 use redis_archive::compare::Comparison;
 use redis_archive::copy::CopyReport;
 use redis_archive::keyspace::Selection;
+use redis_archive::prune::PruneReport;
 use redis_archive::record::KeyType;
 use redis_archive::report::{Action, ActionCounts, ExportReport, KeyError, RestoreReport};
 use redis_archive::rollback::RollbackReport;
@@ -361,4 +364,77 @@ pub fn rollback(out: &mut dyn Write, r: &RollbackReport) -> io::Result<()> {
         )?;
     }
     errors(out, r.errors, &r.error_samples)
+}
+
+pub fn list(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<16} {:<20} {:<11} {:<16} {:<8} {:>9} {:>10} {}",
+        "id", "created", "kind", "name", "user", "keys", "size", "encrypted"
+    )?;
+    for e in entries {
+        if let Entry::Archive { meta, .. } = e {
+            let kind = match meta.kind {
+                ArchiveKind::Backup => "backup",
+                ArchiveKind::PreRestore => "pre-restore",
+                ArchiveKind::Export => "export",
+            };
+            writeln!(
+                out,
+                "{:<16} {:<20} {:<11} {:<16} {:<8} {:>9} {:>10} {}",
+                meta.id,
+                meta.created.format("%Y-%m-%d %H:%M:%S"),
+                kind,
+                meta.name.as_deref().unwrap_or("-"),
+                meta.user.as_deref().unwrap_or("-"),
+                meta.keys,
+                human_bytes(meta.size),
+                if meta.encrypted { "yes" } else { "no" }
+            )?;
+        }
+    }
+    for e in entries {
+        if let Entry::Problem { path, problem } = e {
+            writeln!(out, "! {path}: {problem}")?;
+        }
+    }
+    Ok(())
+}
+
+pub fn prune(out: &mut dyn Write, r: &PruneReport) -> io::Result<()> {
+    for a in &r.archives {
+        let verdict = if a.keep { "keep  " } else { "remove" };
+        let why = if a.keep {
+            a.reasons.join("; ")
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "{verdict} {}  {}  {}",
+            a.created.format("%Y-%m-%d %H:%M:%S"),
+            a.path.rsplit('/').next().unwrap_or(&a.path),
+            why
+        )?;
+    }
+    for p in &r.problems {
+        writeln!(out, "left   {}: not a complete archive", p.path())?;
+    }
+    if r.applied {
+        writeln!(
+            out,
+            "removed {} archive(s), kept {}, freed {}",
+            r.removed,
+            r.kept,
+            human_bytes(r.freed)
+        )
+    } else {
+        writeln!(
+            out,
+            "plan: remove {} archive(s) ({}), keep {}; nothing was deleted, pass --yes to delete",
+            r.removed,
+            human_bytes(r.freed),
+            r.kept
+        )
+    }
 }

@@ -36,6 +36,8 @@ pub struct TypeSummary {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExportReport {
+    /// The archive's id (in its header and the folder's metadata).
+    pub id: String,
     /// The file written, or `-` for stdout.
     pub output: String,
     pub source: String,
@@ -49,6 +51,9 @@ pub struct ExportReport {
     pub error_samples: Vec<KeyError>,
     pub seconds: f64,
     pub schema_version: u64,
+    /// sha256 of the file as written.
+    pub sha256: String,
+    pub encrypted: bool,
 }
 
 /// What restore does, or did, with one key.
