@@ -101,7 +101,7 @@ pub fn archive_file_name(created: DateTime<Utc>, label: &str, id: &str, encrypte
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Entry {
     /// An archive with good metadata.
-    Archive { path: String, meta: Meta },
+    Archive { path: String, meta: Box<Meta> },
     /// Something that is not a usable archive, and why.
     Problem { path: String, problem: String },
 }
@@ -189,7 +189,7 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
                 } else {
                     archives.push(Entry::Archive {
                         path: path.display().to_string(),
-                        meta,
+                        meta: Box::new(meta),
                     });
                 }
             }

@@ -369,8 +369,8 @@ pub fn rollback(out: &mut dyn Write, r: &RollbackReport) -> io::Result<()> {
 pub fn list(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
     writeln!(
         out,
-        "{:<16} {:<20} {:<11} {:<16} {:<8} {:>9} {:>10} {}",
-        "id", "created", "kind", "name", "user", "keys", "size", "encrypted"
+        "{:<16} {:<20} {:<11} {:<16} {:<8} {:>9} {:>10} encrypted",
+        "id", "created", "kind", "name", "user", "keys", "size"
     )?;
     for e in entries {
         if let Entry::Archive { meta, .. } = e {
