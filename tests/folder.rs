@@ -162,7 +162,7 @@ fn list_and_prune_a_folder_of_sixty_archives() {
     assert!(text.contains("nightly") && text.contains("! "), "{text}");
 
     // The expected plan, worked out here from the calendar.
-    made.sort_by(|a, b| b.0.cmp(&a.0)); // newest first
+    made.sort_by_key(|m| std::cmp::Reverse(m.0)); // newest first
     let mut expect: BTreeSet<String> = BTreeSet::new();
     let mut days = Vec::new();
     let mut weeks = Vec::new();
