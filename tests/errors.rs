@@ -212,3 +212,23 @@ fn failed_restore_of_stdin_archive_writes_nothing() {
     output(out).fails(7, "<stdin>: archive is corrupt");
     assert_eq!(dst.dbsize(0), 0);
 }
+
+#[test]
+fn readme_and_help_document_the_same_exit_codes() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let table = readme.split("## Exit codes").nth(1).unwrap();
+    let from_readme: Vec<u32> = table
+        .lines()
+        .take_while(|l| !l.starts_with("## "))
+        .filter_map(|l| l.strip_prefix("| ")?.split(' ').next()?.parse().ok())
+        .collect();
+    let help = run(&["--help"]).ok().stdout_text().replace('\n', " ");
+    let listed = help.split("Exit codes:").nth(1).unwrap();
+    let from_help: Vec<u32> = listed
+        .split(',')
+        .filter_map(|part| part.trim().split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(from_readme, from_help, "README table vs --help");
+    assert!(from_readme.len() >= 16);
+}
