@@ -76,6 +76,22 @@ fn age_decrypt_and_list(file: &Path, identity: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `archive export --passphrase`, the passphrase from ARCHIVE_PASSPHRASE.
+fn export_with_passphrase(url: &str, file: &Path, passphrase: &str) {
+    let out = command(&[
+        "export",
+        "--source",
+        url,
+        "-o",
+        file.to_str().unwrap(),
+        "--passphrase",
+    ])
+    .env("ARCHIVE_PASSPHRASE", passphrase)
+    .output()
+    .unwrap();
+    output(out).ok();
+}
+
 const ENTRIES: &str = "header.json\ndata/000000.jsonl\nmanifest.json\n";
 
 #[test]
@@ -151,18 +167,7 @@ fn passphrase_round_trip_and_the_age_cli_opens_it() {
     let keys = Keys::new();
     let file = keys.path("p.tar.zst.age");
     let url = src.url();
-    let out = command(&[
-        "export",
-        "--source",
-        &url,
-        "-o",
-        file.to_str().unwrap(),
-        "--passphrase",
-    ])
-    .env("ARCHIVE_PASSPHRASE", "correct horse battery")
-    .output()
-    .unwrap();
-    output(out).ok();
+    export_with_passphrase(&url, &file, "correct horse battery");
 
     // From a passphrase file this time.
     let pass_file = keys.path("pass");
@@ -289,18 +294,7 @@ fn missing_and_wrong_keys_have_their_messages() {
 
     let pfile = keys.path("p.tar.zst.age");
     let url = src.url();
-    let out = command(&[
-        "export",
-        "--source",
-        &url,
-        "-o",
-        pfile.to_str().unwrap(),
-        "--passphrase",
-    ])
-    .env("ARCHIVE_PASSPHRASE", "right")
-    .output()
-    .unwrap();
-    output(out).ok();
+    export_with_passphrase(&url, &pfile, "right");
     let out = command(&["inspect", pfile.to_str().unwrap()])
         .env("ARCHIVE_PASSPHRASE", "wrong")
         .output()
