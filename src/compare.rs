@@ -528,10 +528,6 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
                 pipe.cmd("GETRANGE").arg(key).arg(from).arg(state.total - 1);
                 checks.push(Check::StringRange(b.0.clone()));
             }
-            if !record.more {
-                pipe.cmd("STRLEN").arg(key);
-                checks.push(Check::Length);
-            }
         }
         Value::Hash(fields) => {
             state.total += fields.len() as u64;
@@ -542,10 +538,6 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
                 }
                 checks.push(Check::HashFields(fields.clone()));
             }
-            if !record.more {
-                pipe.cmd("HLEN").arg(key);
-                checks.push(Check::Length);
-            }
         }
         Value::Set(members) => {
             state.total += members.len() as u64;
@@ -555,10 +547,6 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
                     c.arg(&m.0[..]);
                 }
                 checks.push(Check::Members(members.clone()));
-            }
-            if !record.more {
-                pipe.cmd("SCARD").arg(key);
-                checks.push(Check::Length);
             }
         }
         Value::Zset(members) => {
@@ -572,10 +560,6 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
                     members.iter().map(|(m, s)| (m.clone(), s.0)).collect(),
                 ));
             }
-            if !record.more {
-                pipe.cmd("ZCARD").arg(key);
-                checks.push(Check::Length);
-            }
         }
         Value::List(items) => {
             let from = state.total;
@@ -583,10 +567,6 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
             if !items.is_empty() {
                 pipe.cmd("LRANGE").arg(key).arg(from).arg(state.total - 1);
                 checks.push(Check::ListRange(items.clone()));
-            }
-            if !record.more {
-                pipe.cmd("LLEN").arg(key);
-                checks.push(Check::Length);
             }
         }
         Value::Stream(chunk) => {
@@ -602,8 +582,6 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
                 checks.push(Check::StreamRange(chunk.entries.clone()));
             }
             if !record.more {
-                pipe.cmd("XLEN").arg(key);
-                checks.push(Check::Length);
                 pipe.cmd("XINFO").arg("STREAM").arg(key);
                 checks.push(Check::StreamMeta);
             }
@@ -615,7 +593,27 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
         // Settled in `begin`: there is nothing to read.
         Value::Absent(_) => {}
     }
+    // At a key's last record, the target must not hold more than the archive.
+    if !record.more
+        && let Some(command) = length_command(record.key_type())
+    {
+        pipe.cmd(command).arg(key);
+        checks.push(Check::Length);
+    }
     checks
+}
+
+/// The command that gives a key's length in the unit `KeyState::total` counts.
+fn length_command(t: KeyType) -> Option<&'static str> {
+    match t {
+        KeyType::String => Some("STRLEN"),
+        KeyType::Hash => Some("HLEN"),
+        KeyType::Set => Some("SCARD"),
+        KeyType::Zset => Some("ZCARD"),
+        KeyType::List => Some("LLEN"),
+        KeyType::Stream => Some("XLEN"),
+        KeyType::Dump | KeyType::Absent => None,
+    }
 }
 
 fn evaluate(state: &mut KeyState, check: Check, reply: Reply) {
