@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Export and restore figures for the mixed dataset, side by side with Redis's
-# own snapshot. Prints a table; copy it into docs/PERFORMANCE.md.
+# own tools: `redis-cli --rdb | zstd -T0` for export, `redis-cli --pipe` of the
+# same data as plain commands for restore. Prints a table; copy it into
+# docs/PERFORMANCE.md.
 #
 #   bench/run.sh [KEYS] [BIG_SET_MEMBERS]     (defaults: 100000 1000000)
 #
 # Starts its own two redis-server processes on free ports in a temp dir and
-# stops them at the end. Needs redis-server, redis-cli, zstd and GNU time.
+# stops them at the end. Needs redis-server, redis-cli, zstd, age and GNU time.
 set -euo pipefail
 keys=${1:-100000}
 big=${2:-1000000}
@@ -42,11 +44,17 @@ measure() {
 }
 
 exp=$(measure export "$bin" export --source "redis://127.0.0.1:$src" -o "$work/bench.tar.zst")
+age-keygen -o "$work/key.txt" 2>/dev/null
+enc=$(measure export-age "$bin" export --source "redis://127.0.0.1:$src" -o "$work/bench.tar.zst.age" -r "$(age-keygen -y "$work/key.txt")")
 rdb=$(measure rdb-zstd sh -c "redis-cli -p $src --rdb - 2>/dev/null | zstd -T0 -q -o '$work/dump.rdb.zst'")
 res=$(measure restore "$bin" restore "$work/bench.tar.zst" --target "redis://127.0.0.1:$dst" --yes --backup-dir "$work/backups")
 restored=$(redis-cli -p "$dst" dbsize)
 redis-cli -p "$dst" flushall >/dev/null
 nob=$(measure restore-nobackup "$bin" restore "$work/bench.tar.zst" --target "redis://127.0.0.1:$dst" --yes --no-backup)
+redis-cli -p "$dst" flushall >/dev/null
+"$root/target/release/examples/load_dataset" --resp "$keys" "$big" >"$work/data.resp"
+pip=$(measure pipe sh -c "redis-cli -p $dst --pipe <'$work/data.resp'")
+piped=$(redis-cli -p "$dst" dbsize)
 size=$(stat -c %s "$work/bench.tar.zst")
 rdbsize=$(stat -c %s "$work/dump.rdb.zst")
 
@@ -57,8 +65,13 @@ row() { # name secs rss bytes
   printf '%-26s %9s %12s %9d MiB %12s\n' "$1" "$2" "$kps" $(( $3 / 1024 )) "$4"
 }
 read -r _ s r <<<"$exp"; row "archive export" "$s" "$r" "$size"; es=$s
+read -r _ s r <<<"$enc"; row "  same, age-encrypted" "$s" "$r" "$(stat -c %s "$work/bench.tar.zst.age")"; as=$s
 read -r _ s r <<<"$rdb"; row "redis-cli --rdb | zstd" "$s" "$r" "$rdbsize"; rs=$s
-read -r _ s r <<<"$res"; row "archive restore (skip)" "$s" "$r" "-"
-read -r _ s r <<<"$nob"; row "  same, --no-backup" "$s" "$r" "-"
-awk -v a="$es" -v b="$rs" 'BEGIN{ if (b>0) printf "export / rdb reference: %.2fx\n", a/b }'
+read -r _ s r <<<"$res"; row "archive restore (skip)" "$s" "$r" "-"; ts=$s
+read -r _ s r <<<"$nob"; row "  same, --no-backup" "$s" "$r" "-"; ns=$s
+read -r _ s r <<<"$pip"; row "redis-cli --pipe" "$s" "$r" "-"; ps=$s
+awk -v a="$es" -v b="$rs" 'BEGIN{ if (b>0) printf "export / rdb reference:        %.2fx\n", a/b }'
+awk -v a="$as" -v b="$es" 'BEGIN{ if (b>0) printf "age export / plain export:     %.2fx\n", a/b }'
+awk -v a="$ts" -v b="$ps" -v ns="$ns" 'BEGIN{ if (b>0) printf "restore / --pipe reference:    %.2fx (--no-backup: %.2fx)\n", a/b, ns/b }'
+[ "$piped" = "$total" ] || { echo "redis-cli --pipe loaded $piped keys, expected $total" >&2; exit 1; }
 [ "$restored" = "$total" ] || { echo "restore wrote $restored keys, expected $total" >&2; exit 1; }

@@ -28,6 +28,14 @@ fn value(i: u64, j: u64) -> Vec<u8> {
 /// Load `keys` mixed keys, plus `big:set` with `big_members` members when
 /// it is not zero. Pipelined in batches; returns the number of keys made.
 pub fn load(c: &mut Connection, keys: u64, big_members: u64) -> u64 {
+    generate(keys, big_members, &mut |pipe| {
+        pipe.query::<()>(c).expect("load dataset")
+    })
+}
+
+/// Build the dataset as pipelines and hand each to `sink` (which runs it,
+/// or writes its commands out for `redis-cli --pipe`).
+pub fn generate(keys: u64, big_members: u64, sink: &mut dyn FnMut(&redis::Pipeline)) -> u64 {
     let batch = 2_000;
     let mut i = 0;
     while i < keys {
@@ -81,17 +89,17 @@ pub fn load(c: &mut Connection, keys: u64, big_members: u64) -> u64 {
                 pipe.cmd("PEXPIRE").arg(&k).arg(3_600_000 + i).ignore();
             }
         }
-        pipe.query::<()>(c).expect("load dataset");
+        sink(&pipe);
         i += batch;
     }
     let mut m = 0;
     while m < big_members {
-        let mut cmd = redis::cmd("SADD");
-        cmd.arg("big:set");
+        let mut pipe = redis::pipe();
+        pipe.cmd("SADD").arg("big:set");
         for j in m..(m + 10_000).min(big_members) {
-            cmd.arg(format!("member:{j:08}"));
+            pipe.arg(format!("member:{j:08}"));
         }
-        cmd.query::<()>(c).expect("load big set");
+        sink(pipe.ignore());
         m += 10_000;
     }
     keys + u64::from(big_members > 0)
