@@ -42,7 +42,7 @@ pub enum Command {
     Compare(CompareArgs),
     /// Restore an archive into Redis.
     Restore(RestoreArgs),
-    /// Copy keys from one Redis to another (or between databases) without a file.
+    /// Copy keys from one Redis to another (or between databases), no archive to handle.
     Copy(CopyArgs),
     /// Undo a restore or copy: put back what its pre-restore backup holds.
     Rollback(RollbackArgs),
