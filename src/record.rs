@@ -411,20 +411,10 @@ impl Value {
     pub fn approx_bytes(&self) -> usize {
         match self {
             Value::String(b) => b.0.len(),
-            Value::Hash(v) => v.iter().map(|(f, x)| f.0.len() + x.0.len() + 16).sum(),
-            Value::List(v) | Value::Set(v) => v.iter().map(|x| x.0.len() + 8).sum(),
-            Value::Zset(v) => v.iter().map(|(m, _)| m.0.len() + 16).sum(),
-            Value::Stream(s) => s
-                .entries
-                .iter()
-                .map(|e| {
-                    16 + e
-                        .fields
-                        .iter()
-                        .map(|(f, v)| f.0.len() + v.0.len() + 16)
-                        .sum::<usize>()
-                })
-                .sum(),
+            Value::Hash(v) => v.iter().map(pair_size).sum(),
+            Value::List(v) | Value::Set(v) => v.iter().map(item_size).sum(),
+            Value::Zset(v) => v.iter().map(member_size).sum(),
+            Value::Stream(s) => s.entries.iter().map(entry_size).sum(),
             Value::Dump(d) => d.payload.0.len(),
             Value::Absent(_) => 0,
         }
@@ -454,40 +444,54 @@ impl Value {
             return vec![self];
         }
         match self {
-            Value::Hash(v) => pieces(v, max_bytes, |(f, x)| f.0.len() + x.0.len() + 16)
+            Value::Hash(v) => pieces(v, max_bytes, pair_size)
                 .into_iter()
                 .map(Value::Hash)
                 .collect(),
-            Value::List(v) => pieces(v, max_bytes, |x| x.0.len() + 8)
+            Value::List(v) => pieces(v, max_bytes, item_size)
                 .into_iter()
                 .map(Value::List)
                 .collect(),
-            Value::Set(v) => pieces(v, max_bytes, |x| x.0.len() + 8)
+            Value::Set(v) => pieces(v, max_bytes, item_size)
                 .into_iter()
                 .map(Value::Set)
                 .collect(),
-            Value::Zset(v) => pieces(v, max_bytes, |(m, _)| m.0.len() + 16)
+            Value::Zset(v) => pieces(v, max_bytes, member_size)
                 .into_iter()
                 .map(Value::Zset)
                 .collect(),
-            Value::Stream(StreamChunk { mut meta, entries }) => pieces(entries, max_bytes, |e| {
-                16 + e
-                    .fields
-                    .iter()
-                    .map(|(f, v)| f.0.len() + v.0.len() + 16)
-                    .sum::<usize>()
-            })
-            .into_iter()
-            .map(|entries| {
-                Value::Stream(StreamChunk {
-                    meta: meta.take(),
-                    entries,
-                })
-            })
-            .collect(),
+            Value::Stream(StreamChunk { mut meta, entries }) => {
+                pieces(entries, max_bytes, entry_size)
+                    .into_iter()
+                    .map(|entries| {
+                        Value::Stream(StreamChunk {
+                            meta: meta.take(),
+                            entries,
+                        })
+                    })
+                    .collect()
+            }
             other => vec![other],
         }
     }
+}
+
+// Sizes of one element, with a little for its bookkeeping: used both to
+// bound memory and to split chunks, so they must agree.
+fn item_size(x: &Bytes) -> usize {
+    x.0.len() + 8
+}
+
+fn pair_size((a, b): &(Bytes, Bytes)) -> usize {
+    a.0.len() + b.0.len() + 16
+}
+
+fn member_size((m, _): &(Bytes, Score)) -> usize {
+    m.0.len() + 16
+}
+
+fn entry_size(e: &StreamEntry) -> usize {
+    16 + e.fields.iter().map(pair_size).sum::<usize>()
 }
 
 fn is_zero(v: &u32) -> bool {
