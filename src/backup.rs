@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::archive::manifest::{ArchiveKind, RestoreLink, Source};
 use crate::archive::{ArchiveWriter, Destination, Header, WriterOptions};
-use crate::catalog::{META_FORMAT, Meta, archive_file_name, commit};
+use crate::catalog::{Meta, archive_file_name, commit};
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
 use crate::fetch::{ChunkSizes, Fetcher, Outgoing};
@@ -39,8 +39,8 @@ pub struct Backup {
     writer: ArchiveWriter,
     conn: Conn,
     pub path: PathBuf,
-    /// The folder metadata, completed and committed by `finish`.
-    meta: Meta,
+    /// The file's name in the folder, for its metadata.
+    file: String,
 }
 
 impl std::fmt::Debug for Backup {
@@ -73,22 +73,6 @@ impl Backup {
         header.restore = Some(link);
         let file = archive_file_name(started, "pre-restore", &header.id, false);
         let path = dir.join(&file);
-        let meta = Meta {
-            format: META_FORMAT.into(),
-            version: 1,
-            id: header.id.clone(),
-            kind: ArchiveKind::PreRestore,
-            file,
-            name: None,
-            tags: Vec::new(),
-            created: started,
-            user: None,
-            source: header.source.address.clone(),
-            keys: 0,
-            size: 0,
-            sha256: String::new(),
-            encrypted: false,
-        };
         let writer = ArchiveWriter::create(
             Destination::File(path.clone()),
             header,
@@ -99,7 +83,7 @@ impl Backup {
             writer,
             conn: conn.clone(),
             path,
-            meta,
+            file,
         })
     }
 
@@ -175,10 +159,14 @@ impl Backup {
     /// Returns its path.
     pub fn finish(self) -> Result<PathBuf> {
         let finished = self.writer.finish(Utc::now(), 0)?;
-        let mut meta = self.meta;
-        meta.keys = finished.manifest.counts.keys;
-        meta.size = finished.bytes;
-        meta.sha256 = finished.sha256;
+        let meta = Meta::new(
+            &finished.manifest.header,
+            self.file,
+            finished.manifest.counts.keys,
+            finished.bytes,
+            finished.sha256,
+            finished.encrypted,
+        );
         let dir = self.path.parent().unwrap_or(Path::new("."));
         commit(dir, &meta)?;
         Ok(self.path)

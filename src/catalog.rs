@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::archive::manifest::ArchiveKind;
+use crate::archive::manifest::{ArchiveKind, Header};
 use crate::connection::Address;
 use crate::error::{Error, Result};
 
@@ -48,6 +48,35 @@ pub struct Meta {
     pub size: u64,
     pub sha256: String,
     pub encrypted: bool,
+}
+
+impl Meta {
+    /// The metadata of the archive `file` with this header, once written.
+    pub fn new(
+        header: &Header,
+        file: String,
+        keys: u64,
+        size: u64,
+        sha256: String,
+        encrypted: bool,
+    ) -> Self {
+        Meta {
+            format: META_FORMAT.into(),
+            version: 1,
+            id: header.id.clone(),
+            kind: header.kind,
+            file,
+            name: header.name.clone(),
+            tags: header.tags.clone(),
+            created: header.started_at,
+            user: None,
+            source: header.source.address.clone(),
+            keys,
+            size,
+            sha256,
+            encrypted,
+        }
+    }
 }
 
 /// The sidecar path of an archive file.

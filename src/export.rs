@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::archive::manifest::{ArchiveKind, SCHEMA_VERSION, Source, new_archive_id};
 use crate::archive::{ArchiveWriter, Destination, Encryption, Finished, Header, WriterOptions};
-use crate::catalog::{Lock, META_FORMAT, Meta, archive_file_name, commit};
+use crate::catalog::{Lock, Meta, archive_file_name, commit};
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
 use crate::fetch::{ChunkSizes, Fetcher, Outgoing, dedupe};
@@ -80,6 +80,14 @@ impl ExportOptions {
 }
 
 pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<ExportReport> {
+    Ok(export_archive(options, progress).await?.0)
+}
+
+/// Export, returning also the archive's header (for the folder's metadata).
+async fn export_archive(
+    options: ExportOptions,
+    progress: &dyn Progress,
+) -> Result<(ExportReport, Header)> {
     let started = Instant::now();
     let mut conn = options.source.connect().await?;
     let server = conn.server_info().await?;
@@ -157,7 +165,7 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
     for (t, count) in &manifest.counts.by_type {
         by_type.entry(*t).or_default().exported = count.keys;
     }
-    Ok(ExportReport {
+    let report = ExportReport {
         id,
         output,
         source: options.source.display(),
@@ -172,7 +180,8 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
         schema_version: SCHEMA_VERSION,
         sha256,
         encrypted,
-    })
+    };
+    Ok((report, manifest.header))
 }
 
 /// `backup`: an export into a backup folder, under a name that sorts by
@@ -194,26 +203,16 @@ pub async fn backup(
     let file = archive_file_name(created, &label, &id, options.encryption.is_some());
     options.destination = Destination::File(dir.join(&file));
     options.label.kind = ArchiveKind::Backup;
-    options.label.id = Some(id.clone());
-    let source = options.source.address();
-    let (name, tags) = (options.label.name.clone(), options.label.tags.clone());
-    let report = export(options, progress).await?;
-    let meta = Meta {
-        format: META_FORMAT.into(),
-        version: 1,
-        id,
-        kind: ArchiveKind::Backup,
+    options.label.id = Some(id);
+    let (report, header) = export_archive(options, progress).await?;
+    let meta = Meta::new(
+        &header,
         file,
-        name,
-        tags,
-        created,
-        user: None,
-        source,
-        keys: report.keys,
-        size: report.bytes,
-        sha256: report.sha256.clone(),
-        encrypted: report.encrypted,
-    };
+        report.keys,
+        report.bytes,
+        report.sha256.clone(),
+        report.encrypted,
+    );
     commit(dir, &meta)?;
     Ok(report)
 }

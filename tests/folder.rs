@@ -9,7 +9,7 @@ use chrono::{DateTime, Datelike, Duration, Utc};
 use redis::Commands;
 use redis_archive::archive::manifest::{ArchiveKind, Header, Source};
 use redis_archive::archive::{ArchiveWriter, Destination, Encryption, WriterOptions};
-use redis_archive::catalog::{META_FORMAT, Meta, archive_file_name, commit};
+use redis_archive::catalog::{Meta, archive_file_name, commit};
 use redis_archive::connection::{Address, ServerInfo};
 use redis_archive::keyspace::Selection;
 use redis_archive::record::{Record, Value};
@@ -61,26 +61,15 @@ fn put_archive(
         })
         .unwrap();
     let done = writer.finish(created, 0).unwrap();
-    commit(
-        dir,
-        &Meta {
-            format: META_FORMAT.into(),
-            version: 1,
-            id,
-            kind: ArchiveKind::Backup,
-            file: file.clone(),
-            name: Some(name.into()),
-            tags: vec![],
-            created,
-            user: None,
-            source,
-            keys: 1,
-            size: done.bytes,
-            sha256: done.sha256,
-            encrypted: encrypt.is_some(),
-        },
-    )
-    .unwrap();
+    let meta = Meta::new(
+        &done.manifest.header,
+        file.clone(),
+        done.manifest.counts.keys,
+        done.bytes,
+        done.sha256,
+        done.encrypted,
+    );
+    commit(dir, &meta).unwrap();
     file
 }
 
