@@ -15,6 +15,14 @@ use redis_archive::report::{Action, ActionCounts, ExportReport, KeyError, Restor
 use redis_archive::rollback::RollbackReport;
 use serde::Serialize;
 
+/// "... and N more" when a list shows fewer than there are.
+fn and_more(out: &mut dyn Write, total: u64, shown: usize) -> io::Result<()> {
+    if total > shown as u64 {
+        writeln!(out, "  ... and {} more", total - shown as u64)?;
+    }
+    Ok(())
+}
+
 pub fn json(out: &mut dyn Write, value: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)
@@ -286,13 +294,7 @@ pub fn validation(out: &mut dyn Write, r: &ValidationReport) -> io::Result<()> {
     for p in &r.problems {
         writeln!(out, "  {}{}", p.location(), p.message)?;
     }
-    if r.problems_total > r.problems.len() as u64 {
-        writeln!(
-            out,
-            "  ... and {} more",
-            r.problems_total - r.problems.len() as u64
-        )?;
-    }
+    and_more(out, r.problems_total, r.problems.len())?;
     Ok(())
 }
 
@@ -329,13 +331,7 @@ pub fn comparison(out: &mut dyn Write, c: &Comparison) -> io::Result<()> {
         let kind = d.kind.name();
         writeln!(out, "  {kind:<14} \"{}\": {}", d.key, d.detail)?;
     }
-    if c.differences > c.examples.len() as u64 {
-        writeln!(
-            out,
-            "  ... and {} more",
-            c.differences - c.examples.len() as u64
-        )?;
-    }
+    and_more(out, c.differences, c.examples.len())?;
     Ok(())
 }
 
