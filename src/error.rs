@@ -75,6 +75,19 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Decrypt { path: String, reason: String },
 
+    #[error("profile: {0}")]
+    Profile(String),
+
+    #[error(
+        "{path}: the records are in data schema_version {found} of {profile:?}, newer than the profile's {supported}; restore with the profile of the application version that wrote them"
+    )]
+    DataSchemaTooNew {
+        path: String,
+        profile: String,
+        found: u64,
+        supported: u64,
+    },
+
     #[error("cannot read {path}: {source}; check the path and its permissions")]
     Input {
         path: PathBuf,

@@ -5,6 +5,7 @@
 //! what keeps memory flat: a slow disk slows the reads instead of queueing
 //! the keyspace in memory, and both cores are kept busy.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +20,11 @@ use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
 use crate::fetch::{ChunkSizes, Fetcher, Outgoing, dedupe};
 use crate::keyspace::Selection;
+use crate::profile::Profile;
+use crate::profile::rewrite::classify;
+use crate::profile::select::{ProfileExport, UserWalk};
 use crate::progress::{Cancel, Progress};
+use crate::record::Record;
 use crate::report::ExportReport;
 
 /// Records in flight between the readers and the writer thread (their
@@ -40,6 +45,9 @@ pub struct ExportOptions {
     pub encryption: Option<Arc<Encryption>>,
     /// What the header says the archive is.
     pub label: Label,
+    /// Export one user's records, or whole groups, as a profile describes
+    /// them (instead of `selection`).
+    pub profile: Option<ProfileExport>,
 }
 
 /// Kind, id, name and tags of a new archive.
@@ -75,6 +83,7 @@ impl ExportOptions {
             cancel: Cancel::new(),
             encryption: None,
             label: Label::default(),
+            profile: None,
         }
     }
 }
@@ -110,6 +119,16 @@ async fn export_archive(
     }
     header.name = options.label.name.clone();
     header.tags = options.label.tags.clone();
+    let mut selection = options.selection.clone();
+    if let Some(p) = &options.profile {
+        header.profile = Some(p.scope()?);
+        selection = p.selection()?;
+        header.selection = selection.clone();
+    }
+    let counter = options
+        .profile
+        .as_ref()
+        .map(|p| GroupCounter::new(p.profile.clone(), p.user.clone()));
     let id = header.id.clone();
     let writer = ArchiveWriter::create(
         options.destination.clone(),
@@ -118,19 +137,35 @@ async fn export_archive(
         options.encryption.as_deref(),
     )?;
     let (tx, rx) = mpsc::channel::<Outgoing>(CHANNEL_RECORDS);
-    let write_thread = std::thread::spawn(move || write_all(writer, rx));
+    let write_thread = std::thread::spawn(move || write_all(writer, rx, counter));
 
-    progress.start(total);
+    let user = options.profile.as_ref().and_then(|p| p.user.clone());
+    progress.start(if user.is_some() { None } else { total });
     let mut fetcher = Fetcher::new(conn.clone(), options.chunks, tx);
-    let walked = walk(
-        &mut conn,
-        &options.selection,
-        options.scan_count,
-        &options.cancel,
-        &mut fetcher,
-        progress,
-    )
-    .await;
+    let walked = match (&options.profile, user) {
+        (Some(p), Some(user)) => {
+            let groups = p.groups()?;
+            let mut by_user = UserWalk::new(
+                &mut conn,
+                &mut fetcher,
+                options.scan_count,
+                &options.cancel,
+                progress,
+            );
+            by_user.run(&user, &groups).await
+        }
+        _ => {
+            walk(
+                &mut conn,
+                &selection,
+                options.scan_count,
+                &options.cancel,
+                &mut fetcher,
+                progress,
+            )
+            .await
+        }
+    };
     progress.finish();
     let stats = std::mem::take(&mut fetcher.stats);
     drop(fetcher);
@@ -219,11 +254,50 @@ pub async fn backup(
 
 /// Write records as they arrive; hand the writer back for `finish` once the
 /// readers are done, so that a failed export never reaches the rename.
-fn write_all(mut writer: ArchiveWriter, mut rx: mpsc::Receiver<Outgoing>) -> Result<ArchiveWriter> {
+fn write_all(
+    mut writer: ArchiveWriter,
+    mut rx: mpsc::Receiver<Outgoing>,
+    mut counter: Option<GroupCounter>,
+) -> Result<ArchiveWriter> {
     while let Some(out) = rx.blocking_recv() {
+        if let Some(c) = counter.as_mut() {
+            c.count(&out.record);
+        }
         writer.write_record(&out.record)?;
     }
+    if let Some(c) = counter {
+        writer.set_groups(c.groups);
+    }
     Ok(writer)
+}
+
+/// Keys per profile group, counted as they are written.
+struct GroupCounter {
+    profile: Arc<Profile>,
+    user: Option<Vec<u8>>,
+    groups: BTreeMap<String, u64>,
+}
+
+impl GroupCounter {
+    fn new(profile: Arc<Profile>, user: Option<String>) -> Self {
+        GroupCounter {
+            profile,
+            user: user.map(String::into_bytes),
+            groups: BTreeMap::new(),
+        }
+    }
+
+    fn count(&mut self, record: &Record) {
+        if record.part != 0 {
+            return;
+        }
+        if let Some((i, _)) = classify(&self.profile, &record.key.0, self.user.as_deref()) {
+            *self
+                .groups
+                .entry(self.profile.groups[i].name.clone())
+                .or_default() += 1;
+        }
+    }
 }
 
 /// Walk the selection with SCAN and read every key through `fetcher`.

@@ -554,7 +554,7 @@ impl Fetcher {
 
     /// Wait for room in the in-flight byte budget, then hand the record to
     /// the writer; the budget is given back once it has been written.
-    async fn send(&mut self, record: Record) -> Result<()> {
+    pub(crate) async fn send(&mut self, record: Record) -> Result<()> {
         let stopped = || Error::Internal("the archive writer stopped early".into());
         let bytes = record.value.approx_bytes().clamp(1, IN_FLIGHT_BYTES) as u32;
         let budget = self

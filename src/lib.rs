@@ -50,6 +50,7 @@ pub mod fetch;
 pub mod journal;
 pub mod keyspace;
 pub mod load;
+pub mod profile;
 pub mod progress;
 pub mod prune;
 pub mod record;

@@ -66,11 +66,11 @@ fn exit_code(err: &Error) -> u8 {
         Error::AuthRefused { .. } => exit::AUTH,
         Error::DbOutOfRange { .. } => exit::DB_RANGE,
         Error::Redis { .. } => exit::REDIS,
-        Error::BadUrl { .. } | Error::InvalidArgument(_) => exit::USAGE,
+        Error::BadUrl { .. } | Error::InvalidArgument(_) | Error::Profile(_) => exit::USAGE,
         Error::NotAnArchive { .. } | Error::Corrupt { .. } | Error::Truncated { .. } => {
             exit::BAD_ARCHIVE
         }
-        Error::UnsupportedSchema { .. } => exit::SCHEMA,
+        Error::UnsupportedSchema { .. } | Error::DataSchemaTooNew { .. } => exit::SCHEMA,
         Error::Decrypt { .. } => exit::DECRYPT,
         Error::Input { .. } | Error::Output { .. } => exit::IO,
         Error::ConfirmationRequired { .. } | Error::Cancelled => exit::CONFIRM,

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::connection::{Address, ServerInfo};
 use crate::keyspace::Selection;
+use crate::profile::ProfileScope;
 use crate::record::KeyType;
 
 pub const FORMAT_NAME: &str = "redis-archive";
@@ -115,6 +116,10 @@ pub struct Header {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// For an archive exported through a profile: whose records, which
+    /// groups, and their data schema_version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileScope>,
 }
 
 impl Header {
@@ -137,6 +142,7 @@ impl Header {
             restore: None,
             name: None,
             tags: Vec::new(),
+            profile: None,
         }
     }
 }
@@ -186,6 +192,9 @@ pub struct Manifest {
     pub header: Header,
     pub finished_at: DateTime<Utc>,
     pub counts: Counts,
+    /// Keys per profile group (profile exports only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, u64>,
     pub entries: Vec<EntryInfo>,
 }
 
@@ -222,6 +231,7 @@ mod tests {
             ),
             finished_at: "2026-11-21T10:00:01Z".parse().unwrap(),
             counts,
+            groups: BTreeMap::new(),
             entries: vec![EntryInfo {
                 name: data_entry_name(0),
                 size: 10,

@@ -9,6 +9,7 @@
 //!
 //! The byte sink under zstd is the place an encryption layer slots in.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -152,6 +153,7 @@ pub struct ArchiveWriter {
     entry_records: u64,
     entries: Vec<EntryInfo>,
     counts: Counts,
+    groups: BTreeMap<String, u64>,
 }
 
 impl std::fmt::Debug for ArchiveWriter {
@@ -200,6 +202,7 @@ impl ArchiveWriter {
             entry_records: 0,
             entries: Vec::new(),
             counts: Counts::default(),
+            groups: BTreeMap::new(),
         };
         let header_json = serde_json::to_vec_pretty(&writer.header)
             .map_err(|e| Error::Internal(format!("header does not serialize: {e}")))?;
@@ -219,6 +222,11 @@ impl ArchiveWriter {
 
     pub fn counts(&self) -> &Counts {
         &self.counts
+    }
+
+    /// Keys per profile group, for the manifest.
+    pub fn set_groups(&mut self, groups: BTreeMap<String, u64>) {
+        self.groups = groups;
     }
 
     fn close_entry(&mut self) -> Result<()> {
@@ -266,6 +274,7 @@ impl ArchiveWriter {
             header: self.header.clone(),
             finished_at,
             counts,
+            groups: std::mem::take(&mut self.groups),
             entries: std::mem::take(&mut self.entries),
         };
         let json = serde_json::to_vec_pretty(&manifest)

@@ -1,0 +1,291 @@
+//! `validate --profile`: record-level checks a Redis tool cannot make alone.
+//!
+//! After the archive's own checks, every record is placed in its group
+//! (and upgraded in memory, as restore would) and checked: required fields
+//! present, the owner field naming the archive's user, and every reference
+//! naming a record that is in the archive. References are resolved at the
+//! end, so the checker keeps the ids of the archive's records of referenced
+//! groups, and the references it saw, in memory (a user's records, or the
+//! groups exported).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use crate::archive::Header;
+use crate::archive::reader::{Location, Visitor};
+use crate::error::{Error, Result};
+use crate::profile::Profile;
+use crate::profile::rewrite::{Part, check_scope, classify};
+use crate::profile::upgrade::{UpgradeSummary, Upgrader};
+use crate::record::{Record, Value, printable};
+
+/// A record that breaks the profile's rules, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub location: Location,
+    pub key: Vec<u8>,
+    pub message: String,
+}
+
+/// What the profile checks found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub findings: Vec<Finding>,
+    pub upgrade: Option<UpgradeSummary>,
+    pub user: Option<String>,
+    /// Records per group.
+    pub groups: BTreeMap<String, u64>,
+}
+
+/// A reference seen, resolved at the end.
+struct Pending {
+    location: Location,
+    key: Vec<u8>,
+    field: String,
+    group: usize,
+    id: Vec<u8>,
+}
+
+/// The key whose parts are being read: its required fields not yet seen.
+struct Open {
+    location: Location,
+    key: Vec<u8>,
+    group: usize,
+    missing: BTreeSet<String>,
+}
+
+pub struct Checker {
+    profile: Arc<Profile>,
+    archive: String,
+    user: Option<Vec<u8>>,
+    upgrader: Option<Upgrader>,
+    /// Ids of records present, per group that some reference names.
+    present: Vec<HashSet<Vec<u8>>>,
+    referenced: Vec<bool>,
+    pending: Vec<Pending>,
+    open: Option<Open>,
+    out: Checked,
+}
+
+impl std::fmt::Debug for Checker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checker")
+            .field("profile", &self.profile.name)
+            .finish()
+    }
+}
+
+impl Checker {
+    pub fn new(profile: Arc<Profile>, archive: String) -> Self {
+        let n = profile.groups.len();
+        let mut referenced = vec![false; n];
+        for g in &profile.groups {
+            for r in &g.references {
+                if let Some(i) = profile.groups.iter().position(|t| t.name == r.group) {
+                    referenced[i] = true;
+                }
+            }
+        }
+        Checker {
+            profile,
+            archive,
+            user: None,
+            upgrader: None,
+            present: vec![HashSet::new(); n],
+            referenced,
+            pending: Vec::new(),
+            open: None,
+            out: Checked::default(),
+        }
+    }
+
+    fn find(&mut self, location: &Location, key: &[u8], message: String) {
+        self.out.findings.push(Finding {
+            location: location.clone(),
+            key: key.to_vec(),
+            message,
+        });
+    }
+
+    fn close_open(&mut self) {
+        if let Some(open) = self.open.take()
+            && !open.missing.is_empty()
+        {
+            let group = self.profile.groups[open.group].name.clone();
+            let missing: Vec<&str> = open.missing.iter().map(String::as_str).collect();
+            self.find(
+                &open.location,
+                &open.key,
+                format!(
+                    "{group} record {} lacks required field{} {}",
+                    printable(&open.key),
+                    if missing.len() == 1 { "" } else { "s" },
+                    missing.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// Resolve the references and hand over what was found.
+    pub fn finish(mut self) -> Checked {
+        self.close_open();
+        for p in std::mem::take(&mut self.pending) {
+            if !self.present[p.group].contains(&p.id) {
+                let group = &self.profile.groups[p.group].name;
+                self.find(
+                    &p.location,
+                    &p.key,
+                    format!(
+                        "{} references {group} {} (field {}), which is not in the archive",
+                        printable(&p.key),
+                        printable(&p.id),
+                        p.field
+                    ),
+                );
+            }
+        }
+        self.out.upgrade = self.upgrader.map(|u| u.summary().clone());
+        self.out
+    }
+}
+
+impl Visitor for Checker {
+    fn header(&mut self, header: &Header) -> Result<()> {
+        let Some(scope) = &header.profile else {
+            return Err(Error::Profile(format!(
+                "{} was not exported with a profile; record checks need an archive written by `archive export USER_ID` or `--types`",
+                self.archive
+            )));
+        };
+        check_scope(&self.profile, scope, &self.archive)?;
+        self.user = scope.user.as_ref().map(|u| u.as_bytes().to_vec());
+        self.out.user = scope.user.clone();
+        self.upgrader = Upgrader::new(
+            &self.profile.upgrades,
+            scope.schema_version,
+            self.profile.schema_version,
+        )?;
+        Ok(())
+    }
+
+    fn record(&mut self, mut record: Record, location: &Location) -> Result<()> {
+        if record.part == 0 {
+            self.close_open();
+        }
+        let profile = self.profile.clone();
+        let Some((gi, part)) = classify(&profile, &record.key.0, self.user.as_deref()) else {
+            if record.part == 0 {
+                self.find(
+                    location,
+                    &record.key.0,
+                    format!(
+                        "{} belongs to no group of profile {:?}",
+                        printable(&record.key.0),
+                        profile.name
+                    ),
+                );
+            }
+            return Ok(());
+        };
+        let group = &profile.groups[gi];
+        if record.part == 0 {
+            *self.out.groups.entry(group.name.clone()).or_default() += 1;
+        }
+        if let Some(up) = self.upgrader.as_mut()
+            && let Err(e) = up.apply(&mut record, Some(&group.name))
+        {
+            self.find(location, &record.key.0, e.to_string());
+            return Ok(());
+        }
+        if let Part::ById(c) = &part
+            && self.referenced[gi]
+            && let Some(r) = &c.id
+        {
+            self.present[gi].insert(record.key.0[r.clone()].to_vec());
+        }
+        if matches!(part, Part::Index(_) | Part::Shared) {
+            return Ok(());
+        }
+        if record.part == 0 && !group.required.is_empty() && has_fields(&record.value) {
+            self.open = Some(Open {
+                location: location.clone(),
+                key: record.key.0.clone(),
+                group: gi,
+                missing: group.required.iter().cloned().collect(),
+            });
+        }
+        let mut owner = None;
+        let mut refs = Vec::new();
+        fields(&record.value, |name, value| {
+            if let Some(open) = self.open.as_mut() {
+                open.missing.remove(name);
+            }
+            if group.owner_field.as_deref() == Some(name) {
+                owner = Some(value.to_vec());
+            }
+            if let Some(r) = group.references.iter().find(|r| r.field == name)
+                && let Some(t) = profile.groups.iter().position(|g| g.name == r.group)
+            {
+                refs.push((r.field.clone(), t, value.to_vec()));
+            }
+        });
+        if let (Some(owner), Some(user)) = (owner, self.user.as_ref())
+            && &owner != user
+        {
+            self.find(
+                location,
+                &record.key.0,
+                format!(
+                    "{} has {} {}, but the archive is of user {}",
+                    printable(&record.key.0),
+                    group.owner_field.as_deref().unwrap_or_default(),
+                    printable(&owner),
+                    printable(user)
+                ),
+            );
+        }
+        for (field, group, id) in refs {
+            self.pending.push(Pending {
+                location: location.clone(),
+                key: record.key.0.clone(),
+                field,
+                group,
+                id,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn has_fields(value: &Value) -> bool {
+    let mut any = false;
+    fields(value, |_, _| any = true);
+    any || matches!(value, Value::Hash(_))
+}
+
+/// The fields of a hash, or the top-level members of a JSON object held in
+/// a string (non-string members as their JSON text).
+fn fields(value: &Value, mut f: impl FnMut(&str, &[u8])) {
+    match value {
+        Value::Hash(pairs) => {
+            for (name, v) in pairs {
+                if let Ok(name) = std::str::from_utf8(&name.0) {
+                    f(name, &v.0);
+                }
+            }
+        }
+        Value::String(text) => {
+            if let Ok(serde_json::Value::Object(map)) =
+                serde_json::from_slice::<serde_json::Value>(&text.0)
+            {
+                for (name, v) in &map {
+                    match v {
+                        serde_json::Value::String(s) => f(name, s.as_bytes()),
+                        other => f(name, other.to_string().as_bytes()),
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,421 @@
+//! Profiles: where an application keeps one user's records, and how its
+//! record shapes changed between versions.
+//!
+//! No Redis tool can know that `apikey:k1` belongs to user 42 because its
+//! `userId` field says so, or that `users:by_created` holds one member per
+//! user. A profile (a small TOML file, docs/PROFILES.md) says it as data:
+//! record groups that find a user's keys by template, through an index key,
+//! by an owner field, or as members of a shared index; the fields each
+//! group requires and references; and upgrade steps from one data
+//! schema_version to the next. Export uses the groups to select
+//! ([`select`]), restore to write a user's records under another id and to
+//! upgrade old records ([`rewrite`]), validate to check records ([`check`]).
+
+pub mod check;
+pub mod rewrite;
+pub mod select;
+pub mod template;
+pub mod upgrade;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use template::Template;
+pub use upgrade::{Step, Upgrade};
+
+/// Environment variable naming the profile file when `--profile` is not given.
+pub const PROFILE_ENV: &str = "ARCHIVE_PROFILE";
+/// Profile file looked for in the current directory last.
+pub const DEFAULT_PROFILE_FILE: &str = "archive.toml";
+
+/// A profile file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    name: String,
+    schema_version: u64,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(rename = "group", default)]
+    groups: Vec<GroupFile>,
+    #[serde(rename = "upgrade", default)]
+    upgrades: Vec<Upgrade>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupFile {
+    name: String,
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    index: Option<String>,
+    #[serde(default)]
+    owner_field: Option<String>,
+    #[serde(default)]
+    shared_index: Option<String>,
+    #[serde(default)]
+    member: Option<String>,
+    #[serde(default)]
+    clone_id: Option<String>,
+    #[serde(default)]
+    required: Vec<String>,
+    #[serde(default)]
+    references: Vec<Reference>,
+}
+
+/// A field that holds the id of a record of another (or the same) group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reference {
+    pub field: String,
+    pub group: String,
+}
+
+/// Records of one group found by id: `key` with `{id}`, the ids taken from
+/// an index key's members or found by scanning for an owner field.
+#[derive(Debug, Clone)]
+pub struct ById {
+    pub key: Template,
+    /// A set, sorted set or list of ids, one per user (`user:{user}:apikeys`).
+    pub index: Option<Template>,
+    /// How a clone's ids are made from the user's: `{user}` is the new
+    /// user, `{id}` the old id. Only used when `key` has no `{user}`.
+    pub clone_id: Template,
+}
+
+/// Members a user owns in a set or sorted set shared by all users.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The shared key, the same for every user.
+    pub key: Vec<u8>,
+    /// The SCAN pattern that names just that key.
+    pub pattern: String,
+    /// The user's member (`{user}`, `user:{user}`).
+    pub member: Template,
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    /// Keys named after the user, exact or glob.
+    pub keys: Vec<Template>,
+    pub by_id: Option<ById>,
+    /// A hash field (or top-level JSON field of a string) naming the owner.
+    pub owner_field: Option<String>,
+    pub shared: Option<Shared>,
+    pub required: Vec<String>,
+    pub references: Vec<Reference>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    /// The data schema_version the application reads now.
+    pub schema_version: u64,
+    pub description: Option<String>,
+    pub groups: Vec<Group>,
+    pub upgrades: Vec<Upgrade>,
+    /// Where it was read from.
+    pub path: PathBuf,
+}
+
+impl Profile {
+    /// The profile named by `--profile`, else by `ARCHIVE_PROFILE`, else
+    /// `archive.toml` in the current directory when there is one.
+    pub fn locate(explicit: Option<&Path>) -> Result<Option<Profile>> {
+        if let Some(path) = explicit {
+            return Profile::load(path).map(Some);
+        }
+        if let Some(path) = std::env::var_os(PROFILE_ENV).filter(|p| !p.is_empty()) {
+            return Profile::load(Path::new(&path)).map(Some);
+        }
+        let local = Path::new(DEFAULT_PROFILE_FILE);
+        if local.is_file() {
+            return Profile::load(local).map(Some);
+        }
+        Ok(None)
+    }
+
+    pub fn load(path: &Path) -> Result<Profile> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Input {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Profile::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Profile> {
+        let file: ProfileFile = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            Error::Profile(match line {
+                Some(line) => format!("{}:{line}: {message}", path.display()),
+                None => format!("{}: {message}", path.display()),
+            })
+        })?;
+        Profile::build(file, path).map_err(|e| match e {
+            Error::Profile(reason) => Error::Profile(format!("{}: {reason}", path.display())),
+            other => other,
+        })
+    }
+
+    fn build(file: ProfileFile, path: &Path) -> Result<Profile> {
+        if file.name.trim().is_empty() {
+            return Err(Error::Profile("`name` must not be empty".into()));
+        }
+        let mut names = BTreeSet::new();
+        let mut groups = Vec::with_capacity(file.groups.len());
+        for g in file.groups {
+            if !names.insert(g.name.clone()) {
+                return Err(Error::Profile(format!(
+                    "group {:?} is defined twice",
+                    g.name
+                )));
+            }
+            groups.push(build_group(g)?);
+        }
+        if groups.is_empty() {
+            return Err(Error::Profile("no [[group]] defined".into()));
+        }
+        for g in &groups {
+            for r in &g.references {
+                let target = groups.iter().find(|t| t.name == r.group).ok_or_else(|| {
+                    Error::Profile(format!(
+                        "group {:?}: reference {:?} names group {:?}, which is not defined",
+                        g.name, r.field, r.group
+                    ))
+                })?;
+                if target.by_id.is_none() {
+                    return Err(Error::Profile(format!(
+                        "group {:?}: reference {:?} names group {:?}, which has no `key` with {{id}}",
+                        g.name, r.field, r.group
+                    )));
+                }
+            }
+        }
+        upgrade::check_chain(&file.upgrades, file.schema_version, &names)?;
+        Ok(Profile {
+            name: file.name,
+            schema_version: file.schema_version,
+            description: file.description,
+            groups,
+            upgrades: file.upgrades,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// The groups named in `--types` (all of them when none are named).
+    pub fn select_groups(&self, names: &[String]) -> Result<Vec<&Group>> {
+        if names.is_empty() {
+            return Ok(self.groups.iter().collect());
+        }
+        let mut out: Vec<&Group> = Vec::new();
+        for name in names {
+            let group = self.group(name).ok_or_else(|| {
+                let known: Vec<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
+                Error::InvalidArgument(format!(
+                    "--types {name}: profile {:?} has no such group; its groups are {}",
+                    self.name,
+                    known.join(", ")
+                ))
+            })?;
+            if !out.iter().any(|g| g.name == group.name) {
+                out.push(group);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn template(group: &str, what: &str, text: &str) -> Result<Template> {
+    Template::parse(text)
+        .map_err(|e| Error::Profile(format!("group {group:?}: {what} {text:?}: {e}")))
+}
+
+fn build_group(g: GroupFile) -> Result<Group> {
+    let name = g.name.clone();
+    let fail = |reason: String| Err(Error::Profile(format!("group {name:?}: {reason}")));
+    let mut keys = Vec::with_capacity(g.keys.len());
+    for text in &g.keys {
+        let t = template(&name, "key", text)?;
+        if !t.has_user() || t.has_id() {
+            // Without {user} the template would take every user's keys.
+            return fail(format!(
+                "keys entry {text:?} must contain {{user}} (and no {{id}}; use `key` for records found by id)"
+            ));
+        }
+        keys.push(t);
+    }
+    let by_id = match &g.key {
+        Some(text) => {
+            let key = template(&name, "key", text)?;
+            if key.text().matches("{id}").count() != 1 {
+                return fail(format!("key {text:?} must contain {{id}} exactly once"));
+            }
+            let index = match &g.index {
+                Some(text) => {
+                    let t = template(&name, "index", text)?;
+                    if !t.is_exact() || !t.has_user() {
+                        return fail(format!(
+                            "index {text:?} must name one key per user: {{user}} and no glob or {{id}}"
+                        ));
+                    }
+                    Some(t)
+                }
+                None => None,
+            };
+            if index.is_none() && g.owner_field.is_none() && !key.has_user() {
+                return fail(format!(
+                    "key {text:?} has no {{user}}: say how a user's ids are found, with `index` or `owner_field`"
+                ));
+            }
+            let clone_id = template(
+                &name,
+                "clone_id",
+                g.clone_id.as_deref().unwrap_or("{user}-{id}"),
+            )?;
+            if !clone_id.has_id() || !clone_id.has_user() || !clone_id.is_exact_but_id() {
+                return fail("clone_id must contain {user} and {id} and no glob".into());
+            }
+            Some(ById {
+                key,
+                index,
+                clone_id,
+            })
+        }
+        None => {
+            if g.index.is_some() || g.clone_id.is_some() {
+                return fail(
+                    "`index` and `clone_id` need `key` (the records' key with {id})".into(),
+                );
+            }
+            None
+        }
+    };
+    let shared = match (&g.shared_index, &g.member) {
+        (Some(key), Some(member)) => {
+            let k = template(&name, "shared_index", key)?;
+            if k.has_user() || k.has_id() || !k.is_exact() {
+                return fail(format!(
+                    "shared_index {key:?} names one key shared by all users: no placeholder, no glob"
+                ));
+            }
+            let m = template(&name, "member", member)?;
+            if !m.has_user() || !m.is_exact() {
+                return fail(format!(
+                    "member {member:?} must contain {{user}} and no glob or {{id}}"
+                ));
+            }
+            Some(Shared {
+                key: k.render(b"", b""),
+                pattern: k.pattern(None),
+                member: m,
+            })
+        }
+        (None, None) => None,
+        _ => return fail("`shared_index` and `member` go together".into()),
+    };
+    if keys.is_empty() && by_id.is_none() && shared.is_none() {
+        return fail(
+            "finds no keys: give `keys`, `key` (with `index` or `owner_field`), or `shared_index`"
+                .into(),
+        );
+    }
+    Ok(Group {
+        name: g.name,
+        keys,
+        by_id,
+        owner_field: g.owner_field,
+        shared,
+        required: g.required,
+        references: g.references,
+    })
+}
+
+impl Template {
+    /// No glob: only bytes and placeholders.
+    fn is_exact_but_id(&self) -> bool {
+        !self.text().contains(['*', '?'])
+    }
+}
+
+/// What the manifest says about a user archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileScope {
+    /// The profile's `name`.
+    pub name: String,
+    /// The data schema_version the records are in.
+    pub schema_version: u64,
+    /// The user whose records these are; absent for a whole-group export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    pub groups: Vec<String>,
+    /// Keys shared by all users of which the archive holds only this user's
+    /// members: restore adds those members and never replaces the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_keys: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Profile> {
+        Profile::parse(text, Path::new("test.toml"))
+    }
+
+    const MINIMAL: &str = r#"
+name = "app"
+schema_version = 1
+[[group]]
+name = "user"
+keys = ["user:{user}"]
+"#;
+
+    #[test]
+    fn minimal_profile_parses() {
+        let p = parse(MINIMAL).unwrap();
+        assert_eq!(p.name, "app");
+        assert_eq!(p.groups.len(), 1);
+        assert!(p.select_groups(&["nope".into()]).is_err());
+    }
+
+    #[test]
+    fn rejects_templates_that_would_take_other_users_keys() {
+        let e = parse(&MINIMAL.replace("user:{user}", "user:*")).unwrap_err();
+        assert!(e.to_string().contains("must contain {user}"), "{e}");
+        let e = parse(
+            r#"name = "a"
+schema_version = 1
+[[group]]
+name = "k"
+key = "apikey:{id}"
+"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("index` or `owner_field"), "{e}");
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_dangling_group_references() {
+        let e = parse(&format!("{MINIMAL}colour = 1\n")).unwrap_err();
+        assert!(e.to_string().contains("test.toml"), "{e}");
+        let e = parse(&format!(
+            "{MINIMAL}references = [{{ field = \"p\", group = \"projects\" }}]\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("not defined"), "{e}");
+    }
+}
