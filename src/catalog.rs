@@ -43,6 +43,9 @@ pub struct Meta {
     /// The user id of a user archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The profile groups of a profile archive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     pub source: Address,
     pub keys: u64,
     pub size: u64,
@@ -69,7 +72,12 @@ impl Meta {
             name: header.name.clone(),
             tags: header.tags.clone(),
             created: header.started_at,
-            user: None,
+            user: header.profile.as_ref().and_then(|p| p.user.clone()),
+            groups: header
+                .profile
+                .as_ref()
+                .map(|p| p.groups.clone())
+                .unwrap_or_default(),
             source: header.source.address.clone(),
             keys,
             size,

@@ -67,6 +67,23 @@ pub struct ConnectArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// Export only this user's records, found as the profile describes them.
+    #[arg(value_name = "USER_ID")]
+    pub user: Option<String>,
+    /// Profile file describing the application's user records (default:
+    /// ARCHIVE_PROFILE, else archive.toml in the current directory). Used
+    /// with USER_ID or --types.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Only these record groups of the profile (comma-separated); without
+    /// USER_ID, these groups for every user.
+    #[arg(
+        long = "types",
+        visible_alias = "groups",
+        value_name = "GROUP,...",
+        value_delimiter = ','
+    )]
+    pub groups: Vec<String>,
     /// Output file; `-` writes to stdout. Default:
     /// archive-<UTC time, YYYYMMDDTHHMMSSZ>-db<N>.tar.zst in the current directory.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -191,6 +208,15 @@ pub struct RestoreArgs {
     /// Database to restore into (default: the URL's, else the archive's).
     #[arg(long)]
     pub db: Option<i64>,
+    /// Profile of a user archive: brings records of an older data
+    /// schema_version to the profile's (default: ARCHIVE_PROFILE, else
+    /// archive.toml in the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Write a user archive's records under this user id instead (key names,
+    /// index members and the profile's owner and reference fields).
+    #[arg(long, value_name = "NEW_ID")]
+    pub as_user: Option<String>,
     #[command(flatten)]
     pub write: WriteArgs,
     #[command(flatten)]
@@ -231,6 +257,11 @@ pub struct ValidateArgs {
     /// Also write the report as JSON to this file.
     #[arg(short = 'o', long = "output", value_name = "REPORT.json")]
     pub output: Option<PathBuf>,
+    /// Also check the records against this profile: required fields,
+    /// owners, references (default for a user archive: ARCHIVE_PROFILE,
+    /// else archive.toml in the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
     #[command(flatten)]
     pub decrypt: DecryptArgs,
 }

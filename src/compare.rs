@@ -124,12 +124,16 @@ pub async fn compare(options: &CompareOptions, progress: &dyn Progress) -> Resul
             current: None,
             seen: HashSet::new(),
             selection: Selection::default(),
+            extras: true,
+            shared: HashSet::new(),
             result: Tally::default(),
             progress,
         };
         read_archive(&options.source, &options.decryption, &mut checker)?;
         checker.flush()?;
-        checker.extras()?;
+        if checker.extras {
+            checker.extras()?;
+        }
         Ok::<_, Error>(checker)
     });
     progress.finish();
@@ -191,6 +195,9 @@ struct KeyState {
     examples: Vec<String>,
     /// Last stream id seen, for XRANGE bounds.
     stream_meta: Option<crate::record::StreamMeta>,
+    /// A shared index of which the archive holds one user's members: only
+    /// those are compared, not the key's length or expiry.
+    partial: bool,
 }
 
 impl KeyState {
@@ -214,6 +221,11 @@ struct Checker<'p> {
     current: Option<KeyState>,
     seen: HashSet<u64>,
     selection: Selection,
+    /// Look for keys the archive lacks (not for a user archive whose
+    /// groups have no pattern of the user's own).
+    extras: bool,
+    /// Shared indexes of a user archive.
+    shared: HashSet<Vec<u8>>,
     result: Tally,
     progress: &'p dyn Progress,
 }
@@ -239,6 +251,14 @@ impl Visitor for Checker<'_> {
             self.target = self.target.with_db(header.source.address.db);
         }
         self.selection = header.selection.clone();
+        if let Some(scope) = header.profile.as_ref().filter(|p| p.user.is_some()) {
+            self.extras = !self.selection.include.is_empty();
+            self.shared = scope
+                .shared_keys
+                .iter()
+                .map(|k| k.as_bytes().to_vec())
+                .collect();
+        }
         let mut conn = self.handle.block_on(self.target.connect())?;
         self.now_ms = self.handle.block_on(conn.time_ms())?;
         self.conn = Some(conn);
@@ -347,6 +367,7 @@ impl Checker<'_> {
             differing: 0,
             examples: Vec::new(),
             stream_meta: None,
+            partial: self.shared.contains(&record.key.0),
         };
         if matches!(record.expiry, Some(e) if e.at_ms <= self.now_ms) {
             self.result.expired += 1;
@@ -422,7 +443,8 @@ impl Checker<'_> {
             );
         }
         let archive_at = state.expiry.map(|e| e.at_ms);
-        let ttl_detail = match (archive_at, state.target_expiry) {
+        let target_at = state.target_expiry.filter(|_| !state.partial);
+        let ttl_detail = match (archive_at, target_at) {
             (None, None) => None,
             (Some(a), None) => Some(format!("archive expires at {a} ms, target never")),
             (None, Some(t)) => Some(format!("archive never expires, target at {t} ms")),
@@ -595,6 +617,7 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
     }
     // At a key's last record, the target must not hold more than the archive.
     if !record.more
+        && !state.partial
         && let Some(command) = length_command(record.key_type())
     {
         pipe.cmd(command).arg(key);

@@ -215,6 +215,8 @@ async fn export_archive(
         schema_version: SCHEMA_VERSION,
         sha256,
         encrypted,
+        profile: manifest.header.profile.clone(),
+        groups: manifest.groups,
     };
     Ok((report, manifest.header))
 }

@@ -10,6 +10,7 @@ mod secrets;
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -24,6 +25,9 @@ use redis_archive::copy::{self, CopyOptions};
 use redis_archive::error::Error;
 use redis_archive::export::{ExportOptions, backup, export};
 use redis_archive::keyspace::Selection;
+use redis_archive::profile::rewrite::check_user_id;
+use redis_archive::profile::select::ProfileExport;
+use redis_archive::profile::{self, DEFAULT_PROFILE_FILE, PROFILE_ENV, Profile};
 use redis_archive::progress::{Cancel, Progress};
 use redis_archive::prune::{PruneOptions, prune};
 use redis_archive::record::KeyType;
@@ -206,6 +210,39 @@ fn selection(args: &SelectionArgs) -> Result<Selection, Error> {
     })
 }
 
+/// The profile export USER_ID or --types asks for.
+fn profile_export(args: &ExportArgs) -> Result<Option<ProfileExport>, Error> {
+    if args.user.is_none() && args.groups.is_empty() {
+        if args.profile.is_some() {
+            return Err(Error::InvalidArgument(
+                "--profile selects by user or group: give a USER_ID, --types GROUP,..., or both".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let s = &args.selection;
+    if !s.include.is_empty() || !s.exclude.is_empty() || !s.types.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a USER_ID or --types selects keys through the profile; leave out --match, --exclude and --type".into(),
+        ));
+    }
+    let profile = Profile::locate(args.profile.as_deref())?.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "exporting by user or group needs a profile: pass --profile FILE, set {PROFILE_ENV}, or put {DEFAULT_PROFILE_FILE} in the current directory"
+        ))
+    })?;
+    if let Some(user) = &args.user {
+        check_user_id(user)?;
+    }
+    let export = ProfileExport {
+        profile: Arc::new(profile),
+        user: args.user.clone(),
+        groups: args.groups.clone(),
+    };
+    export.groups()?;
+    Ok(Some(export))
+}
+
 fn write_options(args: &WriteArgs) -> Result<WriteOptions, Error> {
     Ok(WriteOptions {
         mode: args.mode,
@@ -244,6 +281,7 @@ fn export_options(args: &ExportArgs, cancel: Cancel) -> Result<ExportOptions, Er
         ),
     };
     let mut options = ExportOptions::new(source, destination, selection);
+    options.profile = profile_export(args)?;
     options.writer = WriterOptions {
         zstd_level: args.level,
         ..WriterOptions::default()
@@ -340,7 +378,16 @@ fn run_inspect(args: InspectArgs) -> Result<u8, Failure> {
 
 fn run_validate(args: ValidateArgs) -> Result<u8, Failure> {
     let decryption = secrets::decryption(&args.decrypt)?;
-    let report = validate(&ArchiveSource::from_arg(&args.file), &decryption)?;
+    let source = ArchiveSource::from_arg(&args.file);
+    let report = match Profile::locate(args.profile.as_deref())? {
+        Some(profile) => profile::check::validate(
+            &source,
+            &decryption,
+            Arc::new(profile),
+            args.profile.is_some(),
+        )?,
+        None => validate(&source, &decryption)?,
+    };
     if let Some(path) = &args.output {
         let mut json = serde_json::to_vec_pretty(&report)
             .map_err(|e| Error::Internal(format!("report does not serialize: {e}")))?;
@@ -404,6 +451,8 @@ async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {
     options.cancel = cancel;
     options.decryption = secrets::decryption(&args.decrypt)?;
     options.backup_dir = backup_dir(&args.write, args.write.dry_run);
+    options.write.profile = Profile::locate(args.profile.as_deref())?.map(Arc::new);
+    options.write.as_user = args.as_user.clone();
 
     let verifying = Bar::new("verifying");
     let planned = restore::plan(&options, &verifying).await?;

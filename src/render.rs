@@ -1,5 +1,6 @@
 //! Reports as text for people, or JSON for scripts.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use redis_archive::archive::Manifest;
@@ -9,6 +10,8 @@ use redis_archive::catalog::Entry;
 use redis_archive::compare::Comparison;
 use redis_archive::copy::CopyReport;
 use redis_archive::keyspace::Selection;
+use redis_archive::profile::ProfileScope;
+use redis_archive::profile::upgrade::UpgradeSummary;
 use redis_archive::prune::PruneReport;
 use redis_archive::record::KeyType;
 use redis_archive::report::{Action, ActionCounts, ExportReport, KeyError, RestoreReport};
@@ -80,6 +83,9 @@ pub fn export(out: &mut dyn Write, r: &ExportReport) -> io::Result<()> {
             s.errors
         )?;
     }
+    if let Some(p) = &r.profile {
+        profile_scope(out, p, &r.groups)?;
+    }
     let untyped = r.vanished - r.by_type.values().map(|s| s.vanished).sum::<u64>();
     if untyped > 0 {
         writeln!(out, "{untyped} key(s) vanished before their type was read")?;
@@ -133,6 +139,16 @@ pub fn restore(out: &mut dyn Write, r: &RestoreReport, verb: &str) -> io::Result
             "{verb} {} into {}: {} keys written, {} failed, in {:.1} s",
             r.source, r.target, r.written, r.errors, r.seconds
         )?;
+    }
+    if let Some(p) = &r.profile {
+        let who = p.user.as_deref().unwrap_or("(all users)");
+        match &p.as_user {
+            Some(new) => writeln!(out, "user {who} of profile {}, written as user {new}", p.name)?,
+            None => writeln!(out, "user {who} of profile {}", p.name)?,
+        }
+        if let Some(u) = &p.upgrade {
+            upgrade(out, u, !r.dry_run)?;
+        }
     }
     plan_table(out, &r.plan)?;
     let merged = r.plan.total(Action::Merge);
@@ -209,6 +225,55 @@ pub fn selection(out: &mut dyn Write, s: &Selection) -> io::Result<()> {
     writeln!(out, "types:           {}", list(&types, "all"))
 }
 
+/// Whose records a profile archive holds, and how many per group.
+fn profile_scope(
+    out: &mut dyn Write,
+    p: &ProfileScope,
+    groups: &BTreeMap<String, u64>,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "profile:         {} (data schema_version {})",
+        p.name, p.schema_version
+    )?;
+    writeln!(
+        out,
+        "user:            {}",
+        p.user.as_deref().unwrap_or("(all users)")
+    )?;
+    let counted: Vec<String> = p
+        .groups
+        .iter()
+        .map(|g| format!("{g} {}", groups.get(g).copied().unwrap_or(0)))
+        .collect();
+    writeln!(out, "groups (keys):   {}", counted.join(", "))?;
+    if !p.shared_keys.is_empty() {
+        writeln!(
+            out,
+            "shared indexes:  {} (this user's members only)",
+            p.shared_keys.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+/// What an upgrade did, or would do, to the records.
+fn upgrade(out: &mut dyn Write, u: &UpgradeSummary, done: bool) -> io::Result<()> {
+    writeln!(
+        out,
+        "data schema {} -> {}: {} records {}, {} already current",
+        u.from,
+        u.to,
+        u.records - u.current,
+        if done { "upgraded" } else { "to upgrade" },
+        u.current
+    )?;
+    for s in &u.steps {
+        writeln!(out, "  {:>8}  {}", s.records, s.step)?;
+    }
+    Ok(())
+}
+
 pub fn manifest(out: &mut dyn Write, m: &Manifest, encrypted: bool) -> io::Result<()> {
     let h = &m.header;
     writeln!(
@@ -240,7 +305,10 @@ pub fn manifest(out: &mut dyn Write, m: &Manifest, encrypted: bool) -> io::Resul
         s.server.flavor,
         s.server.version
     )?;
-    selection(out, &h.selection)?;
+    match &h.profile {
+        Some(p) => profile_scope(out, p, &m.groups)?,
+        None => selection(out, &h.selection)?,
+    }
     writeln!(
         out,
         "keys:            {} in {} records",
@@ -275,6 +343,20 @@ pub fn validation(out: &mut dyn Write, r: &ValidationReport) -> io::Result<()> {
     let version = r
         .schema_version
         .map_or_else(|| "unknown".to_string(), |v| v.to_string());
+    if let Some(p) = &r.profile {
+        let groups: Vec<String> = p.groups.iter().map(|(g, n)| format!("{g} {n}")).collect();
+        writeln!(
+            out,
+            "profile {}: user {}, keys per group: {}; {} record problem(s)",
+            p.name,
+            p.user.as_deref().unwrap_or("(all users)"),
+            groups.join(", "),
+            p.findings
+        )?;
+        if let Some(u) = &p.upgrade {
+            upgrade(out, u, false)?;
+        }
+    }
     if r.valid {
         writeln!(
             out,
@@ -365,8 +447,8 @@ pub fn rollback(out: &mut dyn Write, r: &RollbackReport) -> io::Result<()> {
 pub fn list(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
     writeln!(
         out,
-        "{:<16} {:<20} {:<11} {:<16} {:<8} {:>9} {:>10} encrypted",
-        "id", "created", "kind", "name", "user", "keys", "size"
+        "{:<16} {:<20} {:<11} {:<16} {:<8} {:>9} {:>10} {:<9} groups",
+        "id", "created", "kind", "name", "user", "keys", "size", "encrypted"
     )?;
     for e in entries {
         if let Entry::Archive { meta, .. } = e {
@@ -377,7 +459,7 @@ pub fn list(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
             };
             writeln!(
                 out,
-                "{:<16} {:<20} {:<11} {:<16} {:<8} {:>9} {:>10} {}",
+                "{:<16} {:<20} {:<11} {:<16} {:<8} {:>9} {:>10} {:<9} {}",
                 meta.id,
                 meta.created.format("%Y-%m-%d %H:%M:%S"),
                 kind,
@@ -385,7 +467,12 @@ pub fn list(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {
                 meta.user.as_deref().unwrap_or("-"),
                 meta.keys,
                 human_bytes(meta.size),
-                if meta.encrypted { "yes" } else { "no" }
+                if meta.encrypted { "yes" } else { "no" },
+                if meta.groups.is_empty() {
+                    "-".to_string()
+                } else {
+                    meta.groups.join(",")
+                }
             )?;
         }
     }

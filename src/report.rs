@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::profile::upgrade::UpgradeSummary;
 use crate::record::{KeyType, printable};
 
 /// How many failed keys a report names; the rest are only counted.
@@ -54,6 +55,12 @@ pub struct ExportReport {
     /// sha256 of the file as written.
     pub sha256: String,
     pub encrypted: bool,
+    /// A profile export: whose records and which groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::ProfileScope>,
+    /// Keys per profile group.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, u64>,
 }
 
 /// What restore does, or did, with one key.
@@ -157,6 +164,25 @@ pub struct RestoreReport {
     /// The command that undoes this restore.
     #[serde(default)]
     pub rollback: Option<String>,
+    /// For a user archive: whose records, under which id, and the upgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileRestore>,
+}
+
+/// What restoring a profile archive did to its records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileRestore {
+    pub name: String,
+    /// The archive's user (absent for a whole-group archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The id the records were written under (`--as-user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_user: Option<String>,
+    pub groups: Vec<String>,
+    /// Records upgraded from the archive's data schema to the profile's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeSummary>,
 }
 
 impl RestoreReport {
@@ -176,6 +202,7 @@ impl RestoreReport {
             seconds: 0.0,
             backup: None,
             rollback: None,
+            profile: None,
         }
     }
 

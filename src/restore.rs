@@ -15,7 +15,8 @@
 //! from a live source instead of an archive. Standard input is spooled to a
 //! private temp file first, because the archive has to be read twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -34,8 +35,12 @@ use crate::journal::{FINGERPRINT_SCRIPT, Journal, journal_path};
 use crate::load::{KeyCarry, Role, TargetFeatures, TtlMode, add_merge, add_record};
 use crate::progress::{Cancel, Progress};
 use crate::record::{Bytes, Expiry, KeyType, Record, printable};
+use crate::profile::Profile;
+use crate::profile::rewrite::Rewriter;
 use crate::remap::Remap;
-use crate::report::{Action, ActionCounts, KeyError, MAX_ERROR_SAMPLES, RestoreReport};
+use crate::report::{
+    Action, ActionCounts, KeyError, MAX_ERROR_SAMPLES, ProfileRestore, RestoreReport,
+};
 
 /// What to do with a key that already exists in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -63,6 +68,10 @@ pub struct WriteOptions {
     pub batch_keys: usize,
     /// Bytes of values per write batch, to bound a batch of big records.
     pub batch_bytes: usize,
+    /// The profile of a user archive: upgrades old records, and with
+    /// `as_user` writes the user's records under another id.
+    pub profile: Option<Arc<Profile>>,
+    pub as_user: Option<String>,
 }
 
 impl Default for WriteOptions {
@@ -73,6 +82,8 @@ impl Default for WriteOptions {
             remap: Remap::default(),
             batch_keys: 512,
             batch_bytes: 8 << 20,
+            profile: None,
+            as_user: None,
         }
     }
 }
@@ -113,6 +124,8 @@ pub struct Plan {
     pub manifest: Manifest,
     pub encrypted: bool,
     pub actions: ActionCounts,
+    /// What the profile did to the records (user archives).
+    pub profile: Option<ProfileRestore>,
     /// The decision for each key, in archive order: perform follows it.
     decisions: Vec<Action>,
     /// The pre-restore backup, complete but not yet in place: perform
@@ -127,7 +140,9 @@ pub struct Plan {
 impl Plan {
     /// The report of a dry run: the plan, nothing written.
     pub fn into_dry_run_report(self) -> RestoreReport {
-        RestoreReport::planned(self.source, self.target.display(), self.actions)
+        let mut report = RestoreReport::planned(self.source, self.target.display(), self.actions);
+        report.profile = self.profile;
+        report
     }
 
     pub fn header(&self) -> &Header {
@@ -171,6 +186,7 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
         if let Some(dir) = &options.backup_dir {
             planner = planner.with_backup(dir.clone(), options.source.display());
         }
+        planner.archive = options.source.display();
         let verified = read_archive(&archive, &options.decryption, &mut planner)?;
         let planned = planner.finish()?;
         Ok::<_, Error>((verified, planned))
@@ -183,6 +199,7 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
         manifest: verified.manifest,
         encrypted: verified.encrypted,
         actions: planned.actions,
+        profile: planned.profile,
         decisions: planned.decisions,
         backup: planned.backup,
         archive,
@@ -222,6 +239,7 @@ pub async fn perform(
             progress,
         )
         .following(decisions, journal);
+        applier.archive = options.source.display();
         read_archive(&plan.archive, &options.decryption, &mut applier)?;
         applier.finish()
     });
@@ -234,6 +252,7 @@ pub async fn perform(
         None => cause,
     })?;
     let mut report = outcome.into_report(plan.source, target.display(), started);
+    report.profile = plan.profile.take();
     report.backup = backup.as_ref().map(|p| p.display().to_string());
     report.rollback = backup.as_deref().map(rollback_command);
     Ok(report)
@@ -378,8 +397,15 @@ pub struct Planner<'p> {
     write: WriteOptions,
     cancel: Cancel,
     now_ms: i64,
-    /// Keys waiting for EXISTS, with their index in `decisions`.
-    pending: Vec<(Vec<u8>, KeyType, Option<Expiry>, usize)>,
+    /// Keys waiting for EXISTS, with their index in `decisions` and
+    /// whether they are a shared index of a user archive.
+    pending: Vec<(Vec<u8>, KeyType, Option<Expiry>, usize, bool)>,
+    /// The archive, as named in messages.
+    pub archive: String,
+    rewriter: Option<Rewriter>,
+    /// Shared keys of a user archive: their records are merged, whatever the mode.
+    shared: HashSet<Vec<u8>>,
+    profile: Option<ProfileRestore>,
     actions: ActionCounts,
     decisions: Vec<Action>,
     conflicts: Vec<String>,
@@ -394,6 +420,7 @@ pub struct Planner<'p> {
 pub struct Planned {
     pub target: Endpoint,
     pub actions: ActionCounts,
+    pub profile: Option<ProfileRestore>,
     decisions: Vec<Action>,
     backup: Option<Backup>,
 }
@@ -422,6 +449,10 @@ impl<'p> Planner<'p> {
             cancel,
             now_ms: 0,
             pending: Vec::new(),
+            archive: "the archive".into(),
+            rewriter: None,
+            shared: HashSet::new(),
+            profile: None,
             actions: ActionCounts::default(),
             decisions: Vec::new(),
             conflicts: Vec::new(),
@@ -468,9 +499,13 @@ impl<'p> Planner<'p> {
                 keys: self.conflicts.join(", "),
             });
         }
+        if let (Some(p), Some(r)) = (self.profile.as_mut(), &self.rewriter) {
+            p.upgrade = r.upgrade_summary().cloned();
+        }
         Ok(Planned {
             target: self.target,
             actions: self.actions,
+            profile: self.profile,
             decisions: self.decisions,
             backup: self.backup,
         })
@@ -492,8 +527,8 @@ impl<'p> Planner<'p> {
         let exists = exists_batch(&self.handle, conn, &keys)?;
         let planned = self.pending.len() as u64;
         let mut decided = Vec::with_capacity(self.pending.len());
-        for ((key, t, expiry, index), exists) in self.pending.drain(..).zip(exists) {
-            let action = decide(
+        for ((key, t, expiry, index, shared), exists) in self.pending.drain(..).zip(exists) {
+            let mut action = decide(
                 self.write.mode,
                 self.write.ttl,
                 t,
@@ -501,6 +536,10 @@ impl<'p> Planner<'p> {
                 self.now_ms,
                 exists,
             );
+            // Other users' members of a shared index are never replaced.
+            if shared && matches!(action, Action::Skip | Action::Overwrite | Action::Conflict) {
+                action = Action::Merge;
+            }
             if action == Action::Conflict && self.conflicts.len() < 10 {
                 self.conflicts.push(printable(&key));
             }
@@ -540,10 +579,33 @@ impl Visitor for Planner<'_> {
         if !self.target.has_explicit_db() {
             self.target = self.target.with_db(header.source.address.db);
         }
+        self.rewriter = Rewriter::prepare(
+            self.write.profile.as_ref(),
+            header,
+            self.write.as_user.as_deref(),
+            &self.archive,
+        )?;
+        if let Some(scope) = &header.profile {
+            if scope.user.is_some() {
+                self.shared = scope.shared_keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+            }
+            self.profile = Some(ProfileRestore {
+                name: scope.name.clone(),
+                user: scope.user.clone(),
+                as_user: self.write.as_user.clone(),
+                groups: scope.groups.clone(),
+                upgrade: None,
+            });
+        }
         self.connect(&header.id)
     }
 
     fn record(&mut self, mut record: Record, _location: &Location) -> Result<()> {
+        // Every part goes through the rewrite, so that a step that cannot
+        // handle a split key fails here, before anything is written.
+        if let Some(r) = self.rewriter.as_mut() {
+            r.apply(&mut record)?;
+        }
         if record.part != 0 {
             return Ok(());
         }
@@ -555,9 +617,15 @@ impl Visitor for Planner<'_> {
         }
         // Decided at the next flush.
         self.decisions.push(Action::Skip);
+        let shared = self.shared.contains(&record.key.0);
         rename(&self.write.remap, &mut record);
-        self.pending
-            .push((record.key.0, record.value.key_type(), record.expiry, index));
+        self.pending.push((
+            record.key.0,
+            record.value.key_type(),
+            record.expiry,
+            index,
+            shared,
+        ));
         if self.pending.len() >= self.write.batch_keys {
             self.flush()?;
         }
@@ -595,6 +663,7 @@ impl Outcome {
             seconds: started.elapsed().as_secs_f64(),
             backup: None,
             rollback: None,
+            profile: None,
         }
     }
 
@@ -652,6 +721,9 @@ pub struct Applier<'p> {
     planned: Option<std::vec::IntoIter<Action>>,
     journal: Option<Journal>,
     progress: &'p dyn Progress,
+    /// The archive, as named in messages.
+    pub archive: String,
+    rewriter: Option<Rewriter>,
 }
 
 impl std::fmt::Debug for Applier<'_> {
@@ -661,7 +733,20 @@ impl std::fmt::Debug for Applier<'_> {
 }
 
 impl Visitor for Applier<'_> {
+    fn header(&mut self, header: &Header) -> Result<()> {
+        self.rewriter = Rewriter::prepare(
+            self.write.profile.as_ref(),
+            header,
+            self.write.as_user.as_deref(),
+            &self.archive,
+        )?;
+        Ok(())
+    }
+
     fn record(&mut self, mut record: Record, _location: &Location) -> Result<()> {
+        if let Some(r) = self.rewriter.as_mut() {
+            r.apply(&mut record)?;
+        }
         rename(&self.write.remap, &mut record);
         self.batch_bytes += record.value.approx_bytes();
         self.batch.push(record);
@@ -696,6 +781,8 @@ impl<'p> Applier<'p> {
             planned: None,
             journal: None,
             progress,
+            archive: "the archive".into(),
+            rewriter: None,
         }
     }
 

@@ -156,19 +156,31 @@ pub struct ValidationReport {
     pub problems_total: u64,
     /// The first problems, in the order they were found.
     pub problems: Vec<Problem>,
+    /// What the record checks of a profile found (`validate --profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::check::ProfileValidation>,
 }
 
 /// Read the whole archive and report every problem found, with where it is.
 /// Fails only when the archive cannot be read at all (missing file, no key
 /// to decrypt it).
 pub fn validate(source: &ArchiveSource, decryption: &Decryption) -> Result<ValidationReport> {
+    validate_visiting(source, decryption, &mut Discard)
+}
+
+/// [`validate`], handing every record that reads well to `visitor` too.
+pub fn validate_visiting(
+    source: &ArchiveSource,
+    decryption: &Decryption,
+    visitor: &mut dyn Visitor,
+) -> Result<ValidationReport> {
     let mut problems = Problems {
         name: source.display(),
         strict: false,
         first: Vec::new(),
         total: 0,
     };
-    let (seen, encrypted) = read_with(source, decryption, &mut Discard, &mut problems)?;
+    let (seen, encrypted) = read_with(source, decryption, visitor, &mut problems)?;
     Ok(ValidationReport {
         file: source.display(),
         valid: problems.total == 0,
@@ -178,6 +190,7 @@ pub fn validate(source: &ArchiveSource, decryption: &Decryption) -> Result<Valid
         records: seen.counts.records,
         problems_total: problems.total,
         problems: problems.first,
+        profile: None,
     })
 }
 
@@ -310,6 +323,8 @@ pub enum ProblemKind {
     Corrupt,
     Truncated,
     UnsupportedSchema,
+    /// A record that breaks a profile's rules (`validate --profile`).
+    Record,
 }
 
 /// One thing wrong with an archive, and where.
@@ -335,6 +350,13 @@ impl Problem {
             key: None,
             message: message.into(),
         }
+    }
+
+    /// A record-level finding at `location`.
+    pub fn record(location: &Location, key: &[u8], message: impl Into<String>) -> Self {
+        Self::new(ProblemKind::Record, message)
+            .at(&location.entry, Some(location.record))
+            .key(Some(key))
     }
 
     fn corrupt(message: impl Into<String>) -> Self {
@@ -376,7 +398,7 @@ impl Problem {
         match self.kind {
             ProblemKind::NotAnArchive => Error::NotAnArchive { path, reason },
             ProblemKind::Truncated => Error::Truncated { path, reason },
-            ProblemKind::Corrupt | ProblemKind::UnsupportedSchema => {
+            ProblemKind::Corrupt | ProblemKind::UnsupportedSchema | ProblemKind::Record => {
                 Error::Corrupt { path, reason }
             }
         }

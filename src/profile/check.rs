@@ -11,8 +11,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use crate::archive::Header;
-use crate::archive::reader::{Location, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::archive::reader::{
+    ArchiveSource, Location, MAX_PROBLEMS, Problem, ValidationReport, Visitor, validate_visiting,
+};
+use crate::archive::{Decryption, Header};
 use crate::error::{Error, Result};
 use crate::profile::Profile;
 use crate::profile::rewrite::{Part, check_scope, classify};
@@ -35,6 +39,61 @@ pub struct Checked {
     pub user: Option<String>,
     /// Records per group.
     pub groups: BTreeMap<String, u64>,
+    /// False when the archive was not exported through a profile and the
+    /// profile was only picked up by default: nothing was checked.
+    pub checked: bool,
+}
+
+/// The profile part of a validation report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileValidation {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Keys per group.
+    pub groups: BTreeMap<String, u64>,
+    /// Records that break the profile's rules (listed among the problems).
+    pub findings: u64,
+    /// How many records restore would upgrade, and by which steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeSummary>,
+}
+
+/// `validate --profile`: the archive's own checks, then the record checks.
+/// `explicit` says the profile was asked for; a profile picked up by
+/// default is skipped for an archive not exported through one.
+pub fn validate(
+    source: &ArchiveSource,
+    decryption: &Decryption,
+    profile: Arc<Profile>,
+    explicit: bool,
+) -> Result<ValidationReport> {
+    let name = profile.name.clone();
+    let mut checker = Checker::new(profile, source.display());
+    checker.required = explicit;
+    let mut report = validate_visiting(source, decryption, &mut checker)?;
+    let checked = checker.finish();
+    if !checked.checked {
+        return Ok(report);
+    }
+    report.problems_total += checked.findings.len() as u64;
+    for f in &checked.findings {
+        if report.problems.len() >= MAX_PROBLEMS {
+            break;
+        }
+        report
+            .problems
+            .push(Problem::record(&f.location, &f.key, f.message.clone()));
+    }
+    report.valid = report.problems_total == 0;
+    report.profile = Some(ProfileValidation {
+        name,
+        user: checked.user,
+        groups: checked.groups,
+        findings: checked.findings.len() as u64,
+        upgrade: checked.upgrade,
+    });
+    Ok(report)
 }
 
 /// A reference seen, resolved at the end.
@@ -65,6 +124,8 @@ pub struct Checker {
     pending: Vec<Pending>,
     open: Option<Open>,
     out: Checked,
+    /// Fail on an archive without a profile scope (else skip it).
+    pub required: bool,
 }
 
 impl std::fmt::Debug for Checker {
@@ -96,6 +157,7 @@ impl Checker {
             pending: Vec::new(),
             open: None,
             out: Checked::default(),
+            required: true,
         }
     }
 
@@ -152,12 +214,16 @@ impl Checker {
 impl Visitor for Checker {
     fn header(&mut self, header: &Header) -> Result<()> {
         let Some(scope) = &header.profile else {
+            if !self.required {
+                return Ok(());
+            }
             return Err(Error::Profile(format!(
                 "{} was not exported with a profile; record checks need an archive written by `archive export USER_ID` or `--types`",
                 self.archive
             )));
         };
         check_scope(&self.profile, scope, &self.archive)?;
+        self.out.checked = true;
         self.user = scope.user.as_ref().map(|u| u.as_bytes().to_vec());
         self.out.user = scope.user.clone();
         self.upgrader = Upgrader::new(
@@ -169,6 +235,9 @@ impl Visitor for Checker {
     }
 
     fn record(&mut self, mut record: Record, location: &Location) -> Result<()> {
+        if !self.out.checked {
+            return Ok(());
+        }
         if record.part == 0 {
             self.close_open();
         }
