@@ -215,7 +215,8 @@ fn profile_export(args: &ExportArgs) -> Result<Option<ProfileExport>, Error> {
     if args.user.is_none() && args.groups.is_empty() {
         if args.profile.is_some() {
             return Err(Error::InvalidArgument(
-                "--profile selects by user or group: give a USER_ID, --types GROUP,..., or both".into(),
+                "--profile selects by user or group: give a USER_ID, --types GROUP,..., or both"
+                    .into(),
             ));
         }
         return Ok(None);

@@ -143,7 +143,11 @@ pub fn restore(out: &mut dyn Write, r: &RestoreReport, verb: &str) -> io::Result
     if let Some(p) = &r.profile {
         let who = p.user.as_deref().unwrap_or("(all users)");
         match &p.as_user {
-            Some(new) => writeln!(out, "user {who} of profile {}, written as user {new}", p.name)?,
+            Some(new) => writeln!(
+                out,
+                "user {who} of profile {}, written as user {new}",
+                p.name
+            )?,
             None => writeln!(out, "user {who} of profile {}", p.name)?,
         }
         if let Some(u) = &p.upgrade {
@@ -368,11 +372,23 @@ pub fn validation(out: &mut dyn Write, r: &ValidationReport) -> io::Result<()> {
         )?;
         return Ok(());
     }
-    writeln!(
-        out,
-        "INVALID: {}: {} problem(s); do not restore from it",
-        r.file, r.problems_total
-    )?;
+    let only_records = r
+        .profile
+        .as_ref()
+        .is_some_and(|p| p.findings == r.problems_total);
+    if only_records {
+        writeln!(
+            out,
+            "INVALID: {}: {} record problem(s) under the profile; the archive itself is intact",
+            r.file, r.problems_total
+        )?;
+    } else {
+        writeln!(
+            out,
+            "INVALID: {}: {} problem(s); do not restore from it",
+            r.file, r.problems_total
+        )?;
+    }
     for p in &r.problems {
         writeln!(out, "  {}{}", p.location(), p.message)?;
     }

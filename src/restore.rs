@@ -16,9 +16,9 @@
 //! private temp file first, because the archive has to be read twice.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use redis::Value as Reply;
@@ -33,10 +33,10 @@ use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
 use crate::journal::{FINGERPRINT_SCRIPT, Journal, journal_path};
 use crate::load::{KeyCarry, Role, TargetFeatures, TtlMode, add_merge, add_record};
-use crate::progress::{Cancel, Progress};
-use crate::record::{Bytes, Expiry, KeyType, Record, printable};
 use crate::profile::Profile;
 use crate::profile::rewrite::Rewriter;
+use crate::progress::{Cancel, Progress};
+use crate::record::{Bytes, Expiry, KeyType, Record, printable};
 use crate::remap::Remap;
 use crate::report::{
     Action, ActionCounts, KeyError, MAX_ERROR_SAMPLES, ProfileRestore, RestoreReport,
@@ -388,6 +388,17 @@ fn rename(remap: &Remap, record: &mut Record) {
     }
 }
 
+/// A key waiting for EXISTS.
+struct PendingKey {
+    key: Vec<u8>,
+    key_type: KeyType,
+    expiry: Option<Expiry>,
+    /// Its position in the plan's decisions.
+    index: usize,
+    /// A shared index of a user archive.
+    shared: bool,
+}
+
 /// Works out the plan: connects when it knows the target database (at the
 /// archive's header, or at once for copy), then EXISTS in batches.
 pub struct Planner<'p> {
@@ -399,7 +410,7 @@ pub struct Planner<'p> {
     now_ms: i64,
     /// Keys waiting for EXISTS, with their index in `decisions` and
     /// whether they are a shared index of a user archive.
-    pending: Vec<(Vec<u8>, KeyType, Option<Expiry>, usize, bool)>,
+    pending: Vec<PendingKey>,
     /// The archive, as named in messages.
     pub archive: String,
     rewriter: Option<Rewriter>,
@@ -523,11 +534,18 @@ impl<'p> Planner<'p> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(Error::Internal("planning before connecting".into()));
         };
-        let keys: Vec<&[u8]> = self.pending.iter().map(|(k, ..)| &k[..]).collect();
+        let keys: Vec<&[u8]> = self.pending.iter().map(|p| &p.key[..]).collect();
         let exists = exists_batch(&self.handle, conn, &keys)?;
         let planned = self.pending.len() as u64;
         let mut decided = Vec::with_capacity(self.pending.len());
-        for ((key, t, expiry, index, shared), exists) in self.pending.drain(..).zip(exists) {
+        for (p, exists) in self.pending.drain(..).zip(exists) {
+            let PendingKey {
+                key,
+                key_type: t,
+                expiry,
+                index,
+                shared,
+            } = p;
             let mut action = decide(
                 self.write.mode,
                 self.write.ttl,
@@ -587,7 +605,11 @@ impl Visitor for Planner<'_> {
         )?;
         if let Some(scope) = &header.profile {
             if scope.user.is_some() {
-                self.shared = scope.shared_keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+                self.shared = scope
+                    .shared_keys
+                    .iter()
+                    .map(|k| k.as_bytes().to_vec())
+                    .collect();
             }
             self.profile = Some(ProfileRestore {
                 name: scope.name.clone(),
@@ -619,13 +641,13 @@ impl Visitor for Planner<'_> {
         self.decisions.push(Action::Skip);
         let shared = self.shared.contains(&record.key.0);
         rename(&self.write.remap, &mut record);
-        self.pending.push((
-            record.key.0,
-            record.value.key_type(),
-            record.expiry,
+        self.pending.push(PendingKey {
+            key: record.key.0,
+            key_type: record.value.key_type(),
+            expiry: record.expiry,
             index,
             shared,
-        ));
+        });
         if self.pending.len() >= self.write.batch_keys {
             self.flush()?;
         }

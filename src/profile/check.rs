@@ -20,6 +20,7 @@ use crate::archive::{Decryption, Header};
 use crate::error::{Error, Result};
 use crate::profile::Profile;
 use crate::profile::rewrite::{Part, check_scope, classify};
+use crate::profile::select::json_text;
 use crate::profile::upgrade::{UpgradeSummary, Upgrader};
 use crate::record::{Record, Value, printable};
 
@@ -348,10 +349,7 @@ fn fields(value: &Value, mut f: impl FnMut(&str, &[u8])) {
                 serde_json::from_slice::<serde_json::Value>(&text.0)
             {
                 for (name, v) in &map {
-                    match v {
-                        serde_json::Value::String(s) => f(name, s.as_bytes()),
-                        other => f(name, other.to_string().as_bytes()),
-                    }
+                    f(name, &json_text(v));
                 }
             }
         }

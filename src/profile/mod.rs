@@ -49,6 +49,8 @@ struct ProfileFile {
 #[serde(deny_unknown_fields)]
 struct GroupFile {
     name: String,
+    #[serde(default = "yes")]
+    per_user: bool,
     #[serde(default)]
     keys: Vec<String>,
     #[serde(default)]
@@ -67,6 +69,10 @@ struct GroupFile {
     required: Vec<String>,
     #[serde(default)]
     references: Vec<Reference>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A field that holds the id of a record of another (or the same) group.
@@ -103,6 +109,9 @@ pub struct Shared {
 #[derive(Debug, Clone)]
 pub struct Group {
     pub name: String,
+    /// False for data shared by all users (admins, global settings): taken
+    /// only by `export --types` without a user.
+    pub per_user: bool,
     /// Keys named after the user, exact or glob.
     pub keys: Vec<Template>,
     pub by_id: Option<ById>,
@@ -216,10 +225,15 @@ impl Profile {
         self.groups.iter().find(|g| g.name == name)
     }
 
-    /// The groups named in `--types` (all of them when none are named).
-    pub fn select_groups(&self, names: &[String]) -> Result<Vec<&Group>> {
+    /// The groups named in `--types` (when none are named: all of them,
+    /// or for one user's export all the per-user ones).
+    pub fn select_groups(&self, names: &[String], for_user: bool) -> Result<Vec<&Group>> {
         if names.is_empty() {
-            return Ok(self.groups.iter().collect());
+            return Ok(self
+                .groups
+                .iter()
+                .filter(|g| g.per_user || !for_user)
+                .collect());
         }
         let mut out: Vec<&Group> = Vec::new();
         for name in names {
@@ -231,6 +245,11 @@ impl Profile {
                     known.join(", ")
                 ))
             })?;
+            if for_user && !group.per_user {
+                return Err(Error::InvalidArgument(format!(
+                    "--types {name}: group {name:?} is shared by all users (per_user = false); export it without a USER_ID"
+                )));
+            }
             if !out.iter().any(|g| g.name == group.name) {
                 out.push(group);
             }
@@ -250,10 +269,10 @@ fn build_group(g: GroupFile) -> Result<Group> {
     let mut keys = Vec::with_capacity(g.keys.len());
     for text in &g.keys {
         let t = template(&name, "key", text)?;
-        if !t.has_user() || t.has_id() {
+        if t.has_id() || (g.per_user && !t.has_user()) {
             // Without {user} the template would take every user's keys.
             return fail(format!(
-                "keys entry {text:?} must contain {{user}} (and no {{id}}; use `key` for records found by id)"
+                "keys entry {text:?} must contain {{user}} and no {{id}} (use `key` for records found by id, `per_user = false` for data shared by all users)"
             ));
         }
         keys.push(t);
@@ -276,7 +295,7 @@ fn build_group(g: GroupFile) -> Result<Group> {
                 }
                 None => None,
             };
-            if index.is_none() && g.owner_field.is_none() && !key.has_user() {
+            if g.per_user && index.is_none() && g.owner_field.is_none() && !key.has_user() {
                 return fail(format!(
                     "key {text:?} has no {{user}}: say how a user's ids are found, with `index` or `owner_field`"
                 ));
@@ -327,6 +346,9 @@ fn build_group(g: GroupFile) -> Result<Group> {
         (None, None) => None,
         _ => return fail("`shared_index` and `member` go together".into()),
     };
+    if !g.per_user && (shared.is_some() || keys.iter().any(Template::has_user)) {
+        return fail("a group with `per_user = false` has no {user} and no shared index".into());
+    }
     if keys.is_empty() && by_id.is_none() && shared.is_none() {
         return fail(
             "finds no keys: give `keys`, `key` (with `index` or `owner_field`), or `shared_index`"
@@ -335,6 +357,7 @@ fn build_group(g: GroupFile) -> Result<Group> {
     }
     Ok(Group {
         name: g.name,
+        per_user: g.per_user,
         keys,
         by_id,
         owner_field: g.owner_field,
@@ -389,7 +412,7 @@ keys = ["user:{user}"]
         let p = parse(MINIMAL).unwrap();
         assert_eq!(p.name, "app");
         assert_eq!(p.groups.len(), 1);
-        assert!(p.select_groups(&["nope".into()]).is_err());
+        assert!(p.select_groups(&["nope".into()], true).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::archive::Header;
 use crate::error::{Error, Result};
+use crate::profile::select::json_text;
 use crate::profile::template::{Captures, replace};
 use crate::profile::upgrade::{UpgradeSummary, Upgrader};
 use crate::profile::{Group, Profile, ProfileScope};
@@ -258,13 +259,24 @@ pub(crate) fn for_each_field(
             };
             let mut changed = false;
             for (name, v) in map.iter_mut() {
-                if let serde_json::Value::String(s) = v
-                    && let Some(new) = f(name.as_bytes(), s.as_bytes())
-                    && let Ok(new) = String::from_utf8(new)
-                {
-                    *s = new;
-                    changed = true;
+                if !(v.is_string() || v.is_number()) {
+                    continue;
                 }
+                let Some(new) = f(name.as_bytes(), &json_text(v)) else {
+                    continue;
+                };
+                let Ok(new) = String::from_utf8(new) else {
+                    continue;
+                };
+                // A number stays a number when the new id is one.
+                *v = match (
+                    v.is_number(),
+                    serde_json::from_str::<serde_json::Number>(&new),
+                ) {
+                    (true, Ok(n)) => serde_json::Value::Number(n),
+                    _ => serde_json::Value::String(new),
+                };
+                changed = true;
             }
             if changed {
                 text.0 = serde_json::to_vec(&serde_json::Value::Object(map)).expect("JSON");

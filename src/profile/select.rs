@@ -38,7 +38,8 @@ pub struct ProfileExport {
 
 impl ProfileExport {
     pub fn groups(&self) -> Result<Vec<&Group>> {
-        self.profile.select_groups(&self.groups)
+        self.profile
+            .select_groups(&self.groups, self.user.is_some())
     }
 
     /// What the manifest records.
@@ -85,6 +86,14 @@ impl ProfileExport {
             include,
             ..Selection::default()
         })
+    }
+}
+
+/// A JSON member as text: strings as they are, numbers as written.
+pub(crate) fn json_text(v: &serde_json::Value) -> Vec<u8> {
+    match v {
+        serde_json::Value::String(s) => s.as_bytes().to_vec(),
+        other => other.to_string().into_bytes(),
     }
 }
 
@@ -227,21 +236,7 @@ impl<'a> UserWalk<'a> {
             if let Some((field, user)) = owner
                 && !keys.is_empty()
             {
-                let mut pipe = redis::pipe();
-                for k in &keys {
-                    pipe.cmd("HGET").arg(k).arg(field);
-                }
-                let owners = self
-                    .conn
-                    .pipeline(&mut pipe, "reading owner fields")
-                    .await?;
-                keys = keys
-                    .into_iter()
-                    .zip(owners)
-                    .filter(|(_, o)| !matches!(o, Reply::Nil | Reply::ServerError(_)))
-                    .filter(|(_, o)| bytes_of(o.clone()) == user)
-                    .map(|(k, _)| k)
-                    .collect();
+                keys = self.owned_by(keys, field, user).await?;
             }
             self.fetch(keys).await?;
             if next == 0 {
@@ -249,6 +244,60 @@ impl<'a> UserWalk<'a> {
             }
             cursor = next;
         }
+    }
+
+    /// The keys whose owner field is `user`: a hash field, or a top-level
+    /// member of a JSON object held in a string.
+    async fn owned_by(
+        &mut self,
+        keys: Vec<Vec<u8>>,
+        field: &str,
+        user: &[u8],
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("HGET").arg(k).arg(field);
+        }
+        let owners = self
+            .conn
+            .pipeline(&mut pipe, "reading owner fields")
+            .await?;
+        let mut owned = Vec::new();
+        let mut strings = Vec::new();
+        for (key, reply) in keys.into_iter().zip(owners) {
+            match reply {
+                Reply::Nil => {}
+                Reply::ServerError(e) if e.to_string().contains("WRONGTYPE") => strings.push(key),
+                Reply::ServerError(_) => {}
+                other => {
+                    if bytes_of(other) == user {
+                        owned.push(key);
+                    }
+                }
+            }
+        }
+        if strings.is_empty() {
+            return Ok(owned);
+        }
+        let mut pipe = redis::pipe();
+        for k in &strings {
+            // An owner named in the first 64 KiB; a string document bigger
+            // than that is not a user record of this kind.
+            pipe.cmd("GETRANGE").arg(k).arg(0).arg(65535);
+        }
+        let texts = self
+            .conn
+            .pipeline(&mut pipe, "reading owner fields")
+            .await?;
+        for (key, reply) in strings.into_iter().zip(texts) {
+            if let Reply::BulkString(text) = reply
+                && let Ok(serde_json::Value::Object(doc)) = serde_json::from_slice(&text)
+                && doc.get(field).map(json_text).as_deref() == Some(user)
+            {
+                owned.push(key);
+            }
+        }
+        Ok(owned)
     }
 
     /// Read the ids in the user's index key in chunks and fetch their records.

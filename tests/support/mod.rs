@@ -105,6 +105,40 @@ impl RedisServer {
     pub fn dbsize(&self, db: i64) -> u64 {
         redis::cmd("DBSIZE").query(&mut self.conn_db(db)).unwrap()
     }
+
+    /// Run a file of redis-cli commands (the fixtures' data loaders), as
+    /// their header says: `grep -v '^#' FILE | redis-cli -p PORT`.
+    pub fn load_commands(&self, file: &Path) {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "grep -v '^#' '{}' | redis-cli -p {}",
+                file.display(),
+                self.port
+            ))
+            .output()
+            .expect("sh, grep and redis-cli");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !stdout.contains("ERR"),
+            "loading {}: {stdout}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Every key with its state and expiry time, for exact before/after checks.
+    pub fn snapshot(&self) -> BTreeMap<Vec<u8>, (KeyState, Option<i64>)> {
+        let mut c = self.conn();
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+        keys.into_iter()
+            .map(|k| {
+                let state = key_state(&mut c, &k).expect("key exists");
+                let at = expire_time(&mut c, &k);
+                (k, (state, at))
+            })
+            .collect()
+    }
 }
 
 impl Drop for RedisServer {
@@ -219,6 +253,7 @@ pub fn command(args: &[&str]) -> Command {
         "ARCHIVE_PASSPHRASE",
         "ARCHIVE_PASSPHRASE_FILE",
         "ARCHIVE_IDENTITY_FILE",
+        "ARCHIVE_PROFILE",
     ] {
         cmd.env_remove(var);
     }

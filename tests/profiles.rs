@@ -1,0 +1,577 @@
+//! Per-user archives through profiles (issue #5), with the two example
+//! profiles and their data loaders from fixtures/profiles.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use support::{KeyState, RedisServer, export, key_state, restore, run};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/profiles")
+        .join(name)
+}
+
+fn profile(name: &str) -> String {
+    fixture(name).display().to_string()
+}
+
+fn keys_of(server: &RedisServer) -> BTreeSet<String> {
+    server
+        .snapshot()
+        .into_keys()
+        .map(|k| String::from_utf8(k).unwrap())
+        .collect()
+}
+
+fn set(keys: &[&str]) -> BTreeSet<String> {
+    keys.iter().map(|k| k.to_string()).collect()
+}
+
+fn hash(server: &RedisServer, key: &str) -> BTreeMap<String, String> {
+    match key_state(&mut server.conn(), key.as_bytes()) {
+        Some(KeyState::Hash(pairs)) => pairs
+            .into_iter()
+            .map(|(f, v)| (String::from_utf8(f).unwrap(), String::from_utf8(v).unwrap()))
+            .collect(),
+        other => panic!("{key}: expected a hash, found {other:?}"),
+    }
+}
+
+fn zscore(server: &RedisServer, key: &str, member: &str) -> Option<f64> {
+    redis::cmd("ZSCORE")
+        .arg(key)
+        .arg(member)
+        .query(&mut server.conn())
+        .unwrap()
+}
+
+/// Export `user` with `profile_file` from `server` into `dir/name`.
+fn export_user(server: &RedisServer, dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let file = dir.join(name);
+    export(server, &file, args).ok();
+    file
+}
+
+const RELAY_42: &[&str] = &[
+    "user:42",
+    "user:42:settings",
+    "user:42:api_keys",
+    "apikey:k-ada-1",
+    "apikey:k-ada-2",
+    "claude:account:ca-ada",
+    "gemini_account:ga-ada",
+    "usage:42:20261120",
+    "usage:42:20261121",
+    "session:tok-ada-1",
+    "session:tok-ada-2",
+    "users:by_created",
+];
+
+#[test]
+fn export_42_takes_every_key_of_user_42_and_none_of_4_420_or_7() {
+    let source = RedisServer::start();
+    source.load_commands(&fixture("relay-data.redis"));
+    let dir = tempfile::tempdir().unwrap();
+    let relay = profile("relay.toml");
+    let file = export_user(
+        &source,
+        dir.path(),
+        "u42.tar.zst",
+        &["42", "--profile", &relay],
+    );
+
+    let manifest = run(&["inspect", file.to_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(manifest["profile"]["user"], "42");
+    assert_eq!(manifest["profile"]["name"], "api-relay");
+    assert_eq!(manifest["profile"]["schema_version"], 2);
+    assert_eq!(manifest["groups"]["apikeys"], 3, "{manifest}");
+    assert_eq!(manifest["groups"]["sessions"], 2);
+    assert_eq!(manifest["groups"]["users_index"], 1);
+    assert_eq!(manifest["counts"]["keys"], RELAY_42.len() as u64);
+    let text = run(&["inspect", file.to_str().unwrap()]).ok().stdout_text();
+    assert!(text.contains("user:            42"), "{text}");
+
+    // Into an empty server: exactly those keys, each as in the source
+    // (the shared index holds just user 42's member).
+    let target = RedisServer::start();
+    restore(&target, &file, &[]).ok();
+    assert_eq!(keys_of(&target), set(RELAY_42));
+    let (mut s, mut t) = (source.conn(), target.conn());
+    for key in RELAY_42.iter().filter(|k| **k != "users:by_created") {
+        assert_eq!(
+            key_state(&mut s, key.as_bytes()),
+            key_state(&mut t, key.as_bytes()),
+            "{key}"
+        );
+        let (a, b) = (
+            support::expire_time(&mut s, key.as_bytes()),
+            support::expire_time(&mut t, key.as_bytes()),
+        );
+        assert!(
+            a.is_some() == b.is_some() && (a.unwrap_or(0) - b.unwrap_or(0)).abs() <= 1000,
+            "{key}: {a:?} {b:?}"
+        );
+    }
+    let index: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg("users:by_created")
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut t)
+        .unwrap();
+    assert_eq!(index, vec![("42".to_string(), 1700000042000.0)]);
+
+    // compare sees the user's records as identical, shared index included.
+    let url = target.url();
+    run(&["compare", file.to_str().unwrap(), "--target", &url]).ok();
+    // A user backup in the folder is listed with its user and groups.
+    let folder = dir.path().join("backups");
+    let url = source.url();
+    run(&[
+        "backup",
+        "42",
+        "--profile",
+        &relay,
+        "--source",
+        &url,
+        "--backup-dir",
+        folder.to_str().unwrap(),
+    ])
+    .ok();
+    let listed = run(&["list", folder.to_str().unwrap(), "--user", "42", "--json"])
+        .ok()
+        .json();
+    assert_eq!(listed[0]["meta"]["user"], "42", "{listed}");
+    assert_eq!(listed[0]["meta"]["groups"][1], "settings");
+
+    // User 4 gets only user 4's keys, although "4" prefixes "42" and "420".
+    let four = export_user(
+        &source,
+        dir.path(),
+        "u4.tar.zst",
+        &["4", "--profile", &relay],
+    );
+    let target4 = RedisServer::start();
+    restore(&target4, &four, &[]).ok();
+    assert_eq!(
+        keys_of(&target4),
+        set(&[
+            "user:4",
+            "user:4:settings",
+            "user:4:api_keys",
+            "apikey:k-dora-1",
+            "claude:account:ca-dora",
+            "usage:4:20261121",
+            "session:tok-dora",
+            "users:by_created",
+        ])
+    );
+}
+
+const REVIEW_42: &[&str] = &[
+    "user:42",
+    "settings:42",
+    "settings:42:editor",
+    "user:42:projects",
+    "project:p1",
+    "project:p2",
+    "user:42:tasks",
+    "audit:task:t1",
+    "audit:task:t2",
+    "audit:task:t3",
+    "audit:issue:i1",
+    "audit:issue:i2",
+    "audit:issue:i3",
+    "activity:42",
+    "leaderboard:issues_found",
+];
+
+#[test]
+fn restore_puts_a_user_back_with_its_index_entries_and_touches_no_one_else() {
+    let server = RedisServer::start();
+    server.load_commands(&fixture("review-data.redis"));
+    let dir = tempfile::tempdir().unwrap();
+    let review = profile("review.toml");
+    let file = export_user(
+        &server,
+        dir.path(),
+        "u42.tar.zst",
+        &["42", "--profile", &review],
+    );
+
+    let empty = RedisServer::start();
+    restore(&empty, &file, &[]).ok();
+    assert_eq!(keys_of(&empty), set(REVIEW_42));
+    for key in REVIEW_42.iter().filter(|k| !k.starts_with("leaderboard")) {
+        assert_eq!(
+            key_state(&mut server.conn(), key.as_bytes()),
+            key_state(&mut empty.conn(), key.as_bytes()),
+            "{key}"
+        );
+    }
+
+    // User 42 deleted from the live database, then restored from the archive:
+    // the shared leaderboard keeps everyone else and gets 42 back.
+    let before = server.snapshot();
+    let mut c = server.conn();
+    for key in REVIEW_42.iter().filter(|k| !k.starts_with("leaderboard")) {
+        let _: () = redis::cmd("DEL").arg(*key).query(&mut c).unwrap();
+    }
+    let _: () = redis::cmd("ZREM")
+        .arg("leaderboard:issues_found")
+        .arg("user:42")
+        .query(&mut c)
+        .unwrap();
+    let report = restore(&server, &file, &["--json"]).ok().json();
+    assert_eq!(report["profile"]["user"], "42");
+    assert_eq!(server.snapshot(), before, "the database is as it was");
+
+    // Restored again over itself in overwrite mode: other users' leaderboard
+    // entries are merged into, never replaced.
+    let _: () = redis::cmd("ZADD")
+        .arg("leaderboard:issues_found")
+        .arg(5)
+        .arg("user:999")
+        .query(&mut c)
+        .unwrap();
+    restore(&server, &file, &["--mode", "overwrite"]).ok();
+    assert_eq!(
+        zscore(&server, "leaderboard:issues_found", "user:999"),
+        Some(5.0)
+    );
+    assert_eq!(
+        zscore(&server, "leaderboard:issues_found", "user:4"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn as_user_clones_the_records_under_a_new_id_with_references_rewritten() {
+    let server = RedisServer::start();
+    server.load_commands(&fixture("review-data.redis"));
+    let dir = tempfile::tempdir().unwrap();
+    let review = profile("review.toml");
+    let file = export_user(
+        &server,
+        dir.path(),
+        "u42.tar.zst",
+        &["42", "--profile", &review],
+    );
+    let before = server.snapshot();
+
+    let report = restore(
+        &server,
+        &file,
+        &["--profile", &review, "--as-user", "99", "--json"],
+    )
+    .ok()
+    .json();
+    assert_eq!(report["profile"]["as_user"], "99");
+    assert_eq!(report["written"], 14, "{report}");
+
+    // Nothing of user 42 (or anyone else) changed; only the shared
+    // leaderboard gained a member.
+    let after = server.snapshot();
+    for (key, state) in &before {
+        if key.as_slice() != b"leaderboard:issues_found" {
+            assert_eq!(
+                after.get(key),
+                Some(state),
+                "{}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+    assert_eq!(
+        zscore(&server, "leaderboard:issues_found", "user:42"),
+        Some(3.0)
+    );
+    assert_eq!(
+        zscore(&server, "leaderboard:issues_found", "user:99"),
+        Some(3.0)
+    );
+
+    let user = hash(&server, "user:99");
+    assert_eq!(user["id"], "99");
+    assert_eq!(user["email"], "ada@example.com");
+    let projects: BTreeSet<String> = redis::cmd("SMEMBERS")
+        .arg("user:99:projects")
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(projects, set(&["99-p1", "99-p2"]));
+    let project = hash(&server, "project:99-p1");
+    assert_eq!(
+        (project["id"].as_str(), project["ownerId"].as_str()),
+        ("99-p1", "99")
+    );
+    assert_eq!(project["repoUrl"], "https://git.example.com/ada/api");
+    let task = hash(&server, "audit:task:99-t1");
+    assert_eq!(task["projectId"], "99-p1");
+    assert_eq!(task["ownerId"], "99");
+    let issue = hash(&server, "audit:issue:99-i1");
+    assert_eq!(issue["taskId"], "99-t1");
+    assert_eq!(issue["id"], "99-i1");
+    let tasks: Vec<String> = redis::cmd("ZRANGE")
+        .arg("user:99:tasks")
+        .arg(0)
+        .arg(-1)
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(tasks, vec!["99-t1", "99-t2", "99-t3"]);
+    let editor: String = redis::cmd("GET")
+        .arg("settings:99:editor")
+        .query(&mut server.conn())
+        .unwrap();
+    assert!(editor.contains("\"tabWidth\":4"), "{editor}");
+
+    // The clone is undone exactly by its rollback.
+    let rollback = report["rollback"].as_str().unwrap().to_string();
+    let backup = rollback.strip_prefix("archive rollback ").unwrap();
+    run(&["rollback", backup, "--target", &server.url(), "--yes"]).ok();
+    assert_eq!(server.snapshot(), before);
+}
+
+#[test]
+fn types_exports_only_those_groups() {
+    let server = RedisServer::start();
+    server.load_commands(&fixture("relay-data.redis"));
+    let dir = tempfile::tempdir().unwrap();
+    let relay = profile("relay.toml");
+
+    // The seed use: every user's API keys, and the admin accounts.
+    let seed = export_user(
+        &server,
+        dir.path(),
+        "seed.tar.zst",
+        &["--types", "apikeys,admins", "--profile", &relay],
+    );
+    let target = RedisServer::start();
+    restore(&target, &seed, &[]).ok();
+    assert_eq!(
+        keys_of(&target),
+        set(&[
+            "apikey:k-ada-1",
+            "apikey:k-ada-2",
+            "apikey:k-dora-1",
+            "apikey:k-bob-1",
+            "apikey:k-eve-1",
+            "user:42:api_keys",
+            "user:4:api_keys",
+            "user:420:api_keys",
+            "user:7:api_keys",
+            "admin:adm-1",
+            "admin:adm-2",
+            "admin_username:root",
+            "admin_username:ops",
+        ])
+    );
+    let listed = run(&["inspect", seed.to_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        listed["profile"]["groups"],
+        serde_json::json!(["apikeys", "admins"])
+    );
+    assert!(listed["profile"]["user"].is_null());
+
+    // One user's API keys only.
+    let keys = export_user(
+        &server,
+        dir.path(),
+        "k42.tar.zst",
+        &["42", "--types", "apikeys", "--profile", &relay],
+    );
+    let target = RedisServer::start();
+    restore(&target, &keys, &[]).ok();
+    assert_eq!(
+        keys_of(&target),
+        set(&["user:42:api_keys", "apikey:k-ada-1", "apikey:k-ada-2"])
+    );
+
+    // A group shared by all users is not one user's.
+    export(
+        &server,
+        &dir.path().join("x"),
+        &["42", "--types", "admins", "--profile", &relay],
+    )
+    .fails(2, "shared by all users");
+    export(
+        &server,
+        &dir.path().join("x"),
+        &["42", "--types", "nope", "--profile", &relay],
+    )
+    .fails(2, "apikeys");
+    export(&server, &dir.path().join("x"), &["42"]).fails(2, "needs a profile");
+}
+
+#[test]
+fn validate_reports_a_dangling_reference_and_a_missing_required_field() {
+    let server = RedisServer::start();
+    server.load_commands(&fixture("review-data.redis"));
+    let dir = tempfile::tempdir().unwrap();
+    let review = profile("review.toml");
+
+    let good = export_user(
+        &server,
+        dir.path(),
+        "u42.tar.zst",
+        &["42", "--profile", &review],
+    );
+    let ok = run(&["validate", good.to_str().unwrap(), "--profile", &review])
+        .ok()
+        .stdout_text();
+    assert!(ok.contains("0 record problem(s)"), "{ok}");
+
+    let bad = export_user(
+        &server,
+        dir.path(),
+        "u13.tar.zst",
+        &["13", "--profile", &review],
+    );
+    let out = run(&["validate", bad.to_str().unwrap(), "--profile", &review]);
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    let text = out.stdout_text();
+    assert!(
+        text.contains(
+            "audit:task:t13 references projects p9 (field projectId), which is not in the archive"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("issues record audit:issue:i13 lacks required field severity"),
+        "{text}"
+    );
+    let json = run(&[
+        "validate",
+        bad.to_str().unwrap(),
+        "--profile",
+        &review,
+        "--json",
+    ])
+    .json();
+    assert_eq!(json["profile"]["findings"], 2, "{json}");
+    assert!(
+        json["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["kind"] == "record" && p["entry"].is_string())
+    );
+
+    // Without --profile the archive itself is intact.
+    run(&["validate", bad.to_str().unwrap()]).ok();
+}
+
+#[test]
+fn a_schema_1_archive_restores_in_schema_2_shape() {
+    let server = RedisServer::start();
+    server.load_commands(&fixture("relay-legacy.redis"));
+    let dir = tempfile::tempdir().unwrap();
+    // The profile as the application shipped it at data schema_version 1.
+    let current = std::fs::read_to_string(fixture("relay.toml")).unwrap();
+    let cut = current.find("# Version 1 kept").unwrap();
+    let v1 = current[..cut].replace("schema_version = 2", "schema_version = 1");
+    let v1_path = dir.path().join("relay-v1.toml");
+    std::fs::write(&v1_path, v1).unwrap();
+    let file = export_user(
+        &server,
+        dir.path(),
+        "old.tar.zst",
+        &["42", "--profile", v1_path.to_str().unwrap()],
+    );
+    let relay = profile("relay.toml");
+
+    // validate and the dry run both count what the upgrade will do.
+    let checked = run(&[
+        "validate",
+        file.to_str().unwrap(),
+        "--profile",
+        &relay,
+        "--json",
+    ])
+    .ok()
+    .json();
+    let upgrade = &checked["profile"]["upgrade"];
+    assert_eq!(
+        (upgrade["from"].as_u64(), upgrade["to"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let target = RedisServer::start();
+    let plan = restore(
+        &target,
+        &file,
+        &["--profile", &relay, "--dry-run", "--json"],
+    )
+    .ok()
+    .json();
+    let up = &plan["profile"]["upgrade"];
+    assert_eq!(up, upgrade, "validate and the dry run agree");
+    // user:42, user:42:settings, apikey:k-ada-1, usage:42:20261121
+    // (hashes and JSON strings; the index and shared members are not records
+    // with fields).
+    assert_eq!(up["records"], 4, "{plan}");
+    assert_eq!(up["current"], 2, "{plan}");
+    let count = |step: &str| {
+        up["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"].as_str().unwrap().starts_with(step))
+            .unwrap()["records"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(count("rename stripe_id"), 1);
+    assert_eq!(count("nest"), 1);
+    assert_eq!(count("default role"), 1);
+    assert_eq!(count("drop legacyQuota"), 1);
+    let dry = restore(&target, &file, &["--profile", &relay, "--dry-run"])
+        .ok()
+        .stdout_text();
+    assert!(
+        dry.contains("data schema 1 -> 2: 2 records to upgrade, 2 already current"),
+        "{dry}"
+    );
+    assert_eq!(target.dbsize(0), 0, "a dry run writes nothing");
+
+    restore(&target, &file, &["--profile", &relay]).ok();
+    let user = hash(&target, "user:42");
+    let subscription: serde_json::Value = serde_json::from_str(&user["subscription"]).unwrap();
+    assert_eq!(
+        subscription,
+        serde_json::json!({"status": "active", "customerId": "cus_42", "plan": "team"})
+    );
+    for flat in [
+        "subscriptionStatus",
+        "stripe_id",
+        "stripeCustomerId",
+        "subscriptionPlan",
+    ] {
+        assert!(!user.contains_key(flat), "{flat} left in {user:?}");
+    }
+    assert_eq!(user["role"], "user");
+    assert!(!hash(&target, "apikey:k-ada-1").contains_key("legacyQuota"));
+
+    // Without a profile, records come back as they were written.
+    let plain = RedisServer::start();
+    restore(&plain, &file, &[]).ok();
+    assert_eq!(hash(&plain, "user:42")["stripe_id"], "cus_42");
+
+    // A schema-2 archive is refused by the schema-1 profile.
+    let source2 = RedisServer::start();
+    source2.load_commands(&fixture("relay-data.redis"));
+    let new = export_user(
+        &source2,
+        dir.path(),
+        "new.tar.zst",
+        &["42", "--profile", &relay],
+    );
+    restore(&plain, &new, &["--profile", v1_path.to_str().unwrap()])
+        .fails(8, "newer than the profile's 1");
+    restore(&plain, &new, &["--as-user", "99"]).fails(2, "--profile");
+}
