@@ -19,8 +19,8 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
     version,
     about = "Export Redis keyspaces into verified .tar.zst archives and restore them exactly",
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage, 3 Redis unreachable, 4 authentication refused, \
-5 database index out of range, 6 Redis command failed, 7 archive not valid (not an archive, corrupt, truncated), \
-8 archive schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
+5 database index out of range, 6 Redis command failed, 7 archive not valid (not an archive, corrupt, truncated; \
+with --profile: records breaking its rules), 8 archive or data schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
 11 confirmation required or cancelled, 12 cannot decrypt (no key given, wrong identity or passphrase), \
 13 keys exist in the target (--mode fail), 14 compare found differences, 15 backup folder locked, \
 130 interrupted (SIGINT/SIGTERM)."
@@ -85,7 +85,8 @@ pub struct ExportArgs {
     )]
     pub groups: Vec<String>,
     /// Output file; `-` writes to stdout. Default:
-    /// archive-<UTC time, YYYYMMDDTHHMMSSZ>-db<N>.tar.zst in the current directory.
+    /// archive-<UTC time, YYYYMMDDTHHMMSSZ>-db<N>.tar.zst (-user-<ID> for a
+    /// user) in the current directory.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Source Redis URL: redis://[user[:password]@]host[:port][/db], rediss:// for TLS.

@@ -252,6 +252,31 @@ mod tests {
         assert_eq!(any.user, Some(8..9));
     }
 
+    proptest::proptest! {
+        /// Whatever the ids hold (glob characters included), a user's
+        /// pattern matches that user's keys and no other user's.
+        #[test]
+        fn patterns_match_only_their_own_user(
+            a in "[0-9a-z*?\\\\\\[\\]]{1,6}",
+            b in "[0-9a-z*?\\\\\\[\\]]{1,6}",
+            rest in "[a-z0-9]{1,5}",
+        ) {
+            let tpl = t("usage:{user}:*");
+            let key = [b"usage:", a.as_bytes(), b":", rest.as_bytes()].concat();
+            proptest::prop_assert!(glob_match(tpl.pattern(Some(&a)).as_bytes(), &key));
+            proptest::prop_assert_eq!(
+                glob_match(tpl.pattern(Some(&b)).as_bytes(), &key),
+                a == b
+            );
+            proptest::prop_assert_eq!(tpl.matches(&key, Some(b.as_bytes())), a == b);
+            let caps = tpl.captures(&key, Some(a.as_bytes())).unwrap();
+            proptest::prop_assert_eq!(
+                replace(&key, &caps, Some(b"99"), None),
+                [b"usage:99:", rest.as_bytes()].concat()
+            );
+        }
+    }
+
     #[test]
     fn exactness_and_rendering() {
         assert!(t("user:{user}").is_exact());
