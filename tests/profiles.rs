@@ -129,6 +129,39 @@ fn export_42_takes_every_key_of_user_42_and_none_of_4_420_or_7() {
     // compare sees the user's records as identical, shared index included.
     let url = target.url();
     run(&["compare", file.to_str().unwrap(), "--target", &url]).ok();
+    // Cloned as user 99 into the same database: references across groups
+    // found by owner field follow the new ids, JSON owners too.
+    let before = target.snapshot();
+    restore(&target, &file, &["--profile", &relay, "--as-user", "99"]).ok();
+    let key = hash(&target, "apikey:99-k-ada-1");
+    assert_eq!(
+        (key["id"].as_str(), key["userId"].as_str()),
+        ("99-k-ada-1", "99")
+    );
+    assert_eq!(key["claudeAccountId"], "99-ca-ada");
+    assert_eq!(key["geminiAccountId"], "99-ga-ada");
+    assert_eq!(hash(&target, "claude:account:99-ca-ada")["ownerId"], "99");
+    let session: serde_json::Value = serde_json::from_str(
+        &redis::cmd("GET")
+            .arg("session:99-tok-ada-2")
+            .query::<String>(&mut target.conn())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(session["userId"], 99, "a number stays a number");
+    assert!(support::expire_time(&mut target.conn(), b"session:99-tok-ada-2").is_some());
+    assert_eq!(
+        zscore(&target, "users:by_created", "99"),
+        Some(1700000042000.0)
+    );
+    let after = target.snapshot();
+    assert!(
+        before
+            .iter()
+            .all(|(k, v)| after.get(k) == Some(v) || k == b"users:by_created")
+    );
+    assert_eq!(after.len(), before.len() + RELAY_42.len() - 1);
+
     // A user backup in the folder is listed with its user and groups.
     let folder = dir.path().join("backups");
     let url = source.url();
@@ -378,6 +411,18 @@ fn types_exports_only_those_groups() {
         serde_json::json!(["apikeys", "admins"])
     );
     assert!(listed["profile"]["user"].is_null());
+    // References into groups left out (accounts) are not dangling.
+    let checked = run(&[
+        "validate",
+        seed.to_str().unwrap(),
+        "--profile",
+        &relay,
+        "--json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(checked["profile"]["groups"]["apikeys"], 9, "{checked}");
+    assert_eq!(checked["profile"]["groups"]["admins"], 4, "{checked}");
 
     // One user's API keys only.
     let keys = export_user(

@@ -122,6 +122,9 @@ pub struct Checker {
     /// Ids of records present, per group that some reference names.
     present: Vec<HashSet<Vec<u8>>>,
     referenced: Vec<bool>,
+    /// Groups the archive was exported with: references into other groups
+    /// cannot be checked (an `--types apikeys` archive has no accounts).
+    exported: Vec<bool>,
     pending: Vec<Pending>,
     open: Option<Open>,
     out: Checked,
@@ -155,6 +158,7 @@ impl Checker {
             upgrader: None,
             present: vec![HashSet::new(); n],
             referenced,
+            exported: vec![false; n],
             pending: Vec::new(),
             open: None,
             out: Checked::default(),
@@ -193,7 +197,7 @@ impl Checker {
     pub fn finish(mut self) -> Checked {
         self.close_open();
         for p in std::mem::take(&mut self.pending) {
-            if !self.present[p.group].contains(&p.id) {
+            if self.exported[p.group] && !self.present[p.group].contains(&p.id) {
                 let group = &self.profile.groups[p.group].name;
                 self.find(
                     &p.location,
@@ -225,6 +229,9 @@ impl Visitor for Checker {
         };
         check_scope(&self.profile, scope, &self.archive)?;
         self.out.checked = true;
+        for (i, g) in self.profile.groups.iter().enumerate() {
+            self.exported[i] = scope.groups.contains(&g.name);
+        }
         self.user = scope.user.as_ref().map(|u| u.as_bytes().to_vec());
         self.out.user = scope.user.clone();
         self.upgrader = Upgrader::new(

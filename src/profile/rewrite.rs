@@ -33,32 +33,50 @@ pub enum Part {
     Shared,
 }
 
-/// The group (by position in the profile) and part a key belongs to; the
-/// first group that claims it wins. `user` is the archive's user, when it
-/// is a user archive.
+/// The group (by position in the profile) and part a key belongs to. With
+/// the user known, the first group that claims the key wins. Without it
+/// (whole-group archives) `{user}` matches any id, so `user:{user}` would
+/// also claim `user:42:projects`; the claim that leaves least to the
+/// placeholders (the most literal match) wins instead.
 pub fn classify(profile: &Profile, key: &[u8], user: Option<&[u8]>) -> Option<(usize, Part)> {
+    let mut best: Option<(usize, usize, Part)> = None;
     for (i, g) in profile.groups.iter().enumerate() {
-        if let Some(shared) = &g.shared
-            && shared.key == key
-        {
-            return Some((i, Part::Shared));
-        }
-        if let Some(by_id) = &g.by_id
-            && let Some(index) = &by_id.index
-            && let Some(c) = index.captures(key, user)
-        {
-            return Some((i, Part::Index(c)));
-        }
-        if let Some(c) = g.keys.iter().find_map(|t| t.captures(key, user)) {
-            return Some((i, Part::Named(c)));
-        }
-        if let Some(by_id) = &g.by_id
-            && let Some(c) = by_id.key.captures(key, user)
-        {
-            return Some((i, Part::ById(c)));
+        for (part, caps) in claims(g, key, user) {
+            if user.is_some() {
+                return Some((i, part));
+            }
+            let width = caps.user.map_or(0, |r| r.len()) + caps.id.map_or(0, |r| r.len());
+            if best.as_ref().is_none_or(|(w, ..)| width < *w) {
+                best = Some((width, i, part));
+            }
         }
     }
-    None
+    best.map(|(_, i, part)| (i, part))
+}
+
+/// Every way group `g` claims `key`, in order of precedence.
+fn claims(g: &Group, key: &[u8], user: Option<&[u8]>) -> Vec<(Part, Captures)> {
+    let mut out = Vec::new();
+    if let Some(shared) = &g.shared
+        && shared.key == key
+    {
+        out.push((Part::Shared, Captures::default()));
+    }
+    if let Some(by_id) = &g.by_id
+        && let Some(index) = &by_id.index
+        && let Some(c) = index.captures(key, user)
+    {
+        out.push((Part::Index(c.clone()), c));
+    }
+    if let Some(c) = g.keys.iter().find_map(|t| t.captures(key, user)) {
+        out.push((Part::Named(c.clone()), c));
+    }
+    if let Some(by_id) = &g.by_id
+        && let Some(c) = by_id.key.captures(key, user)
+    {
+        out.push((Part::ById(c.clone()), c));
+    }
+    out
 }
 
 /// What restore does to records of a user archive under a profile.
@@ -347,6 +365,16 @@ member = "user:{user}"
         assert_eq!(c("task:4:t1"), Some(2));
         assert_eq!(c("task:42:t1"), None);
         assert_eq!(c("users:all"), Some(3));
+
+        // Whole-group archives: no user known, the most literal claim wins.
+        let any = |k: &str| classify(&p, k.as_bytes(), None).map(|(i, _)| i);
+        assert_eq!(any("user:42"), Some(0));
+        assert_eq!(
+            any("user:42:projects"),
+            Some(1),
+            "the index, not user 42:projects"
+        );
+        assert_eq!(any("task:42:t1"), Some(2));
     }
 
     #[test]
