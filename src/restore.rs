@@ -74,6 +74,19 @@ pub struct WriteOptions {
     pub as_user: Option<String>,
 }
 
+impl WriteOptions {
+    /// What the records of the archive with `header` need on their way in
+    /// (the same for the plan and the writes, so both see the same records).
+    fn rewriter(&self, header: &Header, archive: &str) -> Result<Option<Rewriter>> {
+        Rewriter::prepare(
+            self.profile.as_ref(),
+            header,
+            self.as_user.as_deref(),
+            archive,
+        )
+    }
+}
+
 impl Default for WriteOptions {
     fn default() -> Self {
         WriteOptions {
@@ -597,12 +610,7 @@ impl Visitor for Planner<'_> {
         if !self.target.has_explicit_db() {
             self.target = self.target.with_db(header.source.address.db);
         }
-        self.rewriter = Rewriter::prepare(
-            self.write.profile.as_ref(),
-            header,
-            self.write.as_user.as_deref(),
-            &self.archive,
-        )?;
+        self.rewriter = self.write.rewriter(header, &self.archive)?;
         if let Some(scope) = &header.profile {
             if scope.user.is_some() {
                 self.shared = scope
@@ -756,12 +764,7 @@ impl std::fmt::Debug for Applier<'_> {
 
 impl Visitor for Applier<'_> {
     fn header(&mut self, header: &Header) -> Result<()> {
-        self.rewriter = Rewriter::prepare(
-            self.write.profile.as_ref(),
-            header,
-            self.write.as_user.as_deref(),
-            &self.archive,
-        )?;
+        self.rewriter = self.write.rewriter(header, &self.archive)?;
         Ok(())
     }
 

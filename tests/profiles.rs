@@ -48,7 +48,23 @@ fn zscore(server: &RedisServer, key: &str, member: &str) -> Option<f64> {
         .unwrap()
 }
 
-/// Export `user` with `profile_file` from `server` into `dir/name`.
+/// A server loaded with `data`, and user 42 exported from it with `profile`
+/// (whose path is returned too).
+fn user_42(data: &str, profile_file: &str) -> ((RedisServer, tempfile::TempDir, PathBuf), String) {
+    let server = RedisServer::start();
+    server.load_commands(&fixture(data));
+    let dir = tempfile::tempdir().unwrap();
+    let path = profile(profile_file);
+    let file = export_user(
+        &server,
+        dir.path(),
+        "u42.tar.zst",
+        &["42", "--profile", &path],
+    );
+    ((server, dir, file), path)
+}
+
+/// Export from `server` into `dir/name` with `args`.
 fn export_user(server: &RedisServer, dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let file = dir.join(name);
     export(server, &file, args).ok();
@@ -72,16 +88,7 @@ const RELAY_42: &[&str] = &[
 
 #[test]
 fn export_42_takes_every_key_of_user_42_and_none_of_4_420_or_7() {
-    let source = RedisServer::start();
-    source.load_commands(&fixture("relay-data.redis"));
-    let dir = tempfile::tempdir().unwrap();
-    let relay = profile("relay.toml");
-    let file = export_user(
-        &source,
-        dir.path(),
-        "u42.tar.zst",
-        &["42", "--profile", &relay],
-    );
+    let ((source, dir, file), relay) = user_42("relay-data.redis", "relay.toml");
 
     let manifest = run(&["inspect", file.to_str().unwrap(), "--json"])
         .ok()
@@ -226,16 +233,7 @@ const REVIEW_42: &[&str] = &[
 
 #[test]
 fn restore_puts_a_user_back_with_its_index_entries_and_touches_no_one_else() {
-    let server = RedisServer::start();
-    server.load_commands(&fixture("review-data.redis"));
-    let dir = tempfile::tempdir().unwrap();
-    let review = profile("review.toml");
-    let file = export_user(
-        &server,
-        dir.path(),
-        "u42.tar.zst",
-        &["42", "--profile", &review],
-    );
+    let ((server, _dir, file), _) = user_42("review-data.redis", "review.toml");
 
     let empty = RedisServer::start();
     restore(&empty, &file, &[]).ok();
@@ -285,16 +283,7 @@ fn restore_puts_a_user_back_with_its_index_entries_and_touches_no_one_else() {
 
 #[test]
 fn as_user_clones_the_records_under_a_new_id_with_references_rewritten() {
-    let server = RedisServer::start();
-    server.load_commands(&fixture("review-data.redis"));
-    let dir = tempfile::tempdir().unwrap();
-    let review = profile("review.toml");
-    let file = export_user(
-        &server,
-        dir.path(),
-        "u42.tar.zst",
-        &["42", "--profile", &review],
-    );
+    let ((server, _dir, file), review) = user_42("review-data.redis", "review.toml");
     let before = server.snapshot();
 
     let report = restore(
