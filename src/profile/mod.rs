@@ -305,7 +305,7 @@ fn build_group(g: GroupFile) -> Result<Group> {
                 "clone_id",
                 g.clone_id.as_deref().unwrap_or("{user}-{id}"),
             )?;
-            if !clone_id.has_id() || !clone_id.has_user() || !clone_id.is_exact_but_id() {
+            if !clone_id.has_id() || !clone_id.has_user() || clone_id.has_glob() {
                 return fail("clone_id must contain {user} and {id} and no glob".into());
             }
             Some(ById {
@@ -365,13 +365,6 @@ fn build_group(g: GroupFile) -> Result<Group> {
         required: g.required,
         references: g.references,
     })
-}
-
-impl Template {
-    /// No glob: only bytes and placeholders.
-    fn is_exact_but_id(&self) -> bool {
-        !self.text().contains(['*', '?'])
-    }
 }
 
 /// What the manifest says about a user archive.

@@ -90,13 +90,17 @@ impl Template {
         self.tokens.contains(&Token::Id)
     }
 
-    /// True when the template names one key (no `*`, `?` or `{id}`) once
-    /// the user is known.
-    pub fn is_exact(&self) -> bool {
-        !self
-            .tokens
+    /// Whether it holds `*` or `?` (escaped ones are plain bytes).
+    pub fn has_glob(&self) -> bool {
+        self.tokens
             .iter()
-            .any(|t| matches!(t, Token::Star | Token::One | Token::Id))
+            .any(|t| matches!(t, Token::Star | Token::One))
+    }
+
+    /// True when the template names one key (no glob, no `{id}`) once the
+    /// user is known.
+    pub fn is_exact(&self) -> bool {
+        !self.has_glob() && !self.has_id()
     }
 
     /// A SCAN MATCH pattern: `user` (escaped) for `{user}`, `*` where it is
