@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::archive::manifest::{ArchiveKind, RestoreLink, Source};
 use crate::archive::{ArchiveWriter, Destination, Header, WriterOptions};
 use crate::catalog::{Meta, archive_file_name, commit};
-use crate::connection::{Conn, Endpoint};
+use crate::connection::{Conn, Endpoint, ServerInfo};
 use crate::error::{Error, Result};
 use crate::fetch::{ChunkSizes, Fetcher, Outgoing};
 use crate::keyspace::Selection;
@@ -38,6 +38,7 @@ pub fn default_dir() -> PathBuf {
 pub struct Backup {
     writer: ArchiveWriter,
     conn: Conn,
+    server: ServerInfo,
     pub path: PathBuf,
     /// The file's name in the folder, for its metadata.
     file: String,
@@ -60,6 +61,7 @@ impl Backup {
     ) -> Result<Self> {
         create_private_dir(dir)?;
         let server = handle.block_on(conn.server_info())?;
+        let server_info = server.clone();
         let started = Utc::now();
         let mut header = Header::new(
             ArchiveKind::PreRestore,
@@ -82,6 +84,7 @@ impl Backup {
         Ok(Backup {
             writer,
             conn: conn.clone(),
+            server: server_info,
             path,
             file,
         })
@@ -99,7 +102,8 @@ impl Backup {
             .map(|(k, _)| k.to_vec())
             .collect();
         let (tx, rx) = mpsc::channel::<Outgoing>(64);
-        let fetcher = Fetcher::new(self.conn.clone(), ChunkSizes::default(), tx);
+        let fetcher =
+            Fetcher::new(self.conn.clone(), ChunkSizes::default(), tx).for_server(&self.server);
         let writer = &mut self.writer;
         // The fetcher fills a bounded channel while the drain writes records
         // in `wanted` order, so neither waits on the other and memory stays flat.

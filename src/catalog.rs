@@ -101,11 +101,7 @@ pub fn commit(dir: &Path, meta: &Meta) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(meta).map_err(|e| Error::Internal(e.to_string()))?;
     json.push(b'\n');
     let out = |e: std::io::Error| Error::output(&path, e);
-    let mut temp = tempfile::Builder::new()
-        .prefix(".meta.")
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(out)?;
+    let mut temp = crate::partial::create(dir, "meta").map_err(out)?;
     temp.as_file_mut().write_all(&json).map_err(out)?;
     temp.as_file().sync_all().map_err(out)?;
     temp.persist(&path).map_err(|e| out(e.error))?;
@@ -177,7 +173,7 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
         if name == LOCK_FILE || name.ends_with(".journal") {
             continue;
         }
-        if name.ends_with(".partial") {
+        if name.ends_with(".archive-partial") {
             problems.push(problem(
                 name,
                 "unfinished: a write in progress, or one that was interrupted",
@@ -249,48 +245,126 @@ pub struct Lock {
     path: PathBuf,
 }
 
+/// This machine's name, to tell whose processes a lock's pid can be checked against.
+fn host_name() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+/// Whether process `pid` runs on this machine (unknown without `/proc`).
+fn running(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists() || !Path::new("/proc/self").exists()
+}
+
+/// What a lock file says: pid, command, time and, since it is written,
+/// the host. A lock from this host whose process is gone is stale and is
+/// taken over, as restic does; one from another host (a shared folder) or
+/// without a host is only named.
+struct Holder {
+    pid: Option<u32>,
+    what: String,
+    host: Option<String>,
+}
+
+impl Holder {
+    fn parse(text: &str) -> Self {
+        let mut fields = text.split_whitespace();
+        let pid = fields.next().and_then(|p| p.parse().ok());
+        let what = fields.next().unwrap_or("something").to_string();
+        let host = fields.nth(1).map(str::to_string);
+        Holder { pid, what, host }
+    }
+
+    /// Left by a process of this machine that is no longer running.
+    fn is_stale_here(&self) -> bool {
+        match (self.pid, &self.host) {
+            (Some(pid), Some(host)) => host_name().as_ref() == Some(host) && !running(pid),
+            _ => false,
+        }
+    }
+}
+
 impl Lock {
     pub fn acquire(dir: &Path, what: &str) -> Result<Lock> {
         let path = dir.join(LOCK_FILE);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                let _ = writeln!(
-                    f,
-                    "{} {what} {}",
-                    std::process::id(),
-                    Utc::now().to_rfc3339()
-                );
-                let _ = f.sync_all();
-                Ok(Lock { path })
+        // A stale lock is moved aside and the creation tried again; twice
+        // is enough unless another run keeps racing for it.
+        for _ in 0..3 {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    let _ = writeln!(
+                        f,
+                        "{} {what} {} {}",
+                        std::process::id(),
+                        Utc::now().to_rfc3339(),
+                        host_name().unwrap_or_else(|| "-".into())
+                    );
+                    let _ = f.sync_all();
+                    return Ok(Lock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = Holder::parse(&fs::read_to_string(&path).unwrap_or_default());
+                    if !holder.is_stale_here() {
+                        return Err(Error::Locked {
+                            reason: locked_reason(&holder, &path),
+                        });
+                    }
+                    take_over(&path);
+                }
+                Err(e) => return Err(Error::output(&path, e)),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let text = fs::read_to_string(&path).unwrap_or_default();
-                let mut fields = text.split_whitespace();
-                let pid: Option<u32> = fields.next().and_then(|p| p.parse().ok());
-                let holder = fields.next().unwrap_or("something");
-                let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-                let reason = match pid {
-                    Some(p) if alive => format!(
-                        "the folder is locked by process {p} ({holder}); wait for it to finish"
-                    ),
-                    Some(p) => format!(
-                        "the folder has a stale lock left by process {p} ({holder}), which is no longer running; remove {} and run again",
-                        path.display()
-                    ),
-                    None => format!(
-                        "the folder has an unreadable lock; remove {} and run again",
-                        path.display()
-                    ),
-                };
-                Err(Error::Locked { reason })
-            }
-            Err(e) => Err(Error::output(&path, e)),
         }
+        Err(Error::Locked {
+            reason: format!(
+                "another run keeps taking the folder's lock {}; try again",
+                path.display()
+            ),
+        })
+    }
+}
+
+/// Move a stale lock aside. The rename is atomic, so of two runs taking
+/// over the same stale lock one moves it; if what was moved turns out to
+/// be a live lock (another run took over first), it is put back.
+fn take_over(path: &Path) {
+    let aside = path.with_extension(format!("lock.stale.{}", std::process::id()));
+    if fs::rename(path, &aside).is_err() {
+        return;
+    }
+    let moved = Holder::parse(&fs::read_to_string(&aside).unwrap_or_default());
+    if moved.is_stale_here() {
+        let _ = fs::remove_file(&aside);
+    } else {
+        let _ = fs::rename(&aside, path);
+    }
+}
+
+fn locked_reason(holder: &Holder, path: &Path) -> String {
+    let what = &holder.what;
+    match holder.pid {
+        Some(p) if holder.host.is_some() && holder.host != host_name() => format!(
+            "the folder is locked by process {p} ({what}) on {}; wait for it, or remove {} if that run is gone",
+            holder.host.as_deref().unwrap_or("another host"),
+            path.display()
+        ),
+        Some(p) if running(p) => {
+            format!("the folder is locked by process {p} ({what}); wait for it to finish")
+        }
+        Some(p) => format!(
+            "the folder has a stale lock left by process {p} ({what}), which is no longer running; remove {} and run again",
+            path.display()
+        ),
+        None => format!(
+            "the folder has an unreadable lock; remove {} and run again",
+            path.display()
+        ),
     }
 }
 
@@ -328,7 +402,31 @@ mod tests {
         let err = Lock::acquire(dir.path(), "prune").unwrap_err().to_string();
         assert!(
             err.contains("stale lock left by process 999999999"),
-            "{err}"
+            "a lock without a host is only named: {err}"
+        );
+        // Left on this host by a process that is gone: taken over.
+        let host = host_name().unwrap();
+        fs::write(
+            dir.path().join(LOCK_FILE),
+            format!("999999999 backup 2026-01-01T00:00:00Z {host}\n"),
+        )
+        .unwrap();
+        let lock = Lock::acquire(dir.path(), "prune").unwrap();
+        let text = fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+        assert!(text.starts_with(&std::process::id().to_string()), "{text}");
+        drop(lock);
+        // Held on another host: never taken over.
+        fs::write(
+            dir.path().join(LOCK_FILE),
+            "999999999 backup 2026-01-01T00:00:00Z elsewhere.example\n",
+        )
+        .unwrap();
+        let err = Lock::acquire(dir.path(), "prune").unwrap_err().to_string();
+        assert!(err.contains("on elsewhere.example"), "{err}");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "nothing left aside"
         );
     }
 }

@@ -181,6 +181,7 @@ impl Endpoint {
         Ok(Conn {
             inner,
             endpoint: self.clone(),
+            retries: 0,
         })
     }
 
@@ -269,6 +270,19 @@ pub fn redact_url(url: &str) -> String {
 pub struct Conn {
     inner: MultiplexedConnection,
     endpoint: Endpoint,
+    /// Reconnects allowed per command when the connection drops; only for
+    /// connections that only read, where sending a command again is safe.
+    retries: u32,
+}
+
+/// Waits before reconnect attempt `n` (1-based): 100 ms doubling, at most 2 s.
+fn backoff(n: u32) -> Duration {
+    Duration::from_millis(100u64 << (n - 1).min(5)).min(Duration::from_secs(2))
+}
+
+/// A dropped or broken connection, as opposed to a reply or a timeout.
+fn is_dropped(err: &RedisError) -> bool {
+    err.is_connection_dropped() || (err.is_io_error() && !err.is_timeout())
 }
 
 impl std::fmt::Debug for Conn {
@@ -284,15 +298,59 @@ impl Conn {
         &self.endpoint
     }
 
+    /// Reconnect and send a command again, up to `attempts` times with
+    /// backoff, when the connection drops (a killed client, a restarted
+    /// proxy). For read-only use: a write sent twice could apply twice.
+    pub fn retrying(mut self, attempts: u32) -> Self {
+        self.retries = attempts;
+        self
+    }
+
+    /// Whether to try again after `err` on attempt `attempt` (0-based);
+    /// reconnects first. The new connection selects the same database.
+    async fn recover(&mut self, err: &RedisError, attempt: u32) -> bool {
+        if attempt >= self.retries || !is_dropped(err) {
+            return false;
+        }
+        tokio::time::sleep(backoff(attempt + 1)).await;
+        if let Ok(fresh) = self.endpoint.connect().await {
+            self.inner = fresh.inner;
+        }
+        true
+    }
+
+    fn exhausted(&self, err: RedisError, action: &str, attempts: u32) -> Error {
+        let e = self.endpoint.classify(err, action);
+        match e {
+            Error::Redis {
+                endpoint,
+                action,
+                reason,
+            } if attempts > 0 => Error::Redis {
+                endpoint,
+                action,
+                reason: format!(
+                    "{reason} (the connection dropped; gave up after {attempts} reconnects)"
+                ),
+            },
+            other => other,
+        }
+    }
+
     /// Run one command; `action` says what it was for in an error message.
     pub async fn query<T: redis::FromRedisValue>(
         &mut self,
         cmd: &redis::Cmd,
         action: &str,
     ) -> Result<T> {
-        cmd.query_async(&mut self.inner)
-            .await
-            .map_err(|e| self.endpoint.classify(e, action))
+        let mut attempt = 0;
+        loop {
+            match cmd.query_async(&mut self.inner).await {
+                Ok(v) => return Ok(v),
+                Err(e) if self.recover(&e, attempt).await => attempt += 1,
+                Err(e) => return Err(self.exhausted(e, action, attempt)),
+            }
+        }
     }
 
     /// Run a pipeline and return one reply per command; a command that the
@@ -307,9 +365,14 @@ impl Conn {
             return Ok(Vec::new());
         }
         pipe.ignore_errors();
-        pipe.query_async(&mut self.inner)
-            .await
-            .map_err(|e| self.endpoint.classify(e, action))
+        let mut attempt = 0;
+        loop {
+            match pipe.query_async(&mut self.inner).await {
+                Ok(v) => return Ok(v),
+                Err(e) if self.recover(&e, attempt).await => attempt += 1,
+                Err(e) => return Err(self.exhausted(e, action, attempt)),
+            }
+        }
     }
 
     /// Server facts recorded in manifests and used to pick command variants.
@@ -353,6 +416,11 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
+    /// PEXPIRETIME exists (Redis 7.0, Valkey 7.2 and later).
+    pub fn has_pexpiretime(&self) -> bool {
+        self.version_tuple() >= (7, 0)
+    }
+
     /// `(major, minor)` of the server, `(0, 0)` when unknown.
     pub fn version_tuple(&self) -> (u32, u32) {
         let mut parts = self

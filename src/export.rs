@@ -48,6 +48,9 @@ pub struct ExportOptions {
     /// Export one user's records, or whole groups, as a profile describes
     /// them (instead of `selection`).
     pub profile: Option<ProfileExport>,
+    /// Reconnects per command when the source connection drops (reads are
+    /// safe to send again; SCAN cursors survive a new connection).
+    pub reconnects: u32,
 }
 
 /// Kind, id, name and tags of a new archive.
@@ -84,6 +87,7 @@ impl ExportOptions {
             encryption: None,
             label: Label::default(),
             profile: None,
+            reconnects: 5,
         }
     }
 }
@@ -98,8 +102,9 @@ async fn export_archive(
     progress: &dyn Progress,
 ) -> Result<(ExportReport, Header)> {
     let started = Instant::now();
-    let mut conn = options.source.connect().await?;
+    let mut conn = options.source.connect().await?.retrying(options.reconnects);
     let server = conn.server_info().await?;
+    let server_info = server.clone();
     let total: Option<u64> = conn
         .query(&redis::cmd("DBSIZE"), "reading DBSIZE")
         .await
@@ -141,7 +146,7 @@ async fn export_archive(
 
     let user = options.profile.as_ref().and_then(|p| p.user.clone());
     progress.start(if user.is_some() { None } else { total });
-    let mut fetcher = Fetcher::new(conn.clone(), options.chunks, tx);
+    let mut fetcher = Fetcher::new(conn.clone(), options.chunks, tx).for_server(&server_info);
     let walked = match (&options.profile, user) {
         (Some(p), Some(user)) => {
             let groups = p.groups()?;
@@ -242,6 +247,7 @@ pub async fn backup(
     options.label.kind = ArchiveKind::Backup;
     options.label.id = Some(id);
     let (report, header) = export_archive(options, progress).await?;
+    crate::failpoint::hit("folder.before-meta");
     let meta = Meta::new(
         &header,
         file,

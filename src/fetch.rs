@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::connection::Conn;
+use crate::connection::{Conn, ServerInfo};
 use crate::error::{Error, Result};
 use crate::record::{
     Bytes, ConsumerGroup, DumpValue, Expiry, KeyType, Record, Score, StreamChunk, StreamEntry,
@@ -108,6 +108,9 @@ pub struct Fetcher {
     out: mpsc::Sender<Outgoing>,
     budget: Arc<Semaphore>,
     pub stats: FetchStats,
+    /// Read expiry with PEXPIRETIME (Redis 7.0+): the absolute time exactly,
+    /// where PTTL + TIME can be a millisecond off.
+    exact_expiry: bool,
 }
 
 /// The first read of one key, sent in the second round trip.
@@ -175,7 +178,14 @@ impl Fetcher {
             out,
             budget: Arc::new(Semaphore::new(IN_FLIGHT_BYTES)),
             stats: FetchStats::default(),
+            exact_expiry: false,
         }
+    }
+
+    /// Read expiry times as the server holds them (PEXPIRETIME), when it can.
+    pub fn for_server(mut self, server: &ServerInfo) -> Self {
+        self.exact_expiry = server.has_pexpiretime();
+        self
     }
 
     /// Read a batch of keys. `known_type` is set when SCAN already filtered
@@ -214,7 +224,12 @@ impl Fetcher {
         pipe.cmd("TIME");
         let mut reads = Vec::with_capacity(typed.len());
         for (key, t, _) in &typed {
-            pipe.cmd("PTTL").arg(key);
+            pipe.cmd(if self.exact_expiry {
+                "PEXPIRETIME"
+            } else {
+                "PTTL"
+            })
+            .arg(key);
             let read = FirstRead::for_type(*t);
             self.add_first_read(&mut pipe, key, &read);
             reads.push(read);
@@ -315,6 +330,10 @@ impl Fetcher {
     ) -> std::result::Result<(Record, Resume), KeyFault> {
         let expiry = match ok(pttl)? {
             Reply::Int(-2) => return Err(KeyFault::Vanished),
+            Reply::Int(at) if at >= 0 && self.exact_expiry => Some(Expiry {
+                at_ms: at,
+                ttl_ms: (at - now_ms).max(1),
+            }),
             Reply::Int(ms) if ms >= 0 => Some(Expiry {
                 at_ms: now_ms + ms,
                 ttl_ms: ms.max(1),

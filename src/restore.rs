@@ -31,6 +31,7 @@ use crate::archive::{Decryption, Header, Manifest};
 use crate::backup::Backup;
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::journal::{FINGERPRINT_SCRIPT, Journal, journal_path};
 use crate::load::{KeyCarry, Role, TargetFeatures, TtlMode, add_merge, add_record};
 use crate::profile::Profile;
@@ -234,6 +235,7 @@ pub async fn perform(
         Some(b) => Some(b.finish()?),
         None => None,
     };
+    failpoint::hit("restore.backup-done");
     let journal = match &backup {
         Some(path) => Some(Journal::create(journal_path(path))?),
         None => None,
@@ -951,9 +953,11 @@ impl<'p> Applier<'p> {
         if let Some(journal) = self.journal.as_mut() {
             journal.touch(&touching)?;
         }
+        failpoint::hit("restore.batch");
         let replies = self
             .handle
             .block_on(self.conn.pipeline(&mut pipe, "writing keys"))?;
+        failpoint::hit("restore.written");
         for ((seq, role), reply) in owners.iter().zip(&roles).zip(replies) {
             match (role, reply) {
                 (Role::Added, Reply::Int(n)) => self.outcome.added += n.max(0) as u64,

@@ -21,6 +21,7 @@ use super::manifest::{
     Counts, EntryInfo, HEADER_ENTRY, Header, MANIFEST_ENTRY, Manifest, data_entry_name,
 };
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::record::Record;
 
 /// An entry is closed once it holds this many bytes of records.
@@ -245,6 +246,7 @@ impl ArchiveWriter {
         self.entry = data;
         self.entry.clear();
         self.entry_records = 0;
+        failpoint::hit("write.entry");
         Ok(())
     }
 
@@ -280,6 +282,7 @@ impl ArchiveWriter {
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| Error::Internal(format!("manifest does not serialize: {e}")))?;
         self.append(MANIFEST_ENTRY, &json)?;
+        failpoint::hit("write.manifest");
         let destination = self.destination.clone();
         let out_err = |e: io::Error| Error::output(destination.display(), e);
         let encoder = self.stack.into_inner().map_err(out_err)?;
@@ -291,7 +294,9 @@ impl ArchiveWriter {
         match (counting.inner, &destination) {
             (Sink::Temp(temp), Destination::File(path)) => {
                 temp.as_file().sync_all().map_err(out_err)?;
+                failpoint::hit("write.before-rename");
                 temp.persist(path).map_err(|e| out_err(e.error))?;
+                failpoint::hit("write.after-rename");
                 sync_parent(path).map_err(out_err)?;
             }
             (Sink::Stdout(_), _) => {}
@@ -311,16 +316,11 @@ impl ArchiveWriter {
 /// atomic (same filesystem) and a failure to create it is reported against
 /// the path the user gave.
 fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
-    let dir = parent_dir(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "archive".into());
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(|e| Error::output(path, e))
+    crate::partial::create(parent_dir(path), &name).map_err(|e| Error::output(path, e))
 }
 
 fn parent_dir(path: &Path) -> &Path {

@@ -254,6 +254,7 @@ pub fn command(args: &[&str]) -> Command {
         "ARCHIVE_PASSPHRASE_FILE",
         "ARCHIVE_IDENTITY_FILE",
         "ARCHIVE_PROFILE",
+        "ARCHIVE_FAILPOINT",
     ] {
         cmd.env_remove(var);
     }
