@@ -4,12 +4,11 @@
 //! checked in: the tests read the committed files, so a change to the
 //! writer cannot silently change what the reader is tested against.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use age::secrecy::{ExposeSecret, SecretString};
 use redis_archive::archive::manifest::{
-    ArchiveKind, Header, Manifest, Program, SCHEMA_VERSION, Source,
+    ArchiveKind, Header, Manifest, Program, SCHEMA_VERSION, Source, closing_frame,
 };
 use redis_archive::archive::{ArchiveWriter, Destination, Encryption, WriterOptions};
 use redis_archive::connection::{Address, ServerInfo};
@@ -184,7 +183,7 @@ fn repack(valid: &Path, out: &Path, edit: impl FnOnce(&mut Vec<Entry>)) {
         });
     }
     edit(&mut entries);
-    let mut encoder = zstd::Encoder::new(std::fs::File::create(out).unwrap(), 3).unwrap();
+    let mut encoder = zstd::Encoder::new(Vec::new(), 3).unwrap();
     encoder.include_checksum(true).unwrap();
     let mut builder = tar::Builder::new(encoder);
     for e in entries {
@@ -207,13 +206,12 @@ fn repack(valid: &Path, out: &Path, edit: impl FnOnce(&mut Vec<Entry>)) {
         h.set_cksum();
         builder.append(&h, &e.data[..]).unwrap();
     }
-    builder
-        .into_inner()
-        .unwrap()
-        .finish()
-        .unwrap()
-        .flush()
-        .unwrap();
+    // Closed as the writer closes a stream, so each vector has only the
+    // defect it is made for.
+    let mut bytes = builder.into_inner().unwrap().finish().unwrap();
+    let sum: [u8; 32] = Sha256::digest(&bytes).into();
+    bytes.extend_from_slice(&closing_frame(sum));
+    std::fs::write(out, bytes).unwrap();
 }
 
 fn entry<'a>(entries: &'a mut [Entry], name: &str) -> &'a mut Entry {

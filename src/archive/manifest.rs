@@ -25,6 +25,26 @@ pub const SCHEMA_VERSION: u64 = 1;
 pub const OLDEST_SCHEMA_VERSION: u64 = 1;
 
 pub const HEADER_ENTRY: &str = "header.json";
+
+/// The closing checksum frame: a zstd skippable frame (magic
+/// 0x184D2A5A, 40 bytes of content: a tag and the sha256 of the compressed
+/// stream before it).
+pub const CLOSING_MAGIC: u32 = 0x184D_2A5A;
+pub const CLOSING_TAG: &[u8; 8] = b"ARCHSUM1";
+pub const CLOSING_FRAME_BYTES: usize = 48;
+
+/// The frame that closes the compressed stream: a zstd skippable frame
+/// (which `zstd -d` passes over) holding the sha256 of every compressed
+/// byte before it, so that a reader notices any change to the file, even
+/// one that decompresses to the same data.
+pub fn closing_frame(sha256: [u8; 32]) -> [u8; CLOSING_FRAME_BYTES] {
+    let mut frame = [0u8; CLOSING_FRAME_BYTES];
+    frame[..4].copy_from_slice(&CLOSING_MAGIC.to_le_bytes());
+    frame[4..8].copy_from_slice(&((CLOSING_FRAME_BYTES - 8) as u32).to_le_bytes());
+    frame[8..16].copy_from_slice(CLOSING_TAG);
+    frame[16..].copy_from_slice(&sha256);
+    frame
+}
 pub const MANIFEST_ENTRY: &str = "manifest.json";
 
 /// Name of the `index`-th data entry.
@@ -120,6 +140,10 @@ pub struct Header {
     /// groups, and their data schema_version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<ProfileScope>,
+    /// The compressed stream ends with the closing checksum frame, and a
+    /// reader must find it (archives written before it existed lack it).
+    #[serde(default)]
+    pub closing_checksum: bool,
 }
 
 impl Header {
@@ -143,6 +167,7 @@ impl Header {
             name: None,
             tags: Vec::new(),
             profile: None,
+            closing_checksum: true,
         }
     }
 }

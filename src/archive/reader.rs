@@ -12,16 +12,18 @@
 //! not act on unverified data (restore) reads the archive twice: once to
 //! verify, once to act.
 
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
 use super::encryption::{Decryption, is_age};
 use super::manifest::{
-    Counts, EntryInfo, FORMAT_NAME, HEADER_ENTRY, Header, MANIFEST_ENTRY, Manifest,
-    OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, data_entry_name,
+    CLOSING_FRAME_BYTES, CLOSING_MAGIC, CLOSING_TAG, Counts, EntryInfo, FORMAT_NAME, HEADER_ENTRY,
+    Header, MANIFEST_ENTRY, Manifest, OLDEST_SCHEMA_VERSION, SCHEMA_VERSION, data_entry_name,
 };
 use crate::error::{Error, Result};
 use crate::record::{KeyType, Record};
@@ -37,6 +39,108 @@ pub const MAX_RECORD_BYTES: usize = 1 << 30;
 pub const MAX_ENTRY_BYTES: u64 = (MAX_RECORD_BYTES as u64) + (8 << 20);
 /// `header.json` and `manifest.json` are small; bound them too.
 pub const MAX_META_BYTES: u64 = 64 << 20;
+/// Records are streamed, so only a long record line costs memory. Past
+/// this length a line is only read on while the archive expands less than
+/// [`MAX_EXPANSION`] times: a small file made to expand into a huge line
+/// (a decompression bomb) is refused before it can take much memory.
+pub const LARGE_RECORD_BYTES: usize = 64 << 20;
+/// Decompressed bytes per file byte beyond which a large record is refused.
+/// Real data, even repetitive, stays far below it at 64 MiB.
+pub const MAX_EXPANSION: u64 = 1000;
+
+/// Bytes read from the file, bytes they decompressed into, and the
+/// closing checksum of the compressed stream.
+#[derive(Default, Clone)]
+struct Meter {
+    file: Rc<Cell<u64>>,
+    expanded: Rc<Cell<u64>>,
+    closing: Rc<RefCell<Closing>>,
+}
+
+/// Hashes the compressed stream but for its last CLOSING_FRAME_BYTES,
+/// which are kept: at the end they must be the closing frame holding that
+/// hash.
+#[derive(Default)]
+struct Closing {
+    hasher: Sha256,
+    last: Vec<u8>,
+}
+
+impl Closing {
+    fn feed(&mut self, bytes: &[u8]) {
+        self.last.extend_from_slice(bytes);
+        if self.last.len() > CLOSING_FRAME_BYTES {
+            let cut = self.last.len() - CLOSING_FRAME_BYTES;
+            self.hasher.update(&self.last[..cut]);
+            self.last.drain(..cut);
+        }
+    }
+
+    /// The problem with the stream's end, if any.
+    fn verify(&self) -> Option<Problem> {
+        let frame = &self.last;
+        let is_frame = frame.len() == CLOSING_FRAME_BYTES
+            && frame[..4] == CLOSING_MAGIC.to_le_bytes()
+            && frame[4..8] == ((CLOSING_FRAME_BYTES - 8) as u32).to_le_bytes()
+            && &frame[8..16] == CLOSING_TAG;
+        if !is_frame {
+            return Some(Problem::new(
+                ProblemKind::Truncated,
+                "the closing checksum frame is missing: the file was cut short, or something follows it",
+            ));
+        }
+        (self.hasher.clone().finalize()[..] != frame[16..]).then(|| {
+            Problem::corrupt(
+                "the file does not match its closing checksum: some of its bytes were changed",
+            )
+        })
+    }
+}
+
+/// Feeds the compressed stream to [`Closing`] as the decoder reads it.
+struct ClosingReader<R> {
+    inner: R,
+    closing: Rc<RefCell<Closing>>,
+}
+
+impl<R: Read> Read for ClosingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.closing.borrow_mut().feed(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl Meter {
+    fn check(&self) -> io::Result<()> {
+        let (file, expanded) = (self.file.get().max(1), self.expanded.get());
+        if expanded / file > MAX_EXPANSION {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a record longer than {} MiB in data that expands {} times ({expanded} bytes from {file}); refused as a decompression bomb",
+                    LARGE_RECORD_BYTES >> 20,
+                    expanded / file
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Counts what is read through it.
+struct Counted<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
@@ -200,6 +304,7 @@ fn read_plain<R: BufRead>(
     decrypted: bool,
     visitor: &mut dyn Visitor,
     problems: &mut Problems,
+    meter: &Meter,
 ) -> Result<Seen> {
     let empty = Seen {
         header: None,
@@ -217,14 +322,18 @@ fn read_plain<R: BufRead>(
         problems.fatal(not_zstd(name, head, decrypted))?;
         return Ok(empty);
     }
-    let mut decoder = match zstd::Decoder::with_buffer(input) {
+    let decoder = match zstd::Decoder::with_buffer(input) {
         Ok(d) => d,
         Err(e) => {
             problems.fatal(classify_io(name, e))?;
             return Ok(empty);
         }
     };
-    run(name, &mut decoder, visitor, problems)
+    let mut decoder = Counted {
+        inner: decoder,
+        count: meter.expanded.clone(),
+    };
+    run(name, &mut decoder, visitor, problems, meter)
 }
 
 /// Read the whole archive with `problems` deciding what a problem does.
@@ -235,13 +344,35 @@ fn read_with(
     problems: &mut Problems,
 ) -> Result<(Seen, bool)> {
     let name = source.display();
-    let mut input = BufReader::with_capacity(1 << 16, source.open()?);
+    let meter = Meter::default();
+    let file = Counted {
+        inner: source.open()?,
+        count: meter.file.clone(),
+    };
+    let mut input = BufReader::with_capacity(1 << 16, file);
     let head = input.fill_buf().map_err(|e| Error::input(&name, e))?;
+    let closing = |inner| {
+        BufReader::with_capacity(
+            1 << 16,
+            ClosingReader {
+                inner,
+                closing: meter.closing.clone(),
+            },
+        )
+    };
     if is_age(head) {
-        let plain = BufReader::with_capacity(1 << 16, decryption.open(&name, input)?);
-        return Ok((read_plain(&name, plain, true, visitor, problems)?, true));
+        let plain: Box<dyn Read> = Box::new(decryption.open(&name, input)?);
+        let plain = closing(plain);
+        return Ok((
+            read_plain(&name, plain, true, visitor, problems, &meter)?,
+            true,
+        ));
     }
-    Ok((read_plain(&name, input, false, visitor, problems)?, false))
+    let input = closing(Box::new(input));
+    Ok((
+        read_plain(&name, input, false, visitor, problems, &meter)?,
+        false,
+    ))
 }
 
 /// Say clearly what a file is when it is not a zstd archive, instead of a
@@ -470,6 +601,7 @@ fn run(
     decoder: &mut impl Read,
     visitor: &mut dyn Visitor,
     problems: &mut Problems,
+    meter: &Meter,
 ) -> Result<Seen> {
     let mut seen = Seen {
         header: None,
@@ -484,6 +616,7 @@ fn run(
         problems,
         &mut seen,
         &mut entries_seen,
+        meter,
     )? {
         return Ok(seen);
     }
@@ -507,7 +640,30 @@ fn run(
     if let Some(header) = &seen.header {
         verify_manifest(header, manifest, &entries_seen, &seen.counts, problems)?;
     }
+    // Last, so that a problem the manifest names more precisely is the one
+    // reported first.
+    if seen.header.as_ref().is_some_and(|h| h.closing_checksum)
+        && let Some(problem) = meter.closing.borrow().verify()
+    {
+        problems.report(problem)?;
+    }
     Ok(seen)
+}
+
+/// Read `input` to its end; whether it held anything but zero bytes
+/// (tar pads its end with zero blocks).
+fn nonzero_tail(input: &mut impl Read) -> io::Result<bool> {
+    let mut buf = [0u8; 8192];
+    let mut nonzero = false;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(nonzero),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        nonzero |= buf[..n].iter().any(|&b| b != 0);
+    }
 }
 
 fn read_entries(
@@ -517,6 +673,7 @@ fn read_entries(
     problems: &mut Problems,
     seen: &mut Seen,
     entries_seen: &mut Vec<SeenEntry>,
+    meter: &Meter,
 ) -> Result<std::result::Result<(), Stop>> {
     let io_err = |e: io::Error| classify_io(name, e);
     let mut open_key: Option<OpenKey> = None;
@@ -612,7 +769,7 @@ fn read_entries(
         let mut records = 0u64;
         loop {
             line.clear();
-            let n = match read_line(&mut hashing, &mut line) {
+            let n = match read_line(&mut hashing, &mut line, meter) {
                 Ok(n) => n,
                 Err(e) => return problems.fatal(io_err(e)).map(Err),
             };
@@ -666,9 +823,15 @@ fn read_entries(
         });
     }
     // The tar end marker may come before the end of the zstd stream; read to
-    // the end so a damaged or cut-off last frame is caught.
-    if let Err(e) = io::copy(decoder, &mut io::sink()) {
-        return problems.fatal(io_err(e)).map(Err);
+    // the end so a damaged or cut-off last frame is caught, and so is
+    // anything appended after the tar's end (another archive, say), which
+    // a reader that stopped at the end marker would silently ignore.
+    match nonzero_tail(decoder) {
+        Ok(false) => {}
+        Ok(true) => problems.report(Problem::corrupt(
+            "there is data after the end of the archive (appended or concatenated); the file is not what was written",
+        ))?,
+        Err(e) => return problems.fatal(io_err(e)).map(Err),
     }
     if let Some(open) = open_key {
         problems.report(
@@ -722,7 +885,7 @@ fn read_small(entry: impl Read, size: u64, path: &str) -> io::Result<Vec<u8>> {
 }
 
 /// Read up to and including the next newline, at most MAX_RECORD_BYTES.
-fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<usize> {
+fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>, meter: &Meter) -> io::Result<usize> {
     let mut total = 0;
     loop {
         let buf = input.fill_buf()?;
@@ -738,6 +901,9 @@ fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<usize> 
         line.extend_from_slice(&buf[..take]);
         input.consume(take);
         total += take;
+        if line.len() > LARGE_RECORD_BYTES {
+            meter.check()?;
+        }
         if done || line.len() > MAX_RECORD_BYTES {
             return Ok(total);
         }

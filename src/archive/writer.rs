@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::encryption::{AgeWriter, Encryption};
+use super::manifest::closing_frame;
 use super::manifest::{
     Counts, EntryInfo, HEADER_ENTRY, Header, MANIFEST_ENTRY, Manifest, data_entry_name,
 };
@@ -132,7 +133,9 @@ impl<W: Write> Write for Envelope<W> {
     }
 }
 
-type Stack = tar::Builder<zstd::Encoder<'static, Envelope<Counting<Sink>>>>;
+/// tar -> zstd -> (sha256 of the compressed stream, for the closing
+/// checksum) -> [age] -> (size and sha256 of the file) -> file.
+type Stack = tar::Builder<zstd::Encoder<'static, Counting<Envelope<Counting<Sink>>>>>;
 
 /// What a finished archive is.
 #[derive(Debug, Clone)]
@@ -189,7 +192,12 @@ impl ArchiveWriter {
             Some(e) => Envelope::Age(e.wrap(counting).map_err(out_err)?),
             None => Envelope::Plain(counting),
         };
-        let mut encoder = zstd::Encoder::new(envelope, options.zstd_level).map_err(out_err)?;
+        let stream = Counting {
+            inner: envelope,
+            bytes: 0,
+            hasher: Sha256::new(),
+        };
+        let mut encoder = zstd::Encoder::new(stream, options.zstd_level).map_err(out_err)?;
         encoder.include_checksum(true).map_err(out_err)?;
         if options.zstd_workers > 0 {
             encoder.multithread(options.zstd_workers).map_err(out_err)?;
@@ -286,7 +294,11 @@ impl ArchiveWriter {
         let destination = self.destination.clone();
         let out_err = |e: io::Error| Error::output(destination.display(), e);
         let encoder = self.stack.into_inner().map_err(out_err)?;
-        let envelope = encoder.finish().map_err(out_err)?;
+        let stream = encoder.finish().map_err(out_err)?;
+        let mut envelope = stream.inner;
+        envelope
+            .write_all(&closing_frame(stream.hasher.finalize().into()))
+            .map_err(out_err)?;
         let mut counting = envelope.finish().map_err(out_err)?;
         counting.flush().map_err(out_err)?;
         let bytes = counting.bytes;
