@@ -244,6 +244,20 @@ pub fn test_backup_dir() -> PathBuf {
 pub fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(bin());
     cmd.args(args);
+    hermetic(cmd)
+}
+
+/// The binary run by `sh` after `setup` (e.g. `umask 000`).
+pub fn command_after(setup: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("{setup}; exec \"$0\" \"$@\""))
+        .arg(bin())
+        .args(args);
+    hermetic(cmd)
+}
+
+fn hermetic(mut cmd: Command) -> Command {
     cmd.env("ARCHIVE_BACKUP_DIR", test_backup_dir());
     for var in [
         "SOURCE_REDIS_URL",
