@@ -273,7 +273,7 @@ impl Holder {
         let mut fields = text.split_whitespace();
         let pid = fields.next().and_then(|p| p.parse().ok());
         let what = fields.next().unwrap_or("something").to_string();
-        let host = fields.nth(1).map(str::to_string);
+        let host = fields.nth(1).filter(|h| *h != "-").map(str::to_string);
         Holder { pid, what, host }
     }
 

@@ -102,6 +102,7 @@ async fn export_archive(
     progress: &dyn Progress,
 ) -> Result<(ExportReport, Header)> {
     let started = Instant::now();
+    crate::failpoint::check("export.start")?;
     let mut conn = options.source.connect().await?.retrying(options.reconnects);
     let server = conn.server_info().await?;
     let server_info = server.clone();

@@ -3,6 +3,8 @@
 //! destructor, no cleanup, no flush, which is what SIGKILL or a power cut
 //! does. The crash tests use it to show what is left after a crash at each
 //! stage of a write. Unset, a crash point costs one check of a cached value.
+//! [`check`] points fail with an internal error instead (`export.start`),
+//! so that the exit code of a bug can be tested without a bug.
 //!
 //! Points: `write.entry` (a data entry was appended), `write.manifest` (the
 //! manifest was appended, layers not flushed), `write.before-rename` (the
@@ -31,13 +33,25 @@ fn armed() -> Option<&'static (String, u64)> {
         .as_ref()
 }
 
+static HITS: AtomicU64 = AtomicU64::new(0);
+
+fn reached(name: &str) -> bool {
+    armed().is_some_and(|(armed, n)| armed == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n)
+}
+
 /// Abort here when this point is armed and reached for the N-th time.
 pub fn hit(name: &str) {
-    static HITS: AtomicU64 = AtomicU64::new(0);
-    if let Some((armed, n)) = armed()
-        && armed == name
-        && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *n
-    {
+    if reached(name) {
         std::process::abort();
     }
+}
+
+/// Fail here with an internal error when this point is armed.
+pub fn check(name: &str) -> crate::Result<()> {
+    if reached(name) {
+        return Err(crate::Error::Internal(format!(
+            "failure injected at {name}"
+        )));
+    }
+    Ok(())
 }
