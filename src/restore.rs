@@ -285,7 +285,9 @@ fn spool_if_stdin(
     source: &ArchiveSource,
 ) -> Result<(ArchiveSource, Option<tempfile::NamedTempFile>)> {
     match source {
-        ArchiveSource::File(_) | ArchiveSource::Spooled(_) => Ok((source.clone(), None)),
+        ArchiveSource::File(_) | ArchiveSource::Spooled(_) | ArchiveSource::Memory(_) => {
+            Ok((source.clone(), None))
+        }
         ArchiveSource::Stdin => {
             // tempfile creates the file 0600: the spool holds the data (still
             // encrypted, when the archive is).

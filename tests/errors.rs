@@ -232,3 +232,23 @@ fn readme_and_help_document_the_same_exit_codes() {
     assert_eq!(from_readme, from_help, "README table vs --help");
     assert!(from_readme.len() >= 16);
 }
+
+#[test]
+fn a_read_only_acl_user_can_export_everything() {
+    // The rights docs/SECURITY.md names for exports, and no more.
+    let src = RedisServer::start();
+    load_mixed(&mut src.conn());
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER", "ro", "on", ">pw", "~*", "+@read", "+info", "+time", "+scan",
+        ])
+        .query(&mut src.conn())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ro.tar.zst");
+    let url = format!("redis://ro:pw@127.0.0.1:{}", src.port);
+    run(&["export", "--source", &url, "-o", file.to_str().unwrap()]).ok();
+    let dst = RedisServer::start();
+    restore(&dst, &file, &[]).ok();
+    assert_same_db(&mut src.conn(), &mut dst.conn(), 0);
+}

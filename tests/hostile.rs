@@ -29,10 +29,12 @@ fn age_key() -> Decryption {
 
 /// Read `bytes` as restore's verifying pass does; the error text, or
 /// `None` when it was accepted.
-fn refused(dir: &Path, bytes: &[u8], decryption: &Decryption) -> Option<String> {
-    let path = dir.join("candidate");
-    std::fs::write(&path, bytes).unwrap();
-    match read_archive(&ArchiveSource::File(path), decryption, &mut Discard) {
+fn refused(bytes: &[u8], decryption: &Decryption) -> Option<String> {
+    match read_archive(
+        &ArchiveSource::Memory(bytes.into()),
+        decryption,
+        &mut Discard,
+    ) {
         Ok(_) => None,
         Err(e) => Some(e.to_string()),
     }
@@ -40,7 +42,6 @@ fn refused(dir: &Path, bytes: &[u8], decryption: &Decryption) -> Option<String> 
 
 #[test]
 fn every_single_byte_change_is_detected() {
-    let dir = tempfile::tempdir().unwrap();
     let mut tried = 0;
     for (name, decryption, masks) in [
         (
@@ -51,17 +52,14 @@ fn every_single_byte_change_is_detected() {
         ("encrypted.tar.zst.age", age_key(), &[0x01u8, 0x80][..]),
     ] {
         let good = std::fs::read(fixture(name)).unwrap();
-        assert!(
-            refused(dir.path(), &good, &decryption).is_none(),
-            "{name} reads"
-        );
+        assert!(refused(&good, &decryption).is_none(), "{name} reads");
         for at in 0..good.len() {
             for mask in masks {
                 let mut bad = good.clone();
                 bad[at] ^= mask;
                 tried += 1;
                 assert!(
-                    refused(dir.path(), &bad, &decryption).is_some(),
+                    refused(&bad, &decryption).is_some(),
                     "{name}: byte {at} ^ {mask:#04x} went unnoticed"
                 );
             }
@@ -73,7 +71,6 @@ fn every_single_byte_change_is_detected() {
 
 #[test]
 fn every_truncation_is_detected() {
-    let dir = tempfile::tempdir().unwrap();
     let mut tried = 0;
     for (name, decryption) in [
         ("valid.tar.zst", Decryption::none()),
@@ -83,7 +80,7 @@ fn every_truncation_is_detected() {
         for len in 0..good.len() {
             tried += 1;
             assert!(
-                refused(dir.path(), &good[..len], &decryption).is_some(),
+                refused(&good[..len], &decryption).is_some(),
                 "{name} cut to {len} bytes went unnoticed"
             );
         }
@@ -93,25 +90,24 @@ fn every_truncation_is_detected() {
 
 #[test]
 fn appended_data_is_detected() {
-    let dir = tempfile::tempdir().unwrap();
     let good = std::fs::read(fixture("valid.tar.zst")).unwrap();
     let encrypted = std::fs::read(fixture("encrypted.tar.zst.age")).unwrap();
     let tails: [&[u8]; 4] = [b"garbage", &[0u8; 600], &good, b"\n"];
     for tail in tails {
         let bad = [&good[..], tail].concat();
-        let why = refused(dir.path(), &bad, &Decryption::none());
+        let why = refused(&bad, &Decryption::none());
         assert!(
             why.is_some(),
             "{} bytes appended went unnoticed",
             tail.len()
         );
         let bad = [&encrypted[..], tail].concat();
-        assert!(refused(dir.path(), &bad, &age_key()).is_some());
+        assert!(refused(&bad, &age_key()).is_some());
     }
     // Another whole archive appended decompresses cleanly: the reader
     // still finds data after the tar's end.
     let twice = [&good[..], &good[..]].concat();
-    let why = refused(dir.path(), &twice, &Decryption::none()).unwrap();
+    let why = refused(&twice, &Decryption::none()).unwrap();
     assert!(why.contains("data after the end of the archive"), "{why}");
 }
 
@@ -155,11 +151,10 @@ fn with_name(header: &tar::Header, name: &[u8]) -> tar::Header {
 
 #[test]
 fn entries_that_are_not_plain_files_or_repeat_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
     let good = entries();
     assert_eq!(good.len(), 3, "header, one data entry, manifest");
     let refuse = |list: Vec<(tar::Header, Vec<u8>)>, what: &str, needle: &str| {
-        let why = refused(dir.path(), &pack(&list), &Decryption::none())
+        let why = refused(&pack(&list), &Decryption::none())
             .unwrap_or_else(|| panic!("{what} was accepted"));
         assert!(why.contains(needle), "{what}: {why}");
     };
@@ -221,7 +216,6 @@ fn entries_that_are_not_plain_files_or_repeat_are_refused() {
 
 #[test]
 fn sizes_beyond_the_limits_are_refused_before_anything_is_read() {
-    let dir = tempfile::tempdir().unwrap();
     let good = entries();
     // Headers that claim more than the limits, followed by a few bytes: the
     // reader must refuse on the claim, not try to read or allocate it.
@@ -229,19 +223,18 @@ fn sizes_beyond_the_limits_are_refused_before_anything_is_read() {
     big_data[1].0.set_size(MAX_ENTRY_BYTES + 1);
     big_data[1].0.set_cksum();
     let bytes = pack(&big_data[..2]);
-    let why = refused(dir.path(), &bytes, &Decryption::none()).unwrap();
+    let why = refused(&bytes, &Decryption::none()).unwrap();
     assert!(why.contains("over the limit"), "{why}");
 
     let mut big_meta = good.clone();
     big_meta[0].0.set_size(MAX_META_BYTES + 1);
     big_meta[0].0.set_cksum();
-    let why = refused(dir.path(), &pack(&big_meta[..1]), &Decryption::none()).unwrap();
+    let why = refused(&pack(&big_meta[..1]), &Decryption::none()).unwrap();
     assert!(why.contains("over the limit"), "{why}");
 }
 
 #[test]
 fn absurd_manifest_counts_and_sizes_are_refused_without_huge_allocations() {
-    let dir = tempfile::tempdir().unwrap();
     let good = entries();
     let manifest: serde_json::Value = serde_json::from_slice(&good[2].1).unwrap();
     let cases: Vec<(&str, serde_json::Value)> = vec![
@@ -270,7 +263,7 @@ fn absurd_manifest_counts_and_sizes_are_refused_without_huge_allocations() {
         let len = list[2].1.len() as u64;
         list[2].0.set_size(len);
         list[2].0.set_cksum();
-        let why = refused(dir.path(), &pack(&list), &Decryption::none())
+        let why = refused(&pack(&list), &Decryption::none())
             .unwrap_or_else(|| panic!("{what}: accepted"));
         assert!(why.contains("corrupt"), "{what}: {why}");
     }

@@ -152,6 +152,8 @@ pub enum ArchiveSource {
     /// Standard input, already copied to this private file; named `<stdin>`
     /// in messages, since that is what the user gave.
     Spooled(PathBuf),
+    /// Bytes in memory (tests and fuzzing: no file needed).
+    Memory(std::sync::Arc<[u8]>),
 }
 
 impl ArchiveSource {
@@ -167,6 +169,7 @@ impl ArchiveSource {
         match self {
             ArchiveSource::File(p) => p.display().to_string(),
             ArchiveSource::Stdin | ArchiveSource::Spooled(_) => "<stdin>".into(),
+            ArchiveSource::Memory(_) => "<memory>".into(),
         }
     }
 
@@ -176,6 +179,7 @@ impl ArchiveSource {
                 File::open(path).map_err(|e| Error::input(path, e))?,
             )),
             ArchiveSource::Stdin => Ok(Box::new(io::stdin())),
+            ArchiveSource::Memory(bytes) => Ok(Box::new(io::Cursor::new(bytes.clone()))),
         }
     }
 }
