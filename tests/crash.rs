@@ -8,8 +8,6 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -203,6 +201,21 @@ fn assert_same_snapshot(before: &Snapshot, after: &Snapshot, what: &str) {
     );
 }
 
+/// `restore ARCHIVE --mode overwrite` into `url`, backups into `backups`.
+fn overwrite_restore<'a>(archive: &'a Path, url: &'a str, backups: &'a Path) -> [&'a str; 9] {
+    [
+        "restore",
+        archive.to_str().unwrap(),
+        "--target",
+        url,
+        "--yes",
+        "--mode",
+        "overwrite",
+        "--backup-dir",
+        backups.to_str().unwrap(),
+    ]
+}
+
 fn newest_backup(dir: &Path) -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
@@ -235,20 +248,7 @@ fn a_restore_killed_at_any_stage_is_undone_exactly_by_rollback() {
         prepare_target(&dst);
         let before = dst.snapshot();
         let backups = dir.path().join(format!("b{i}"));
-        let out = with_failpoint(
-            &[
-                "restore",
-                archive.to_str().unwrap(),
-                "--target",
-                &url,
-                "--yes",
-                "--mode",
-                "overwrite",
-                "--backup-dir",
-                backups.to_str().unwrap(),
-            ],
-            point,
-        );
+        let out = with_failpoint(&overwrite_restore(&archive, &url, &backups), point);
         crashed(&out, point);
         match newest_backup(&backups) {
             Some(backup) => {
@@ -281,34 +281,11 @@ fn a_restore_stopped_with_sigint_is_undone_exactly_by_rollback() {
     let initial = dst.dbsize(0);
     let backups = dir.path().join("b");
     let url = dst.url();
-    let child = command(&[
-        "restore",
-        archive.to_str().unwrap(),
-        "--target",
-        &url,
-        "--yes",
-        "--mode",
-        "overwrite",
-        "--backup-dir",
-        backups.to_str().unwrap(),
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while dst.dbsize(0) < initial + 2_000 {
-        assert!(
-            Instant::now() < deadline,
-            "the restore did not start writing"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let child = spawn(&overwrite_restore(&archive, &url, &backups));
+    wait_for("the restore to start writing", || {
+        dst.dbsize(0) >= initial + 2_000
+    });
+    signal(&child, "INT");
     let out = output(child.wait_with_output().unwrap()).fails(130, "archive rollback");
     let command = out
         .stderr

@@ -3,18 +3,10 @@
 
 mod support;
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use support::*;
-
-fn spawn(args: &[&str]) -> Child {
-    command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
 
 fn running(child: &mut Child) -> bool {
     child.try_wait().unwrap().is_none()
@@ -71,11 +63,9 @@ fn a_source_that_goes_away_fails_clearly_and_leaves_nothing() {
     let file = dir.path().join("x.tar.zst");
     let url = src.url();
     let mut child = spawn(&["export", "--source", &url, "-o", file.to_str().unwrap()]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_dir(dir.path()).unwrap().count() == 0 {
-        assert!(Instant::now() < deadline && running(&mut child));
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for("the export to start writing", || {
+        std::fs::read_dir(dir.path()).unwrap().count() > 0 || !running(&mut child)
+    });
     drop(src); // the server process is killed
     let started = Instant::now();
     let out = output(child.wait_with_output().unwrap());
@@ -115,11 +105,9 @@ fn a_target_that_goes_away_mid_restore_names_the_rollback_command() {
         "--backup-dir",
         backups.to_str().unwrap(),
     ]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while dst.dbsize(0) < 1_000 {
-        assert!(Instant::now() < deadline && running(&mut child));
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for("the restore to start writing", || {
+        dst.dbsize(0) >= 1_000 || !running(&mut child)
+    });
     drop(dst);
     let out = output(child.wait_with_output().unwrap());
     assert!(
@@ -202,11 +190,9 @@ fn a_slow_server_hits_a_configured_timeout_and_none_by_default() {
         let mut args = vec!["export", "--source", &url, "-o", file.to_str().unwrap()];
         args.extend_from_slice(extra);
         let mut child = spawn(&args);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::fs::read_dir(dir.path()).unwrap().count() == 0 {
-            assert!(Instant::now() < deadline && running(&mut child));
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_for("the export to start writing", || {
+            std::fs::read_dir(dir.path()).unwrap().count() > 0 || !running(&mut child)
+        });
         let _: () = redis::cmd("DEBUG")
             .arg("SLEEP")
             .arg(secs)

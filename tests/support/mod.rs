@@ -276,6 +276,35 @@ fn hermetic(mut cmd: Command) -> Command {
     cmd
 }
 
+/// The binary started with stdout and stderr captured.
+pub fn spawn(args: &[&str]) -> Child {
+    command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start archive")
+}
+
+/// Wait, up to a minute, until `done`.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Send `child` a signal by name (`INT`, `TERM`) with kill(1), so the
+/// tests need no unsafe code.
+pub fn signal(child: &Child, name: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill -{name} failed");
+}
+
 pub fn run(args: &[&str]) -> Run {
     output(command(args).output().expect("run archive"))
 }
