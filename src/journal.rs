@@ -7,7 +7,10 @@
 //!   about to change, in order;
 //! - `{"after": [[key, fingerprint], ...]}` once those keys are written:
 //!   the SHA-1 of each key's DUMP as the restore left it (`null`: absent),
-//!   computed by the server so no value crosses the wire.
+//!   computed by the server so no value crosses the wire. These lines are
+//!   not fsynced on their own: the next `touch` (or the end) makes them
+//!   durable, and one lost in a crash only means rollback puts that batch
+//!   back without asking whether it changed since.
 //!
 //! Touched keys come in archive order, the order of the backup, so rollback
 //! reads both in lockstep and puts back exactly the keys that were touched,
@@ -25,9 +28,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::record::Bytes;
 
-/// Returns the SHA-1 of the key's DUMP, or nil when it does not exist.
-pub const FINGERPRINT_SCRIPT: &str =
-    "local d = redis.call('DUMP', KEYS[1]) if not d then return false end return redis.sha1hex(d)";
+/// Returns, for each key, the SHA-1 of its DUMP, or nil when it does not exist.
+pub const FINGERPRINT_SCRIPT: &str = "local out = {} \
+for i, k in ipairs(KEYS) do \
+local d = redis.call('DUMP', k) \
+if d then out[i] = redis.sha1hex(d) else out[i] = false end \
+end \
+return out";
 
 /// The journal of the backup at `backup`.
 pub fn journal_path(backup: &Path) -> PathBuf {
@@ -61,12 +68,19 @@ impl Journal {
         Ok(Journal { file, path })
     }
 
-    fn write(&mut self, line: &Line) -> Result<()> {
+    fn write(&mut self, line: &Line, sync: bool) -> Result<()> {
         let mut bytes = serde_json::to_vec(line).map_err(|e| Error::Internal(e.to_string()))?;
         bytes.push(b'\n');
         self.file
             .write_all(&bytes)
-            .and_then(|()| self.file.sync_data())
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) })
+            .map_err(|e| Error::output(&self.path, e))
+    }
+
+    /// Make everything written so far durable.
+    pub fn finish(&mut self) -> Result<()> {
+        self.file
+            .sync_data()
             .map_err(|e| Error::output(&self.path, e))
     }
 
@@ -75,9 +89,10 @@ impl Journal {
         if keys.is_empty() {
             return Ok(());
         }
-        self.write(&Line::Touch(
-            keys.iter().map(|k| Bytes(k.to_vec())).collect(),
-        ))
+        self.write(
+            &Line::Touch(keys.iter().map(|k| Bytes(k.to_vec())).collect()),
+            true,
+        )
     }
 
     /// Record what the restore left in finished keys.
@@ -85,9 +100,10 @@ impl Journal {
         if keys.is_empty() {
             return Ok(());
         }
-        self.write(&Line::After(
-            keys.into_iter().map(|(k, f)| (Bytes(k), f)).collect(),
-        ))
+        self.write(
+            &Line::After(keys.into_iter().map(|(k, f)| (Bytes(k), f)).collect()),
+            false,
+        )
     }
 }
 

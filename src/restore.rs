@@ -380,19 +380,51 @@ pub(crate) fn fingerprints(
     keys: &[&[u8]],
 ) -> Result<Vec<Option<String>>> {
     let mut pipe = redis::pipe();
-    for key in keys {
-        pipe.cmd("EVAL").arg(FINGERPRINT_SCRIPT).arg(1).arg(*key);
-    }
+    let groups = add_fingerprints(&mut pipe, keys);
     let replies = handle.block_on(conn.pipeline(&mut pipe, "fingerprinting keys"))?;
-    Ok(replies
-        .into_iter()
-        .map(|r| match r {
-            Reply::Nil => None,
-            Reply::ServerError(_) => Some(UNKNOWN_FINGERPRINT.to_string()),
-            other => Some(String::from_utf8_lossy(&crate::fetch::bytes_of(other)).into_owned()),
-        })
-        .collect())
+    Ok(read_fingerprints(&groups, replies))
 }
+
+/// Add the script calls that fingerprint `keys`, a few keys per call: each
+/// key is at most FINGERPRINT_MAX_BYTES, so no call holds the server long,
+/// and the calls are few. Returns the number of keys per call.
+fn add_fingerprints(pipe: &mut redis::Pipeline, keys: &[&[u8]]) -> Vec<usize> {
+    keys.chunks(FINGERPRINTS_PER_CALL)
+        .map(|group| {
+            let call = pipe.cmd("EVAL").arg(FINGERPRINT_SCRIPT).arg(group.len());
+            for key in group {
+                call.arg(*key);
+            }
+            group.len()
+        })
+        .collect()
+}
+
+/// The fingerprints in the replies to [`add_fingerprints`]' calls.
+fn read_fingerprints(groups: &[usize], replies: Vec<Reply>) -> Vec<Option<String>> {
+    let mut out = Vec::with_capacity(groups.iter().sum());
+    for (&len, reply) in groups.iter().zip(replies) {
+        match reply {
+            Reply::Array(items) if items.len() == len => {
+                out.extend(items.into_iter().map(|r| match r {
+                    Reply::Nil => None,
+                    other => {
+                        Some(String::from_utf8_lossy(&crate::fetch::bytes_of(other)).into_owned())
+                    }
+                }))
+            }
+            // No scripting (or no DUMP) on this server: not known.
+            _ => out.extend(std::iter::repeat_n(
+                Some(UNKNOWN_FINGERPRINT.to_string()),
+                len,
+            )),
+        }
+    }
+    out
+}
+
+/// Keys fingerprinted per script call.
+const FINGERPRINTS_PER_CALL: usize = 32;
 
 /// Journaled when the server cannot fingerprint (no scripting).
 pub const UNKNOWN_FINGERPRINT: &str = "unknown";
@@ -738,6 +770,35 @@ enum JournalEntry {
     Unknown,
 }
 
+/// A pipeline running on the runtime.
+type Pending = tokio::task::JoinHandle<Result<Vec<Reply>>>;
+
+/// A key whose last record is in a batch: what to count and journal.
+struct FinishedKey {
+    seq: u64,
+    /// Its last record's position in the batch.
+    index: usize,
+    key_type: KeyType,
+    action: Action,
+    journal: JournalEntry,
+}
+
+/// A batch whose writes were sent and not yet accounted for.
+struct InFlight {
+    batch: Vec<Record>,
+    task: Pending,
+    roles: Vec<Role>,
+    /// The key (seq) each command belongs to.
+    owners: Vec<u64>,
+    finished: Vec<FinishedKey>,
+    /// Keys already failed before sending (--mode fail conflicts).
+    failures: BTreeMap<u64, String>,
+    /// Keys created or replaced (seq -> a record index): a failure deletes them.
+    replaced: BTreeMap<u64, usize>,
+    /// Keys per fingerprint call at the end of the pipeline.
+    fingerprint_groups: Vec<usize>,
+}
+
 /// Writes records in pipelined batches.
 pub struct Applier<'p> {
     handle: Handle,
@@ -748,6 +809,7 @@ pub struct Applier<'p> {
     now_ms: i64,
     batch: Vec<Record>,
     batch_bytes: usize,
+    in_flight: Option<InFlight>,
     current: Option<Current>,
     outcome: Outcome,
     /// The plan's decision per key, followed in order (restore); without
@@ -805,6 +867,7 @@ impl<'p> Applier<'p> {
             now_ms,
             batch: Vec::new(),
             batch_bytes: 0,
+            in_flight: None,
             current: None,
             outcome: Outcome::default(),
             planned: None,
@@ -824,14 +887,25 @@ impl<'p> Applier<'p> {
 
     pub fn finish(mut self) -> Result<Outcome> {
         self.flush()?;
+        self.settle()?;
+        if let Some(journal) = self.journal.as_mut() {
+            journal.finish()?;
+        }
         Ok(self.outcome)
     }
 
+    /// Send a batch's writes and return while the server runs them, so the
+    /// next batch is read and decoded meanwhile (both cores work). Before
+    /// they are sent, the previous batch is settled: its replies counted,
+    /// its failed keys removed, its outcome journaled. Batches touch
+    /// distinct keys, and the next batch's EXISTS goes out behind this
+    /// batch's writes on the same connection, so it sees them done.
     fn flush(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
         if self.cancel.is_cancelled() {
+            self.settle()?;
             return Err(Error::Interrupted(format!(
                 "stopped after {} keys were written; run the same command again to complete it",
                 self.outcome.written
@@ -841,24 +915,28 @@ impl<'p> Applier<'p> {
         self.batch_bytes = 0;
         let (mode, ttl, now_ms) = (self.write.mode, self.write.ttl, self.now_ms);
 
-        let firsts: Vec<&[u8]> = batch
-            .iter()
-            .filter(|r| r.part == 0)
-            .map(|r| &r.key.0[..])
-            .collect();
-        let mut exists = exists_batch(&self.handle, &mut self.conn, &firsts)?.into_iter();
+        let mut exists_pipe = redis::pipe();
+        for r in batch.iter().filter(|r| r.part == 0) {
+            exists_pipe.cmd("EXISTS").arg(&r.key.0[..]);
+        }
+        let exists_task = self.send(exists_pipe, "checking which keys exist");
+        self.settle()?;
+        let replies = self.receive(exists_task)?;
+        let mut exists = replies
+            .into_iter()
+            .map(|r| matches!(r, Reply::Int(n) if n > 0));
 
         // One pipeline; each command remembers its key and what its reply means.
         let mut pipe = redis::pipe();
         let mut roles: Vec<Role> = Vec::new();
         let mut owners: Vec<u64> = Vec::new();
-        let mut finished: Vec<(u64, &[u8], KeyType, Action, JournalEntry)> = Vec::new();
+        let mut finished: Vec<FinishedKey> = Vec::new();
         let mut failures: BTreeMap<u64, String> = BTreeMap::new();
         // Keys this batch created or replaced: the only ones a failure may delete.
-        let mut replaced: BTreeMap<u64, &[u8]> = BTreeMap::new();
+        let mut replaced: BTreeMap<u64, usize> = BTreeMap::new();
         let mut touching: Vec<&[u8]> = Vec::new();
         let mut next_seq = self.current.as_ref().map_or(0, |c| c.seq + 1);
-        for record in &batch {
+        for (index, record) in batch.iter().enumerate() {
             if record.part == 0 {
                 let exists = exists.next().unwrap_or(false);
                 let action = match self.planned.as_mut() {
@@ -920,7 +998,7 @@ impl<'p> Applier<'p> {
                             &mut current.carry,
                             &mut roles,
                         );
-                        replaced.insert(current.seq, &record.key.0);
+                        replaced.insert(current.seq, index);
                     }
                     Action::Merge => add_merge(
                         &mut pipe,
@@ -936,30 +1014,84 @@ impl<'p> Applier<'p> {
                 failures.insert(current.seq, current.failed.clone().unwrap_or_default());
             }
             if !record.more {
-                let entry = match (current.touched, current.small) {
+                let journal = match (current.touched, current.small) {
                     (false, _) => JournalEntry::Nothing,
                     (true, true) => JournalEntry::Fingerprint,
                     (true, false) => JournalEntry::Unknown,
                 };
-                finished.push((
-                    current.seq,
-                    &record.key.0,
-                    current.key_type,
-                    current.action,
-                    entry,
-                ));
+                finished.push(FinishedKey {
+                    seq: current.seq,
+                    index,
+                    key_type: current.key_type,
+                    action: current.action,
+                    journal,
+                });
             }
         }
+
+        // What each finished key is left as, measured in the same pipeline,
+        // after its writes: no round trip of its own.
+        let fingerprint_groups = if self.journal.is_some() {
+            let small: Vec<&[u8]> = finished
+                .iter()
+                .filter(|f| f.journal == JournalEntry::Fingerprint)
+                .map(|f| &batch[f.index].key.0[..])
+                .collect();
+            add_fingerprints(&mut pipe, &small)
+        } else {
+            Vec::new()
+        };
 
         // Durably name the keys about to change before changing them.
         if let Some(journal) = self.journal.as_mut() {
             journal.touch(&touching)?;
         }
         failpoint::hit("restore.batch");
-        let replies = self
-            .handle
-            .block_on(self.conn.pipeline(&mut pipe, "writing keys"))?;
+        let task = self.send(pipe, "writing keys");
+        self.in_flight = Some(InFlight {
+            batch,
+            task,
+            roles,
+            owners,
+            finished,
+            failures,
+            replaced,
+            fingerprint_groups,
+        });
+        Ok(())
+    }
+
+    /// Start a pipeline on the runtime; its replies are collected later.
+    fn send(&self, mut pipe: redis::Pipeline, action: &'static str) -> Pending {
+        let mut conn = self.conn.clone();
+        self.handle
+            .spawn(async move { conn.pipeline(&mut pipe, action).await })
+    }
+
+    fn receive(&self, task: Pending) -> Result<Vec<Reply>> {
+        self.handle
+            .block_on(task)
+            .map_err(|e| Error::Internal(format!("a write task failed: {e}")))?
+    }
+
+    /// Wait for the batch in flight, if any, and account for it.
+    fn settle(&mut self) -> Result<()> {
+        let Some(InFlight {
+            batch,
+            task,
+            roles,
+            owners,
+            finished,
+            mut failures,
+            replaced,
+            fingerprint_groups,
+        }) = self.in_flight.take()
+        else {
+            return Ok(());
+        };
+        let mut replies = self.receive(task)?;
         failpoint::hit("restore.written");
+        let measured = read_fingerprints(&fingerprint_groups, replies.split_off(roles.len()));
         for ((seq, role), reply) in owners.iter().zip(&roles).zip(replies) {
             match (role, reply) {
                 (Role::Added, Reply::Int(n)) => self.outcome.added += n.max(0) as u64,
@@ -979,8 +1111,8 @@ impl<'p> Applier<'p> {
         // Merged keys are never removed: they hold the target's own data.
         let mut cleanup = redis::pipe();
         for seq in failures.keys() {
-            if let Some(key) = replaced.get(seq) {
-                cleanup.cmd("DEL").arg(*key).ignore();
+            if let Some(&index) = replaced.get(seq) {
+                cleanup.cmd("DEL").arg(&batch[index].key.0[..]).ignore();
             }
         }
         self.handle.block_on(
@@ -994,59 +1126,56 @@ impl<'p> Applier<'p> {
         {
             current.failed = Some(reason.clone());
         }
-        self.journal_outcomes(&finished)?;
+        self.journal_outcomes(&batch, &finished, &failures, &replaced, measured)?;
 
-        let finished_count = finished.len() as u64;
-        for (seq, key, t, action, _) in finished {
+        for f in &finished {
+            let key = &batch[f.index].key.0;
             let carried = self
                 .current
                 .as_ref()
-                .filter(|c| c.seq == seq)
+                .filter(|c| c.seq == f.seq)
                 .and_then(|c| c.failed.clone());
-            match failures.get(&seq).cloned().or(carried) {
-                Some(reason) => self.outcome.fail(key, t, reason),
+            match failures.get(&f.seq).cloned().or(carried) {
+                Some(reason) => self.outcome.fail(key, f.key_type, reason),
                 None => {
-                    self.outcome.done.add(t, action);
-                    if matches!(action, Action::Create | Action::Overwrite) {
+                    self.outcome.done.add(f.key_type, f.action);
+                    if matches!(f.action, Action::Create | Action::Overwrite) {
                         self.outcome.written += 1;
                     }
                 }
             }
         }
-        self.progress.advance(finished_count);
+        self.progress.advance(finished.len() as u64);
         Ok(())
     }
 
-    /// Journal what the restore left in the touched keys that finished.
+    /// Journal what the restore left in the touched keys that finished:
+    /// the fingerprints measured after their writes, except for keys that
+    /// failed and were removed, which it left absent.
     fn journal_outcomes(
         &mut self,
-        finished: &[(u64, &[u8], KeyType, Action, JournalEntry)],
+        batch: &[Record],
+        finished: &[FinishedKey],
+        failures: &BTreeMap<u64, String>,
+        replaced: &BTreeMap<u64, usize>,
+        measured: Vec<Option<String>>,
     ) -> Result<()> {
-        if self.journal.is_none() {
+        let Some(journal) = self.journal.as_mut() else {
             return Ok(());
-        }
-        let small: Vec<&[u8]> = finished
-            .iter()
-            .filter(|f| f.4 == JournalEntry::Fingerprint)
-            .map(|f| f.1)
-            .collect();
-        let mut measured = fingerprints(&self.handle, &mut self.conn, &small)?.into_iter();
+        };
+        let mut measured = measured.into_iter();
         let mut entries = Vec::new();
         for f in finished {
-            match f.4 {
-                JournalEntry::Nothing => {}
-                JournalEntry::Fingerprint => {
-                    entries.push((f.1.to_vec(), measured.next().flatten()))
-                }
-                JournalEntry::Unknown => {
-                    entries.push((f.1.to_vec(), Some(UNKNOWN_FINGERPRINT.to_string())))
-                }
-            }
+            let key = batch[f.index].key.0.clone();
+            let removed = failures.contains_key(&f.seq) && replaced.contains_key(&f.seq);
+            let after = match f.journal {
+                JournalEntry::Nothing => continue,
+                JournalEntry::Fingerprint => measured.next().flatten(),
+                JournalEntry::Unknown => Some(UNKNOWN_FINGERPRINT.to_string()),
+            };
+            entries.push((key, if removed { None } else { after }));
         }
-        if let Some(journal) = self.journal.as_mut() {
-            journal.after(entries)?;
-        }
-        Ok(())
+        journal.after(entries)
     }
 }
 
