@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Export and restore figures for the mixed dataset, side by side with Redis's
 # own tools: `redis-cli --rdb | zstd -T0` for export, `redis-cli --pipe` of the
-# same data as plain commands for restore. Prints a table; copy it into
-# docs/PERFORMANCE.md.
+# same data as plain commands for restore. Then one big hash and one big
+# sorted set, exported and restored on their own. Prints a table; copy it
+# into docs/PERFORMANCE.md.
 #
-#   bench/run.sh [KEYS] [BIG_SET_MEMBERS]     (defaults: 100000 1000000)
+#   bench/run.sh [KEYS] [BIG_MEMBERS]     (defaults: 1000000 5000000; 0 skips the big keys)
 #
 # Starts its own two redis-server processes on free ports in a temp dir and
 # stops them at the end. Needs redis-server, redis-cli, zstd, age and GNU time.
 set -euo pipefail
-keys=${1:-100000}
-big=${2:-1000000}
+keys=${1:-1000000}
+big=${2:-5000000}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 pids=()
@@ -31,7 +32,7 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin archive -
 bin="$root/target/release/archive"
 src=$(free_port); start "$src"
 dst=$(free_port); start "$dst"
-"$root/target/release/examples/load_dataset" "redis://127.0.0.1:$src" "$keys" "$big" >/dev/null
+"$root/target/release/examples/load_dataset" "redis://127.0.0.1:$src" "$keys" 0 >/dev/null
 total=$(redis-cli -p "$src" dbsize)
 
 # measure NAME CMD...: wall seconds and peak RSS (KiB) of the command.
@@ -52,13 +53,13 @@ restored=$(redis-cli -p "$dst" dbsize)
 redis-cli -p "$dst" flushall >/dev/null
 nob=$(measure restore-nobackup "$bin" restore "$work/bench.tar.zst" --target "redis://127.0.0.1:$dst" --yes --no-backup)
 redis-cli -p "$dst" flushall >/dev/null
-"$root/target/release/examples/load_dataset" --resp "$keys" "$big" >"$work/data.resp"
+"$root/target/release/examples/load_dataset" --resp "$keys" 0 >"$work/data.resp"
 pip=$(measure pipe sh -c "redis-cli -p $dst --pipe <'$work/data.resp'")
 piped=$(redis-cli -p "$dst" dbsize)
 size=$(stat -c %s "$work/bench.tar.zst")
 rdbsize=$(stat -c %s "$work/dump.rdb.zst")
 
-echo "dataset: $keys mixed keys + a set of $big members ($total keys), $(nproc) cores, $(redis-server --version | awk '{print $3}')"
+echo "dataset: $keys mixed keys, $(nproc) cores, $(redis-server --version | awk '{print $3}')"
 printf '%-26s %9s %12s %12s %12s\n' step seconds keys/s "peak RSS" size
 row() { # name secs rss bytes
   local kps; kps=$(awk -v k="$total" -v s="$2" 'BEGIN{ if (s>0) printf "%d", k/s; else print "-" }')
@@ -75,3 +76,37 @@ awk -v a="$as" -v b="$es" 'BEGIN{ if (b>0) printf "age export / plain export:   
 awk -v a="$ts" -v b="$ps" -v ns="$ns" 'BEGIN{ if (b>0) printf "restore / --pipe reference:    %.2fx (--no-backup: %.2fx)\n", a/b, ns/b }'
 [ "$piped" = "$total" ] || { echo "redis-cli --pipe loaded $piped keys, expected $total" >&2; exit 1; }
 [ "$restored" = "$total" ] || { echo "restore wrote $restored keys, expected $total" >&2; exit 1; }
+
+[ "$big" -gt 0 ] || exit 0
+# One hash and one sorted set of $big members each (16-byte fields and
+# members, short values), loaded with redis-cli --pipe.
+redis-cli -p "$src" flushall >/dev/null
+redis-cli -p "$dst" flushall >/dev/null
+python3 - "$big" <<'PY' | redis-cli -p "$src" --pipe >/dev/null
+import sys
+n = int(sys.argv[1]); out = sys.stdout.buffer
+def cmd(args):
+    out.write(b"*%d\r\n" % len(args))
+    for a in args:
+        out.write(b"$%d\r\n%s\r\n" % (len(a), a))
+for start in range(0, n, 1000):
+    r = range(start, min(n, start + 1000))
+    h = [b"HSET", b"big:hash"]; z = [b"ZADD", b"big:zset"]
+    for i in r:
+        h += [b"field-%010d" % i, b"v%d" % (i * 7919 % 100000)]
+        z += [b"%d" % (i % 1000003), b"member-%09d" % i]
+    cmd(h); cmd(z)
+PY
+bex=$(measure big-export "$bin" export --source "redis://127.0.0.1:$src" -o "$work/big.tar.zst")
+bre=$(measure big-restore "$bin" restore "$work/big.tar.zst" --target "redis://127.0.0.1:$dst" --yes --backup-dir "$work/backups")
+[ "$(redis-cli -p "$dst" hlen big:hash)" = "$big" ] && [ "$(redis-cli -p "$dst" zcard big:zset)" = "$big" ] ||
+  { echo "big keys restored incompletely" >&2; exit 1; }
+echo
+echo "big keys: a hash and a sorted set of $big members each"
+printf '%-26s %9s %12s %12s %12s\n' step seconds members/s "peak RSS" size
+brow() {
+  local mps; mps=$(awk -v k="$((big * 2))" -v s="$2" 'BEGIN{ if (s>0) printf "%d", k/s; else print "-" }')
+  printf '%-26s %9s %12s %9d MiB %12s\n' "$1" "$2" "$mps" $(( $3 / 1024 )) "$4"
+}
+read -r _ s r <<<"$bex"; brow "archive export" "$s" "$r" "$(stat -c %s "$work/big.tar.zst")"
+read -r _ s r <<<"$bre"; brow "archive restore" "$s" "$r" "-"

@@ -337,12 +337,22 @@ pub fn decide(
 }
 
 /// EXISTS for each key, pipelined.
-fn exists_batch(handle: &Handle, conn: &mut Conn, keys: &[&[u8]]) -> Result<Vec<bool>> {
+/// EXISTS for each key, started on the runtime: its replies are read once
+/// the next batch has been decoded.
+fn send_exists(handle: &Handle, conn: &Conn, keys: &[PendingKey]) -> Pending {
     let mut pipe = redis::pipe();
     for key in keys {
-        pipe.cmd("EXISTS").arg(*key);
+        pipe.cmd("EXISTS").arg(&key.key[..]);
     }
-    let replies = handle.block_on(conn.pipeline(&mut pipe, "checking which keys exist"))?;
+    let mut conn = conn.clone();
+    handle.spawn(async move { conn.pipeline(&mut pipe, "checking which keys exist").await })
+}
+
+/// The replies of [`send_exists`].
+fn read_exists(handle: &Handle, conn: &Conn, task: Pending) -> Result<Vec<bool>> {
+    let replies = handle
+        .block_on(task)
+        .map_err(|e| Error::Internal(format!("a read task failed: {e}")))??;
     replies
         .into_iter()
         .map(|r| match r {
@@ -460,6 +470,8 @@ pub struct Planner<'p> {
     /// Keys waiting for EXISTS, with their index in `decisions` and
     /// whether they are a shared index of a user archive.
     pending: Vec<PendingKey>,
+    /// The previous batch, its EXISTS on the way.
+    in_flight: Option<(Vec<PendingKey>, Pending)>,
     /// The archive, as named in messages.
     pub archive: String,
     rewriter: Option<Rewriter>,
@@ -509,6 +521,7 @@ impl<'p> Planner<'p> {
             cancel,
             now_ms: 0,
             pending: Vec::new(),
+            in_flight: None,
             archive: "the archive".into(),
             rewriter: None,
             shared: HashSet::new(),
@@ -551,6 +564,7 @@ impl<'p> Planner<'p> {
     /// `--mode fail`, an error if any key exists.
     pub fn finish(mut self) -> Result<Planned> {
         self.flush()?;
+        self.settle()?;
         let conflicts = self.actions.total(Action::Conflict);
         if conflicts > 0 {
             return Err(Error::Conflict {
@@ -580,14 +594,30 @@ impl<'p> Planner<'p> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(conn) = self.conn.as_ref() else {
             return Err(Error::Internal("planning before connecting".into()));
         };
-        let keys: Vec<&[u8]> = self.pending.iter().map(|p| &p.key[..]).collect();
-        let exists = exists_batch(&self.handle, conn, &keys)?;
-        let planned = self.pending.len() as u64;
-        let mut decided = Vec::with_capacity(self.pending.len());
-        for (p, exists) in self.pending.drain(..).zip(exists) {
+        // This batch's EXISTS runs while the previous batch is decided (and
+        // backed up) and the next one decoded.
+        let keys = std::mem::take(&mut self.pending);
+        let task = send_exists(&self.handle, conn, &keys);
+        self.settle()?;
+        self.in_flight = Some((keys, task));
+        Ok(())
+    }
+
+    /// Decide the batch whose EXISTS is in flight, if any.
+    fn settle(&mut self) -> Result<()> {
+        let Some((keys, task)) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(Error::Internal("planning before connecting".into()));
+        };
+        let exists = read_exists(&self.handle, conn, task)?;
+        let planned = keys.len() as u64;
+        let mut decided = Vec::with_capacity(keys.len());
+        for (p, exists) in keys.into_iter().zip(exists) {
             let PendingKey {
                 key,
                 key_type: t,
@@ -997,6 +1027,7 @@ impl<'p> Applier<'p> {
                             &self.features,
                             &mut current.carry,
                             &mut roles,
+                            current.action == Action::Create,
                         );
                         replaced.insert(current.seq, index);
                     }
