@@ -37,11 +37,6 @@ use redis_archive::restore::{self, RestoreOptions, WriteOptions};
 use redis_archive::retention::{Policy, Zone, parse_within};
 use redis_archive::rollback::{self, RollbackOptions};
 
-/// Restore and export allocate a small buffer per field and member; glibc
-/// malloc spent a fifth of their time there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use cli::{
     BackupArgs, Cli, Command, CompareArgs, ConnectArgs, CopyArgs, ExportArgs, InspectArgs,
     ListArgs, PruneArgs, RestoreArgs, RollbackArgs, SelectionArgs, ValidateArgs, WriteArgs,
