@@ -174,10 +174,23 @@ impl Endpoint {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeouts.connect))
             .set_response_timeout(self.timeouts.response);
-        let inner = client
+        let mut inner = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| self.classify(e, "connecting"))?;
+        // A cluster node holds only some slots: refuse it before anything
+        // is read or written, rather than make a backup of one shard.
+        // (A user not allowed INFO is taken for a single server, as before.)
+        let cluster: Option<String> = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut inner)
+            .await
+            .ok();
+        if cluster.is_some_and(|c| c.lines().any(|l| l.trim() == "cluster_enabled:1")) {
+            return Err(Error::ClusterUnsupported {
+                endpoint: self.display(),
+            });
+        }
         Ok(Conn {
             inner,
             endpoint: self.clone(),

@@ -79,6 +79,11 @@ pub enum Error {
     Profile(String),
 
     #[error(
+        "{endpoint} is a Redis Cluster node; this version works with single servers only (on one node SCAN misses the other shards' keys and writes of their slots fail), so nothing was read or written"
+    )]
+    ClusterUnsupported { endpoint: String },
+
+    #[error(
         "{path}: the records are in data schema_version {found} of {profile:?}, newer than the profile's {supported}; restore with the profile of the application version that wrote them"
     )]
     DataSchemaTooNew {

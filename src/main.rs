@@ -70,7 +70,10 @@ fn exit_code(err: &Error) -> u8 {
         Error::AuthRefused { .. } => exit::AUTH,
         Error::DbOutOfRange { .. } => exit::DB_RANGE,
         Error::Redis { .. } => exit::REDIS,
-        Error::BadUrl { .. } | Error::InvalidArgument(_) | Error::Profile(_) => exit::USAGE,
+        Error::BadUrl { .. }
+        | Error::InvalidArgument(_)
+        | Error::Profile(_)
+        | Error::ClusterUnsupported { .. } => exit::USAGE,
         Error::NotAnArchive { .. } | Error::Corrupt { .. } | Error::Truncated { .. } => {
             exit::BAD_ARCHIVE
         }

@@ -252,3 +252,17 @@ fn a_read_only_acl_user_can_export_everything() {
     restore(&dst, &file, &[]).ok();
     assert_same_db(&mut src.conn(), &mut dst.conn(), 0);
 }
+
+#[test]
+fn a_cluster_node_is_refused_before_anything_is_read_or_written() {
+    let node = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.tar.zst");
+    export(&node, &file, &[]).fails(2, "is a Redis Cluster node");
+    assert!(!file.exists());
+    let valid = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/valid.tar.zst");
+    restore(&node, &valid, &[]).fails(2, "nothing was read or written");
+    let url = node.url();
+    run(&["compare", valid.to_str().unwrap(), "--target", &url]).fails(2, "Redis Cluster");
+    assert_eq!(node.dbsize(0), 0);
+}
