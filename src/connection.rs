@@ -167,35 +167,75 @@ impl Endpoint {
     }
 
     pub async fn connect(&self) -> Result<Conn> {
-        let client = redis::Client::open(self.info.clone()).map_err(|e| Error::BadUrl {
-            url: self.display(),
-            reason: e.to_string(),
+        self.connect_retrying(0).await
+    }
+
+    /// Connect, and when the connection drops (a killed client, a restarted
+    /// proxy) connect again and send the command again, up to `attempts`
+    /// times with backoff, for this connection's whole life. For read-only
+    /// use: a write sent twice could apply twice.
+    pub async fn connect_retrying(&self, attempts: u32) -> Result<Conn> {
+        let mut attempt = 0;
+        loop {
+            match self.open().await {
+                Ok(inner) => {
+                    return Ok(Conn {
+                        inner,
+                        endpoint: self.clone(),
+                        retries: attempts,
+                    });
+                }
+                Err(Opened::Dropped(_)) if attempt < attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(Opened::Dropped(e) | Opened::Failed(e)) => {
+                    return Err(self.classify(e, "connecting"));
+                }
+                Err(Opened::Refused(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn open(&self) -> std::result::Result<MultiplexedConnection, Opened> {
+        let client = redis::Client::open(self.info.clone()).map_err(|e| {
+            Opened::Refused(Error::BadUrl {
+                url: self.display(),
+                reason: e.to_string(),
+            })
         })?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeouts.connect))
             .set_response_timeout(self.timeouts.response);
+        let sort = |e: RedisError| {
+            if is_dropped(&e) && !e.is_connection_refusal() {
+                Opened::Dropped(e)
+            } else {
+                Opened::Failed(e)
+            }
+        };
         let mut inner = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| self.classify(e, "connecting"))?;
+            .map_err(sort)?;
         // A cluster node holds only some slots: refuse it before anything
-        // is read or written, rather than make a backup of one shard.
-        // (A user not allowed INFO is taken for a single server, as before.)
-        let cluster: Option<String> = redis::cmd("INFO")
+        // is read or written, rather than make a backup of one shard. A
+        // user not allowed INFO is taken for a single server.
+        let cluster: String = match redis::cmd("INFO")
             .arg("cluster")
             .query_async(&mut inner)
             .await
-            .ok();
-        if cluster.is_some_and(|c| c.lines().any(|l| l.trim() == "cluster_enabled:1")) {
-            return Err(Error::ClusterUnsupported {
+        {
+            Ok(text) => text,
+            Err(e) if is_dropped(&e) => return Err(Opened::Dropped(e)),
+            Err(_) => String::new(),
+        };
+        if cluster.lines().any(|l| l.trim() == "cluster_enabled:1") {
+            return Err(Opened::Refused(Error::ClusterUnsupported {
                 endpoint: self.display(),
-            });
+            }));
         }
-        Ok(Conn {
-            inner,
-            endpoint: self.clone(),
-            retries: 0,
-        })
+        Ok(inner)
     }
 
     /// Turn a driver error into the error a user can act on.
@@ -288,6 +328,15 @@ pub struct Conn {
     retries: u32,
 }
 
+/// Why opening a connection failed.
+enum Opened {
+    /// The connection dropped while being set up: worth another try.
+    Dropped(RedisError),
+    Failed(RedisError),
+    /// Not a server this program works with, or not a usable URL.
+    Refused(Error),
+}
+
 /// Waits before reconnect attempt `n` (1-based): 100 ms doubling, at most 2 s.
 fn backoff(n: u32) -> Duration {
     Duration::from_millis(100u64 << (n - 1).min(5)).min(Duration::from_secs(2))
@@ -311,14 +360,6 @@ impl Conn {
         &self.endpoint
     }
 
-    /// Reconnect and send a command again, up to `attempts` times with
-    /// backoff, when the connection drops (a killed client, a restarted
-    /// proxy). For read-only use: a write sent twice could apply twice.
-    pub fn retrying(mut self, attempts: u32) -> Self {
-        self.retries = attempts;
-        self
-    }
-
     /// Whether to try again after `err` on attempt `attempt` (0-based);
     /// reconnects first. The new connection selects the same database.
     async fn recover(&mut self, err: &RedisError, attempt: u32) -> bool {
@@ -326,8 +367,8 @@ impl Conn {
             return false;
         }
         tokio::time::sleep(backoff(attempt + 1)).await;
-        if let Ok(fresh) = self.endpoint.connect().await {
-            self.inner = fresh.inner;
+        if let Ok(fresh) = self.endpoint.open().await {
+            self.inner = fresh;
         }
         true
     }

@@ -103,7 +103,7 @@ async fn export_archive(
 ) -> Result<(ExportReport, Header)> {
     let started = Instant::now();
     crate::failpoint::check("export.start")?;
-    let mut conn = options.source.connect().await?.retrying(options.reconnects);
+    let mut conn = options.source.connect_retrying(options.reconnects).await?;
     let server = conn.server_info().await?;
     let server_info = server.clone();
     let total: Option<u64> = conn

@@ -41,7 +41,7 @@ fn export_reconnects_when_its_connection_is_killed_and_the_archive_is_exact() {
             .query(&mut admin)
             .unwrap();
         killed += n;
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(Duration::from_millis(400));
     }
     let out = output(child.wait_with_output().unwrap()).ok();
     assert!(
