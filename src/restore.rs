@@ -339,20 +339,21 @@ pub fn decide(
 /// EXISTS for each key, pipelined.
 /// EXISTS for each key, started on the runtime: its replies are read once
 /// the next batch has been decoded.
-fn send_exists(handle: &Handle, conn: &Conn, keys: &[PendingKey]) -> Pending {
+fn send_exists<'k>(
+    handle: &Handle,
+    conn: &Conn,
+    keys: impl IntoIterator<Item = &'k [u8]>,
+) -> Pending {
     let mut pipe = redis::pipe();
     for key in keys {
-        pipe.cmd("EXISTS").arg(&key.key[..]);
+        pipe.cmd("EXISTS").arg(key);
     }
-    let mut conn = conn.clone();
-    handle.spawn(async move { conn.pipeline(&mut pipe, "checking which keys exist").await })
+    spawn_pipeline(handle, conn, pipe, "checking which keys exist")
 }
 
 /// The replies of [`send_exists`].
 fn read_exists(handle: &Handle, conn: &Conn, task: Pending) -> Result<Vec<bool>> {
-    let replies = handle
-        .block_on(task)
-        .map_err(|e| Error::Internal(format!("a read task failed: {e}")))??;
+    let replies = join(handle, task)?;
     replies
         .into_iter()
         .map(|r| match r {
@@ -364,6 +365,23 @@ fn read_exists(handle: &Handle, conn: &Conn, task: Pending) -> Result<Vec<bool>>
             }),
         })
         .collect()
+}
+
+/// Start a pipeline on the runtime; its replies are collected by [`join`].
+fn spawn_pipeline(
+    handle: &Handle,
+    conn: &Conn,
+    mut pipe: redis::Pipeline,
+    action: &'static str,
+) -> Pending {
+    let mut conn = conn.clone();
+    handle.spawn(async move { conn.pipeline(&mut pipe, action).await })
+}
+
+fn join(handle: &Handle, task: Pending) -> Result<Vec<Reply>> {
+    handle
+        .block_on(task)
+        .map_err(|e| Error::Internal(format!("a Redis task failed: {e}")))?
 }
 
 /// What perform does with a key, given the plan and whether it exists now.
@@ -600,7 +618,7 @@ impl<'p> Planner<'p> {
         // This batch's EXISTS runs while the previous batch is decided (and
         // backed up) and the next one decoded.
         let keys = std::mem::take(&mut self.pending);
-        let task = send_exists(&self.handle, conn, &keys);
+        let task = send_exists(&self.handle, conn, keys.iter().map(|k| &k.key[..]));
         self.settle()?;
         self.in_flight = Some((keys, task));
         Ok(())
@@ -945,16 +963,10 @@ impl<'p> Applier<'p> {
         self.batch_bytes = 0;
         let (mode, ttl, now_ms) = (self.write.mode, self.write.ttl, self.now_ms);
 
-        let mut exists_pipe = redis::pipe();
-        for r in batch.iter().filter(|r| r.part == 0) {
-            exists_pipe.cmd("EXISTS").arg(&r.key.0[..]);
-        }
-        let exists_task = self.send(exists_pipe, "checking which keys exist");
+        let firsts = batch.iter().filter(|r| r.part == 0).map(|r| &r.key.0[..]);
+        let exists_task = send_exists(&self.handle, &self.conn, firsts);
         self.settle()?;
-        let replies = self.receive(exists_task)?;
-        let mut exists = replies
-            .into_iter()
-            .map(|r| matches!(r, Reply::Int(n) if n > 0));
+        let mut exists = read_exists(&self.handle, &self.conn, exists_task)?.into_iter();
 
         // One pipeline; each command remembers its key and what its reply means.
         let mut pipe = redis::pipe();
@@ -1078,7 +1090,7 @@ impl<'p> Applier<'p> {
             journal.touch(&touching)?;
         }
         failpoint::hit("restore.batch");
-        let task = self.send(pipe, "writing keys");
+        let task = spawn_pipeline(&self.handle, &self.conn, pipe, "writing keys");
         self.in_flight = Some(InFlight {
             batch,
             task,
@@ -1090,19 +1102,6 @@ impl<'p> Applier<'p> {
             fingerprint_groups,
         });
         Ok(())
-    }
-
-    /// Start a pipeline on the runtime; its replies are collected later.
-    fn send(&self, mut pipe: redis::Pipeline, action: &'static str) -> Pending {
-        let mut conn = self.conn.clone();
-        self.handle
-            .spawn(async move { conn.pipeline(&mut pipe, action).await })
-    }
-
-    fn receive(&self, task: Pending) -> Result<Vec<Reply>> {
-        self.handle
-            .block_on(task)
-            .map_err(|e| Error::Internal(format!("a write task failed: {e}")))?
     }
 
     /// Wait for the batch in flight, if any, and account for it.
@@ -1120,7 +1119,7 @@ impl<'p> Applier<'p> {
         else {
             return Ok(());
         };
-        let mut replies = self.receive(task)?;
+        let mut replies = join(&self.handle, task)?;
         failpoint::hit("restore.written");
         let measured = read_fingerprints(&fingerprint_groups, replies.split_off(roles.len()));
         for ((seq, role), reply) in owners.iter().zip(&roles).zip(replies) {
