@@ -39,6 +39,7 @@ fn header(schema_version: u64) -> Header {
                 flavor: "redis".into(),
                 version: "7.0.15".into(),
             },
+            cluster: None,
         },
         Selection::default(),
     );

@@ -69,6 +69,10 @@ impl Backup {
             Source {
                 address: target.address(),
                 server,
+                cluster: conn
+                    .topology()
+                    .as_ref()
+                    .map(crate::archive::manifest::ClusterSource::of),
             },
             Selection::default(),
         );

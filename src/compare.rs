@@ -247,9 +247,7 @@ fn short(bytes: &[u8]) -> String {
 
 impl Visitor for Checker<'_> {
     fn header(&mut self, header: &Header) -> Result<()> {
-        if !self.target.has_explicit_db() {
-            self.target = self.target.with_db(header.source.address.db);
-        }
+        self.target = self.target.or_db(header.source.address.db);
         self.selection = header.selection.clone();
         if let Some(scope) = header.profile.as_ref().filter(|p| p.user.is_some()) {
             self.extras = !self.selection.include.is_empty();
@@ -260,6 +258,8 @@ impl Visitor for Checker<'_> {
                 .collect();
         }
         let mut conn = self.handle.block_on(self.target.connect())?;
+        // As connected: a cluster takes a default database as 0.
+        self.target = conn.endpoint().clone();
         self.now_ms = self.handle.block_on(conn.time_ms())?;
         self.conn = Some(conn);
         Ok(())
@@ -468,17 +468,27 @@ impl Checker<'_> {
     fn extras(&mut self) -> Result<()> {
         let selection = self.selection.clone();
         let remap = self.remap.clone();
+        let handle = self.handle.clone();
+        // A cluster's primaries each scan their own slots.
+        let shards = handle.block_on(self.conn()?.shards())?;
+        for mut shard in shards {
+            self.extras_on(&mut shard, &selection, &remap)?;
+        }
+        Ok(())
+    }
+
+    fn extras_on(&mut self, shard: &mut Conn, selection: &Selection, remap: &Remap) -> Result<()> {
+        let handle = self.handle.clone();
         let mut cursor: u64 = 0;
         loop {
             let mut scan = redis::cmd("SCAN");
             scan.arg(cursor).arg("COUNT").arg(1000);
-            let handle = self.handle.clone();
             let (next, keys): (u64, Vec<Vec<u8>>) =
-                handle.block_on(self.conn()?.query(&scan, "scanning the target"))?;
+                handle.block_on(shard.query(&scan, "scanning the target"))?;
             let candidates: Vec<Vec<u8>> = keys
                 .into_iter()
                 .filter(|k| !self.seen.contains(&fingerprint(k)))
-                .filter(|k| in_selection(&selection, &remap, k))
+                .filter(|k| in_selection(selection, remap, k))
                 .collect();
             if !candidates.is_empty() {
                 let mut pipe = redis::pipe();

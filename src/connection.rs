@@ -6,6 +6,7 @@
 //! connection info and is never part of [`Endpoint::display`], which is what
 //! every message, manifest and report uses.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -15,6 +16,7 @@ use redis::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::{self, Router, Topology};
 use crate::error::{Error, Result};
 
 /// Which side of a transfer an endpoint is; decides the environment
@@ -135,6 +137,40 @@ impl Endpoint {
         }
     }
 
+    /// The same endpoint on `db` unless one was chosen: the database a
+    /// restore or copy goes to when the user named none. A cluster, which
+    /// has only database 0, takes it as 0.
+    pub fn or_db(&self, db: i64) -> Self {
+        if self.explicit_db {
+            return self.clone();
+        }
+        Endpoint {
+            explicit_db: false,
+            ..self.with_db(db)
+        }
+    }
+
+    /// The same credentials and TLS settings for another node.
+    fn with_address(&self, host: &str, port: u16) -> Self {
+        let addr = match self.info.addr().clone() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host: host.to_string(),
+                port,
+                insecure,
+                tls_params,
+            },
+            _ => ConnectionAddr::Tcp(host.to_string(), port),
+        };
+        Endpoint {
+            info: self.info.clone().set_addr(addr),
+            ..self.clone()
+        }
+    }
+
     pub fn db(&self) -> i64 {
         self.info.redis_settings().db()
     }
@@ -174,15 +210,19 @@ impl Endpoint {
     /// proxy) connect again and send the command again, up to `attempts`
     /// times with backoff, for this connection's whole life. For read-only
     /// use: a write sent twice could apply twice.
+    ///
+    /// A cluster node gives a connection to the whole cluster, on database
+    /// 0 (the only one a cluster has) unless another was asked for.
     pub async fn connect_retrying(&self, attempts: u32) -> Result<Conn> {
         let mut attempt = 0;
         loop {
             match self.open().await {
-                Ok(inner) => {
+                Ok((link, endpoint)) => {
                     return Ok(Conn {
-                        inner,
-                        endpoint: self.clone(),
+                        link,
+                        endpoint,
                         retries: attempts,
+                        in_cluster: false,
                     });
                 }
                 Err(Opened::Dropped(_)) if attempt < attempts => {
@@ -197,16 +237,18 @@ impl Endpoint {
         }
     }
 
-    async fn open(&self) -> std::result::Result<MultiplexedConnection, Opened> {
-        let client = redis::Client::open(self.info.clone()).map_err(|e| {
-            Opened::Refused(Error::BadUrl {
-                url: self.display(),
-                reason: e.to_string(),
-            })
-        })?;
+    /// One connection to this endpoint's node.
+    async fn open_node(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let client = redis::Client::open(self.info.clone())?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeouts.connect))
             .set_response_timeout(self.timeouts.response);
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    async fn open(&self) -> std::result::Result<(Link, Endpoint), Opened> {
         let sort = |e: RedisError| {
             if is_dropped(&e) && !e.is_connection_refusal() {
                 Opened::Dropped(e)
@@ -214,13 +256,25 @@ impl Endpoint {
                 Opened::Failed(e)
             }
         };
-        let mut inner = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(sort)?;
-        // A cluster node holds only some slots: refuse it before anything
-        // is read or written, rather than make a backup of one shard. A
-        // user not allowed INFO is taken for a single server.
+        let mut endpoint = self.clone();
+        let mut inner = match self.open_node().await {
+            Ok(c) => c,
+            // The database was only a default (the archive's): a cluster
+            // has database 0 alone, so that is where the data goes.
+            Err(e) if is_cluster_select(&e) && !self.explicit_db => {
+                endpoint = self.with_db(0);
+                endpoint.explicit_db = false;
+                endpoint.open_node().await.map_err(sort)?
+            }
+            Err(e) if is_cluster_select(&e) => {
+                return Err(Opened::Refused(Error::ClusterDb {
+                    endpoint: self.display(),
+                    db: self.db(),
+                }));
+            }
+            Err(e) => return Err(sort(e)),
+        };
+        // A user not allowed INFO is taken for a single server.
         let cluster: String = match redis::cmd("INFO")
             .arg("cluster")
             .query_async(&mut inner)
@@ -230,12 +284,44 @@ impl Endpoint {
             Err(e) if is_dropped(&e) => return Err(Opened::Dropped(e)),
             Err(_) => String::new(),
         };
-        if cluster.lines().any(|l| l.trim() == "cluster_enabled:1") {
-            return Err(Opened::Refused(Error::ClusterUnsupported {
-                endpoint: self.display(),
+        if !cluster.lines().any(|l| l.trim() == "cluster_enabled:1") {
+            return Ok((Link::Single(inner), endpoint));
+        }
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut inner)
+            .await
+            .map_err(sort)?;
+        let host = endpoint.address().host;
+        let topology = Topology::parse(&nodes, &host).map_err(|reason| {
+            Opened::Refused(Error::Cluster {
+                endpoint: endpoint.display(),
+                reason,
+            })
+        })?;
+        if topology.covered() < cluster::SLOTS {
+            return Err(Opened::Refused(Error::Cluster {
+                endpoint: endpoint.display(),
+                reason: format!(
+                    "the cluster serves only {} of {} slots; run `redis-cli --cluster check` and fix it first",
+                    topology.covered(),
+                    cluster::SLOTS
+                ),
             }));
         }
-        Ok(inner)
+        let template = endpoint.clone();
+        let open: cluster::Open = Arc::new(move |address: String| {
+            let node = template.node_endpoint(&address);
+            Box::pin(async move { node.open_node().await })
+        });
+        let router = Router::new(topology, host, open);
+        Ok((Link::Cluster(Arc::new(router)), endpoint))
+    }
+
+    /// This endpoint's settings for the node at `host:port`.
+    fn node_endpoint(&self, address: &str) -> Endpoint {
+        let (host, port) = address.rsplit_once(':').unwrap_or((address, "0"));
+        self.with_address(host, port.parse().unwrap_or(0))
     }
 
     /// Turn a driver error into the error a user can act on.
@@ -321,11 +407,28 @@ pub fn redact_url(url: &str) -> String {
 /// name where it happened.
 #[derive(Clone)]
 pub struct Conn {
-    inner: MultiplexedConnection,
+    link: Link,
     endpoint: Endpoint,
     /// Reconnects allowed per command when the connection drops; only for
     /// connections that only read, where sending a command again is safe.
     retries: u32,
+    /// One primary of a cluster, read directly (an export's shard): a
+    /// redirection means the slots moved under the reader.
+    in_cluster: bool,
+}
+
+/// A single server (or one cluster node), or a whole cluster.
+#[derive(Clone)]
+enum Link {
+    Single(MultiplexedConnection),
+    Cluster(Arc<Router>),
+}
+
+/// `SELECT` refused because the server is a cluster node.
+fn is_cluster_select(err: &RedisError) -> bool {
+    err.to_string()
+        .to_ascii_lowercase()
+        .contains("not allowed in cluster mode")
 }
 
 /// Why opening a connection failed.
@@ -360,6 +463,63 @@ impl Conn {
         &self.endpoint
     }
 
+    /// Whether commands go to a cluster's primaries by slot.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.link, Link::Cluster(_))
+    }
+
+    /// The cluster's slot map as last read, for a cluster connection.
+    pub fn topology(&self) -> Option<Topology> {
+        match &self.link {
+            Link::Cluster(router) => Some(router.topology()),
+            Link::Single(_) => None,
+        }
+    }
+
+    /// Read the cluster's slot map again (`None` for a single server).
+    pub async fn refresh_topology(&self) -> Result<Option<Topology>> {
+        match &self.link {
+            Link::Cluster(router) => router
+                .refresh()
+                .await
+                .map(Some)
+                .map_err(|e| self.endpoint.classify(e, "reading the cluster's slots")),
+            Link::Single(_) => Ok(None),
+        }
+    }
+
+    /// MOVED and ASK redirections followed so far (0 for a single server).
+    pub fn redirects(&self) -> u64 {
+        match &self.link {
+            Link::Cluster(router) => router.redirects(),
+            Link::Single(_) => 0,
+        }
+    }
+
+    /// One connection per primary: the server itself, or each primary of a
+    /// cluster, which answer for their own slots only (SCAN, DBSIZE). A
+    /// redirection on one of them is an error: the slots moved.
+    pub async fn shards(&self) -> Result<Vec<Conn>> {
+        let Link::Cluster(router) = &self.link else {
+            return Ok(vec![self.clone()]);
+        };
+        let mut shards = Vec::new();
+        for shard in router.topology().shards {
+            let endpoint = self.endpoint.with_address(&shard.host, shard.port);
+            let inner = router
+                .node(&shard.address())
+                .await
+                .map_err(|e| endpoint.classify(e, "connecting"))?;
+            shards.push(Conn {
+                link: Link::Single(inner),
+                endpoint,
+                retries: self.retries,
+                in_cluster: true,
+            });
+        }
+        Ok(shards)
+    }
+
     /// Whether to try again after `err` on attempt `attempt` (0-based);
     /// reconnects first. The new connection selects the same database.
     async fn recover(&mut self, err: &RedisError, attempt: u32) -> bool {
@@ -367,13 +527,23 @@ impl Conn {
             return false;
         }
         tokio::time::sleep(backoff(attempt + 1)).await;
-        if let Ok(fresh) = self.endpoint.open().await {
-            self.inner = fresh;
+        match &mut self.link {
+            Link::Single(inner) => {
+                if let Ok(fresh) = self.endpoint.open_node().await {
+                    *inner = fresh;
+                }
+            }
+            Link::Cluster(router) => {
+                let _ = router.refresh().await;
+            }
         }
         true
     }
 
     fn exhausted(&self, err: RedisError, action: &str, attempts: u32) -> Error {
+        if self.in_cluster && cluster::redirect_of_error(&err).is_some() {
+            return self.slots_moved(action);
+        }
         let e = self.endpoint.classify(err, action);
         match e {
             Error::Redis {
@@ -391,6 +561,23 @@ impl Conn {
         }
     }
 
+    fn slots_moved(&self, action: &str) -> Error {
+        Error::Cluster {
+            endpoint: self.endpoint.display(),
+            reason: format!(
+                "a slot moved to another node while {action}; nothing was written; run it again once the resharding or failover is over"
+            ),
+        }
+    }
+
+    /// Send `pipe` over this connection's link, as it is.
+    async fn send(&mut self, pipe: &redis::Pipeline) -> redis::RedisResult<Vec<Value>> {
+        match &mut self.link {
+            Link::Single(inner) => pipe.query_async(inner).await,
+            Link::Cluster(router) => router.pipeline(pipe).await,
+        }
+    }
+
     /// Run one command; `action` says what it was for in an error message.
     pub async fn query<T: redis::FromRedisValue>(
         &mut self,
@@ -399,7 +586,18 @@ impl Conn {
     ) -> Result<T> {
         let mut attempt = 0;
         loop {
-            match cmd.query_async(&mut self.inner).await {
+            let result = match &mut self.link {
+                Link::Single(inner) => cmd.query_async(inner).await,
+                Link::Cluster(router) => {
+                    let mut pipe = redis::pipe();
+                    pipe.add_command(cmd.clone());
+                    router.pipeline(&pipe).await.and_then(|replies| {
+                        let reply = replies.into_iter().next().unwrap_or(Value::Nil);
+                        Ok(redis::from_redis_value(reply.extract_error()?)?)
+                    })
+                }
+            };
+            match result {
                 Ok(v) => return Ok(v),
                 Err(e) if self.recover(&e, attempt).await => attempt += 1,
                 Err(e) => return Err(self.exhausted(e, action, attempt)),
@@ -409,7 +607,9 @@ impl Conn {
 
     /// Run a pipeline and return one reply per command; a command that the
     /// server refused is a `Value::ServerError` in its slot, not a failure of
-    /// the whole pipeline, so callers can attribute errors to keys.
+    /// the whole pipeline, so callers can attribute errors to keys. Against
+    /// a cluster, each command goes to its key's primary; commands with
+    /// `ignore()` are not supported there (their replies are returned).
     pub async fn pipeline(
         &mut self,
         pipe: &mut redis::Pipeline,
@@ -421,8 +621,13 @@ impl Conn {
         pipe.ignore_errors();
         let mut attempt = 0;
         loop {
-            match pipe.query_async(&mut self.inner).await {
-                Ok(v) => return Ok(v),
+            match self.send(pipe).await {
+                Ok(v) => {
+                    if self.in_cluster && v.iter().any(|r| cluster::redirect_of(r).is_some()) {
+                        return Err(self.slots_moved(action));
+                    }
+                    return Ok(v);
+                }
                 Err(e) if self.recover(&e, attempt).await => attempt += 1,
                 Err(e) => return Err(self.exhausted(e, action, attempt)),
             }

@@ -41,11 +41,7 @@ pub struct CopyOptions {
 
 impl CopyOptions {
     pub fn new(source: Endpoint, target: Endpoint, selection: Selection) -> Self {
-        let target = if target.has_explicit_db() {
-            target
-        } else {
-            target.with_db(source.db())
-        };
+        let target = target.or_db(source.db());
         CopyOptions {
             source,
             target,

@@ -79,9 +79,12 @@ pub enum Error {
     Profile(String),
 
     #[error(
-        "{endpoint} is a Redis Cluster node; this version works with single servers only (on one node SCAN misses the other shards' keys and writes of their slots fail), so nothing was read or written"
+        "{endpoint} is a Redis Cluster node and a cluster has only database 0, not {db}; drop --db (or the /{db} in the URL)"
     )]
-    ClusterUnsupported { endpoint: String },
+    ClusterDb { endpoint: String, db: i64 },
+
+    #[error("cluster at {endpoint}: {reason}")]
+    Cluster { endpoint: String, reason: String },
 
     #[error(
         "{path}: the records are in data schema_version {found} of {profile:?}, newer than the profile's {supported}; restore with the profile of the application version that wrote them"

@@ -13,7 +13,9 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use crate::archive::manifest::{ArchiveKind, SCHEMA_VERSION, Source, new_archive_id};
+use crate::archive::manifest::{
+    ArchiveKind, ClusterSource, SCHEMA_VERSION, Source, new_archive_id,
+};
 use crate::archive::{ArchiveWriter, Destination, Encryption, Finished, Header, WriterOptions};
 use crate::catalog::{Lock, Meta, archive_file_name, commit};
 use crate::connection::{Conn, Endpoint};
@@ -106,17 +108,26 @@ async fn export_archive(
     let mut conn = options.source.connect_retrying(options.reconnects).await?;
     let server = conn.server_info().await?;
     let server_info = server.clone();
-    let total: Option<u64> = conn
-        .query(&redis::cmd("DBSIZE"), "reading DBSIZE")
-        .await
-        .ok();
+    // One connection per primary of a cluster (the server itself otherwise).
+    let shards = conn.shards().await?;
+    let mut total: Option<u64> = Some(0);
+    for shard in &shards {
+        let size: Option<u64> = shard
+            .clone()
+            .query(&redis::cmd("DBSIZE"), "reading DBSIZE")
+            .await
+            .ok();
+        total = total.zip(size).map(|(a, b)| a + b);
+    }
+    let topology = conn.topology();
 
     let mut header = Header::new(
         options.label.kind,
         Utc::now(),
         Source {
-            address: options.source.address(),
+            address: conn.endpoint().address(),
             server,
+            cluster: topology.as_ref().map(ClusterSource::of),
         },
         options.selection.clone(),
     );
@@ -160,6 +171,17 @@ async fn export_archive(
             );
             by_user.run(&user, &groups).await
         }
+        _ if shards.len() > 1 => {
+            walk_shards(
+                &shards,
+                &selection,
+                options.scan_count,
+                &options.cancel,
+                &mut fetcher,
+                progress,
+            )
+            .await
+        }
         _ => {
             walk(
                 &mut conn,
@@ -175,6 +197,24 @@ async fn export_archive(
     progress.finish();
     let stats = std::mem::take(&mut fetcher.stats);
     drop(fetcher);
+    // Keys read while slots moved may be missing or twice in the archive:
+    // refuse it, unless the walk failed anyway.
+    let walked = match (&topology, walked) {
+        (Some(before), Ok(done)) => match conn.refresh_topology().await {
+            Ok(Some(after)) => match before.change_since(&after) {
+                None => Ok(done),
+                Some(change) => Err(Error::Cluster {
+                    endpoint: conn.endpoint().display(),
+                    reason: format!(
+                        "the slots moved during the export ({change}); nothing was written; run it again once the resharding or failover is over"
+                    ),
+                }),
+            },
+            Ok(None) => Ok(done),
+            Err(e) => Err(e),
+        },
+        (_, walked) => walked,
+    };
     let written = write_thread
         .join()
         .map_err(|_| Error::Internal("the archive writer panicked".into()))?;
@@ -307,6 +347,49 @@ impl GroupCounter {
                 .or_default() += 1;
         }
     }
+}
+
+/// Cluster primaries walked at the same time; their readers share one
+/// byte budget, but each holds a batch of its own.
+const PARALLEL_SHARDS: usize = 8;
+
+/// Walk the selection on every primary of a cluster, several at a time,
+/// each with its own connection and reader, into one writer.
+async fn walk_shards(
+    shards: &[Conn],
+    selection: &Selection,
+    scan_count: usize,
+    cancel: &Cancel,
+    fetcher: &mut Fetcher,
+    progress: &dyn Progress,
+) -> Result<bool> {
+    use futures_util::stream::{StreamExt, TryStreamExt};
+    let walks = shards.iter().map(|shard| {
+        let mut conn = shard.clone();
+        let mut reader = fetcher.sharing(shard.clone());
+        async move {
+            let done = walk(
+                &mut conn,
+                selection,
+                scan_count,
+                cancel,
+                &mut reader,
+                progress,
+            )
+            .await?;
+            Ok::<_, Error>((done, reader.stats))
+        }
+    });
+    let results: Vec<(bool, crate::fetch::FetchStats)> = futures_util::stream::iter(walks)
+        .buffer_unordered(PARALLEL_SHARDS)
+        .try_collect()
+        .await?;
+    let mut all_done = true;
+    for (done, stats) in results {
+        all_done &= done;
+        fetcher.stats.absorb(stats);
+    }
+    Ok(all_done)
 }
 
 /// Walk the selection with SCAN and read every key through `fetcher`.

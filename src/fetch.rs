@@ -68,6 +68,20 @@ impl FetchStats {
         self.vanished_untyped + self.by_type.values().map(|t| t.vanished).sum::<u64>()
     }
 
+    /// Add another reader's tallies (one per cluster node) to these.
+    pub fn absorb(&mut self, other: FetchStats) {
+        for (t, summary) in other.by_type {
+            let mine = self.by_type.entry(t).or_default();
+            mine.exported += summary.exported;
+            mine.vanished += summary.vanished;
+            mine.errors += summary.errors;
+        }
+        self.vanished_untyped += other.vanished_untyped;
+        self.error_count += other.error_count;
+        let room = crate::report::MAX_ERROR_SAMPLES.saturating_sub(self.errors.len());
+        self.errors.extend(other.errors.into_iter().take(room));
+    }
+
     fn vanish(&mut self, t: Option<KeyType>) {
         match t {
             Some(t) => self.by_type.entry(t).or_default().vanished += 1,
@@ -107,6 +121,11 @@ pub struct Fetcher {
     chunks: ChunkSizes,
     out: mpsc::Sender<Outgoing>,
     budget: Arc<Semaphore>,
+    /// Held from the first to the last record of a key split in parts, by
+    /// whichever of several readers (one per cluster node) is sending it:
+    /// a key's parts must follow each other in the archive.
+    sequence: Arc<tokio::sync::Mutex<()>>,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
     pub stats: FetchStats,
     /// Read expiry with PEXPIRETIME (Redis 7.0+): the absolute time exactly,
     /// where PTTL + TIME can be a millisecond off.
@@ -177,8 +196,25 @@ impl Fetcher {
             chunks,
             out,
             budget: Arc::new(Semaphore::new(IN_FLIGHT_BYTES)),
+            sequence: Arc::new(tokio::sync::Mutex::new(())),
+            held: None,
             stats: FetchStats::default(),
             exact_expiry: false,
+        }
+    }
+
+    /// Another reader on `conn` (a cluster node) that feeds the same writer
+    /// within the same byte budget.
+    pub fn sharing(&self, conn: Conn) -> Self {
+        Fetcher {
+            conn,
+            chunks: self.chunks,
+            out: self.out.clone(),
+            budget: self.budget.clone(),
+            sequence: self.sequence.clone(),
+            held: None,
+            stats: FetchStats::default(),
+            exact_expiry: self.exact_expiry,
         }
     }
 
@@ -575,6 +611,12 @@ impl Fetcher {
     /// the writer; the budget is given back once it has been written.
     pub(crate) async fn send(&mut self, record: Record) -> Result<()> {
         let stopped = || Error::Internal("the archive writer stopped early".into());
+        // The turn first, then the budget: a reader waiting for its turn
+        // holds no budget that the one sending a split key needs.
+        if self.held.is_none() {
+            self.held = Some(self.sequence.clone().lock_owned().await);
+        }
+        let last = !record.more;
         let bytes = record.value.approx_bytes().clamp(1, IN_FLIGHT_BYTES) as u32;
         let budget = self
             .budget
@@ -588,7 +630,11 @@ impl Fetcher {
                 _budget: budget,
             })
             .await
-            .map_err(|_| stopped())
+            .map_err(|_| stopped())?;
+        if last {
+            self.held = None;
+        }
+        Ok(())
     }
 
     fn protocol(&self, reason: String) -> Error {

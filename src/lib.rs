@@ -41,6 +41,7 @@
 pub mod archive;
 pub mod backup;
 pub mod catalog;
+pub mod cluster;
 pub mod compare;
 pub mod connection;
 pub mod copy;

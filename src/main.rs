@@ -69,11 +69,11 @@ fn exit_code(err: &Error) -> u8 {
         Error::Unreachable { .. } => exit::UNREACHABLE,
         Error::AuthRefused { .. } => exit::AUTH,
         Error::DbOutOfRange { .. } => exit::DB_RANGE,
-        Error::Redis { .. } => exit::REDIS,
+        Error::Redis { .. } | Error::Cluster { .. } => exit::REDIS,
         Error::BadUrl { .. }
         | Error::InvalidArgument(_)
         | Error::Profile(_)
-        | Error::ClusterUnsupported { .. } => exit::USAGE,
+        | Error::ClusterDb { .. } => exit::USAGE,
         Error::NotAnArchive { .. } | Error::Corrupt { .. } | Error::Truncated { .. } => {
             exit::BAD_ARCHIVE
         }

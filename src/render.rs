@@ -309,6 +309,13 @@ pub fn manifest(out: &mut dyn Write, m: &Manifest, encrypted: bool) -> io::Resul
         s.server.flavor,
         s.server.version
     )?;
+    if let Some(c) = &s.cluster {
+        writeln!(
+            out,
+            "cluster:         {} primaries serving {} slots",
+            c.nodes, c.slots
+        )?;
+    }
     match &h.profile {
         Some(p) => profile_scope(out, p, &m.groups)?,
         None => selection(out, &h.selection)?,

@@ -408,44 +408,70 @@ pub(crate) fn fingerprints(
     keys: &[&[u8]],
 ) -> Result<Vec<Option<String>>> {
     let mut pipe = redis::pipe();
-    let groups = add_fingerprints(&mut pipe, keys);
+    let groups = add_fingerprints(&mut pipe, keys, conn.is_cluster());
     let replies = handle.block_on(conn.pipeline(&mut pipe, "fingerprinting keys"))?;
     Ok(read_fingerprints(&groups, replies))
 }
 
 /// Add the script calls that fingerprint `keys`, a few keys per call: each
 /// key is at most FINGERPRINT_MAX_BYTES, so no call holds the server long,
-/// and the calls are few. Returns the number of keys per call.
-fn add_fingerprints(pipe: &mut redis::Pipeline, keys: &[&[u8]]) -> Vec<usize> {
-    keys.chunks(FINGERPRINTS_PER_CALL)
-        .map(|group| {
-            let call = pipe.cmd("EVAL").arg(FINGERPRINT_SCRIPT).arg(group.len());
-            for key in group {
-                call.arg(*key);
-            }
-            group.len()
-        })
-        .collect()
+/// and the calls are few. In a cluster a call's keys share a slot (a script
+/// may not touch keys of two slots). Returns the indexes of each call's keys.
+fn add_fingerprints(pipe: &mut redis::Pipeline, keys: &[&[u8]], cluster: bool) -> Vec<Vec<usize>> {
+    let groups: Vec<Vec<usize>> = if cluster {
+        let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, key) in keys.iter().enumerate() {
+            by_slot
+                .entry(crate::cluster::slot(key))
+                .or_default()
+                .push(i);
+        }
+        by_slot
+            .into_values()
+            .flat_map(|v| {
+                v.chunks(FINGERPRINTS_PER_CALL)
+                    .map(<[usize]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    } else {
+        (0..keys.len())
+            .collect::<Vec<usize>>()
+            .chunks(FINGERPRINTS_PER_CALL)
+            .map(<[usize]>::to_vec)
+            .collect()
+    };
+    for group in &groups {
+        let call = pipe.cmd("EVAL").arg(FINGERPRINT_SCRIPT).arg(group.len());
+        for &i in group {
+            call.arg(keys[i]);
+        }
+    }
+    groups
 }
 
-/// The fingerprints in the replies to [`add_fingerprints`]' calls.
-fn read_fingerprints(groups: &[usize], replies: Vec<Reply>) -> Vec<Option<String>> {
-    let mut out = Vec::with_capacity(groups.iter().sum());
-    for (&len, reply) in groups.iter().zip(replies) {
+/// The fingerprints in the replies to [`add_fingerprints`]' calls, in the
+/// order of the keys.
+fn read_fingerprints(groups: &[Vec<usize>], replies: Vec<Reply>) -> Vec<Option<String>> {
+    let mut out = vec![None; groups.iter().map(Vec::len).sum()];
+    for (group, reply) in groups.iter().zip(replies) {
         match reply {
-            Reply::Array(items) if items.len() == len => {
-                out.extend(items.into_iter().map(|r| match r {
-                    Reply::Nil => None,
-                    other => {
-                        Some(String::from_utf8_lossy(&crate::fetch::bytes_of(other)).into_owned())
-                    }
-                }))
+            Reply::Array(items) if items.len() == group.len() => {
+                for (&i, r) in group.iter().zip(items) {
+                    out[i] = match r {
+                        Reply::Nil => None,
+                        other => Some(
+                            String::from_utf8_lossy(&crate::fetch::bytes_of(other)).into_owned(),
+                        ),
+                    };
+                }
             }
             // No scripting (or no DUMP) on this server: not known.
-            _ => out.extend(std::iter::repeat_n(
-                Some(UNKNOWN_FINGERPRINT.to_string()),
-                len,
-            )),
+            _ => {
+                for &i in group {
+                    out[i] = Some(UNKNOWN_FINGERPRINT.to_string());
+                }
+            }
         }
     }
     out
@@ -564,6 +590,8 @@ impl<'p> Planner<'p> {
     /// `archive_id` links the backup to the archive restored.
     pub fn connect(&mut self, archive_id: &str) -> Result<()> {
         let mut conn = self.handle.block_on(self.target.connect())?;
+        // As connected: a cluster takes a default database as 0.
+        self.target = conn.endpoint().clone();
         self.now_ms = self.handle.block_on(conn.time_ms())?;
         if let Some((dir, archive)) = &self.backup_to {
             let link = RestoreLink {
@@ -691,9 +719,7 @@ impl<'p> Planner<'p> {
 
 impl Visitor for Planner<'_> {
     fn header(&mut self, header: &Header) -> Result<()> {
-        if !self.target.has_explicit_db() {
-            self.target = self.target.with_db(header.source.address.db);
-        }
+        self.target = self.target.or_db(header.source.address.db);
         self.rewriter = self.write.rewriter(header, &self.archive)?;
         if let Some(scope) = &header.profile {
             if scope.user.is_some() {
@@ -844,7 +870,7 @@ struct InFlight {
     /// Keys created or replaced (seq -> a record index): a failure deletes them.
     replaced: BTreeMap<u64, usize>,
     /// Keys per fingerprint call at the end of the pipeline.
-    fingerprint_groups: Vec<usize>,
+    fingerprint_groups: Vec<Vec<usize>>,
 }
 
 /// Writes records in pipelined batches.
@@ -1080,7 +1106,7 @@ impl<'p> Applier<'p> {
                 .filter(|f| f.journal == JournalEntry::Fingerprint)
                 .map(|f| &batch[f.index].key.0[..])
                 .collect();
-            add_fingerprints(&mut pipe, &small)
+            add_fingerprints(&mut pipe, &small, self.conn.is_cluster())
         } else {
             Vec::new()
         };
@@ -1142,7 +1168,7 @@ impl<'p> Applier<'p> {
         let mut cleanup = redis::pipe();
         for seq in failures.keys() {
             if let Some(&index) = replaced.get(seq) {
-                cleanup.cmd("DEL").arg(&batch[index].key.0[..]).ignore();
+                cleanup.cmd("DEL").arg(&batch[index].key.0[..]);
             }
         }
         self.handle.block_on(

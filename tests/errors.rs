@@ -254,15 +254,16 @@ fn a_read_only_acl_user_can_export_everything() {
 }
 
 #[test]
-fn a_cluster_node_is_refused_before_anything_is_read_or_written() {
+fn a_cluster_node_without_slots_is_refused_before_anything_is_read_or_written() {
+    // A node started with cluster-enabled that no cluster was created from.
     let node = RedisServer::start_with(&["--cluster-enabled", "yes"]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("x.tar.zst");
-    export(&node, &file, &[]).fails(2, "is a Redis Cluster node");
+    export(&node, &file, &[]).fails(6, "no node serves any slot yet");
     assert!(!file.exists());
     let valid = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/valid.tar.zst");
-    restore(&node, &valid, &[]).fails(2, "nothing was read or written");
+    restore(&node, &valid, &[]).fails(6, "redis-cli --cluster create");
     let url = node.url();
-    run(&["compare", valid.to_str().unwrap(), "--target", &url]).fails(2, "Redis Cluster");
+    run(&["compare", valid.to_str().unwrap(), "--target", &url]).fails(6, "cluster at");
     assert_eq!(node.dbsize(0), 0);
 }

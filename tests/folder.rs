@@ -38,6 +38,7 @@ fn put_archive(
                 flavor: "redis".into(),
                 version: "7.0.15".into(),
             },
+            cluster: None,
         },
         Selection::default(),
     );

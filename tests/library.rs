@@ -79,6 +79,7 @@ fn dump_records_restore_with_their_ttl() {
                 flavor: "redis".into(),
                 version: "7.0.15".into(),
             },
+            cluster: None,
         },
         Selection::default(),
     );

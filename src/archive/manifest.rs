@@ -114,6 +114,28 @@ pub struct Source {
     #[serde(flatten)]
     pub address: Address,
     pub server: ServerInfo,
+    /// Set when the data came from (or, in a pre-restore backup, went to)
+    /// a Redis Cluster; `address` is then the node connected to first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSource>,
+}
+
+/// The cluster an archive's data came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSource {
+    /// Primaries that served slots.
+    pub nodes: usize,
+    /// Slots they served (16384 in a whole cluster).
+    pub slots: usize,
+}
+
+impl ClusterSource {
+    pub fn of(topology: &crate::cluster::Topology) -> Self {
+        ClusterSource {
+            nodes: topology.shards.len(),
+            slots: topology.covered(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,6 +269,7 @@ mod tests {
                         flavor: "redis".into(),
                         version: "7.0.15".into(),
                     },
+                    cluster: None,
                 },
                 Selection {
                     include: vec!["user:*".into()],

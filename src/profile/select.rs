@@ -220,30 +220,34 @@ impl<'a> UserWalk<'a> {
         keep: impl Fn(&[u8]) -> bool,
         owner: Option<(&str, &[u8])>,
     ) -> Result<()> {
-        let mut cursor: u64 = 0;
-        loop {
-            if self.cancel.is_cancelled() {
-                return Ok(());
+        // A cluster's primaries each scan their own slots.
+        for mut shard in self.conn.shards().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                if self.cancel.is_cancelled() {
+                    return Ok(());
+                }
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(self.scan_count);
+                let (next, keys): (u64, Vec<Vec<u8>>) = shard.query(&scan, "scanning keys").await?;
+                let mut keys: Vec<Vec<u8>> = keys.into_iter().filter(|k| keep(k)).collect();
+                if let Some((field, user)) = owner
+                    && !keys.is_empty()
+                {
+                    keys = self.owned_by(keys, field, user).await?;
+                }
+                self.fetch(keys).await?;
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(self.scan_count);
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.conn.query(&scan, "scanning keys").await?;
-            let mut keys: Vec<Vec<u8>> = keys.into_iter().filter(|k| keep(k)).collect();
-            if let Some((field, user)) = owner
-                && !keys.is_empty()
-            {
-                keys = self.owned_by(keys, field, user).await?;
-            }
-            self.fetch(keys).await?;
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
         }
+        Ok(())
     }
 
     /// The keys whose owner field is `user`: a hash field, or a top-level

@@ -148,6 +148,259 @@ impl Drop for RedisServer {
     }
 }
 
+/// A local Redis Cluster: primaries only (no replicas: a test does not
+/// need failover, and three processes start faster than six), each on free
+/// client and bus ports, created with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        Self::start_with(3)
+    }
+
+    pub fn start_with(primaries: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..primaries)
+            .map(|_| {
+                let bus = free_port().to_string();
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    &bus,
+                    "--cluster-node-timeout",
+                    "5000",
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_stable();
+        cluster
+    }
+
+    /// Wait until every node says the cluster is ok and agrees on who
+    /// serves which slot.
+    pub fn wait_stable(&self) {
+        wait_for("the cluster to be stable", || {
+            let views: Vec<String> = self
+                .nodes
+                .iter()
+                .map(|n| {
+                    let mut c = n.conn();
+                    let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap();
+                    if !info.contains("cluster_state:ok") {
+                        return String::new();
+                    }
+                    self.slot_view(n)
+                })
+                .collect();
+            let stable = !views[0].is_empty() && views.iter().all(|v| v == &views[0]);
+            if !stable {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            stable
+        });
+    }
+
+    /// A node's view of slot ownership: "range:port" sorted.
+    fn slot_view(&self, node: &RedisServer) -> String {
+        let slots: Vec<Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut node.conn())
+            .unwrap();
+        let mut view: Vec<String> = slots
+            .into_iter()
+            .map(|s| {
+                let Value::Array(items) = s else { panic!() };
+                let a: i64 = redis::from_redis_value(items[0].clone()).unwrap();
+                let b: i64 = redis::from_redis_value(items[1].clone()).unwrap();
+                let Value::Array(primary) = items[2].clone() else {
+                    panic!()
+                };
+                let port: i64 = redis::from_redis_value(primary[1].clone()).unwrap();
+                format!("{a}-{b}:{port}")
+            })
+            .collect();
+        view.sort();
+        view.join(",")
+    }
+
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// A node's id in the cluster.
+    pub fn node_id(&self, node: usize) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.nodes[node].conn())
+            .unwrap()
+    }
+
+    /// The index of the node serving `key`'s slot.
+    pub fn owner(&self, key: &[u8]) -> usize {
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.nodes[0].conn())
+            .unwrap();
+        self.owner_of_slot(slot)
+    }
+
+    pub fn owner_of_slot(&self, slot: i64) -> usize {
+        let me = self.nodes[0].port as i64;
+        let slots: Vec<Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut self.nodes[0].conn())
+            .unwrap();
+        for s in slots {
+            let Value::Array(items) = s else { panic!() };
+            let a: i64 = redis::from_redis_value(items[0].clone()).unwrap();
+            let b: i64 = redis::from_redis_value(items[1].clone()).unwrap();
+            let Value::Array(primary) = items[2].clone() else {
+                panic!()
+            };
+            let port: i64 = redis::from_redis_value(primary[1].clone()).unwrap();
+            if (a..=b).contains(&slot) {
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| n.port as i64 == port)
+                    .unwrap_or_else(|| panic!("no node on port {port} (asked {me})"));
+            }
+        }
+        panic!("slot {slot} is not served");
+    }
+
+    /// Move `slot` from its primary to node `to`, keys included, the way
+    /// `redis-cli --cluster reshard` does: IMPORTING, MIGRATING, MIGRATE
+    /// each key, then NODE on every primary.
+    pub fn move_slot(&self, slot: i64, to: usize) {
+        let from = self.owner_of_slot(slot);
+        if from == to {
+            return;
+        }
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        let mut src = self.nodes[from].conn();
+        let mut dst = self.nodes[to].conn();
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("IMPORTING")
+            .arg(&from_id)
+            .query(&mut dst)
+            .unwrap();
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("MIGRATING")
+            .arg(&to_id)
+            .query(&mut src)
+            .unwrap();
+        loop {
+            let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query(&mut src)
+                .unwrap();
+            if keys.is_empty() {
+                break;
+            }
+            let _: () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(self.nodes[to].port)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut src)
+                .unwrap();
+        }
+        for node in [to, from] {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg("NODE")
+                .arg(&to_id)
+                .query(&mut self.nodes[node].conn())
+                .unwrap();
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if i != to && i != from {
+                let _: () = redis::cmd("CLUSTER")
+                    .arg("SETSLOT")
+                    .arg(slot)
+                    .arg("NODE")
+                    .arg(&to_id)
+                    .query(&mut node.conn())
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Every key of every primary with its state and expiry time.
+    pub fn snapshot(&self) -> BTreeMap<Vec<u8>, (KeyState, Option<i64>)> {
+        let mut all = BTreeMap::new();
+        for node in &self.nodes {
+            for (k, v) in node.snapshot() {
+                assert!(all.insert(k, v).is_none(), "a key on two nodes");
+            }
+        }
+        all
+    }
+
+    pub fn dbsize(&self) -> u64 {
+        self.nodes.iter().map(|n| n.dbsize(0)).sum()
+    }
+
+    /// Keys held by each primary.
+    pub fn sizes(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.dbsize(0)).collect()
+    }
+
+    /// Run a file of redis-cli commands in cluster mode (`redis-cli -c`
+    /// follows the redirections).
+    pub fn load_commands(&self, file: &Path) {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "grep -v '^#' '{}' | redis-cli -c -p {}",
+                file.display(),
+                self.nodes[0].port
+            ))
+            .output()
+            .expect("sh, grep and redis-cli");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !stdout.contains("ERR"),
+            "loading {}: {stdout}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
