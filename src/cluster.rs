@@ -22,8 +22,9 @@ use redis::{Arg, Cmd, RedisError, Value};
 pub const SLOTS: usize = 16384;
 
 /// Redirections followed for one command before giving up: a slot that
-/// keeps moving is a cluster in trouble, not a resharding.
-const MAX_REDIRECTS: usize = 8;
+/// keeps moving is a cluster in trouble, not a resharding. TRYAGAIN waits
+/// 10 ms, doubling up to half a second: about 5 s in all.
+const MAX_REDIRECTS: usize = 16;
 
 /// The hash slot of a key: CRC16 (XMODEM) of the key, or of the part
 /// inside the first non-empty `{...}` (a hash tag), modulo 16384.
@@ -235,8 +236,16 @@ fn parse_slot(s: &str) -> Result<u16, String> {
 /// A redirection in a reply: where the command must go instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redirect {
-    Moved { slot: u16, address: String },
-    Ask { address: String },
+    Moved {
+        slot: u16,
+        address: String,
+    },
+    Ask {
+        address: String,
+    },
+    /// A command on several keys of a slot in migration, some of them
+    /// moved already: the same again, a moment later.
+    TryAgain,
 }
 
 /// MOVED or ASK in a server error reply.
@@ -254,6 +263,9 @@ pub fn redirect_of_error(err: &RedisError) -> Option<Redirect> {
 }
 
 fn parse_redirect(code: &str, details: &str) -> Option<Redirect> {
+    if code == "TRYAGAIN" {
+        return Some(Redirect::TryAgain);
+    }
     let mut parts = details.split_ascii_whitespace();
     let slot: u16 = parts.next()?.parse().ok()?;
     let address = parts.next()?.to_string();
@@ -424,13 +436,14 @@ impl Router {
                             return Err(e);
                         }
                     };
-                    Ok::<_, RedisError>((items, values))
+                    Ok::<_, RedisError>((address, items, values))
                 }
             });
             let results = futures_util::future::join_all(sends).await;
             let mut moved = false;
+            let mut wait = false;
             for result in results {
-                let (items, values) = result?;
+                let (address, items, values) = result?;
                 let mut values = values.into_iter();
                 for (i, asking) in items {
                     if asking {
@@ -450,6 +463,10 @@ impl Router {
                             self.state.lock().expect("router state").redirects += 1;
                             pending.push((i, Some(self.full_address(&address))));
                         }
+                        Some(Redirect::TryAgain) => {
+                            wait = true;
+                            pending.push((i, asking.then(|| address.clone())));
+                        }
                         None => replies[i] = Some(value),
                     }
                 }
@@ -459,6 +476,10 @@ impl Router {
             }
             // Commands of one key stay in order across rounds.
             pending.sort_by_key(|(i, _)| *i);
+            if wait {
+                let ms = (10u64 << round.min(6)).min(500);
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
             if moved {
                 // A moved slot rarely moves alone: learn the whole new map,
                 // but carry on with what MOVED said if no node answers.

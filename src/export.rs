@@ -120,6 +120,16 @@ async fn export_archive(
         total = total.zip(size).map(|(a, b)| a + b);
     }
     let topology = conn.topology();
+    if let Some((slot, _, _)) = topology.as_ref().and_then(|t| t.moving.first()) {
+        // Keys of a slot in migration are on two nodes, and the importing
+        // one does not serve them yet: no consistent read is possible.
+        return Err(Error::Cluster {
+            endpoint: conn.endpoint().display(),
+            reason: format!(
+                "slot {slot} is being moved between nodes; nothing was written; run the export once the resharding is over"
+            ),
+        });
+    }
 
     let mut header = Header::new(
         options.label.kind,

@@ -170,6 +170,13 @@ pub fn restore(out: &mut dyn Write, r: &RestoreReport, verb: &str) -> io::Result
             r.appeared
         )?;
     }
+    if r.redirects > 0 {
+        writeln!(
+            out,
+            "followed {} cluster redirection(s) (slots moving while writing)",
+            r.redirects
+        )?;
+    }
     errors(out, r.errors, &r.error_samples)?;
     if !r.dry_run {
         match (&r.backup, &r.rollback) {

@@ -167,6 +167,14 @@ pub struct RestoreReport {
     /// For a user archive: whose records, under which id, and the upgrade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<ProfileRestore>,
+    /// MOVED and ASK answers followed while writing into a cluster whose
+    /// slots were moving.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redirects: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What restoring a profile archive did to its records.
@@ -203,6 +211,7 @@ impl RestoreReport {
             backup: None,
             rollback: None,
             profile: None,
+            redirects: 0,
         }
     }
 

@@ -785,6 +785,8 @@ pub struct Outcome {
     pub errors: u64,
     pub errors_by_type: BTreeMap<KeyType, u64>,
     pub error_samples: Vec<KeyError>,
+    /// Cluster redirections followed (see [`Conn::redirects`]).
+    pub redirects: u64,
 }
 
 impl Outcome {
@@ -804,6 +806,7 @@ impl Outcome {
             backup: None,
             rollback: None,
             profile: None,
+            redirects: self.redirects,
         }
     }
 
@@ -965,6 +968,7 @@ impl<'p> Applier<'p> {
         if let Some(journal) = self.journal.as_mut() {
             journal.finish()?;
         }
+        self.outcome.redirects = self.conn.redirects();
         Ok(self.outcome)
     }
 

@@ -5,6 +5,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use redis::Commands;
 use support::*;
@@ -38,15 +39,28 @@ fn load_source(server: &RedisServer) {
 }
 
 fn assert_same(label: &str, expected: &Snapshot, actual: &Snapshot) {
+    assert_close(label, expected, actual, 0);
+}
+
+/// Same keys and values; expiry times within `tolerance_ms`. Redis's own
+/// MIGRATE carries a key's TTL, not its expiry time, so a key moved by a
+/// resharding expires a few milliseconds later than before.
+fn assert_close(label: &str, expected: &Snapshot, actual: &Snapshot, tolerance_ms: i64) {
     assert_eq!(expected.len(), actual.len(), "{label}: key counts differ");
     for (key, want) in expected {
         let got = actual
             .get(key)
             .unwrap_or_else(|| panic!("{label}: {:?} missing", String::from_utf8_lossy(key)));
+        let close = match (want.1, got.1) {
+            (Some(a), Some(b)) => (a - b).abs() <= tolerance_ms,
+            (a, b) => a == b,
+        };
         assert!(
-            got == want,
-            "{label}: {:?} differs",
-            String::from_utf8_lossy(key)
+            got.0 == want.0 && close,
+            "{label}: {:?} differs: expected {:?}, found {:?}",
+            String::from_utf8_lossy(key),
+            want,
+            got
         );
     }
 }
@@ -130,6 +144,28 @@ fn issue_9_round_trips_between_clusters_and_single_servers_are_exact() {
     .ok()
     .json();
     assert_eq!(compared["differences"], 0, "{compared}");
+    // A key the archive does not have, on whichever primary serves it, is found.
+    let extra = "str:extra:in:target";
+    let _: () = second.nodes[second.owner(extra.as_bytes())]
+        .conn()
+        .set(extra, "x")
+        .unwrap();
+    let differs = run(&[
+        "compare",
+        sharded.to_str().unwrap(),
+        "--target",
+        &second.url(),
+    ]);
+    assert_eq!(differs.code, 14, "{}", differs.stderr);
+    assert!(
+        differs.stdout_text().contains(extra),
+        "{}",
+        differs.stdout_text()
+    );
+    let _: () = second.nodes[second.owner(extra.as_bytes())]
+        .conn()
+        .del(extra)
+        .unwrap();
 
     // cluster -> single server.
     let other = RedisServer::start();
@@ -217,4 +253,303 @@ fn issue_9_a_cluster_has_only_database_0() {
     restore_url(&cluster.url(), &three, &[]).ok();
     assert_eq!(cluster.dbsize(), 1);
     restore_url(&cluster.url(), &three, &["--db", "3"]).fails(2, "only database 0");
+}
+
+fn slot_of(cluster: &RedisCluster, key: &str) -> i64 {
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query(&mut cluster.nodes[0].conn())
+        .unwrap()
+}
+
+fn setslot(node: &RedisServer, slot: i64, state: &str, id: &str) {
+    let _: () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(slot)
+        .arg(state)
+        .arg(id)
+        .query(&mut node.conn())
+        .unwrap();
+}
+
+#[test]
+fn issue_9_restore_follows_ask_while_a_slot_migrates_and_rollback_undoes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let single = RedisServer::start();
+    let mut c = single.conn();
+    for i in 0..200 {
+        let _: () = c.set(format!("{{mig}}:{i}"), format!("new {i}")).unwrap();
+    }
+    load_mixed(&mut c);
+    let expected = single.snapshot();
+    let archive = dir.path().join("a.tar.zst");
+    export(&single, &archive, &[]).ok();
+
+    // Slot of {mig} half moved from its primary A to B: keys 0..25 already
+    // on B, 25..50 still on A, the rest on neither.
+    let cluster = RedisCluster::start();
+    let slot = slot_of(&cluster, "{mig}");
+    let a = cluster.owner_of_slot(slot);
+    let b = (a + 1) % 3;
+    let mut on_a = cluster.nodes[a].conn();
+    for i in 0..50 {
+        let _: () = on_a
+            .set(format!("{{mig}}:{i}"), format!("old {i}"))
+            .unwrap();
+    }
+    // (A node importing a slot does not serve it to readers that have not
+    // said ASKING: the snapshot is taken first; MIGRATE changes no value.)
+    let before = cluster.snapshot();
+    setslot(&cluster.nodes[b], slot, "IMPORTING", &cluster.node_id(a));
+    setslot(&cluster.nodes[a], slot, "MIGRATING", &cluster.node_id(b));
+    let moved: Vec<String> = (0..25).map(|i| format!("{{mig}}:{i}")).collect();
+    let _: () = redis::cmd("MIGRATE")
+        .arg("127.0.0.1")
+        .arg(cluster.nodes[b].port)
+        .arg("")
+        .arg(0)
+        .arg(5000)
+        .arg("KEYS")
+        .arg(&moved)
+        .query(&mut on_a)
+        .unwrap();
+    assert_eq!(cluster.nodes[b].dbsize(0), 25);
+
+    // An export now would read a slot that is on two nodes: refused.
+    let out = dir.path().join("during.tar.zst");
+    export_url(&cluster.url(), &out, &[]).fails(6, &format!("slot {slot} is being moved"));
+    assert!(!out.exists());
+
+    let backups = dir.path().join("backups");
+    let report = restore_url(
+        &cluster.url(),
+        &archive,
+        &[
+            "--mode",
+            "overwrite",
+            "--json",
+            "--backup-dir",
+            backups.to_str().unwrap(),
+        ],
+    )
+    .ok()
+    .json();
+    assert!(
+        report["redirects"].as_u64().unwrap_or(0) >= 175,
+        "keys not on A were sent to B after ASK: {report}"
+    );
+    assert_eq!(
+        report["plan"]["by_type"]["string"]["overwrite"], 50,
+        "{report}"
+    );
+
+    // Finish the migration: every key of the slot is on B, with its new value.
+    cluster.move_slot(slot, b);
+    cluster.wait_stable();
+    let keys_on_b: Vec<Vec<u8>> = redis::cmd("CLUSTER")
+        .arg("GETKEYSINSLOT")
+        .arg(slot)
+        .arg(1000)
+        .query(&mut cluster.nodes[b].conn())
+        .unwrap();
+    assert_eq!(keys_on_b.len(), 200);
+    assert_same("restore during a migration", &expected, &cluster.snapshot());
+
+    // The slot has moved since: rollback finds it at B and restores the
+    // old values there.
+    let backup = report["backup"].as_str().unwrap().to_string();
+    run(&["rollback", &backup, "--yes"]).ok();
+    assert_same("rollback after the migration", &before, &cluster.snapshot());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_9_a_stale_slot_map_is_corrected_by_moved() {
+    use redis_archive::connection::{Endpoint, Side, Timeouts};
+    let cluster = RedisCluster::start();
+    let endpoint = Endpoint::resolve(
+        &cluster.url(),
+        None,
+        None,
+        Side::Target,
+        Timeouts::default(),
+    )
+    .unwrap();
+    let mut conn = endpoint.connect().await.unwrap();
+    assert!(conn.is_cluster());
+
+    // The slot moves after the map was read.
+    let slot = slot_of(&cluster, "{stale}");
+    let to = (cluster.owner_of_slot(slot) + 1) % 3;
+    cluster.move_slot(slot, to);
+    let mut pipe = redis::pipe();
+    for i in 0..10 {
+        pipe.cmd("SET").arg(format!("{{stale}}:{i}")).arg(i);
+        pipe.cmd("SET").arg(format!("other:{i}")).arg(i);
+    }
+    let replies = conn.pipeline(&mut pipe, "writing").await.unwrap();
+    assert!(
+        replies.iter().all(|r| *r == redis::Value::Okay),
+        "{replies:?}"
+    );
+    assert!(conn.redirects() >= 1);
+    let v: i64 = cluster.nodes[to].conn().get("{stale}:7").unwrap();
+    assert_eq!(v, 7);
+    assert_eq!(cluster.dbsize(), 20);
+
+    // With the map read again, nothing more is redirected.
+    let seen = conn.redirects();
+    let mut pipe = redis::pipe();
+    pipe.cmd("GET").arg("{stale}:3");
+    let replies = conn.pipeline(&mut pipe, "reading").await.unwrap();
+    assert_eq!(replies, vec![redis::Value::BulkString(b"3".to_vec())]);
+    assert_eq!(conn.redirects(), seen);
+}
+
+/// Moves slots between the primaries, one after another, until stopped:
+/// a resharding that runs under a restore or an export. Returns the
+/// number of slots moved.
+fn reshard_meanwhile(
+    cluster: &RedisCluster,
+    keys: &[String],
+    stop: &std::sync::atomic::AtomicBool,
+    after: std::time::Duration,
+) -> usize {
+    use std::sync::atomic::Ordering;
+    std::thread::sleep(after);
+    let mut moves = 0;
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        // A spread of slots that hold keys, each to the next primary.
+        let key = &keys[(i * 7919) % keys.len()];
+        let slot = slot_of(cluster, key);
+        let to = (cluster.owner_of_slot(slot) + 1) % cluster.nodes.len();
+        cluster.move_slot(slot, to);
+        moves += 1;
+        i += 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    moves
+}
+
+#[test]
+fn issue_9_restore_and_export_while_the_cluster_reshards() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let single = RedisServer::start();
+    let mut c = single.conn();
+    load_mixed(&mut c);
+    dataset::load(&mut c, 10_000, 20_000);
+    let expected = single.snapshot();
+    let archive = dir.path().join("a.tar.zst");
+    export(&single, &archive, &[]).ok();
+    let keys: Vec<String> = (0..10_000).map(|i| format!("k{i}")).collect();
+
+    let cluster = RedisCluster::start();
+    let stop = AtomicBool::new(false);
+    let (report, moves) = std::thread::scope(|s| {
+        let mover = s.spawn(|| reshard_meanwhile(&cluster, &keys, &stop, Duration::ZERO));
+        let report = restore_url(&cluster.url(), &archive, &["--json"]);
+        stop.store(true, Ordering::Relaxed);
+        (report, mover.join().unwrap())
+    });
+    let report = report.ok().json();
+    assert!(moves > 0);
+    eprintln!(
+        "restore: {moves} slots moved meanwhile, {} redirections followed",
+        report["redirects"]
+    );
+    cluster.wait_stable();
+    assert_close(
+        "restore while resharding",
+        &expected,
+        &cluster.snapshot(),
+        1000,
+    );
+
+    // An export either reads a consistent cluster or writes nothing.
+    let stop = AtomicBool::new(false);
+    let mut outcomes = Vec::new();
+    // The resharding starts before the export, or while it reads.
+    for (round, after) in [0, 30, 80].into_iter().enumerate() {
+        let out = dir.path().join(format!("during-{round}.tar.zst"));
+        let after = Duration::from_millis(after);
+        let run = std::thread::scope(|s| {
+            let mover = s.spawn(|| reshard_meanwhile(&cluster, &keys, &stop, after));
+            let run = export_url(&cluster.url(), &out, &[]);
+            stop.store(true, Ordering::Relaxed);
+            mover.join().unwrap();
+            run
+        });
+        stop.store(false, Ordering::Relaxed);
+        if run.code == 0 {
+            let copy = RedisServer::start();
+            restore(&copy, &out, &[]).ok();
+            assert_close("export while resharding", &expected, &copy.snapshot(), 1000);
+            outcomes.push("exact".to_string());
+        } else {
+            assert_eq!(run.code, 6, "{}", run.stderr);
+            assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
+            assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+            assert!(!out.exists());
+            outcomes.push(run.stderr.trim().to_string());
+        }
+    }
+    eprintln!("exports while resharding: {outcomes:?}");
+}
+
+#[test]
+fn issue_9_one_users_records_from_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/profiles");
+    let relay = profiles.join("relay.toml");
+    let relay = relay.to_str().unwrap();
+    let single = RedisServer::start();
+    single.load_commands(&profiles.join("relay-data.redis"));
+    let cluster = RedisCluster::start();
+    cluster.load_commands(&profiles.join("relay-data.redis"));
+    assert_eq!(cluster.dbsize(), single.dbsize(0));
+
+    // The same user's archive from either holds the same keys and values.
+    let from_single = dir.path().join("single-42.tar.zst");
+    export(&single, &from_single, &["42", "--profile", relay]).ok();
+    let from_cluster = dir.path().join("cluster-42.tar.zst");
+    let report = export_url(
+        &cluster.url(),
+        &from_cluster,
+        &["42", "--profile", relay, "--json"],
+    )
+    .ok()
+    .json();
+    assert_eq!(report["keys"], 12, "{report}");
+    let a = RedisServer::start();
+    restore(&a, &from_single, &["--profile", relay]).ok();
+    let b = RedisServer::start();
+    restore(&b, &from_cluster, &["--profile", relay]).ok();
+    // (The loaders set TTLs relative to when they ran, a moment apart.)
+    assert_close(
+        "user 42 from a cluster",
+        &a.snapshot(),
+        &b.snapshot(),
+        10_000,
+    );
+
+    // Deleted from the cluster and put back: the cluster is as it was, the
+    // shared index's other members untouched.
+    let before = cluster.snapshot();
+    for key in a.snapshot().keys() {
+        let node = &cluster.nodes[cluster.owner(key)];
+        if key.as_slice() == b"users:by_created" {
+            let _: () = node.conn().zrem(key, "42").unwrap();
+        } else {
+            let _: () = node.conn().del(key).unwrap();
+        }
+    }
+    assert!(cluster.dbsize() < before.len() as u64);
+    restore_url(&cluster.url(), &from_cluster, &["--profile", relay]).ok();
+    assert_same(
+        "user 42 restored into the cluster",
+        &before,
+        &cluster.snapshot(),
+    );
 }
