@@ -5,13 +5,19 @@
 # sorted set, exported and restored on their own. Prints a table; copy it
 # into docs/PERFORMANCE.md.
 #
-#   bench/run.sh [KEYS] [BIG_MEMBERS]     (defaults: 1000000 5000000; 0 skips the big keys)
+#   bench/run.sh [KEYS] [BIG_MEMBERS] [CLUSTER]
+#
+# Defaults: 1000000 5000000 1. BIG_MEMBERS 0 skips the big keys; CLUSTER 0
+# skips the cluster case (the same archive restored into a cluster of three
+# primaries, exported from it, restored into a second one; reference: each
+# primary's `redis-cli --rdb | zstd` at the same time).
 #
 # Starts its own two redis-server processes on free ports in a temp dir and
 # stops them at the end. Needs redis-server, redis-cli, zstd, age and GNU time.
 set -euo pipefail
 keys=${1:-1000000}
 big=${2:-5000000}
+cluster=${3:-1}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 pids=()
@@ -20,9 +26,9 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start() {
-  local port=$1
+  local port=$1; shift
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
-    --logfile "redis-$port.log" --daemonize no >/dev/null 2>&1 &
+    --logfile "redis-$port.log" --daemonize no "$@" >/dev/null 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && return; sleep 0.05; done
   echo "redis-server on $port did not start" >&2; exit 1
@@ -76,6 +82,49 @@ awk -v a="$as" -v b="$es" 'BEGIN{ if (b>0) printf "age export / plain export:   
 awk -v a="$ts" -v b="$ps" -v ns="$ns" 'BEGIN{ if (b>0) printf "restore / --pipe reference:    %.2fx (--no-backup: %.2fx)\n", a/b, ns/b }'
 [ "$piped" = "$total" ] || { echo "redis-cli --pipe loaded $piped keys, expected $total" >&2; exit 1; }
 [ "$restored" = "$total" ] || { echo "restore wrote $restored keys, expected $total" >&2; exit 1; }
+
+if [ "$cluster" -gt 0 ]; then
+  # Two clusters of three primaries each (no replicas), on free ports.
+  # make_cluster NAME: start three nodes, create the cluster, ports in NAME.
+  make_cluster() {
+    local -n ports=$1
+    local p
+    ports=()
+    for _ in 1 2 3; do
+      p=$(free_port)
+      start "$p" --cluster-enabled yes --cluster-config-file "nodes-$p.conf" --cluster-port "$(free_port)"
+      ports+=("$p")
+    done
+    redis-cli --cluster create "${ports[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >/dev/null
+    for p in "${ports[@]}"; do
+      for _ in $(seq 200); do
+        redis-cli -p "$p" cluster info | grep -q cluster_state:ok && break; sleep 0.05
+      done
+    done
+  }
+  csize() { local n=0 p; for p in "$@"; do n=$((n + $(redis-cli -p "$p" dbsize))); done; echo "$n"; }
+  make_cluster c1
+  make_cluster c2
+  sleep 1
+  cin=$(measure cluster-load "$bin" restore "$work/bench.tar.zst" --target "redis://127.0.0.1:${c1[0]}" --yes --no-backup)
+  cex=$(measure cluster-export "$bin" export --source "redis://127.0.0.1:${c1[0]}" -o "$work/cluster.tar.zst")
+  crdb=$(measure cluster-rdb sh -c "for p in ${c1[*]}; do redis-cli -p \$p --rdb - 2>/dev/null | zstd -T0 -q -o '$work/dump-'\$p.rdb.zst & done; wait")
+  cre=$(measure cluster-restore "$bin" restore "$work/cluster.tar.zst" --target "redis://127.0.0.1:${c2[0]}" --yes --backup-dir "$work/backups")
+  [ "$(csize "${c2[@]}")" = "$total" ] || { echo "cluster restore wrote $(csize "${c2[@]}") keys, expected $total" >&2; exit 1; }
+  for p in "${c2[@]}"; do redis-cli -p "$p" flushall >/dev/null; done
+  cnb=$(measure cluster-restore-nobackup "$bin" restore "$work/cluster.tar.zst" --target "redis://127.0.0.1:${c2[0]}" --yes --no-backup)
+  [ "$(csize "${c1[@]}")" = "$total" ] && [ "$(csize "${c2[@]}")" = "$total" ] ||
+    { echo "cluster holds the wrong number of keys" >&2; exit 1; }
+  echo
+  echo "cluster: 3 primaries, the same $keys keys"
+  printf '%-26s %9s %12s %12s %12s\n' step seconds keys/s "peak RSS" size
+  read -r _ s r <<<"$cin"; row "restore single -> cluster" "$s" "$r" "-"
+  read -r _ s r <<<"$cex"; row "archive export" "$s" "$r" "$(stat -c %s "$work/cluster.tar.zst")"; ces=$s
+  read -r _ s r <<<"$crdb"; row "--rdb | zstd, per primary" "$s" "$r" "$(cat "$work"/dump-*.rdb.zst | wc -c)"; crs=$s
+  read -r _ s r <<<"$cre"; row "archive restore" "$s" "$r" "-"
+  read -r _ s r <<<"$cnb"; row "  same, --no-backup" "$s" "$r" "-"
+  awk -v a="$ces" -v b="$crs" 'BEGIN{ if (b>0) printf "cluster export / rdb reference: %.2fx\n", a/b }'
+fi
 
 [ "$big" -gt 0 ] || exit 0
 # One hash and one sorted set of $big members each (16-byte fields and

@@ -89,7 +89,8 @@ pub struct ExportArgs {
     /// user) in the current directory.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Source Redis URL: redis://[user[:password]@]host[:port][/db], rediss:// for TLS.
+    /// Source Redis URL: redis://[user[:password]@]host[:port][/db], rediss:// for TLS;
+    /// any node of a Redis Cluster stands for the whole cluster.
     /// The password can come from SOURCE_REDIS_PASSWORD instead.
     #[arg(long, env = "SOURCE_REDIS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
     pub source: String,
@@ -203,10 +204,12 @@ pub struct RestoreArgs {
     /// Archive file; `-` reads stdin (spooled to a private temp file, since
     /// the archive is verified in full before anything is written).
     pub file: String,
-    /// Target Redis URL; the password can come from TARGET_REDIS_PASSWORD.
+    /// Target Redis URL (a cluster node stands for its cluster); the password
+    /// can come from TARGET_REDIS_PASSWORD.
     #[arg(long, env = "TARGET_REDIS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
     pub target: String,
-    /// Database to restore into (default: the URL's, else the archive's).
+    /// Database to restore into (default: the URL's, else the archive's;
+    /// always 0 in a cluster).
     #[arg(long)]
     pub db: Option<i64>,
     /// Profile of a user archive: brings records of an older data

@@ -200,25 +200,44 @@ impl RedisCluster {
     /// Wait until every node says the cluster is ok and agrees on who
     /// serves which slot.
     pub fn wait_stable(&self) {
-        wait_for("the cluster to be stable", || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
             let views: Vec<String> = self
                 .nodes
                 .iter()
                 .map(|n| {
                     let mut c = n.conn();
                     let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap();
-                    if !info.contains("cluster_state:ok") {
-                        return String::new();
-                    }
-                    self.slot_view(n)
+                    let state = if info.contains("cluster_state:ok") {
+                        "ok"
+                    } else {
+                        "not ok"
+                    };
+                    format!("{state} {}", self.slot_view(n))
                 })
                 .collect();
-            let stable = !views[0].is_empty() && views.iter().all(|v| v == &views[0]);
-            if !stable {
-                std::thread::sleep(Duration::from_millis(50));
+            if views[0].starts_with("ok ") && views.iter().all(|v| v == &views[0]) {
+                return;
             }
-            stable
-        });
+            if Instant::now() > deadline {
+                let nodes: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        redis::cmd("CLUSTER")
+                            .arg("NODES")
+                            .query::<String>(&mut n.conn())
+                            .unwrap()
+                    })
+                    .collect();
+                panic!(
+                    "the cluster did not become stable:\n{}\n{}",
+                    views.join("\n"),
+                    nodes.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// A node's view of slot ownership: "range:port" sorted.
@@ -266,29 +285,53 @@ impl RedisCluster {
         self.owner_of_slot(slot)
     }
 
+    /// The node that says it serves `slot` (each node knows its own
+    /// slots at once; another node's view may lag behind the gossip).
     pub fn owner_of_slot(&self, slot: i64) -> usize {
-        let me = self.nodes[0].port as i64;
-        let slots: Vec<Value> = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query(&mut self.nodes[0].conn())
-            .unwrap();
-        for s in slots {
-            let Value::Array(items) = s else { panic!() };
-            let a: i64 = redis::from_redis_value(items[0].clone()).unwrap();
-            let b: i64 = redis::from_redis_value(items[1].clone()).unwrap();
-            let Value::Array(primary) = items[2].clone() else {
-                panic!()
-            };
-            let port: i64 = redis::from_redis_value(primary[1].clone()).unwrap();
-            if (a..=b).contains(&slot) {
-                return self
-                    .nodes
-                    .iter()
-                    .position(|n| n.port as i64 == port)
-                    .unwrap_or_else(|| panic!("no node on port {port} (asked {me})"));
-            }
-        }
-        panic!("slot {slot} is not served");
+        self.nodes
+            .iter()
+            .position(|n| {
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query(&mut n.conn())
+                    .unwrap();
+                let me = nodes.lines().find(|l| l.contains("myself")).unwrap();
+                me.split_whitespace().skip(8).any(|range| {
+                    let (a, b) = range.split_once('-').unwrap_or((range, range));
+                    match (a.parse::<i64>(), b.parse::<i64>()) {
+                        (Ok(a), Ok(b)) => (a..=b).contains(&slot),
+                        _ => false,
+                    }
+                })
+            })
+            .unwrap_or_else(|| panic!("no node serves slot {slot}"))
+    }
+
+    /// Each node's idea of who serves `slot`, as a port.
+    fn views_of_slot(&self, slot: i64) -> Vec<i64> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let slots: Vec<Value> = redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query(&mut n.conn())
+                    .unwrap();
+                slots
+                    .into_iter()
+                    .find_map(|s| {
+                        let Value::Array(items) = s else { panic!() };
+                        let a: i64 = redis::from_redis_value(items[0].clone()).unwrap();
+                        let b: i64 = redis::from_redis_value(items[1].clone()).unwrap();
+                        let Value::Array(primary) = items[2].clone() else {
+                            panic!()
+                        };
+                        (a..=b)
+                            .contains(&slot)
+                            .then(|| redis::from_redis_value::<i64>(primary[1].clone()).unwrap())
+                    })
+                    .unwrap_or(-1)
+            })
+            .collect()
     }
 
     /// Move `slot` from its primary to node `to`, keys included, the way
@@ -357,6 +400,14 @@ impl RedisCluster {
                     .unwrap();
             }
         }
+        let port = self.nodes[to].port as i64;
+        wait_for("every node to see the slot moved", || {
+            let agreed = self.views_of_slot(slot).iter().all(|&p| p == port);
+            if !agreed {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            agreed
+        });
     }
 
     /// Every key of every primary with its state and expiry time.
