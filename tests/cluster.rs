@@ -65,18 +65,6 @@ fn assert_close(label: &str, expected: &Snapshot, actual: &Snapshot, tolerance_m
     }
 }
 
-fn export_url(url: &str, path: &Path, extra: &[&str]) -> Run {
-    let mut args = vec!["export", "--source", url, "-o", path.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    run(&args)
-}
-
-fn restore_url(url: &str, path: &Path, extra: &[&str]) -> Run {
-    let mut args = vec!["restore", path.to_str().unwrap(), "--target", url, "--yes"];
-    args.extend_from_slice(extra);
-    run(&args)
-}
-
 #[test]
 fn issue_9_round_trips_between_clusters_and_single_servers_are_exact() {
     let dir = tempfile::tempdir().unwrap();
@@ -255,14 +243,6 @@ fn issue_9_a_cluster_has_only_database_0() {
     restore_url(&cluster.url(), &three, &["--db", "3"]).fails(2, "only database 0");
 }
 
-fn slot_of(cluster: &RedisCluster, key: &str) -> i64 {
-    redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(key)
-        .query(&mut cluster.nodes[0].conn())
-        .unwrap()
-}
-
 fn setslot(node: &RedisServer, slot: i64, state: &str, id: &str) {
     let _: () = redis::cmd("CLUSTER")
         .arg("SETSLOT")
@@ -289,7 +269,7 @@ fn issue_9_restore_follows_ask_while_a_slot_migrates_and_rollback_undoes_it() {
     // Slot of {mig} half moved from its primary A to B: keys 0..25 already
     // on B, 25..50 still on A, the rest on neither.
     let cluster = RedisCluster::start();
-    let slot = slot_of(&cluster, "{mig}");
+    let slot = cluster.slot(b"{mig}");
     let a = cluster.owner_of_slot(slot);
     let b = (a + 1) % 3;
     let mut on_a = cluster.nodes[a].conn();
@@ -379,7 +359,7 @@ async fn issue_9_a_stale_slot_map_is_corrected_by_moved() {
     assert!(conn.is_cluster());
 
     // The slot moves after the map was read.
-    let slot = slot_of(&cluster, "{stale}");
+    let slot = cluster.slot(b"{stale}");
     let to = (cluster.owner_of_slot(slot) + 1) % 3;
     cluster.move_slot(slot, to);
     let mut pipe = redis::pipe();
@@ -422,7 +402,7 @@ fn reshard_meanwhile(
     while !stop.load(Ordering::Relaxed) {
         // A spread of slots that hold keys, each to the next primary.
         let key = &keys[(i * 7919) % keys.len()];
-        let slot = slot_of(cluster, key);
+        let slot = cluster.slot(key.as_bytes());
         let to = (cluster.owner_of_slot(slot) + 1) % cluster.nodes.len();
         cluster.move_slot(slot, to);
         moves += 1;

@@ -242,22 +242,9 @@ impl RedisCluster {
 
     /// A node's view of slot ownership: "range:port" sorted.
     fn slot_view(&self, node: &RedisServer) -> String {
-        let slots: Vec<Value> = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query(&mut node.conn())
-            .unwrap();
-        let mut view: Vec<String> = slots
+        let mut view: Vec<String> = slot_ranges(node)
             .into_iter()
-            .map(|s| {
-                let Value::Array(items) = s else { panic!() };
-                let a: i64 = redis::from_redis_value(items[0].clone()).unwrap();
-                let b: i64 = redis::from_redis_value(items[1].clone()).unwrap();
-                let Value::Array(primary) = items[2].clone() else {
-                    panic!()
-                };
-                let port: i64 = redis::from_redis_value(primary[1].clone()).unwrap();
-                format!("{a}-{b}:{port}")
-            })
+            .map(|(a, b, port)| format!("{a}-{b}:{port}"))
             .collect();
         view.sort();
         view.join(",")
@@ -277,12 +264,16 @@ impl RedisCluster {
 
     /// The index of the node serving `key`'s slot.
     pub fn owner(&self, key: &[u8]) -> usize {
-        let slot: i64 = redis::cmd("CLUSTER")
+        self.owner_of_slot(self.slot(key))
+    }
+
+    /// `key`'s hash slot, as the server computes it.
+    pub fn slot(&self, key: &[u8]) -> i64 {
+        redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(key)
             .query(&mut self.nodes[0].conn())
-            .unwrap();
-        self.owner_of_slot(slot)
+            .unwrap()
     }
 
     /// The node that says it serves `slot` (each node knows its own
@@ -312,23 +303,9 @@ impl RedisCluster {
         self.nodes
             .iter()
             .map(|n| {
-                let slots: Vec<Value> = redis::cmd("CLUSTER")
-                    .arg("SLOTS")
-                    .query(&mut n.conn())
-                    .unwrap();
-                slots
+                slot_ranges(n)
                     .into_iter()
-                    .find_map(|s| {
-                        let Value::Array(items) = s else { panic!() };
-                        let a: i64 = redis::from_redis_value(items[0].clone()).unwrap();
-                        let b: i64 = redis::from_redis_value(items[1].clone()).unwrap();
-                        let Value::Array(primary) = items[2].clone() else {
-                            panic!()
-                        };
-                        (a..=b)
-                            .contains(&slot)
-                            .then(|| redis::from_redis_value::<i64>(primary[1].clone()).unwrap())
-                    })
+                    .find_map(|(a, b, port)| (a..=b).contains(&slot).then_some(port))
                     .unwrap_or(-1)
             })
             .collect()
@@ -450,6 +427,27 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// A node's CLUSTER SLOTS: (first slot, last slot, primary's port).
+fn slot_ranges(node: &RedisServer) -> Vec<(i64, i64, i64)> {
+    let slots: Vec<Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query(&mut node.conn())
+        .unwrap();
+    slots
+        .into_iter()
+        .map(|s| {
+            let Value::Array(items) = s else {
+                panic!("CLUSTER SLOTS: {s:?}")
+            };
+            let Value::Array(primary) = items[2].clone() else {
+                panic!("CLUSTER SLOTS: {items:?}")
+            };
+            let int = |v: &Value| redis::from_redis_value::<i64>(v.clone()).unwrap();
+            (int(&items[0]), int(&items[1]), int(&primary[1]))
+        })
+        .collect()
 }
 
 fn free_port() -> u16 {
@@ -622,15 +620,21 @@ pub fn output(out: Output) -> Run {
 }
 
 pub fn export(server: &RedisServer, path: &Path, extra: &[&str]) -> Run {
-    let url = server.url();
-    let mut args = vec!["export", "--source", &url, "-o", path.to_str().unwrap()];
+    export_url(&server.url(), path, extra)
+}
+
+pub fn export_url(url: &str, path: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["export", "--source", url, "-o", path.to_str().unwrap()];
     args.extend_from_slice(extra);
     run(&args)
 }
 
 pub fn restore(server: &RedisServer, path: &Path, extra: &[&str]) -> Run {
-    let url = server.url();
-    let mut args = vec!["restore", path.to_str().unwrap(), "--target", &url, "--yes"];
+    restore_url(&server.url(), path, extra)
+}
+
+pub fn restore_url(url: &str, path: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["restore", path.to_str().unwrap(), "--target", url, "--yes"];
     args.extend_from_slice(extra);
     run(&args)
 }
