@@ -440,7 +440,8 @@ impl Router {
                 }
             });
             let results = futures_util::future::join_all(sends).await;
-            let mut moved = false;
+            // Slots MOVED said are elsewhere now, with where.
+            let mut moved: Vec<(u16, String)> = Vec::new();
             let mut wait = false;
             for result in results {
                 let (address, items, values) = result?;
@@ -453,10 +454,8 @@ impl Router {
                     match redirect_of(&value) {
                         Some(_) if round == MAX_REDIRECTS => replies[i] = Some(value),
                         Some(Redirect::Moved { slot, address }) => {
-                            let mut state = self.state.lock().expect("router state");
-                            state.owners[usize::from(slot)] = self.full_address(&address);
-                            state.redirects += 1;
-                            moved = true;
+                            self.state.lock().expect("router state").redirects += 1;
+                            moved.push((slot, self.full_address(&address)));
                             pending.push((i, None));
                         }
                         Some(Redirect::Ask { address }) => {
@@ -480,10 +479,15 @@ impl Router {
                 let ms = (10u64 << round.min(6)).min(500);
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             }
-            if moved {
-                // A moved slot rarely moves alone: learn the whole new map,
-                // but carry on with what MOVED said if no node answers.
+            if !moved.is_empty() {
+                // A moved slot rarely moves alone: learn the whole map again.
+                // What MOVED said is newer than any map a node may still
+                // hold, and is kept whether or not a node answers.
                 let _ = self.refresh().await;
+                let mut state = self.state.lock().expect("router state");
+                for (slot, address) in moved {
+                    state.owners[usize::from(slot)] = address;
+                }
             }
         }
         Ok(replies

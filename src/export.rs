@@ -18,6 +18,7 @@ use crate::archive::manifest::{
 };
 use crate::archive::{ArchiveWriter, Destination, Encryption, Finished, Header, WriterOptions};
 use crate::catalog::{Lock, Meta, archive_file_name, commit};
+use crate::cluster::Topology;
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
 use crate::fetch::{ChunkSizes, Fetcher, Outgoing, dedupe};
@@ -119,17 +120,7 @@ async fn export_archive(
             .ok();
         total = total.zip(size).map(|(a, b)| a + b);
     }
-    let topology = conn.topology();
-    if let Some((slot, _, _)) = topology.as_ref().and_then(|t| t.moving.first()) {
-        // Keys of a slot in migration are on two nodes, and the importing
-        // one does not serve them yet: no consistent read is possible.
-        return Err(Error::Cluster {
-            endpoint: conn.endpoint().display(),
-            reason: format!(
-                "slot {slot} is being moved between nodes; nothing was written; run the export once the resharding is over"
-            ),
-        });
-    }
+    let topology = settled_topology(&conn)?;
 
     let mut header = Header::new(
         options.label.kind,
@@ -207,22 +198,8 @@ async fn export_archive(
     progress.finish();
     let stats = std::mem::take(&mut fetcher.stats);
     drop(fetcher);
-    // Keys read while slots moved may be missing or twice in the archive:
-    // refuse it, unless the walk failed anyway.
     let walked = match (&topology, walked) {
-        (Some(before), Ok(done)) => match conn.refresh_topology().await {
-            Ok(Some(after)) => match before.change_since(&after) {
-                None => Ok(done),
-                Some(change) => Err(Error::Cluster {
-                    endpoint: conn.endpoint().display(),
-                    reason: format!(
-                        "the slots moved during the export ({change}); nothing was written; run it again once the resharding or failover is over"
-                    ),
-                }),
-            },
-            Ok(None) => Ok(done),
-            Err(e) => Err(e),
-        },
+        (Some(before), Ok(done)) => unmoved_since(&conn, before).await.map(|()| done),
         (_, walked) => walked,
     };
     let written = write_thread
@@ -356,6 +333,40 @@ impl GroupCounter {
                 .entry(self.profile.groups[i].name.clone())
                 .or_default() += 1;
         }
+    }
+}
+
+/// A cluster's slot map at the start of an export (`None` for a single
+/// server). Keys of a slot in migration are on two nodes, and the
+/// importing one does not serve them yet: no consistent read is possible.
+fn settled_topology(conn: &Conn) -> Result<Option<Topology>> {
+    let topology = conn.topology();
+    match topology.as_ref().and_then(|t| t.moving.first()) {
+        Some((slot, _, _)) => Err(Error::Cluster {
+            endpoint: conn.endpoint().display(),
+            reason: format!(
+                "slot {slot} is being moved between nodes; nothing was written; run the export once the resharding is over"
+            ),
+        }),
+        None => Ok(topology),
+    }
+}
+
+/// After the walk: keys read while slots moved may be missing from the
+/// archive or in it twice, so a slot map different from `before` fails the
+/// export.
+async fn unmoved_since(conn: &Conn, before: &Topology) -> Result<()> {
+    let Some(after) = conn.refresh_topology().await? else {
+        return Ok(());
+    };
+    match before.change_since(&after) {
+        None => Ok(()),
+        Some(change) => Err(Error::Cluster {
+            endpoint: conn.endpoint().display(),
+            reason: format!(
+                "the slots moved during the export ({change}); nothing was written; run it again once the resharding or failover is over"
+            ),
+        }),
     }
 }
 
