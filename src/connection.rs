@@ -565,7 +565,7 @@ impl Conn {
         Error::Cluster {
             endpoint: self.endpoint.display(),
             reason: format!(
-                "a slot moved to another node while {action}; nothing was written; run it again once the resharding or failover is over"
+                "the cluster changed (a slot moved, or a replica took over) while {action}; nothing was written; run it again once the resharding or failover is over"
             ),
         }
     }

@@ -533,3 +533,103 @@ fn issue_9_one_users_records_from_a_cluster() {
         &cluster.snapshot(),
     );
 }
+
+fn role(node: &RedisServer) -> String {
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut node.conn()).unwrap();
+    redis::from_redis_value(role[0].clone()).unwrap()
+}
+
+#[test]
+fn issue_9_a_failover_during_an_export_is_reported_and_the_cluster_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let single = RedisServer::start();
+    let mut c = single.conn();
+    load_mixed(&mut c);
+    dataset::load(&mut c, 20_000, 0);
+    let expected = single.snapshot();
+    let plain = dir.path().join("single.tar.zst");
+    export(&single, &plain, &[]).ok();
+
+    let cluster = RedisCluster::start_with(3, 1);
+    restore_url(&cluster.url(), &plain, &["--no-backup"]).ok();
+    let replica = cluster
+        .nodes
+        .iter()
+        .find(|n| role(n) == "slave")
+        .expect("a replica");
+
+    // Every write has reached the replica...
+    let field = |node: &RedisServer, name: &str| -> String {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut node.conn())
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let port: u16 = field(replica, "master_port").parse().unwrap();
+    let primary = cluster.nodes.iter().find(|n| n.port == port).unwrap();
+    wait_for("the replica to have every write", || {
+        field(replica, "slave_repl_offset") == field(primary, "master_repl_offset")
+    });
+
+    // ...and it takes over from its primary while the export reads. (A
+    // TAKEOVER needs no handshake, which a loaded machine can time out.)
+    let out = dir.path().join("during.tar.zst");
+    let run = std::thread::scope(|s| {
+        let failover = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(150));
+            let _: () = redis::cmd("CLUSTER")
+                .arg("FAILOVER")
+                .arg("TAKEOVER")
+                .query(&mut replica.conn())
+                .unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while role(replica) != "master" {
+                let log = replica.log();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no failover:\n{}",
+                    tail.join("\n")
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let run = export_url(&cluster.url(), &out, &[]);
+        failover.join().unwrap();
+        run
+    });
+    if run.code == 0 {
+        eprintln!("the export finished before the failover began");
+        let copy = RedisServer::start();
+        restore(&copy, &out, &[]).ok();
+        assert_same("export before a failover", &expected, &copy.snapshot());
+    } else {
+        eprintln!("export during a failover: {}", run.stderr.trim());
+        assert_eq!(run.code, 6, "{}", run.stderr);
+        assert!(run.stderr.contains("nothing was written"), "{}", run.stderr);
+        assert_eq!(run.stderr.trim_end().lines().count(), 1, "{}", run.stderr);
+        assert!(!out.exists());
+    }
+
+    // Afterwards the same URL reaches the new primary: export and restore
+    // work, and what they read and write is exact.
+    cluster.wait_stable();
+    let after = dir.path().join("after.tar.zst");
+    export_url(&cluster.url(), &after, &[]).ok();
+    let copy = RedisServer::start();
+    restore(&copy, &after, &[]).ok();
+    assert_same("export after a failover", &expected, &copy.snapshot());
+    let _: () = redis::cmd("FLUSHALL").query(&mut replica.conn()).unwrap();
+    restore_url(
+        &cluster.url(),
+        &plain,
+        &["--mode", "overwrite", "--no-backup"],
+    )
+    .ok();
+    assert_same("restore after a failover", &expected, &cluster.snapshot());
+}

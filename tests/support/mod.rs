@@ -148,20 +148,21 @@ impl Drop for RedisServer {
     }
 }
 
-/// A local Redis Cluster: primaries only (no replicas: a test does not
-/// need failover, and three processes start faster than six), each on free
-/// client and bus ports, created with `redis-cli --cluster create`.
+/// A local Redis Cluster, each node on free client and bus ports, created
+/// with `redis-cli --cluster create`: three primaries, and replicas only for
+/// the tests that need a failover (three processes start faster than six).
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
     pub fn start() -> Self {
-        Self::start_with(3)
+        Self::start_with(3, 0)
     }
 
-    pub fn start_with(primaries: usize) -> Self {
-        let nodes: Vec<RedisServer> = (0..primaries)
+    /// `primaries` primaries, each with `replicas` replicas.
+    pub fn start_with(primaries: usize, replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
             .map(|_| {
                 let bus = free_port().to_string();
                 RedisServer::start_with(&[
@@ -173,6 +174,9 @@ impl RedisCluster {
                     &bus,
                     "--cluster-node-timeout",
                     "5000",
+                    // Replicas sync at once, not after the default 5 s.
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ])
             })
             .collect();
@@ -183,7 +187,7 @@ impl RedisCluster {
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli");
         assert!(
@@ -197,8 +201,8 @@ impl RedisCluster {
         cluster
     }
 
-    /// Wait until every node says the cluster is ok and agrees on who
-    /// serves which slot.
+    /// Wait until every node says the cluster is ok, agrees on who serves
+    /// which slot, and every replica is in sync with its primary.
     pub fn wait_stable(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -208,7 +212,10 @@ impl RedisCluster {
                 .map(|n| {
                     let mut c = n.conn();
                     let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap();
-                    let state = if info.contains("cluster_state:ok") {
+                    let replication: String =
+                        redis::cmd("INFO").arg("replication").query(&mut c).unwrap();
+                    let synced = !replication.contains("master_link_status:down");
+                    let state = if info.contains("cluster_state:ok") && synced {
                         "ok"
                     } else {
                         "not ok"
@@ -387,10 +394,21 @@ impl RedisCluster {
         });
     }
 
+    /// The nodes that are primaries now (replicas hold copies of their keys).
+    pub fn primaries(&self) -> Vec<&RedisServer> {
+        self.nodes
+            .iter()
+            .filter(|n| {
+                let role: Vec<Value> = redis::cmd("ROLE").query(&mut n.conn()).unwrap();
+                redis::from_redis_value::<String>(role[0].clone()).unwrap() == "master"
+            })
+            .collect()
+    }
+
     /// Every key of every primary with its state and expiry time.
     pub fn snapshot(&self) -> BTreeMap<Vec<u8>, (KeyState, Option<i64>)> {
         let mut all = BTreeMap::new();
-        for node in &self.nodes {
+        for node in self.primaries() {
             for (k, v) in node.snapshot() {
                 assert!(all.insert(k, v).is_none(), "a key on two nodes");
             }
@@ -399,12 +417,12 @@ impl RedisCluster {
     }
 
     pub fn dbsize(&self) -> u64 {
-        self.nodes.iter().map(|n| n.dbsize(0)).sum()
+        self.primaries().iter().map(|n| n.dbsize(0)).sum()
     }
 
     /// Keys held by each primary.
     pub fn sizes(&self) -> Vec<u64> {
-        self.nodes.iter().map(|n| n.dbsize(0)).collect()
+        self.primaries().iter().map(|n| n.dbsize(0)).collect()
     }
 
     /// Run a file of redis-cli commands in cluster mode (`redis-cli -c`
