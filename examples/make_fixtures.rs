@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use age::secrecy::{ExposeSecret, SecretString};
 use redis_archive::archive::manifest::{
-    ArchiveKind, Header, Manifest, Program, SCHEMA_VERSION, Source, closing_frame,
+    ArchiveKind, ClusterSource, Header, Manifest, Program, SCHEMA_VERSION, Source, closing_frame,
 };
 use redis_archive::archive::{ArchiveWriter, Destination, Encryption, WriterOptions};
 use redis_archive::connection::{Address, ServerInfo};
@@ -252,6 +252,14 @@ fn main() {
         header(SCHEMA_VERSION + 1),
         None,
     );
+
+    // The same records as exported from a Redis Cluster of three primaries.
+    let mut sharded = header(SCHEMA_VERSION);
+    sharded.source.cluster = Some(ClusterSource {
+        nodes: 3,
+        slots: 16384,
+    });
+    write_archive(&dir.join("from-cluster.tar.zst"), sharded, None);
 
     // Encrypted vectors: to the committed test key, and to a passphrase.
     // age output is randomised, so these change whenever they are remade.

@@ -89,6 +89,28 @@ fn valid_archive_inspects_and_restores_exactly() {
 }
 
 #[test]
+fn archive_from_a_cluster_says_so_and_restores_into_a_single_server() {
+    let path = fixture("from-cluster.tar.zst");
+    let manifest = run(&["inspect", "--json", path.to_str().unwrap()])
+        .ok()
+        .json();
+    assert_eq!(manifest["source"]["cluster"]["nodes"], 3);
+    assert_eq!(manifest["source"]["cluster"]["slots"], 16384);
+    let text = run(&["inspect", path.to_str().unwrap()]).ok().stdout_text();
+    assert!(
+        text.contains("cluster:         3 primaries serving 16384 slots"),
+        "{text}"
+    );
+    // The records are those of valid.tar.zst, and restore the same way.
+    let from_cluster = RedisServer::start();
+    let report = restore(&from_cluster, &path, &["--json"]).ok().json();
+    assert_eq!(report["written"], 8, "{report}");
+    let from_single = RedisServer::start();
+    restore(&from_single, &fixture("valid.tar.zst"), &[]).ok();
+    assert_eq!(from_cluster.snapshot(), from_single.snapshot());
+}
+
+#[test]
 fn corrupt_archive_is_refused() {
     rejected("corrupt.tar.zst", 7, "archive is corrupt");
 }
