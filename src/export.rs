@@ -172,20 +172,9 @@ async fn export_archive(
             );
             by_user.run(&user, &groups).await
         }
-        _ if shards.len() > 1 => {
+        _ => {
             walk_shards(
                 &shards,
-                &selection,
-                options.scan_count,
-                &options.cancel,
-                &mut fetcher,
-                progress,
-            )
-            .await
-        }
-        _ => {
-            walk(
-                &mut conn,
                 &selection,
                 options.scan_count,
                 &options.cancel,
@@ -374,8 +363,9 @@ async fn unmoved_since(conn: &Conn, before: &Topology) -> Result<()> {
 /// byte budget, but each holds a batch of its own.
 const PARALLEL_SHARDS: usize = 8;
 
-/// Walk the selection on every primary of a cluster, several at a time,
-/// each with its own connection and reader, into one writer.
+/// Walk the selection on every primary of a cluster (or on the one
+/// server), several at a time, each with its own connection and reader,
+/// into one writer.
 async fn walk_shards(
     shards: &[Conn],
     selection: &Selection,

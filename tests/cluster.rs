@@ -4,7 +4,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use redis::Commands;
@@ -15,10 +15,9 @@ type Snapshot = BTreeMap<Vec<u8>, (KeyState, Option<i64>)>;
 /// The mixed keyspace of the other round-trip tests, plus hash-tagged keys
 /// (several keys in one slot) and a collection big enough to be read and
 /// written in chunks.
-fn load_source(server: &RedisServer) {
-    let mut c = server.conn();
-    load_mixed(&mut c);
-    dataset::load(&mut c, 3_000, 20_000);
+fn load_source(c: &mut redis::Connection) {
+    load_mixed(c);
+    dataset::load(c, 3_000, 20_000);
     for user in 0..50 {
         let tag = format!("{{user:{user}}}");
         let _: () = c
@@ -36,6 +35,19 @@ fn load_source(server: &RedisServer) {
             .unwrap();
         let _: () = c.pexpire(format!("{tag}:feed"), 3_600_000).unwrap();
     }
+}
+
+/// A single server filled by `load`, its snapshot, and its export.
+fn exported_source(
+    dir: &Path,
+    load: impl FnOnce(&mut redis::Connection),
+) -> (RedisServer, Snapshot, PathBuf) {
+    let single = RedisServer::start();
+    load(&mut single.conn());
+    let snapshot = single.snapshot();
+    let path = dir.join("single.tar.zst");
+    export(&single, &path, &[]).ok();
+    (single, snapshot, path)
 }
 
 fn assert_same(label: &str, expected: &Snapshot, actual: &Snapshot) {
@@ -68,11 +80,7 @@ fn assert_close(label: &str, expected: &Snapshot, actual: &Snapshot, tolerance_m
 #[test]
 fn issue_9_round_trips_between_clusters_and_single_servers_are_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let single = RedisServer::start();
-    load_source(&single);
-    let expected = single.snapshot();
-    let plain = dir.path().join("single.tar.zst");
-    export(&single, &plain, &[]).ok();
+    let (_single, expected, plain) = exported_source(dir.path(), load_source);
 
     // single server -> cluster: every key lands on its slot's primary.
     let first = RedisCluster::start();
@@ -166,10 +174,7 @@ fn issue_9_copy_between_clusters_and_rollback_in_a_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let backups = dir.path().join("backups");
     let from = RedisCluster::start();
-    let single = RedisServer::start();
-    load_source(&single);
-    let plain = dir.path().join("single.tar.zst");
-    export(&single, &plain, &[]).ok();
+    let (_single, _, plain) = exported_source(dir.path(), load_source);
     restore_url(&from.url(), &plain, &["--no-backup"]).ok();
     let expected = from.snapshot();
 
@@ -256,15 +261,12 @@ fn setslot(node: &RedisServer, slot: i64, state: &str, id: &str) {
 #[test]
 fn issue_9_restore_follows_ask_while_a_slot_migrates_and_rollback_undoes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let single = RedisServer::start();
-    let mut c = single.conn();
-    for i in 0..200 {
-        let _: () = c.set(format!("{{mig}}:{i}"), format!("new {i}")).unwrap();
-    }
-    load_mixed(&mut c);
-    let expected = single.snapshot();
-    let archive = dir.path().join("a.tar.zst");
-    export(&single, &archive, &[]).ok();
+    let (_single, expected, archive) = exported_source(dir.path(), |c| {
+        for i in 0..200 {
+            let _: () = c.set(format!("{{mig}}:{i}"), format!("new {i}")).unwrap();
+        }
+        load_mixed(c);
+    });
 
     // Slot of {mig} half moved from its primary A to B: keys 0..25 already
     // on B, 25..50 still on A, the rest on neither.
@@ -416,13 +418,10 @@ fn reshard_meanwhile(
 fn issue_9_restore_and_export_while_the_cluster_reshards() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().unwrap();
-    let single = RedisServer::start();
-    let mut c = single.conn();
-    load_mixed(&mut c);
-    dataset::load(&mut c, 10_000, 20_000);
-    let expected = single.snapshot();
-    let archive = dir.path().join("a.tar.zst");
-    export(&single, &archive, &[]).ok();
+    let (_single, expected, archive) = exported_source(dir.path(), |c| {
+        load_mixed(c);
+        dataset::load(c, 10_000, 20_000);
+    });
     let keys: Vec<String> = (0..10_000).map(|i| format!("k{i}")).collect();
 
     let cluster = RedisCluster::start();
@@ -542,13 +541,10 @@ fn role(node: &RedisServer) -> String {
 #[test]
 fn issue_9_a_failover_during_an_export_is_reported_and_the_cluster_still_works() {
     let dir = tempfile::tempdir().unwrap();
-    let single = RedisServer::start();
-    let mut c = single.conn();
-    load_mixed(&mut c);
-    dataset::load(&mut c, 20_000, 0);
-    let expected = single.snapshot();
-    let plain = dir.path().join("single.tar.zst");
-    export(&single, &plain, &[]).ok();
+    let (_single, expected, plain) = exported_source(dir.path(), |c| {
+        load_mixed(c);
+        dataset::load(c, 20_000, 0);
+    });
 
     let cluster = RedisCluster::start_with(3, 1);
     restore_url(&cluster.url(), &plain, &["--no-backup"]).ok();

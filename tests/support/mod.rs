@@ -109,22 +109,7 @@ impl RedisServer {
     /// Run a file of redis-cli commands (the fixtures' data loaders), as
     /// their header says: `grep -v '^#' FILE | redis-cli -p PORT`.
     pub fn load_commands(&self, file: &Path) {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "grep -v '^#' '{}' | redis-cli -p {}",
-                file.display(),
-                self.port
-            ))
-            .output()
-            .expect("sh, grep and redis-cli");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && !stdout.contains("ERR"),
-            "loading {}: {stdout}{}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        redis_cli_file(file, &format!("-p {}", self.port));
     }
 
     /// Every key with its state and expiry time, for exact before/after checks.
@@ -428,23 +413,27 @@ impl RedisCluster {
     /// Run a file of redis-cli commands in cluster mode (`redis-cli -c`
     /// follows the redirections).
     pub fn load_commands(&self, file: &Path) {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "grep -v '^#' '{}' | redis-cli -c -p {}",
-                file.display(),
-                self.nodes[0].port
-            ))
-            .output()
-            .expect("sh, grep and redis-cli");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && !stdout.contains("ERR"),
-            "loading {}: {stdout}{}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        redis_cli_file(file, &format!("-c -p {}", self.nodes[0].port));
     }
+}
+
+/// `grep -v '^#' FILE | redis-cli ARGS`, which must report no error.
+fn redis_cli_file(file: &Path, args: &str) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "grep -v '^#' '{}' | redis-cli {args}",
+            file.display()
+        ))
+        .output()
+        .expect("sh, grep and redis-cli");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !stdout.contains("ERR"),
+        "loading {}: {stdout}{}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A node's CLUSTER SLOTS: (first slot, last slot, primary's port).
