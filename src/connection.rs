@@ -287,11 +287,21 @@ impl Endpoint {
         if !cluster.lines().any(|l| l.trim() == "cluster_enabled:1") {
             return Ok((Link::Single(inner), endpoint));
         }
-        let nodes: String = redis::cmd("CLUSTER")
+        let nodes: String = match redis::cmd("CLUSTER")
             .arg("NODES")
             .query_async(&mut inner)
             .await
-            .map_err(sort)?;
+        {
+            Ok(nodes) => nodes,
+            Err(e) if is_dropped(&e) => return Err(Opened::Dropped(e)),
+            // Connected, but not allowed to map the cluster (an ACL without
+            // CLUSTER NODES): a refused command, not an unreachable server.
+            Err(e) => {
+                return Err(Opened::Refused(
+                    endpoint.classify(e, "reading the cluster's slots (CLUSTER NODES)"),
+                ));
+            }
+        };
         let host = endpoint.address().host;
         let topology = Topology::parse(&nodes, &host).map_err(|reason| {
             Opened::Refused(Error::Cluster {

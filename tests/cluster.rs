@@ -629,3 +629,41 @@ fn issue_9_a_failover_during_an_export_is_reported_and_the_cluster_still_works()
     .ok();
     assert_same("restore after a failover", &expected, &cluster.snapshot());
 }
+
+#[test]
+fn issue_9_a_read_only_user_exports_a_cluster_with_cluster_nodes_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = RedisCluster::start();
+    for node in &cluster.nodes {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("reader")
+            .arg("on")
+            .arg(">pw")
+            .arg(&["~*", "+@read", "+info", "+time", "+scan"])
+            .query(&mut node.conn())
+            .unwrap();
+    }
+    for i in 0..300 {
+        let key = format!("k:{i}");
+        let _: () = cluster.nodes[cluster.owner(key.as_bytes())]
+            .conn()
+            .set(&key, i)
+            .unwrap();
+    }
+    let url = format!("redis://reader:pw@127.0.0.1:{}", cluster.nodes[0].port);
+    let path = dir.path().join("x.tar.zst");
+    // Without CLUSTER NODES the cluster cannot be mapped: said, nothing written.
+    export_url(&url, &path, &[]).fails(6, "lacks a permission this command needs");
+    assert!(!path.exists());
+    for node in &cluster.nodes {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("reader")
+            .arg("+cluster|nodes")
+            .query(&mut node.conn())
+            .unwrap();
+    }
+    let report = export_url(&url, &path, &["--json"]).ok().json();
+    assert_eq!(report["keys"], 300, "{report}");
+}
