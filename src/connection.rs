@@ -262,8 +262,7 @@ impl Endpoint {
             // The database was only a default (the archive's): a cluster
             // has database 0 alone, so that is where the data goes.
             Err(e) if is_cluster_select(&e) && !self.explicit_db => {
-                endpoint = self.with_db(0);
-                endpoint.explicit_db = false;
+                endpoint = self.or_db(0);
                 endpoint.open_node().await.map_err(sort)?
             }
             Err(e) if is_cluster_select(&e) => {

@@ -405,7 +405,7 @@ async fn walk_shards(
 
 /// Walk the selection with SCAN and read every key through `fetcher`.
 /// Returns false when stopped by `cancel` before the end.
-pub(crate) async fn walk(
+async fn walk(
     conn: &mut Conn,
     selection: &Selection,
     scan_count: usize,

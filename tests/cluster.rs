@@ -220,6 +220,25 @@ fn issue_9_copy_between_clusters_and_rollback_in_a_cluster() {
 }
 
 #[test]
+fn issue_9_a_cluster_with_a_slot_nobody_serves_is_refused_before_anything_happens() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = RedisCluster::start();
+    let owner = cluster.owner_of_slot(0);
+    let _: () = redis::cmd("CLUSTER")
+        .arg("DELSLOTS")
+        .arg(0)
+        .query(&mut cluster.nodes[owner].conn())
+        .unwrap();
+    let url = cluster.nodes[owner].url();
+    let path = dir.path().join("x.tar.zst");
+    export_url(&url, &path, &[]).fails(6, "serves only 16383 of 16384 slots");
+    assert!(!path.exists());
+    let valid = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/valid.tar.zst");
+    restore_url(&url, &valid, &[]).fails(6, "redis-cli --cluster check");
+    assert_eq!(cluster.dbsize(), 0);
+}
+
+#[test]
 fn issue_9_a_cluster_has_only_database_0() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = RedisCluster::start();
@@ -533,11 +552,6 @@ fn issue_9_one_users_records_from_a_cluster() {
     );
 }
 
-fn role(node: &RedisServer) -> String {
-    let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut node.conn()).unwrap();
-    redis::from_redis_value(role[0].clone()).unwrap()
-}
-
 #[test]
 fn issue_9_a_failover_during_an_export_is_reported_and_the_cluster_still_works() {
     let dir = tempfile::tempdir().unwrap();
@@ -551,7 +565,7 @@ fn issue_9_a_failover_during_an_export_is_reported_and_the_cluster_still_works()
     let replica = cluster
         .nodes
         .iter()
-        .find(|n| role(n) == "slave")
+        .find(|n| n.role() == "slave")
         .expect("a replica");
 
     // Every write has reached the replica...
@@ -584,7 +598,7 @@ fn issue_9_a_failover_during_an_export_is_reported_and_the_cluster_still_works()
                 .query(&mut replica.conn())
                 .unwrap();
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while role(replica) != "master" {
+            while replica.role() != "master" {
                 let log = replica.log();
                 let tail: Vec<&str> = log.lines().rev().take(15).collect();
                 assert!(

@@ -98,6 +98,12 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("connect to test server: {e}\n{}", self.log()))
     }
 
+    /// `master` or `slave`, as ROLE says.
+    pub fn role(&self) -> String {
+        let role: Vec<Value> = redis::cmd("ROLE").query(&mut self.conn()).unwrap();
+        redis::from_redis_value(role[0].clone()).unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
     }
@@ -381,13 +387,7 @@ impl RedisCluster {
 
     /// The nodes that are primaries now (replicas hold copies of their keys).
     pub fn primaries(&self) -> Vec<&RedisServer> {
-        self.nodes
-            .iter()
-            .filter(|n| {
-                let role: Vec<Value> = redis::cmd("ROLE").query(&mut n.conn()).unwrap();
-                redis::from_redis_value::<String>(role[0].clone()).unwrap() == "master"
-            })
-            .collect()
+        self.nodes.iter().filter(|n| n.role() == "master").collect()
     }
 
     /// Every key of every primary with its state and expiry time.
