@@ -14,8 +14,8 @@ use redis_archive::archive::{ArchiveWriter, Destination, Encryption, WriterOptio
 use redis_archive::connection::{Address, ServerInfo};
 use redis_archive::keyspace::Selection;
 use redis_archive::record::{
-    Bytes, ConsumerGroup, Expiry, Record, Score, StreamChunk, StreamEntry, StreamId, StreamMeta,
-    Value,
+    Bytes, ConsumerGroup, Expiry, FieldExpiry, Record, Score, StreamChunk, StreamEntry, StreamId,
+    StreamMeta, Value,
 };
 use sha2::{Digest, Sha256};
 
@@ -23,6 +23,9 @@ use sha2::{Digest, Sha256};
 const FAR_FUTURE_MS: i64 = 4_102_444_800_000;
 /// 2001-01-01T00:00:00Z: already past, so `--ttl absolute` skips the key.
 const PAST_MS: i64 = 978_307_200_000;
+/// The first schema: the vectors made before schema 2 stay schema 1 (and
+/// byte for byte what they were), so that every reader keeps reading them.
+const SCHEMA_1: u64 = 1;
 
 fn header(schema_version: u64) -> Header {
     let mut header = Header::new(
@@ -59,6 +62,8 @@ fn record(key: &str, value: Value) -> Record {
         expiry: None,
         part: 0,
         more: false,
+        field_expiry: Vec::new(),
+        void: false,
         value,
     }
 }
@@ -82,6 +87,8 @@ fn records() -> Vec<Record> {
         expiry: None,
         part,
         more,
+        field_expiry: Vec::new(),
+        void: false,
         value: Value::List(items.iter().map(|s| Bytes::from(*s)).collect()),
     };
     vec![
@@ -138,7 +145,67 @@ fn records() -> Vec<Record> {
     ]
 }
 
+/// What schema 2 added: a hash whose fields have their own expiry (one in
+/// 2100, one in 2001), a list voided half way (it changed while exported)
+/// and then written whole, a set voided and not written again (it was
+/// deleted), and a plain string.
+fn schema2_records() -> Vec<Record> {
+    let mut fields = record(
+        "session:fields",
+        Value::Hash(vec![
+            ("name".into(), "Ann".into()),
+            ("token".into(), "t-1".into()),
+            ("old".into(), "t-0".into()),
+        ]),
+    );
+    fields.field_expiry = vec![
+        FieldExpiry {
+            field: "token".into(),
+            at_ms: FAR_FUTURE_MS,
+            ttl_ms: 3_600_000,
+        },
+        FieldExpiry {
+            field: "old".into(),
+            at_ms: PAST_MS,
+            ttl_ms: 1_000,
+        },
+    ];
+    let list = |items: &[&str]| Value::List(items.iter().map(|s| Bytes::from(*s)).collect());
+    vec![
+        fields,
+        Record {
+            more: true,
+            ..record("list:changing", list(&["a", "b"]))
+        },
+        Record {
+            part: 1,
+            void: true,
+            ..record("list:changing", list(&[]))
+        },
+        record("list:changing", list(&["a", "b", "c"])),
+        Record {
+            more: true,
+            ..record("set:gone", Value::Set(vec!["x".into()]))
+        },
+        Record {
+            part: 1,
+            void: true,
+            ..record("set:gone", Value::Set(vec![]))
+        },
+        record("plain", Value::String("v".into())),
+    ]
+}
+
 fn write_archive(path: &Path, header: Header, encryption: Option<&Encryption>) {
+    write_records(path, header, encryption, records());
+}
+
+fn write_records(
+    path: &Path,
+    header: Header,
+    encryption: Option<&Encryption>,
+    records: Vec<Record>,
+) {
     let mut writer = ArchiveWriter::create(
         Destination::File(path.to_path_buf()),
         header,
@@ -149,7 +216,7 @@ fn write_archive(path: &Path, header: Header, encryption: Option<&Encryption>) {
         encryption,
     )
     .unwrap();
-    for r in records() {
+    for r in records {
         writer.write_record(&r).unwrap();
     }
     writer
@@ -236,7 +303,13 @@ fn main() {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "fixtures".into()));
     std::fs::create_dir_all(&dir).unwrap();
     let valid = dir.join("valid.tar.zst");
-    write_archive(&valid, header(SCHEMA_VERSION), None);
+    write_archive(&valid, header(SCHEMA_1), None);
+    write_records(
+        &dir.join("schema2.tar.zst"),
+        header(SCHEMA_VERSION),
+        None,
+        schema2_records(),
+    );
 
     let bytes = std::fs::read(&valid).unwrap();
     // One byte flipped in the middle of the compressed data.
@@ -254,7 +327,7 @@ fn main() {
     );
 
     // The same records as exported from a Redis Cluster of three primaries.
-    let mut sharded = header(SCHEMA_VERSION);
+    let mut sharded = header(SCHEMA_1);
     sharded.source.cluster = Some(ClusterSource {
         nodes: 3,
         slots: 16384,
@@ -285,14 +358,14 @@ fn main() {
     let to_key = Encryption::to_recipients(&[public], &[], false).unwrap();
     write_archive(
         &dir.join("encrypted.tar.zst.age"),
-        header(SCHEMA_VERSION),
+        header(SCHEMA_1),
         Some(&to_key),
     );
     let to_passphrase =
         Encryption::to_passphrase(SecretString::from("fixture passphrase".to_string()), true);
     write_archive(
         &dir.join("encrypted-passphrase.tar.zst.age"),
-        header(SCHEMA_VERSION),
+        header(SCHEMA_1),
         Some(&to_passphrase),
     );
     let encrypted = std::fs::read(dir.join("encrypted.tar.zst.age")).unwrap();

@@ -39,6 +39,8 @@ pub struct Backup {
     writer: ArchiveWriter,
     conn: Conn,
     server: ServerInfo,
+    /// Whether the target has hash fields with their own expiry to save.
+    field_expiry: bool,
     pub path: PathBuf,
     /// The file's name in the folder, for its metadata.
     file: String,
@@ -62,6 +64,7 @@ impl Backup {
         create_private_dir(dir)?;
         let server = handle.block_on(conn.server_info())?;
         let server_info = server.clone();
+        let field_expiry = handle.block_on(conn.may_have_field_expiry(&server))?;
         let started = Utc::now();
         let mut header = Header::new(
             ArchiveKind::PreRestore,
@@ -89,6 +92,7 @@ impl Backup {
             writer,
             conn: conn.clone(),
             server: server_info,
+            field_expiry,
             path,
             file,
         })
@@ -106,8 +110,9 @@ impl Backup {
             .map(|(k, _)| k.to_vec())
             .collect();
         let (tx, rx) = mpsc::channel::<Outgoing>(64);
-        let fetcher =
-            Fetcher::new(self.conn.clone(), ChunkSizes::default(), tx).for_server(&self.server);
+        let fetcher = Fetcher::new(self.conn.clone(), ChunkSizes::default(), tx)
+            .for_server(&self.server)
+            .reading_field_expiry(self.field_expiry);
         let writer = &mut self.writer;
         // The fetcher fills a bounded channel while the drain writes records
         // in `wanted` order, so neither waits on the other and memory stays flat.
@@ -131,12 +136,28 @@ impl Backup {
                 };
                 match first {
                     Some(record) if record.key.0 == *key => {
-                        let mut more = record.more;
-                        writer.write_record(&record)?;
-                        while more {
-                            let Some(next) = rx.recv().await else { break };
-                            more = next.record.more;
-                            writer.write_record(&next.record)?;
+                        let mut record = record;
+                        loop {
+                            let (mut more, mut void) = (record.more, record.void);
+                            writer.write_record(&record)?;
+                            while more {
+                                let Some(next) = rx.recv().await else { break };
+                                (more, void) = (next.record.more, next.record.void);
+                                writer.write_record(&next.record)?;
+                            }
+                            if !void {
+                                break;
+                            }
+                            // It changed while read: read again, or gone.
+                            match rx.recv().await.map(|o| o.record) {
+                                Some(again) if again.key.0 == *key => record = again,
+                                other => {
+                                    pending = other;
+                                    writer.write_record(&absent(key))?;
+                                    gone.push(i);
+                                    break;
+                                }
+                            }
                         }
                     }
                     other => {
@@ -187,6 +208,8 @@ fn absent(key: &[u8]) -> Record {
         expiry: None,
         part: 0,
         more: false,
+        field_expiry: Vec::new(),
+        void: false,
         value: Value::Absent(Default::default()),
     }
 }

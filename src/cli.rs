@@ -23,7 +23,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 with --profile: records breaking its rules), 8 archive or data schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
 11 confirmation required or cancelled, 12 cannot decrypt (no key given, wrong identity or passphrase), \
 13 keys exist in the target (--mode fail), 14 compare found differences, 15 backup folder locked, \
-130 interrupted (SIGINT/SIGTERM)."
+16 the target cannot hold what the archive holds (field expiry, DUMP payloads, module types), 130 interrupted (SIGINT/SIGTERM)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -152,6 +152,13 @@ pub struct WriteArgs {
     /// repeatable, the first match wins.
     #[arg(long = "rename-prefix", value_name = "OLD=NEW")]
     pub rename_prefix: Vec<String>,
+    /// Restore what the target can hold when it cannot hold everything:
+    /// hash field expiry it has no feature for is dropped, keys of types it
+    /// cannot load (module types, newer DUMP payloads) are not written;
+    /// both are counted in the report. Without it, such a restore is
+    /// refused before anything is written (exit 16).
+    #[arg(long)]
+    pub drop_unsupported: bool,
     /// Work out and print the plan; write nothing.
     #[arg(long)]
     pub dry_run: bool,

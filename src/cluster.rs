@@ -391,6 +391,12 @@ impl Router {
         Err(last.unwrap_or_else(|| (redis::ErrorKind::Io, "no cluster node answers").into()))
     }
 
+    /// The address of the primary serving `key`'s slot, as last known.
+    pub fn owner_of_key(&self, key: &[u8]) -> String {
+        let state = self.state.lock().expect("router state");
+        state.owners[usize::from(slot(key))].clone()
+    }
+
     /// The address a command goes to: its slot's primary, or the first
     /// primary for commands without a key.
     fn address_of(&self, cmd: &Cmd) -> String {

@@ -12,7 +12,7 @@
 //! archive had, a 64-bit fingerprint of every archive key is kept (about 16
 //! bytes per key), not the keys themselves.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use redis::Value as Reply;
@@ -128,6 +128,12 @@ pub async fn compare(options: &CompareOptions, progress: &dyn Progress) -> Resul
             shared: HashSet::new(),
             result: Tally::default(),
             progress,
+            fields: FieldExpiryCheck {
+                supported: false,
+                target_has_some: false,
+                tolerance: options.ttl_tolerance_ms,
+                now_ms: 0,
+            },
         };
         read_archive(&options.source, &options.decryption, &mut checker)?;
         checker.flush()?;
@@ -198,6 +204,27 @@ struct KeyState {
     /// A shared index of which the archive holds one user's members: only
     /// those are compared, not the key's length or expiry.
     partial: bool,
+    /// Already expired in the archive: counted as such, not compared.
+    expired: bool,
+    /// Decided from TYPE alone: identical (`Ok`) or a difference.
+    early: Option<std::result::Result<(), (DiffKind, String)>>,
+    /// The archive voids the key's parts (it changed while exported):
+    /// nothing of it is compared or counted.
+    void: bool,
+    /// How hash field expiry is compared, with the tolerance and the clock.
+    fields: FieldExpiryCheck,
+}
+
+/// How hash field expiry is compared on this target.
+#[derive(Debug, Clone, Copy)]
+struct FieldExpiryCheck {
+    /// The target has the feature (Redis 7.4+, Valkey 9.0+).
+    supported: bool,
+    /// The target may hold fields with expiry (its `subexpiry` count), so
+    /// even fields without expiry in the archive are checked.
+    target_has_some: bool,
+    tolerance: i64,
+    now_ms: i64,
 }
 
 impl KeyState {
@@ -228,6 +255,7 @@ struct Checker<'p> {
     shared: HashSet<Vec<u8>>,
     result: Tally,
     progress: &'p dyn Progress,
+    fields: FieldExpiryCheck,
 }
 
 fn fingerprint(key: &[u8]) -> u64 {
@@ -261,6 +289,10 @@ impl Visitor for Checker<'_> {
         // As connected: a cluster takes a default database as 0.
         self.target = conn.endpoint().clone();
         self.now_ms = self.handle.block_on(conn.time_ms())?;
+        let server = self.handle.block_on(conn.server_info())?;
+        self.fields.supported = server.has_field_expiry();
+        self.fields.target_has_some = self.handle.block_on(conn.may_have_field_expiry(&server))?;
+        self.fields.now_ms = self.now_ms;
         self.conn = Some(conn);
         Ok(())
     }
@@ -331,6 +363,10 @@ impl Checker<'_> {
                 ));
             };
             let state = &mut states[index];
+            if record.void {
+                state.void = true;
+                continue;
+            }
             if !state.settled {
                 plan.extend(
                     add_checks(&mut pipe, record, state)
@@ -354,7 +390,8 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// Decide what can be decided from TYPE and PEXPIRETIME alone.
+    /// Decide what can be decided from TYPE and PEXPIRETIME alone. Nothing
+    /// is counted until the key's last record, which may void it.
     fn begin(&mut self, record: &Record, type_reply: &[u8], expire: i64) -> KeyState {
         let key = record.key.0.clone();
         let mut state = KeyState {
@@ -368,44 +405,44 @@ impl Checker<'_> {
             examples: Vec::new(),
             stream_meta: None,
             partial: self.shared.contains(&record.key.0),
+            expired: false,
+            early: None,
+            void: false,
+            fields: self.fields,
         };
         if matches!(record.expiry, Some(e) if e.at_ms <= self.now_ms) {
-            self.result.expired += 1;
+            state.expired = true;
             state.settled = true;
             return state;
         }
-        self.result.compared += 1;
         let target_type = std::str::from_utf8(type_reply)
             .ok()
             .and_then(KeyType::from_redis);
         if record.key_type() == KeyType::Absent {
             // A pre-restore archive says the key did not exist.
             state.settled = true;
-            match target_type {
-                None => self.result.identical += 1,
-                Some(t) => self.result.differ(
+            state.early = Some(match target_type {
+                None => Ok(()),
+                Some(t) => Err((
                     DiffKind::Extra,
-                    &key,
                     format!("a {t} in the target; the archive records that the key did not exist"),
-                ),
-            }
+                )),
+            });
             return state;
         }
         match target_type {
             None => {
-                self.result.differ(
+                state.early = Some(Err((
                     DiffKind::Missing,
-                    &key,
                     "in the archive, not in the target".into(),
-                );
+                )));
                 state.settled = true;
             }
             Some(t) if t != record.key_type() => {
-                self.result.differ(
+                state.early = Some(Err((
                     DiffKind::TypeDiffers,
-                    &key,
                     format!("archive {}, target {}", record.key_type(), t),
-                );
+                )));
                 state.settled = true;
             }
             Some(_) => {}
@@ -414,8 +451,24 @@ impl Checker<'_> {
     }
 
     fn finish_key(&mut self, state: KeyState) {
-        if state.settled {
+        if state.void {
             return;
+        }
+        if state.expired {
+            self.result.expired += 1;
+            return;
+        }
+        self.result.compared += 1;
+        match state.early {
+            Some(Ok(())) => {
+                self.result.identical += 1;
+                return;
+            }
+            Some(Err((kind, detail))) => {
+                self.result.differ(kind, &state.key, detail);
+                return;
+            }
+            None => {}
         }
         let mut identical = true;
         if state.differing > 0 {
@@ -543,6 +596,8 @@ enum Check {
     ListRange(Vec<Bytes>),
     StreamRange(Vec<StreamEntry>),
     Dump(Vec<u8>),
+    /// Each field's expiry in the archive (ms), to compare with the target's.
+    FieldExpiry(Vec<(Bytes, Option<i64>)>),
     /// The target's length must equal the archive's total.
     Length,
     /// The stream's last id and consumer groups.
@@ -562,13 +617,49 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
             }
         }
         Value::Hash(fields) => {
+            let f = state.fields;
+            let expiry: HashMap<&[u8], i64> = record
+                .field_expiry
+                .iter()
+                .map(|e| (&e.field.0[..], e.at_ms))
+                .collect();
+            // A field whose expiry has passed is gone, as an expired key is.
+            let fields: Vec<(Bytes, Bytes)> = fields
+                .iter()
+                .filter(|(name, _)| !expiry.get(&name.0[..]).is_some_and(|&at| at <= f.now_ms))
+                .cloned()
+                .collect();
             state.total += fields.len() as u64;
             if !fields.is_empty() {
                 let c = pipe.cmd("HMGET").arg(key);
-                for (f, _) in fields {
-                    c.arg(&f.0[..]);
+                for (name, _) in &fields {
+                    c.arg(&name.0[..]);
                 }
-                checks.push(Check::HashFields(fields.clone()));
+                if f.supported && (f.target_has_some || !expiry.is_empty()) {
+                    let c = pipe
+                        .cmd("HPEXPIRETIME")
+                        .arg(key)
+                        .arg("FIELDS")
+                        .arg(fields.len());
+                    for (name, _) in &fields {
+                        c.arg(&name.0[..]);
+                    }
+                    checks.push(Check::HashFields(fields.clone()));
+                    checks.push(Check::FieldExpiry(
+                        fields
+                            .iter()
+                            .map(|(name, _)| (name.clone(), expiry.get(&name.0[..]).copied()))
+                            .collect(),
+                    ));
+                } else {
+                    if !f.supported && !expiry.is_empty() {
+                        state.note(format!(
+                            "{} field(s) expire on their own in the archive; the target has no field expiry",
+                            expiry.len()
+                        ));
+                    }
+                    checks.push(Check::HashFields(fields));
+                }
             }
         }
         Value::Set(members) => {
@@ -674,6 +765,32 @@ fn evaluate(state: &mut KeyState, check: Check, reply: Reply) {
                     state.note(format!("\"{}\" missing in the target", short(&f.0)));
                 } else if bytes_of(got) != want.0 {
                     state.note(format!("\"{}\" differs", short(&f.0)));
+                }
+            }
+        }
+        Check::FieldExpiry(fields) => {
+            let tolerance = state.fields.tolerance;
+            for ((f, want), got) in fields.iter().zip(array_of(reply)) {
+                let got = match got {
+                    // Missing: counted by the field check.
+                    Reply::Int(-2) => continue,
+                    Reply::Int(t) if t >= 0 => Some(t),
+                    _ => None,
+                };
+                let differs = match (want, got) {
+                    (None, None) => false,
+                    (Some(a), Some(b)) => (a - b).abs() > tolerance,
+                    _ => true,
+                };
+                if differs {
+                    let show =
+                        |t: Option<i64>| t.map_or("never".to_string(), |t| format!("at {t} ms"));
+                    state.note(format!(
+                        "\"{}\" expires {} in the archive, {} in the target",
+                        short(&f.0),
+                        show(*want),
+                        show(got)
+                    ));
                 }
             }
         }

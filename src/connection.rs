@@ -529,6 +529,38 @@ impl Conn {
         Ok(shards)
     }
 
+    /// A connection of its own to the node serving `key`, shared with
+    /// nobody: for `WATCH`, whose state belongs to the connection, so that
+    /// no other command stream can clear it or be caught by it.
+    pub(crate) async fn dedicated(&self, key: &[u8]) -> Result<Conn> {
+        let endpoint = match &self.link {
+            Link::Single(_) => self.endpoint.clone(),
+            Link::Cluster(router) => self.node_endpoint(&router.owner_of_key(key)),
+        };
+        let inner = endpoint
+            .open_node()
+            .await
+            .map_err(|e| endpoint.classify(e, "connecting"))?;
+        Ok(Conn {
+            link: Link::Single(inner),
+            endpoint,
+            retries: 0,
+            in_cluster: self.in_cluster || self.is_cluster(),
+        })
+    }
+
+    fn node_endpoint(&self, address: &str) -> Endpoint {
+        self.endpoint.node_endpoint(address)
+    }
+
+    /// Which node [`Conn::dedicated`] connects to for `key`.
+    pub(crate) fn dedicated_address(&self, key: &[u8]) -> String {
+        match &self.link {
+            Link::Single(_) => self.endpoint.display(),
+            Link::Cluster(router) => router.owner_of_key(key),
+        }
+    }
+
     /// Whether to try again after `err` on attempt `attempt` (0-based);
     /// reconnects first. The new connection selects the same database.
     async fn recover(&mut self, err: &RedisError, attempt: u32) -> bool {
@@ -669,6 +701,33 @@ impl Conn {
         })
     }
 
+    /// Whether any hash in this connection's database may have fields with
+    /// their own expiry: the server has the feature and `INFO keyspace`
+    /// counts such keys (`subexpiry`). A cluster, whose nodes each count
+    /// their own, is taken to have some.
+    pub async fn may_have_field_expiry(&mut self, server: &ServerInfo) -> Result<bool> {
+        if !server.has_field_expiry() {
+            return Ok(false);
+        }
+        if self.is_cluster() {
+            return Ok(true);
+        }
+        let info: String = self
+            .query(redis::cmd("INFO").arg("keyspace"), "reading INFO")
+            .await?;
+        let prefix = format!("db{}:", self.endpoint.db());
+        let Some(line) = info.lines().find_map(|l| l.trim().strip_prefix(&prefix)) else {
+            return Ok(false);
+        };
+        Ok(
+            match line.split(',').find_map(|kv| kv.strip_prefix("subexpiry=")) {
+                Some(n) => n.trim() != "0",
+                // A server with the feature that does not count: assume some.
+                None => true,
+            },
+        )
+    }
+
     /// The server's clock in milliseconds since the epoch. Expiry times are
     /// read and compared against the server's clock, not this machine's.
     pub async fn time_ms(&mut self) -> Result<i64> {
@@ -696,6 +755,44 @@ impl ServerInfo {
             .split('.')
             .map(|p| p.parse::<u32>().unwrap_or(0));
         (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+
+    /// Whether this is Valkey (as opposed to Redis).
+    pub fn is_valkey(&self) -> bool {
+        self.flavor == "valkey"
+    }
+
+    /// Hash fields with their own expiry (`HPEXPIRE` and friends): Redis
+    /// 7.4 and later, Valkey 9.0 and later.
+    pub fn has_field_expiry(&self) -> bool {
+        let v = self.version_tuple();
+        if self.is_valkey() {
+            v >= (9, 0)
+        } else {
+            v >= (7, 4)
+        }
+    }
+
+    /// The newest RDB version this server loads (`RESTORE` refuses DUMP
+    /// payloads of a newer one). From the release notes of each version;
+    /// `None` for an unknown version. Valkey numbers its own RDB versions
+    /// from 80 on, in 9.0.
+    pub fn rdb_version(&self) -> Option<u16> {
+        let v = self.version_tuple();
+        if v == (0, 0) {
+            return None;
+        }
+        Some(if self.is_valkey() {
+            if v >= (9, 0) { 80 } else { 11 }
+        } else {
+            match v {
+                v if v >= (7, 4) => 12,
+                v if v >= (7, 2) => 11,
+                v if v >= (7, 0) => 10,
+                v if v >= (5, 0) => 9,
+                _ => 8,
+            }
+        })
     }
 
     /// Redis 7.0 added XSETID ENTRIESADDED/MAXDELETEDID and XGROUP ENTRIESREAD.

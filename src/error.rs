@@ -137,6 +137,11 @@ pub enum Error {
         keys: String,
     },
 
+    #[error(
+        "{target} cannot hold what the archive holds: {what}; nothing was written; restore into a server that can, or add --drop-unsupported to restore the rest without them (counted in the report)"
+    )]
+    TargetUnsupported { target: String, what: String },
+
     #[error("internal error: {0}; please report this")]
     Internal(String),
 }

@@ -19,7 +19,7 @@ use crate::archive::manifest::{
 use crate::archive::{ArchiveWriter, Destination, Encryption, Finished, Header, WriterOptions};
 use crate::catalog::{Lock, Meta, archive_file_name, commit};
 use crate::cluster::Topology;
-use crate::connection::{Conn, Endpoint};
+use crate::connection::{Conn, Endpoint, ServerInfo};
 use crate::error::{Error, Result};
 use crate::fetch::{ChunkSizes, Fetcher, Outgoing, dedupe};
 use crate::keyspace::Selection;
@@ -160,6 +160,7 @@ async fn export_archive(
     let user = options.profile.as_ref().and_then(|p| p.user.clone());
     progress.start(if user.is_some() { None } else { total });
     let mut fetcher = Fetcher::new(conn.clone(), options.chunks, tx).for_server(&server_info);
+    fetcher.detect_field_expiry(&server_info).await?;
     let walked = match (&options.profile, user) {
         (Some(p), Some(user)) => {
             let groups = p.groups()?;
@@ -179,6 +180,7 @@ async fn export_archive(
                 options.scan_count,
                 &options.cancel,
                 &mut fetcher,
+                &server_info,
                 progress,
             )
             .await
@@ -231,6 +233,7 @@ async fn export_archive(
         records: manifest.counts.records,
         by_type,
         vanished,
+        changed: stats.changed,
         errors: stats.error_count,
         error_samples: stats.errors,
         seconds: started.elapsed().as_secs_f64(),
@@ -372,6 +375,7 @@ async fn walk_shards(
     scan_count: usize,
     cancel: &Cancel,
     fetcher: &mut Fetcher,
+    server: &ServerInfo,
     progress: &dyn Progress,
 ) -> Result<bool> {
     use futures_util::stream::{StreamExt, TryStreamExt};
@@ -379,6 +383,8 @@ async fn walk_shards(
         let mut conn = shard.clone();
         let mut reader = fetcher.sharing(shard.clone());
         async move {
+            // Each node counts its own keys with field expiry.
+            reader.detect_field_expiry(server).await?;
             let done = walk(
                 &mut conn,
                 selection,

@@ -12,7 +12,7 @@
 //! (WRONGTYPE) is read again once from the start, and counted as an error
 //! only if that fails too.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use redis::Value as Reply;
 use std::sync::Arc;
@@ -22,8 +22,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use crate::connection::{Conn, ServerInfo};
 use crate::error::{Error, Result};
 use crate::record::{
-    Bytes, ConsumerGroup, DumpValue, Expiry, KeyType, Record, Score, StreamChunk, StreamEntry,
-    StreamId, StreamMeta, Value, parse_score,
+    Bytes, ConsumerGroup, DumpValue, Expiry, FieldExpiry, KeyType, Record, Score, StreamChunk,
+    StreamEntry, StreamId, StreamMeta, Value, parse_score,
 };
 use crate::report::{KeyError, TypeSummary};
 
@@ -61,6 +61,9 @@ pub struct FetchStats {
     pub vanished_untyped: u64,
     pub errors: Vec<KeyError>,
     pub error_count: u64,
+    /// Times a big key changed while it was read (its parts voided, read
+    /// again); each ends as exported, vanished or an error.
+    pub changed: u64,
 }
 
 impl FetchStats {
@@ -78,6 +81,7 @@ impl FetchStats {
         }
         self.vanished_untyped += other.vanished_untyped;
         self.error_count += other.error_count;
+        self.changed += other.changed;
         let room = crate::report::MAX_ERROR_SAMPLES.saturating_sub(self.errors.len());
         self.errors.extend(other.errors.into_iter().take(room));
     }
@@ -130,7 +134,17 @@ pub struct Fetcher {
     /// Read expiry with PEXPIRETIME (Redis 7.0+): the absolute time exactly,
     /// where PTTL + TIME can be a millisecond off.
     exact_expiry: bool,
+    /// Read the expiry of hash fields (HPEXPIRETIME): set when the server
+    /// has hashes with field expiry, so that exports of servers without
+    /// any pay nothing for it.
+    field_expiry: bool,
+    /// A connection of its own per node, for WATCH while a big key is read.
+    watchers: HashMap<String, Conn>,
 }
+
+/// How many times a big key that keeps changing while it is read is read
+/// again from the start before it is given up (and reported).
+pub const WATCHED_READ_ATTEMPTS: u32 = 3;
 
 /// The first read of one key, sent in the second round trip.
 enum FirstRead {
@@ -200,6 +214,8 @@ impl Fetcher {
             held: None,
             stats: FetchStats::default(),
             exact_expiry: false,
+            field_expiry: false,
+            watchers: HashMap::new(),
         }
     }
 
@@ -215,12 +231,27 @@ impl Fetcher {
             held: None,
             stats: FetchStats::default(),
             exact_expiry: self.exact_expiry,
+            field_expiry: self.field_expiry,
+            watchers: HashMap::new(),
         }
     }
 
     /// Read expiry times as the server holds them (PEXPIRETIME), when it can.
     pub fn for_server(mut self, server: &ServerInfo) -> Self {
         self.exact_expiry = server.has_pexpiretime();
+        self
+    }
+
+    /// Read hash field expiry too, when the server may have any (see
+    /// [`Conn::may_have_field_expiry`]).
+    pub async fn detect_field_expiry(&mut self, server: &ServerInfo) -> Result<()> {
+        self.field_expiry = self.conn.may_have_field_expiry(server).await?;
+        Ok(())
+    }
+
+    /// Read hash field expiry too (or not), as found out before.
+    pub fn reading_field_expiry(mut self, on: bool) -> Self {
+        self.field_expiry = on;
         self
     }
 
@@ -256,10 +287,69 @@ impl Fetcher {
             return Ok(());
         }
 
+        let (replies, reads) = self.first_reads(&typed).await?;
+        let mut replies = replies.into_iter();
+        let now_ms = parse_time(replies.next()).map_err(|e| self.protocol(e))?;
+
+        // In key order: a reader of the records (the pre-restore backup)
+        // expects them in the order the keys were asked for.
+        let mut read = Vec::with_capacity(typed.len());
+        for ((key, t, type_name), first) in typed.into_iter().zip(reads) {
+            let pttl = replies.next().unwrap_or(Reply::Nil);
+            let parts: Vec<Reply> = replies.by_ref().take(first.replies()).collect();
+            match self.first_record(&key, type_name.clone(), &first, pttl, parts, now_ms) {
+                Ok((record, Resume::Done)) => read.push(Ok(record)),
+                // Read again from the start under WATCH, so that only a
+                // whole, unchanged version of it reaches the archive.
+                Ok(_) => read.push(Err((key, t, type_name))),
+                Err(KeyFault::Vanished) => self.stats.vanish(Some(t)),
+                Err(KeyFault::Refused(reason)) => match retry.as_deref_mut() {
+                    Some(list) if reason.starts_with("WRONGTYPE") => list.push(key),
+                    _ => self.stats.fail(&key, t, reason),
+                },
+            }
+        }
+        if self.field_expiry {
+            let mut small: Vec<&mut Record> =
+                read.iter_mut().filter_map(|r| r.as_mut().ok()).collect();
+            self.add_field_expiry(&mut small).await?;
+        }
+        for next in read {
+            match next {
+                Ok(record) => {
+                    let t = record.key_type();
+                    if record.value.is_empty() && t == KeyType::Hash {
+                        // Every field expired between the reads: the key is gone.
+                        self.stats.vanish(Some(t));
+                        continue;
+                    }
+                    self.send_pieces(
+                        &record.key,
+                        &mut 0,
+                        record.expiry,
+                        record.value,
+                        record.field_expiry,
+                        false,
+                    )
+                    .await?;
+                    self.stats.by_type.entry(t).or_default().exported += 1;
+                }
+                Err((key, t, type_name)) => self.read_watched(key, t, type_name).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// One pipeline: TIME, then per key its expiry and the first chunk of
+    /// its value.
+    async fn first_reads(
+        &mut self,
+        typed: &[(Vec<u8>, KeyType, Option<String>)],
+    ) -> Result<(Vec<Reply>, Vec<FirstRead>)> {
         let mut pipe = redis::pipe();
         pipe.cmd("TIME");
         let mut reads = Vec::with_capacity(typed.len());
-        for (key, t, _) in &typed {
+        for (key, t, _) in typed {
             pipe.cmd(if self.exact_expiry {
                 "PEXPIRETIME"
             } else {
@@ -271,19 +361,197 @@ impl Fetcher {
             reads.push(read);
         }
         let replies = self.conn.pipeline(&mut pipe, "reading keys").await?;
+        Ok((replies, reads))
+    }
+
+    /// Read a key that needs several reads as one version of it: WATCH it
+    /// on a connection of its own, read it from the start, and let EXEC say
+    /// whether anything touched it meanwhile (a write, a delete, an expiry:
+    /// WATCH sees them all). Its records are sent as they are read, so a
+    /// changed key is closed with a void record, which tells every reader
+    /// to drop its parts, and read again; a key that is gone by then is
+    /// vanished, one that changes on every attempt is reported.
+    async fn read_watched(
+        &mut self,
+        key: Vec<u8>,
+        t: KeyType,
+        type_name: Option<String>,
+    ) -> Result<()> {
+        for _ in 0..WATCHED_READ_ATTEMPTS {
+            let watched = self.watch(&key).await?;
+            let typed = [(key.clone(), t, type_name.clone())];
+            let (replies, reads) = self.first_reads(&typed).await?;
+            let mut replies = replies.into_iter();
+            let now_ms = parse_time(replies.next()).map_err(|e| self.protocol(e))?;
+            let pttl = replies.next().unwrap_or(Reply::Nil);
+            let parts: Vec<Reply> = replies.collect();
+            let (mut first, resume) =
+                match self.first_record(&key, type_name.clone(), &reads[0], pttl, parts, now_ms) {
+                    Ok(read) => read,
+                    Err(KeyFault::Vanished) => {
+                        self.unwatch(&key).await;
+                        self.stats.vanish(Some(t));
+                        return Ok(());
+                    }
+                    Err(KeyFault::Refused(reason)) => {
+                        self.unwatch(&key).await;
+                        self.stats.fail(&key, t, reason);
+                        return Ok(());
+                    }
+                };
+            if self.field_expiry {
+                self.add_field_expiry(&mut [&mut first]).await?;
+            }
+            let key_bytes = Bytes(key.clone());
+            let mut resume = resume;
+            let mut part = 0;
+            let more = !matches!(resume, Resume::Done);
+            self.send_pieces(
+                &key_bytes,
+                &mut part,
+                first.expiry,
+                first.value,
+                first.field_expiry,
+                more,
+            )
+            .await?;
+            let mut changed = !watched;
+            while !changed && !matches!(resume, Resume::Done) {
+                match self
+                    .read_more(&key, t, std::mem::replace(&mut resume, Resume::Done))
+                    .await
+                {
+                    Ok((value, field_expiry, next)) => {
+                        resume = next;
+                        let more = !matches!(resume, Resume::Done);
+                        self.send_pieces(&key_bytes, &mut part, None, value, field_expiry, more)
+                            .await?;
+                    }
+                    Err(_) => changed = true,
+                }
+            }
+            if !changed {
+                changed = !self.exec_unchanged(&key).await;
+            }
+            if !changed {
+                self.stats.by_type.entry(t).or_default().exported += 1;
+                return Ok(());
+            }
+            // Parts were sent (at least the first): void them.
+            self.send(Record {
+                part,
+                void: true,
+                ..Record::new(key_bytes.clone(), empty_value(t))
+            })
+            .await?;
+            self.stats.changed += 1;
+            let mut pipe = redis::pipe();
+            pipe.cmd("EXISTS").arg(&key[..]);
+            let exists = self.conn.pipeline(&mut pipe, "reading keys").await?;
+            if matches!(exists.first(), Some(Reply::Int(0))) {
+                self.stats.vanish(Some(t));
+                return Ok(());
+            }
+        }
+        self.stats.fail(
+            &key,
+            t,
+            format!(
+                "changed while being read, {WATCHED_READ_ATTEMPTS} times in a row; not archived (run the export again when it is quieter)"
+            ),
+        );
+        Ok(())
+    }
+
+    /// WATCH `key` on a connection of this fetcher's own; false when the
+    /// connection dropped (the next attempt opens another). A user not
+    /// allowed WATCH cannot export big keys consistently: that is an error.
+    async fn watch(&mut self, key: &[u8]) -> Result<bool> {
+        let address = self.conn.dedicated_address(key);
+        let mut conn = match self.watchers.get(&address) {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.conn.dedicated(key).await?;
+                self.watchers.insert(address.clone(), c.clone());
+                c
+            }
+        };
+        let action =
+            "watching a big key (WATCH, MULTI, EXEC), so that it is archived as one version";
+        match conn
+            .query::<Reply>(redis::cmd("WATCH").arg(key), action)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.to_string().contains("permission") => Err(e),
+            Err(_) => {
+                self.watchers.remove(&address);
+                Ok(false)
+            }
+        }
+    }
+
+    async fn unwatch(&mut self, key: &[u8]) {
+        if let Some(c) = self.watchers.get_mut(&self.conn.dedicated_address(key)) {
+            let _ = c
+                .query::<Reply>(&redis::cmd("UNWATCH"), "watching a big key")
+                .await;
+        }
+    }
+
+    /// End the WATCH on `key` with an empty transaction: true when nothing
+    /// touched the key since WATCH. A dropped connection counts as touched
+    /// (and is opened anew next time).
+    async fn exec_unchanged(&mut self, key: &[u8]) -> bool {
+        let address = self.conn.dedicated_address(key);
+        let Some(c) = self.watchers.get_mut(&address) else {
+            return false;
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("MULTI").cmd("EXEC");
+        match c.pipeline(&mut pipe, "watching a big key").await {
+            Ok(replies) => matches!(replies.get(1), Some(Reply::Array(_))),
+            Err(_) => {
+                self.watchers.remove(&address);
+                false
+            }
+        }
+    }
+
+    /// Read the expiry of the fields of each hash record (one pipeline),
+    /// and drop fields gone since they were read: they expired or were
+    /// deleted in between, and the archive must not bring them back.
+    async fn add_field_expiry(&mut self, records: &mut [&mut Record]) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME");
+        let mut asked = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            if let Value::Hash(fields) = &record.value
+                && !fields.is_empty()
+            {
+                add_field_expiry_read(&mut pipe, &record.key.0, fields);
+                asked.push(i);
+            }
+        }
+        if asked.is_empty() {
+            return Ok(());
+        }
+        let replies = self
+            .conn
+            .pipeline(&mut pipe, "reading hash field expiry")
+            .await?;
         let mut replies = replies.into_iter();
         let now_ms = parse_time(replies.next()).map_err(|e| self.protocol(e))?;
-
-        for ((key, t, type_name), read) in typed.into_iter().zip(reads) {
-            let pttl = replies.next().unwrap_or(Reply::Nil);
-            let parts: Vec<Reply> = replies.by_ref().take(read.replies()).collect();
-            match self.first_record(&key, type_name, &read, pttl, parts, now_ms) {
-                Ok((record, resume)) => self.emit_key(record, resume).await?,
-                Err(KeyFault::Vanished) => self.stats.vanish(Some(t)),
-                Err(KeyFault::Refused(reason)) => match retry.as_deref_mut() {
-                    Some(list) if reason.starts_with("WRONGTYPE") => list.push(key),
-                    _ => self.stats.fail(&key, t, reason),
-                },
+        for (i, reply) in asked.into_iter().zip(replies) {
+            let record = &mut records[i];
+            let Value::Hash(fields) = &mut record.value else {
+                continue;
+            };
+            match apply_field_expiry(fields, reply, now_ms) {
+                Ok(expiry) => record.field_expiry = expiry,
+                Err(reason) => {
+                    return Err(self.protocol(format!("HPEXPIRETIME: {reason}")));
+                }
             }
         }
         Ok(())
@@ -460,45 +728,12 @@ impl Fetcher {
                 expiry,
                 part: 0,
                 more: !matches!(resume, Resume::Done),
+                field_expiry: Vec::new(),
+                void: false,
                 value,
             },
             resume,
         ))
-    }
-
-    /// Send a key's first record, then read and send the rest of it.
-    async fn emit_key(&mut self, first: Record, mut resume: Resume) -> Result<()> {
-        let key = first.key.clone();
-        let key_type = first.key_type();
-        let mut part = 0;
-        let mut complete = true;
-        let more = !matches!(resume, Resume::Done);
-        self.send_pieces(&key, &mut part, first.expiry, first.value, more)
-            .await?;
-        while !matches!(resume, Resume::Done) {
-            let (value, next) = match self.read_more(&key.0, key_type, resume).await {
-                Ok(v) => v,
-                // The key went away or changed mid-read: close it with what we
-                // have, so the archive stays well-formed; its data is as of the
-                // moment it changed, like any live read.
-                Err(reason) => {
-                    complete = false;
-                    self.stats.fail(
-                        &key.0,
-                        key_type,
-                        format!("changed while being read: {reason}"),
-                    );
-                    (empty_value(key_type), Resume::Done)
-                }
-            };
-            resume = next;
-            let more = !matches!(resume, Resume::Done);
-            self.send_pieces(&key, &mut part, None, value, more).await?;
-        }
-        if complete {
-            self.stats.by_type.entry(key_type).or_default().exported += 1;
-        }
-        Ok(())
     }
 
     async fn read_more(
@@ -506,7 +741,7 @@ impl Fetcher {
         key: &[u8],
         t: KeyType,
         resume: Resume,
-    ) -> std::result::Result<(Value, Resume), String> {
+    ) -> std::result::Result<(Value, Vec<FieldExpiry>, Resume), String> {
         let n = self.chunks.elements;
         let action = "reading a big key";
         let query = |conn: &mut Conn, cmd: redis::Cmd| {
@@ -518,7 +753,7 @@ impl Fetcher {
             }
         };
         match resume {
-            Resume::Done => Ok((empty_value(t), Resume::Done)),
+            Resume::Done => Ok((empty_value(t), Vec::new(), Resume::Done)),
             Resume::String { offset } => {
                 let size = self.chunks.string_bytes;
                 let mut cmd = redis::cmd("GETRANGE");
@@ -531,13 +766,32 @@ impl Fetcher {
                 } else {
                     Resume::Done
                 };
-                Ok((Value::String(Bytes(bytes)), resume))
+                Ok((Value::String(Bytes(bytes)), Vec::new(), resume))
             }
             Resume::Scan { command, cursor } => {
                 let mut cmd = redis::cmd(command);
                 cmd.arg(key).arg(&cursor[..]).arg("COUNT").arg(n);
                 let (cursor, items) = scan_reply(query(&mut self.conn, cmd).await?)?;
-                Ok((scan_value(command, items)?, scan_resume(command, cursor)))
+                let mut value = scan_value(command, items)?;
+                let mut field_expiry = Vec::new();
+                if self.field_expiry
+                    && let Value::Hash(fields) = &mut value
+                    && !fields.is_empty()
+                {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("TIME");
+                    add_field_expiry_read(&mut pipe, key, fields);
+                    let replies = self
+                        .conn
+                        .pipeline(&mut pipe, action)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let mut replies = replies.into_iter();
+                    let now_ms = parse_time(replies.next())?;
+                    field_expiry =
+                        apply_field_expiry(fields, replies.next().unwrap_or(Reply::Nil), now_ms)?;
+                }
+                Ok((value, field_expiry, scan_resume(command, cursor)))
             }
             Resume::List { offset } => {
                 let mut cmd = redis::cmd("LRANGE");
@@ -552,6 +806,7 @@ impl Fetcher {
                 };
                 Ok((
                     Value::List(items.into_iter().map(|v| Bytes(bytes_of(v))).collect()),
+                    Vec::new(),
                     resume,
                 ))
             }
@@ -574,6 +829,7 @@ impl Fetcher {
                         meta: None,
                         entries,
                     }),
+                    Vec::new(),
                     resume,
                 ))
             }
@@ -589,16 +845,20 @@ impl Fetcher {
         part: &mut u32,
         expiry: Option<Expiry>,
         value: Value,
+        field_expiry: Vec<FieldExpiry>,
         more: bool,
     ) -> Result<()> {
         let pieces = value.split(RECORD_TARGET_BYTES);
         let last = pieces.len() - 1;
+        let mut field_expiry = FieldExpiries::new(field_expiry, pieces.len() > 1);
         for (i, value) in pieces.into_iter().enumerate() {
             let record = Record {
                 key: key.clone(),
                 expiry: if *part == 0 { expiry } else { None },
                 part: *part,
                 more: i < last || more,
+                field_expiry: field_expiry.take_for(&value),
+                void: false,
                 value,
             };
             *part += 1;
@@ -642,6 +902,80 @@ impl Fetcher {
             endpoint: self.conn.endpoint().display(),
             action: "reading keys".into(),
             reason,
+        }
+    }
+}
+
+/// `HPEXPIRETIME key FIELDS n field...` for the fields of one chunk.
+fn add_field_expiry_read(pipe: &mut redis::Pipeline, key: &[u8], fields: &[(Bytes, Bytes)]) {
+    let c = pipe
+        .cmd("HPEXPIRETIME")
+        .arg(key)
+        .arg("FIELDS")
+        .arg(fields.len());
+    for (f, _) in fields {
+        c.arg(&f.0[..]);
+    }
+}
+
+/// Apply an HPEXPIRETIME reply (one integer per field: -2 no such field,
+/// -1 no expiry, else the time in ms) to the fields it was asked for:
+/// fields gone since are dropped, the others' expiry returned.
+fn apply_field_expiry(
+    fields: &mut Vec<(Bytes, Bytes)>,
+    reply: Reply,
+    now_ms: i64,
+) -> std::result::Result<Vec<FieldExpiry>, String> {
+    if let Reply::ServerError(e) = &reply {
+        return Err(e.to_string());
+    }
+    let times = array_of(reply);
+    if times.len() != fields.len() {
+        return Err(format!(
+            "{} replies for {} fields",
+            times.len(),
+            fields.len()
+        ));
+    }
+    let mut expiry = Vec::new();
+    let mut keep = times.iter().map(|t| !matches!(t, Reply::Int(-2)));
+    fields.retain(|_| keep.next().unwrap_or(true));
+    let times = times.into_iter().filter(|t| !matches!(t, Reply::Int(-2)));
+    for ((field, _), at) in fields.iter().zip(times) {
+        match at {
+            Reply::Int(at) if at >= 0 => expiry.push(FieldExpiry {
+                field: field.clone(),
+                at_ms: at,
+                ttl_ms: (at - now_ms).max(1),
+            }),
+            Reply::Int(-1) => {}
+            other => return Err(format!("unexpected reply {other:?}")),
+        }
+    }
+    Ok(expiry)
+}
+
+/// Hands each piece of a split hash chunk the expiry of its own fields.
+struct FieldExpiries {
+    all: Vec<FieldExpiry>,
+    by_field: Option<HashMap<Vec<u8>, FieldExpiry>>,
+}
+
+impl FieldExpiries {
+    fn new(all: Vec<FieldExpiry>, split: bool) -> Self {
+        let by_field = (split && !all.is_empty())
+            .then(|| all.iter().map(|e| (e.field.0.clone(), e.clone())).collect());
+        FieldExpiries { all, by_field }
+    }
+
+    fn take_for(&mut self, piece: &Value) -> Vec<FieldExpiry> {
+        match (&mut self.by_field, piece) {
+            (None, _) => std::mem::take(&mut self.all),
+            (Some(map), Value::Hash(fields)) => fields
+                .iter()
+                .filter_map(|(f, _)| map.remove(&f.0))
+                .collect(),
+            (Some(_), _) => Vec::new(),
         }
     }
 }

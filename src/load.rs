@@ -11,7 +11,7 @@ use redis::Pipeline;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::ServerInfo;
-use crate::record::{ConsumerGroup, Expiry, Record, StreamMeta, Value, format_score};
+use crate::record::{ConsumerGroup, Expiry, FieldExpiry, Record, StreamMeta, Value, format_score};
 
 /// Placeholder group used to create an empty stream; destroyed at once.
 const TEMP_GROUP: &str = "__archive_restore_tmp__";
@@ -40,12 +40,16 @@ impl TtlMode {
 #[derive(Debug, Clone)]
 pub struct TargetFeatures {
     pub stream_v7: bool,
+    /// Hash fields can have their own expiry. Without it, restore refuses
+    /// an archive that has some, unless told to drop them.
+    pub field_expiry: bool,
 }
 
 impl TargetFeatures {
     pub fn of(server: &ServerInfo) -> Self {
         TargetFeatures {
             stream_v7: server.has_stream_v7(),
+            field_expiry: server.has_field_expiry(),
         }
     }
 }
@@ -80,6 +84,43 @@ for i = 1, #ARGV do \
   end \
 end \
 return added";
+
+/// Sets a field the hash lacks, with its expiry; leaves one it has alone.
+const MERGE_EXPIRING_FIELD_SCRIPT: &str = "if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then \
+  redis.call(ARGV[3], KEYS[1], ARGV[4], 'FIELDS', 1, ARGV[1]) \
+  return 1 \
+end \
+return 0";
+
+/// The expiry of a hash chunk's fields, one command per distinct time (a
+/// field whose time has passed is removed by the server at once, as an
+/// expired key is not written).
+fn add_field_expiry(
+    pipe: &mut Pipeline,
+    roles: &mut Vec<Role>,
+    key: &[u8],
+    expiry: &[FieldExpiry],
+    ttl: TtlMode,
+) {
+    let (command, when): (&str, fn(&FieldExpiry) -> i64) = match ttl {
+        TtlMode::Absolute => ("HPEXPIREAT", |e| e.at_ms),
+        TtlMode::Relative => ("HPEXPIRE", |e| e.ttl_ms),
+        TtlMode::None => return,
+    };
+    let mut by_time: std::collections::BTreeMap<i64, Vec<&[u8]>> = Default::default();
+    for e in expiry {
+        by_time.entry(when(e)).or_default().push(&e.field.0);
+    }
+    for (at, fields) in by_time {
+        let c = cmd(pipe, roles, key, command)
+            .arg(at)
+            .arg("FIELDS")
+            .arg(fields.len());
+        for f in fields {
+            c.arg(f);
+        }
+    }
+}
 
 /// Add the commands that write one record to `pipe`, one role per command.
 /// `carry` holds the key's first-record state until its last record.
@@ -141,6 +182,9 @@ pub fn add_record(
                     for (f, v) in fields {
                         c.arg(&f.0[..]).arg(&v.0[..]);
                     }
+                    if features.field_expiry {
+                        add_field_expiry(pipe, n, key, &record.field_expiry, ttl);
+                    }
                 }
                 Value::List(items) if !items.is_empty() => {
                     let c = cmd(pipe, n, key, "RPUSH");
@@ -199,6 +243,7 @@ pub fn add_record(
 pub fn add_merge(
     pipe: &mut Pipeline,
     record: &Record,
+    ttl: TtlMode,
     features: &TargetFeatures,
     carry: &mut KeyCarry,
     roles: &mut Vec<Role>,
@@ -209,8 +254,37 @@ pub fn add_merge(
     }
     match &record.value {
         Value::Hash(fields) => {
+            let expiring: std::collections::HashMap<&[u8], &FieldExpiry> =
+                if features.field_expiry && ttl != TtlMode::None {
+                    record
+                        .field_expiry
+                        .iter()
+                        .map(|e| (&e.field.0[..], e))
+                        .collect()
+                } else {
+                    Default::default()
+                };
             for (f, v) in fields {
-                pipe.cmd("HSETNX").arg(key).arg(&f.0[..]).arg(&v.0[..]);
+                match expiring.get(&f.0[..]) {
+                    // Only a field the merge adds gets the archive's expiry.
+                    Some(e) => {
+                        let (command, when) = match ttl {
+                            TtlMode::Relative => ("HPEXPIRE", e.ttl_ms),
+                            _ => ("HPEXPIREAT", e.at_ms),
+                        };
+                        pipe.cmd("EVAL")
+                            .arg(MERGE_EXPIRING_FIELD_SCRIPT)
+                            .arg(1)
+                            .arg(key)
+                            .arg(&f.0[..])
+                            .arg(&v.0[..])
+                            .arg(command)
+                            .arg(when);
+                    }
+                    None => {
+                        pipe.cmd("HSETNX").arg(key).arg(&f.0[..]).arg(&v.0[..]);
+                    }
+                }
                 roles.push(Role::Added);
             }
         }

@@ -59,6 +59,7 @@ mod exit {
     pub const CONFLICT: u8 = 13;
     pub const DIFFERENT: u8 = 14;
     pub const LOCKED: u8 = 15;
+    pub const UNSUPPORTED: u8 = 16;
     /// 128 + SIGINT, as shells report a command stopped by Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -83,6 +84,7 @@ fn exit_code(err: &Error) -> u8 {
         Error::ConfirmationRequired { .. } | Error::Cancelled => exit::CONFIRM,
         Error::Conflict { .. } => exit::CONFLICT,
         Error::Locked { .. } => exit::LOCKED,
+        Error::TargetUnsupported { .. } => exit::UNSUPPORTED,
         Error::Interrupted(_) => exit::INTERRUPTED,
         Error::Internal(_) => exit::INTERNAL,
     }
@@ -252,6 +254,7 @@ fn write_options(args: &WriteArgs) -> Result<WriteOptions, Error> {
         mode: args.mode,
         ttl: args.ttl,
         remap: Remap::parse(&args.rename_prefix)?,
+        drop_unsupported: args.drop_unsupported,
         ..WriteOptions::default()
     })
 }

@@ -502,6 +502,18 @@ fn is_false(v: &bool) -> bool {
     !*v
 }
 
+/// When one hash field expires (Redis 7.4+ `HPEXPIRE`), like a key's [`Expiry`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldExpiry {
+    /// The field, one of the fields of the same record.
+    pub field: Bytes,
+    /// Absolute expiry, milliseconds since the Unix epoch (source server clock).
+    pub at_ms: i64,
+    /// Remaining time to live when the field was read, in milliseconds.
+    pub ttl_ms: i64,
+}
+
 /// One line of a data entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -515,10 +527,31 @@ pub struct Record {
     /// True when further records of the same key follow.
     #[serde(default, skip_serializing_if = "is_false")]
     pub more: bool,
+    /// Expiry of the fields of this chunk that have one (hashes only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub field_expiry: Vec<FieldExpiry>,
+    /// The key changed while it was being read in parts: this last record
+    /// voids the parts before it, and no reader may restore any of them.
+    /// Its value is empty. (A later, whole copy of the key may follow.)
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub void: bool,
     pub value: Value,
 }
 
 impl Record {
+    /// A record of `key` holding `value`, with nothing else set.
+    pub fn new(key: Bytes, value: Value) -> Record {
+        Record {
+            key,
+            expiry: None,
+            part: 0,
+            more: false,
+            field_expiry: Vec::new(),
+            void: false,
+            value,
+        }
+    }
+
     pub fn key_type(&self) -> KeyType {
         self.value.key_type()
     }
@@ -555,6 +588,30 @@ impl Record {
             && e.ttl_ms <= 0
         {
             return Err(format!("expiry has a non-positive ttl {}", e.ttl_ms));
+        }
+        if !self.field_expiry.is_empty() {
+            let Value::Hash(fields) = &self.value else {
+                return Err("field_expiry on a record that is not a hash".into());
+            };
+            for fe in &self.field_expiry {
+                if fe.ttl_ms <= 0 {
+                    return Err(format!("field expiry has a non-positive ttl {}", fe.ttl_ms));
+                }
+                if !fields.iter().any(|(f, _)| *f == fe.field) {
+                    return Err(format!(
+                        "field_expiry names field {:?}, which the record does not hold",
+                        fe.field
+                    ));
+                }
+            }
+        }
+        if self.void
+            && (self.part == 0 || self.more || !self.value.is_empty() || self.expiry.is_some())
+        {
+            return Err(
+                "a void record must be the empty last part of a key (part > 0, no more, no value)"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -602,6 +659,8 @@ mod tests {
             expiry: None,
             part: 0,
             more: false,
+            field_expiry: Vec::new(),
+            void: false,
             value: Value::String("héllo".into()),
         };
         let mut buf = Vec::new();
@@ -685,6 +744,8 @@ mod tests {
             expiry: None,
             part: 0,
             more: false,
+            field_expiry: Vec::new(),
+            void: false,
             value: Value::Zset(
                 scores
                     .iter()
@@ -827,6 +888,8 @@ mod tests {
                 expiry: expiry.map(|(at_ms, ttl_ms)| Expiry { at_ms, ttl_ms }),
                 part,
                 more,
+                field_expiry: Vec::new(),
+                void: false,
                 value,
             };
             let back = round_trip(&record);

@@ -90,6 +90,13 @@ pub fn export(out: &mut dyn Write, r: &ExportReport) -> io::Result<()> {
     if untyped > 0 {
         writeln!(out, "{untyped} key(s) vanished before their type was read")?;
     }
+    if r.changed > 0 {
+        writeln!(
+            out,
+            "{} time(s) a big key changed while being read: its partial copy is voided in the archive (never restored) and it was read again",
+            r.changed
+        )?;
+    }
     errors(out, r.errors, &r.error_samples)
 }
 
@@ -337,6 +344,20 @@ pub fn manifest(out: &mut dyn Write, m: &Manifest, encrypted: bool) -> io::Resul
             out,
             "vanished:        {} (gone while being read, not in the archive)",
             m.counts.vanished
+        )?;
+    }
+    if m.counts.voided > 0 {
+        writeln!(
+            out,
+            "voided:          {} partial copies of keys that changed while being read (never restored)",
+            m.counts.voided
+        )?;
+    }
+    if m.counts.field_expiries > 0 {
+        writeln!(
+            out,
+            "field expiries:  {} hash fields with their own expiry",
+            m.counts.field_expiries
         )?;
     }
     writeln!(out, "{:<8} {:>10} {:>10}", "type", "keys", "records")?;

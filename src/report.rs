@@ -48,6 +48,11 @@ pub struct ExportReport {
     pub by_type: BTreeMap<KeyType, TypeSummary>,
     /// Keys found by the walk that were gone when read (deleted or expired).
     pub vanished: u64,
+    /// Times a key read in several parts changed meanwhile: its parts were
+    /// voided in the archive (no reader restores them) and it was read
+    /// again; it then counts as exported, vanished or an error.
+    #[serde(default)]
+    pub changed: u64,
     pub errors: u64,
     pub error_samples: Vec<KeyError>,
     pub seconds: f64,
@@ -79,16 +84,24 @@ pub enum Action {
     Expired,
     /// The key is in the target and the mode is fail.
     Conflict,
+    /// The target cannot hold the key (a module type it has not loaded, a
+    /// DUMP payload newer than it reads) and `--drop-unsupported` was given.
+    Unsupported,
+    /// The key's parts in the archive were voided (it changed while being
+    /// exported): never written, and not counted as a key.
+    Void,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    /// The actions a plan counts and shows (not [`Action::Void`]).
+    pub const ALL: [Action; 7] = [
         Action::Create,
         Action::Skip,
         Action::Overwrite,
         Action::Merge,
         Action::Expired,
         Action::Conflict,
+        Action::Unsupported,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +112,8 @@ impl Action {
             Action::Merge => "merge",
             Action::Expired => "expired",
             Action::Conflict => "conflict",
+            Action::Unsupported => "unsupported",
+            Action::Void => "void",
         }
     }
 }
@@ -117,6 +132,13 @@ impl ActionCounts {
             .or_default()
             .entry(action)
             .or_default() += 1;
+    }
+
+    /// Take back a key counted under `action` (one found void later).
+    pub fn remove(&mut self, t: KeyType, action: Action) {
+        if let Some(n) = self.by_type.get_mut(&t).and_then(|m| m.get_mut(&action)) {
+            *n = n.saturating_sub(1);
+        }
     }
 
     pub fn total(&self, action: Action) -> u64 {
@@ -167,6 +189,10 @@ pub struct RestoreReport {
     /// For a user archive: whose records, under which id, and the upgrade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<ProfileRestore>,
+    /// Hash field expiries not written because the target cannot hold them
+    /// (`--drop-unsupported`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_field_expiries: u64,
     /// MOVED and ASK answers followed while writing into a cluster whose
     /// slots were moving.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -211,6 +237,7 @@ impl RestoreReport {
             backup: None,
             rollback: None,
             profile: None,
+            dropped_field_expiries: 0,
             redirects: 0,
         }
     }

@@ -29,7 +29,7 @@ use crate::archive::manifest::RestoreLink;
 use crate::archive::reader::{ArchiveSource, Location, Visitor, read_archive};
 use crate::archive::{Decryption, Header, Manifest};
 use crate::backup::Backup;
-use crate::connection::{Conn, Endpoint};
+use crate::connection::{Conn, Endpoint, ServerInfo};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::journal::{FINGERPRINT_SCRIPT, Journal, journal_path};
@@ -37,7 +37,7 @@ use crate::load::{KeyCarry, Role, TargetFeatures, TtlMode, add_merge, add_record
 use crate::profile::Profile;
 use crate::profile::rewrite::Rewriter;
 use crate::progress::{Cancel, Progress};
-use crate::record::{Bytes, Expiry, KeyType, Record, printable};
+use crate::record::{Bytes, Expiry, KeyType, Record, Value, printable};
 use crate::remap::Remap;
 use crate::report::{
     Action, ActionCounts, KeyError, MAX_ERROR_SAMPLES, ProfileRestore, RestoreReport,
@@ -73,6 +73,9 @@ pub struct WriteOptions {
     /// `as_user` writes the user's records under another id.
     pub profile: Option<Arc<Profile>>,
     pub as_user: Option<String>,
+    /// Write what the target can hold and drop the rest (counted), instead
+    /// of refusing the restore.
+    pub drop_unsupported: bool,
 }
 
 impl WriteOptions {
@@ -98,6 +101,7 @@ impl Default for WriteOptions {
             batch_bytes: 8 << 20,
             profile: None,
             as_user: None,
+            drop_unsupported: false,
         }
     }
 }
@@ -140,6 +144,8 @@ pub struct Plan {
     pub actions: ActionCounts,
     /// What the profile did to the records (user archives).
     pub profile: Option<ProfileRestore>,
+    /// Hash field expiries the target cannot hold, dropped on request.
+    pub dropped_field_expiries: u64,
     /// The decision for each key, in archive order: perform follows it.
     decisions: Vec<Action>,
     /// The pre-restore backup, complete but not yet in place: perform
@@ -156,6 +162,7 @@ impl Plan {
     pub fn into_dry_run_report(self) -> RestoreReport {
         let mut report = RestoreReport::planned(self.source, self.target.display(), self.actions);
         report.profile = self.profile;
+        report.dropped_field_expiries = self.dropped_field_expiries;
         report
     }
 
@@ -214,6 +221,7 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
         encrypted: verified.encrypted,
         actions: planned.actions,
         profile: planned.profile,
+        dropped_field_expiries: planned.dropped_field_expiries,
         decisions: planned.decisions,
         backup: planned.backup,
         archive,
@@ -268,6 +276,7 @@ pub async fn perform(
     })?;
     let mut report = outcome.into_report(plan.source, target.display(), started);
     report.profile = plan.profile.take();
+    report.dropped_field_expiries = plan.dropped_field_expiries;
     report.backup = backup.as_ref().map(|p| p.display().to_string());
     report.rollback = backup.as_deref().map(rollback_command);
     Ok(report)
@@ -529,6 +538,28 @@ pub struct Planner<'p> {
     backup_to: Option<(PathBuf, String)>,
     backup: Option<Backup>,
     progress: &'p dyn Progress,
+    /// The key whose records are being read: its index in `decisions`,
+    /// and whether it is expired.
+    open_key: Option<(usize, bool)>,
+    /// Keys whose parts turned out void, with their type.
+    voided: Vec<(usize, KeyType)>,
+    /// What the archive needs of the target, checked at the end.
+    needs: Needs,
+    /// The target's version, for what it can hold.
+    server: Option<ServerInfo>,
+}
+
+/// What the archive holds that not every server can: hash field expiry,
+/// DUMP payloads (their RDB version, their module types).
+#[derive(Debug, Default)]
+struct Needs {
+    field_expiry_keys: u64,
+    field_expiries: u64,
+    field_expiry_example: Option<String>,
+    last_field_expiry_key: Option<usize>,
+    /// Per DUMP type name: the keys (their index in `decisions`), the
+    /// newest RDB version among them, and one key to name.
+    dumps: BTreeMap<String, (Vec<usize>, u16, String)>,
 }
 
 /// What planning produced.
@@ -537,6 +568,7 @@ pub struct Planned {
     pub target: Endpoint,
     pub actions: ActionCounts,
     pub profile: Option<ProfileRestore>,
+    pub dropped_field_expiries: u64,
     decisions: Vec<Action>,
     backup: Option<Backup>,
 }
@@ -576,6 +608,10 @@ impl<'p> Planner<'p> {
             backup_to: None,
             backup: None,
             progress,
+            open_key: None,
+            voided: Vec::new(),
+            needs: Needs::default(),
+            server: None,
         }
     }
 
@@ -593,6 +629,7 @@ impl<'p> Planner<'p> {
         // As connected: a cluster takes a default database as 0.
         self.target = conn.endpoint().clone();
         self.now_ms = self.handle.block_on(conn.time_ms())?;
+        self.server = Some(self.handle.block_on(conn.server_info())?);
         if let Some((dir, archive)) = &self.backup_to {
             let link = RestoreLink {
                 archive: archive.clone(),
@@ -611,6 +648,11 @@ impl<'p> Planner<'p> {
     pub fn finish(mut self) -> Result<Planned> {
         self.flush()?;
         self.settle()?;
+        for (index, t) in std::mem::take(&mut self.voided) {
+            let planned = std::mem::replace(&mut self.decisions[index], Action::Void);
+            self.actions.remove(t, planned);
+        }
+        let dropped_field_expiries = self.check_target()?;
         let conflicts = self.actions.total(Action::Conflict);
         if conflicts > 0 {
             return Err(Error::Conflict {
@@ -626,9 +668,90 @@ impl<'p> Planner<'p> {
             target: self.target,
             actions: self.actions,
             profile: self.profile,
+            dropped_field_expiries,
             decisions: self.decisions,
             backup: self.backup,
         })
+    }
+
+    /// Refuse an archive the target cannot hold, naming what and why; with
+    /// `drop_unsupported`, plan the keys it cannot load as unsupported and
+    /// return how many field expiries will be dropped.
+    fn check_target(&mut self) -> Result<u64> {
+        let Some(server) = self.server.clone() else {
+            return Ok(0);
+        };
+        let modules = if self.needs.dumps.is_empty() {
+            None
+        } else {
+            let conn = self
+                .conn
+                .as_mut()
+                .ok_or_else(|| Error::Internal("planning before connecting".into()))?;
+            self.handle.block_on(loaded_modules(conn))
+        };
+        let target = format!(
+            "{} ({} {})",
+            self.target.display(),
+            server.flavor,
+            server.version
+        );
+        let mut problems = Vec::new();
+        let mut dropped_field_expiries = 0;
+        let needs = &self.needs;
+        if needs.field_expiry_keys > 0
+            && self.write.ttl != TtlMode::None
+            && !TargetFeatures::of(&server).field_expiry
+        {
+            problems.push(format!(
+                "{} hash(es) with {} field(s) that expire on their own (e.g. \"{}\"), which needs Redis 7.4+ or Valkey 9.0+",
+                needs.field_expiry_keys,
+                needs.field_expiries,
+                needs.field_expiry_example.as_deref().unwrap_or_default()
+            ));
+            dropped_field_expiries = needs.field_expiries;
+        }
+        let mut unloadable = Vec::new();
+        for (type_name, (keys, rdb, example)) in &needs.dumps {
+            let why = match (server.rdb_version(), module_of(type_name), &modules) {
+                (Some(readable), _, _) if *rdb > readable => Some(format!(
+                    "DUMP payloads of RDB version {rdb}, newer than the {readable} it reads"
+                )),
+                (_, Some(module), Some(loaded))
+                    if !loaded.iter().any(|m| m.eq_ignore_ascii_case(module)) =>
+                {
+                    Some(format!("module {module}, which it has not loaded"))
+                }
+                (_, None, Some(loaded)) if loaded.is_empty() => {
+                    Some("a module, and it has none loaded".to_string())
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                problems.push(format!(
+                    "{} key(s) of type {type_name} (e.g. \"{example}\"), which need {why}",
+                    keys.len()
+                ));
+                unloadable.push(type_name.clone());
+            }
+        }
+        if problems.is_empty() {
+            return Ok(0);
+        }
+        if !self.write.drop_unsupported {
+            return Err(Error::TargetUnsupported {
+                target,
+                what: problems.join("; "),
+            });
+        }
+        for type_name in unloadable {
+            for &index in &self.needs.dumps[&type_name].0 {
+                let planned = std::mem::replace(&mut self.decisions[index], Action::Unsupported);
+                self.actions.remove(KeyType::Dump, planned);
+                self.actions.add(KeyType::Dump, Action::Unsupported);
+            }
+        }
+        Ok(dropped_field_expiries)
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -746,6 +869,19 @@ impl Visitor for Planner<'_> {
         if let Some(r) = self.rewriter.as_mut() {
             r.apply(&mut record)?;
         }
+        if record.void {
+            if let Some((index, _)) = self.open_key {
+                self.voided.push((index, record.key_type()));
+            }
+            return Ok(());
+        }
+        if record.part == 0 {
+            let expired = self.write.ttl.is_expired(record.expiry, self.now_ms);
+            self.open_key = Some((self.decisions.len(), expired));
+        }
+        if let Some((index, false)) = self.open_key {
+            self.needs.note(&record, index);
+        }
         if record.part != 0 {
             return Ok(());
         }
@@ -771,6 +907,79 @@ impl Visitor for Planner<'_> {
         }
         Ok(())
     }
+}
+
+impl Needs {
+    fn note(&mut self, record: &Record, index: usize) {
+        if !record.field_expiry.is_empty() {
+            if self.last_field_expiry_key.replace(index) != Some(index) {
+                self.field_expiry_keys += 1;
+            }
+            self.field_expiries += record.field_expiry.len() as u64;
+            self.field_expiry_example
+                .get_or_insert_with(|| printable(&record.key.0));
+        }
+        if let Value::Dump(dump) = &record.value {
+            let entry = self
+                .dumps
+                .entry(dump.type_name.clone())
+                .or_insert_with(|| (Vec::new(), 0, printable(&record.key.0)));
+            entry.0.push(index);
+            entry.1 = entry.1.max(dump.rdb_version);
+        }
+    }
+}
+
+/// Hash fields whose own expiry has passed are not written, as expired keys
+/// are not (and the target may not be able to expire them).
+fn drop_expired_fields(record: &mut Record, now_ms: i64) {
+    if !record.field_expiry.iter().any(|e| e.at_ms <= now_ms) {
+        return;
+    }
+    let Value::Hash(fields) = &mut record.value else {
+        return;
+    };
+    let gone: HashSet<Vec<u8>> = record
+        .field_expiry
+        .iter()
+        .filter(|e| e.at_ms <= now_ms)
+        .map(|e| e.field.0.clone())
+        .collect();
+    fields.retain(|(f, _)| !gone.contains(&f.0));
+    record.field_expiry.retain(|e| e.at_ms > now_ms);
+}
+
+/// The module that provides a type kept as a DUMP payload, for the types
+/// of the modules in common use (`TYPE` names the type, `MODULE LIST`
+/// names the module).
+fn module_of(type_name: &str) -> Option<&'static str> {
+    Some(match type_name {
+        "ReJSON-RL" => "ReJSON",
+        "MBbloom--" | "MBbloomCF" | "CMSk-TYPE" | "TopK-TYPE" | "TDIS-TYPE" => "bf",
+        "TSDB-TYPE" => "timeseries",
+        "vectorset" => "vectorset",
+        "graphdata" => "graph",
+        _ => return None,
+    })
+}
+
+/// The names of the modules the server has loaded; `None` when it will not
+/// say (an ACL without MODULE LIST), which is taken as "could be any".
+async fn loaded_modules(conn: &mut Conn) -> Option<Vec<String>> {
+    let reply: Reply = conn
+        .query(redis::cmd("MODULE").arg("LIST"), "reading MODULE LIST")
+        .await
+        .ok()?;
+    let mut names = Vec::new();
+    for module in crate::fetch::array_of(reply) {
+        let mut fields = crate::fetch::array_of(module).into_iter();
+        while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
+            if crate::fetch::bytes_of(k) == b"name" {
+                names.push(String::from_utf8_lossy(&crate::fetch::bytes_of(v)).into_owned());
+            }
+        }
+    }
+    Some(names)
 }
 
 /// What writing did.
@@ -806,6 +1015,7 @@ impl Outcome {
             backup: None,
             rollback: None,
             profile: None,
+            dropped_field_expiries: 0,
             redirects: self.redirects,
         }
     }
@@ -916,6 +1126,9 @@ impl Visitor for Applier<'_> {
             r.apply(&mut record)?;
         }
         rename(&self.write.remap, &mut record);
+        if self.write.ttl == TtlMode::Absolute {
+            drop_expired_fields(&mut record, self.now_ms);
+        }
         self.batch_bytes += record.value.approx_bytes();
         self.batch.push(record);
         if self.batch.len() >= self.write.batch_keys || self.batch_bytes >= self.write.batch_bytes {
@@ -1076,11 +1289,23 @@ impl<'p> Applier<'p> {
                     Action::Merge => add_merge(
                         &mut pipe,
                         record,
+                        ttl,
                         &self.features,
                         &mut current.carry,
                         &mut roles,
                     ),
-                    Action::Skip | Action::Expired | Action::Conflict => {}
+                    Action::Skip
+                    | Action::Expired
+                    | Action::Conflict
+                    | Action::Unsupported
+                    | Action::Void => {}
+                }
+                if record.void && current.touched {
+                    // A plan voids such a key before it is ever written.
+                    return Err(Error::Internal(format!(
+                        "a void record for {}, which is being written",
+                        printable(&record.key.0)
+                    )));
                 }
                 owners.extend(std::iter::repeat_n(current.seq, roles.len() - before));
             } else if record.part == 0 {
@@ -1197,6 +1422,7 @@ impl<'p> Applier<'p> {
                 .and_then(|c| c.failed.clone());
             match failures.get(&f.seq).cloned().or(carried) {
                 Some(reason) => self.outcome.fail(key, f.key_type, reason),
+                None if f.action == Action::Void => {}
                 None => {
                     self.outcome.done.add(f.key_type, f.action);
                     if matches!(f.action, Action::Create | Action::Overwrite) {

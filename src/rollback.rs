@@ -128,6 +128,7 @@ async fn run(
                 seconds: 0.0,
             },
             skipping: false,
+            reread: false,
             progress,
         };
         let source = ArchiveSource::File(options.backup.clone());
@@ -167,6 +168,8 @@ struct Rollbacker<'a> {
     report: RollbackReport,
     /// The current key is untouched: skip its continuation records.
     skipping: bool,
+    /// The last key's parts were void: its next first record replaces them.
+    reread: bool,
     progress: &'a dyn Progress,
 }
 
@@ -220,6 +223,14 @@ impl Visitor for Rollbacker<'_> {
     }
 
     fn record(&mut self, record: Record, _location: &Location) -> Result<()> {
+        if record.part == 0 && std::mem::take(&mut self.reread) {
+            if let Some(p) = self.batch.last_mut()
+                && p.records.is_empty()
+            {
+                p.records.push(record);
+                return Ok(());
+            }
+        }
         if record.part == 0 {
             let touched = match self.journal.as_mut() {
                 Some(j) => j.take_if(&record.key.0)?,
@@ -242,6 +253,15 @@ impl Visitor for Rollbacker<'_> {
         }
         if self.skipping {
             self.skipping = record.more;
+            return Ok(());
+        }
+        if record.void {
+            // The key changed while the backup read it; the backup holds
+            // it again next (or as absent): that copy replaces this one.
+            if let Some(p) = self.batch.last_mut() {
+                p.records.truncate(0);
+                self.reread = true;
+            }
             return Ok(());
         }
         // Continuation of a touched key: kept with its first record, so a
@@ -307,6 +327,8 @@ impl Rollbacker<'_> {
                     expiry: None,
                     part: 0,
                     more: false,
+                    field_expiry: Vec::new(),
+                    void: false,
                     value: Value::Absent(Default::default()),
                 }]
             } else {

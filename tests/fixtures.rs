@@ -125,7 +125,7 @@ fn future_schema_names_both_versions() {
     rejected(
         "future-schema.tar.zst",
         8,
-        "schema_version 2, this program reads up to 1; upgrade `archive`",
+        "schema_version 3, this program reads up to 2; upgrade `archive`",
     );
 }
 

@@ -58,6 +58,8 @@ fn put_archive(
             expiry: None,
             part: 0,
             more: false,
+            field_expiry: Vec::new(),
+            void: false,
             value: Value::String("v".into()),
         })
         .unwrap();

@@ -100,6 +100,8 @@ fn dump_records_restore_with_their_ttl() {
             }),
             part: 0,
             more: false,
+            field_expiry: Vec::new(),
+            void: false,
             value: Value::Dump(DumpValue {
                 type_name: "ReJSON-RL".into(),
                 rdb_version,

@@ -80,7 +80,7 @@ fn inspect_shows_the_manifest() {
         .ok()
         .json();
     assert_eq!(json["format"], "redis-archive");
-    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["schema_version"], 2);
     assert_eq!(json["source"]["port"], src.port);
     assert_eq!(json["source"]["server"]["flavor"], "redis");
     assert_eq!(json["selection"]["match"][0], "str:*");

@@ -16,11 +16,11 @@ use sha2::{Digest, Sha256};
 use crate::connection::{Address, ServerInfo};
 use crate::keyspace::Selection;
 use crate::profile::ProfileScope;
-use crate::record::KeyType;
+use crate::record::{KeyType, Record};
 
 pub const FORMAT_NAME: &str = "redis-archive";
 /// The record layout and manifest version this program writes.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 /// The oldest schema_version this program still reads.
 pub const OLDEST_SCHEMA_VERSION: u64 = 1;
 
@@ -211,17 +211,35 @@ pub struct Counts {
     /// they were read; not in the archive.
     #[serde(default)]
     pub vanished: u64,
+    /// Keys whose parts were voided because the key changed while it was
+    /// being read (a whole copy may follow); not counted in `keys`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub voided: u64,
+    /// Hash fields that carry their own expiry.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub field_expiries: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Counts {
-    pub fn add(&mut self, t: KeyType, first_part: bool) {
-        let c = self.by_type.entry(t).or_default();
+    /// Count one record as it is written or read: a key at its first part,
+    /// taken back out at a void last part.
+    pub fn add(&mut self, record: &Record) {
+        let c = self.by_type.entry(record.key_type()).or_default();
         c.records += 1;
         self.records += 1;
-        if first_part {
+        if record.void {
+            c.keys = c.keys.saturating_sub(1);
+            self.keys = self.keys.saturating_sub(1);
+            self.voided += 1;
+        } else if record.part == 0 {
             c.keys += 1;
             self.keys += 1;
         }
+        self.field_expiries += record.field_expiry.len() as u64;
     }
 }
 
@@ -250,10 +268,15 @@ mod tests {
     use super::*;
 
     fn sample() -> Manifest {
+        use crate::record::Value;
         let mut counts = Counts::default();
-        counts.add(KeyType::Hash, true);
-        counts.add(KeyType::Hash, false);
-        counts.add(KeyType::String, true);
+        let hash = Record {
+            more: true,
+            ..Record::new("h".into(), Value::Hash(vec![]))
+        };
+        counts.add(&hash);
+        counts.add(&Record { part: 1, ..hash });
+        counts.add(&Record::new("s".into(), Value::String("v".into())));
         Manifest {
             header: Header::new(
                 ArchiveKind::Export,
@@ -293,7 +316,7 @@ mod tests {
     fn manifest_round_trips_and_is_flat() {
         let m = sample();
         let json = serde_json::to_value(&m).unwrap();
-        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["schema_version"], 2);
         assert_eq!(json["format"], "redis-archive");
         assert_eq!(
             json["host"],

@@ -815,7 +815,7 @@ fn read_entries(
                         .key(Some(&record.key.0)),
                 )?;
             }
-            seen.counts.add(record.key_type(), record.part == 0);
+            seen.counts.add(&record);
             visitor.record(record, &location)?;
         }
         let hashing = hashing.into_inner();

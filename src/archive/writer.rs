@@ -222,7 +222,7 @@ impl ArchiveWriter {
     pub fn write_record(&mut self, record: &Record) -> Result<()> {
         record.encode_into(&mut self.entry);
         self.entry_records += 1;
-        self.counts.add(record.key_type(), record.part == 0);
+        self.counts.add(record);
         if self.entry.len() >= ENTRY_TARGET_BYTES {
             self.close_entry()?;
         }

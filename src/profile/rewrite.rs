@@ -341,6 +341,8 @@ member = "user:{user}"
             expiry: None,
             part: 0,
             more: false,
+            field_expiry: Vec::new(),
+            void: false,
             value,
         }
     }

@@ -407,6 +407,8 @@ impl<'a> UserWalk<'a> {
                 expiry: None,
                 part: 0,
                 more: false,
+                field_expiry: Vec::new(),
+                void: false,
                 value,
             })
             .await

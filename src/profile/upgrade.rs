@@ -403,6 +403,8 @@ mod tests {
             expiry: None,
             part: 0,
             more: false,
+            field_expiry: Vec::new(),
+            void: false,
             value: Value::Hash(
                 fields
                     .iter()
@@ -462,6 +464,8 @@ mod tests {
             expiry: None,
             part: 0,
             more: false,
+            field_expiry: Vec::new(),
+            void: false,
             value: Value::String(r#"{"subscriptionStatus":"trial","theme":"dark"}"#.into()),
         };
         u.apply(&mut r, Some("user")).unwrap();
