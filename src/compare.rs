@@ -198,6 +198,8 @@ struct KeyState {
     /// A shared index of which the archive holds one user's members: only
     /// those are compared, not the key's length or expiry.
     partial: bool,
+    /// A stream's consumer groups: consumers and pending entries.
+    pel: crate::pel::PelCompare,
 }
 
 impl KeyState {
@@ -343,6 +345,7 @@ impl Checker<'_> {
         for ((index, check), reply) in plan.into_iter().zip(replies) {
             evaluate(&mut states[index], check, reply);
         }
+        self.pending_lookups(&mut states)?;
         if batch.last().is_some_and(|r| r.more) {
             self.current = states.pop();
         }
@@ -351,6 +354,25 @@ impl Checker<'_> {
         }
         self.progress
             .advance(batch.iter().filter(|r| r.part == 0).count() as u64);
+        Ok(())
+    }
+
+    /// Pending entries the target lacks differ only if the target's stream
+    /// has their message: one more round trip, only when there are such.
+    fn pending_lookups(&mut self, states: &mut [KeyState]) -> Result<()> {
+        let mut pipe = redis::pipe();
+        let mut plan = Vec::new();
+        for (index, state) in states.iter_mut().enumerate() {
+            let checks = crate::pel::add_lookups(&mut pipe, &state.key, &mut state.pel);
+            plan.extend(checks.into_iter().map(|c| (index, Check::Pel(c))));
+        }
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let replies = self.query(&mut pipe, "comparing pending entries")?;
+        for ((index, check), reply) in plan.into_iter().zip(replies) {
+            evaluate(&mut states[index], check, reply);
+        }
         Ok(())
     }
 
@@ -368,6 +390,7 @@ impl Checker<'_> {
             examples: Vec::new(),
             stream_meta: None,
             partial: self.shared.contains(&record.key.0),
+            pel: crate::pel::PelCompare::new(self.conn.as_ref().is_some_and(Conn::is_cluster)),
         };
         if matches!(record.expiry, Some(e) if e.at_ms <= self.now_ms) {
             self.result.expired += 1;
@@ -547,6 +570,8 @@ enum Check {
     Length,
     /// The stream's last id and consumer groups.
     StreamMeta,
+    /// Consumer groups: their consumers and pending entries.
+    Pel(crate::pel::PelCheck),
 }
 
 fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState) -> Vec<Check> {
@@ -613,9 +638,16 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
                     .arg(last.id.to_string());
                 checks.push(Check::StreamRange(chunk.entries.clone()));
             }
+            let pel = crate::pel::add_checks(pipe, key, &chunk.pending, &mut state.pel);
+            checks.extend(pel.into_iter().map(Check::Pel));
             if !record.more {
                 pipe.cmd("XINFO").arg("STREAM").arg(key);
                 checks.push(Check::StreamMeta);
+                if let Some(meta) = state.stream_meta.as_ref().filter(|_| !state.partial) {
+                    let groups =
+                        crate::pel::add_final_checks(pipe, key, &meta.groups, &mut state.pel);
+                    checks.extend(groups.into_iter().map(Check::Pel));
+                }
             }
         }
         Value::Dump(d) => {
@@ -733,6 +765,11 @@ fn evaluate(state: &mut KeyState, check: Check, reply: Reply) {
             };
             if len > state.total {
                 state.note(format!("the target has {} more", len - state.total));
+            }
+        }
+        Check::Pel(check) => {
+            for note in crate::pel::evaluate(&mut state.pel, check, reply) {
+                state.note(note);
             }
         }
         Check::StreamMeta => {

@@ -180,6 +180,8 @@ enum Resume {
         from: StreamId,
         last: StreamId,
     },
+    /// A stream's consumer groups' pending entries, after its entries.
+    Pending(crate::pel::Cursor),
 }
 
 /// What went wrong with one key.
@@ -440,6 +442,7 @@ impl Fetcher {
                     Value::Stream(StreamChunk {
                         meta: Some(meta),
                         entries,
+                        pending: Vec::new(),
                     }),
                     resume,
                 )
@@ -467,7 +470,27 @@ impl Fetcher {
     }
 
     /// Send a key's first record, then read and send the rest of it.
-    async fn emit_key(&mut self, first: Record, mut resume: Resume) -> Result<()> {
+    async fn emit_key(&mut self, mut first: Record, resume: Resume) -> Result<()> {
+        // A stream's consumers go in its first record; its groups' pending
+        // entries are read after its entries.
+        let entries_done = matches!(resume, Resume::Done);
+        let n = self.chunks.first_elements;
+        let mut pending = match &mut first.value {
+            Value::Stream(chunk) => {
+                match crate::pel::read_groups(&mut self.conn, &first.key.0, chunk, entries_done, n)
+                    .await?
+                {
+                    Ok(cursor) => cursor,
+                    Err(reason) => {
+                        let reason = format!("changed while being read: {reason}");
+                        self.stats.fail(&first.key.0, KeyType::Stream, reason);
+                        return Ok(());
+                    }
+                }
+            }
+            _ => None,
+        };
+        let mut resume = then_pending(resume, &mut pending);
         let key = first.key.clone();
         let key_type = first.key_type();
         let mut part = 0;
@@ -483,6 +506,7 @@ impl Fetcher {
                 // moment it changed, like any live read.
                 Err(reason) => {
                     complete = false;
+                    pending = None;
                     self.stats.fail(
                         &key.0,
                         key_type,
@@ -491,7 +515,7 @@ impl Fetcher {
                     (empty_value(key_type), Resume::Done)
                 }
             };
-            resume = next;
+            resume = then_pending(next, &mut pending);
             let more = !matches!(resume, Resume::Done);
             self.send_pieces(&key, &mut part, None, value, more).await?;
         }
@@ -573,8 +597,20 @@ impl Fetcher {
                     Value::Stream(StreamChunk {
                         meta: None,
                         entries,
+                        pending: Vec::new(),
                     }),
                     resume,
+                ))
+            }
+            Resume::Pending(cursor) => {
+                let (pending, next) = crate::pel::read_page(&mut self.conn, key, cursor, n).await?;
+                Ok((
+                    Value::Stream(StreamChunk {
+                        meta: None,
+                        entries: Vec::new(),
+                        pending,
+                    }),
+                    next.map_or(Resume::Done, Resume::Pending),
                 ))
             }
         }
@@ -653,7 +689,7 @@ fn ok(reply: Reply) -> std::result::Result<Reply, KeyFault> {
     }
 }
 
-fn parse_time(reply: Option<Reply>) -> std::result::Result<i64, String> {
+pub(crate) fn parse_time(reply: Option<Reply>) -> std::result::Result<i64, String> {
     let items = array_of(reply.unwrap_or(Reply::Nil));
     let num = |v: Option<&Reply>| -> Option<i64> {
         std::str::from_utf8(&bytes_of(v?.clone()))
@@ -664,6 +700,17 @@ fn parse_time(reply: Option<Reply>) -> std::result::Result<i64, String> {
     match (num(items.first()), num(items.get(1))) {
         (Some(s), Some(us)) => Ok(s * 1000 + us / 1000),
         _ => Err("TIME returned an unexpected reply".into()),
+    }
+}
+
+/// Once a stream's entries are read, its pending entries, if it has some.
+fn then_pending(resume: Resume, pending: &mut Option<crate::pel::Cursor>) -> Resume {
+    match (resume, pending.take()) {
+        (Resume::Done, Some(cursor)) => Resume::Pending(cursor),
+        (resume, cursor) => {
+            *pending = cursor;
+            resume
+        }
     }
 }
 
@@ -685,6 +732,7 @@ pub(crate) fn empty_value(t: KeyType) -> Value {
         KeyType::Stream => Value::Stream(StreamChunk {
             meta: None,
             entries: Vec::new(),
+            pending: Vec::new(),
         }),
         KeyType::Absent => Value::Absent(Default::default()),
         KeyType::Dump => Value::Dump(DumpValue {
@@ -750,7 +798,7 @@ fn pairs(items: Vec<Reply>) -> impl Iterator<Item = (Bytes, Bytes)> {
 }
 
 /// Field/value pairs of an XINFO reply (flat in RESP2, a map in RESP3).
-fn info_fields(reply: Reply) -> Vec<(String, Reply)> {
+pub(crate) fn info_fields(reply: Reply) -> Vec<(String, Reply)> {
     let mut it = array_of(reply).into_iter();
     let mut out = Vec::new();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -759,11 +807,11 @@ fn info_fields(reply: Reply) -> Vec<(String, Reply)> {
     out
 }
 
-fn stream_id_of(reply: &Reply) -> Option<StreamId> {
+pub(crate) fn stream_id_of(reply: &Reply) -> Option<StreamId> {
     StreamId::parse(std::str::from_utf8(&bytes_of(reply.clone())).ok()?)
 }
 
-fn u64_of(reply: &Reply) -> Option<u64> {
+pub(crate) fn u64_of(reply: &Reply) -> Option<u64> {
     match reply {
         Reply::Int(i) if *i >= 0 => Some(*i as u64),
         Reply::Nil => None,
@@ -818,6 +866,7 @@ fn stream_groups(reply: Reply) -> std::result::Result<Vec<ConsumerGroup>, String
                 name,
                 last_delivered_id,
                 entries_read,
+                consumers: Vec::new(),
             }),
             _ => return Err("XINFO GROUPS reply lacks name or last-delivered-id".into()),
         }

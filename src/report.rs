@@ -171,6 +171,11 @@ pub struct RestoreReport {
     /// slots were moving.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redirects: u64,
+    /// Pending entries of consumer groups that could not be restored
+    /// because their message is no longer in the stream (deleted or
+    /// trimmed): XCLAIM cannot create them.
+    #[serde(default)]
+    pub pending_not_restored: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -212,6 +217,7 @@ impl RestoreReport {
             rollback: None,
             profile: None,
             redirects: 0,
+            pending_not_restored: 0,
         }
     }
 
