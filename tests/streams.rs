@@ -529,3 +529,81 @@ fn entries_after_pending_entries_are_refused() {
         out.stdout_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_pages_read_every_pending_entry_exactly_once() {
+    use redis_archive::archive::Destination;
+    use redis_archive::connection::{Endpoint, Side, Timeouts};
+    use redis_archive::export::{ExportOptions, export};
+    use redis_archive::fetch::ChunkSizes;
+    use redis_archive::keyspace::Selection;
+    use redis_archive::progress::Silent;
+
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let mut c = src.conn();
+    // A stream small enough for one first read, and one that is not; each
+    // with two groups whose PELs span many pages.
+    for (key, n) in [("small", 40), ("large", 700)] {
+        let mut pipe = redis::pipe();
+        for i in 1..=n {
+            pipe.cmd("XADD")
+                .arg(key)
+                .arg(format!("{i}-1"))
+                .arg("i")
+                .arg(i)
+                .ignore();
+        }
+        for group in ["a", "b"] {
+            pipe.cmd("XGROUP")
+                .arg("CREATE")
+                .arg(key)
+                .arg(group)
+                .arg("0")
+                .ignore();
+            for consumer in ["x", "y", "z"] {
+                pipe.cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(group)
+                    .arg(consumer)
+                    .arg("COUNT")
+                    .arg(n / 4)
+                    .arg("STREAMS")
+                    .arg(key)
+                    .arg(">")
+                    .ignore();
+            }
+        }
+        pipe.query::<()>(&mut c).unwrap();
+    }
+    load_job_queue(&mut c, "jobs");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.tar.zst");
+    let source =
+        Endpoint::resolve(&src.url(), None, None, Side::Source, Timeouts::default()).unwrap();
+    let mut options = ExportOptions::new(
+        source,
+        Destination::File(file.clone()),
+        Selection::default(),
+    );
+    options.chunks = ChunkSizes {
+        first_string_bytes: 64,
+        string_bytes: 64,
+        first_elements: 7,
+        elements: 16,
+    };
+    let report = export(options, &Silent).await.unwrap();
+    assert_eq!(report.errors, 0);
+    assert!(report.records > 100, "{} records", report.records);
+
+    let restored = tokio::task::spawn_blocking(move || {
+        let report = restore(&dst, &file, &["--json"]).ok().json();
+        (dst, report)
+    })
+    .await
+    .unwrap();
+    let (dst, report) = restored;
+    assert_eq!(report["pending_not_restored"], 1, "{report}");
+    assert_same_db(&mut src.conn(), &mut dst.conn(), 0);
+}
