@@ -45,7 +45,7 @@ use crate::record::{
 
 /// Reads of one page whose clock reads fell in different milliseconds,
 /// before the delivery times are taken within a millisecond.
-pub const CLOCK_TRIES: usize = 8;
+pub const CLOCK_TRIES: usize = 20;
 
 /// Ids per XCLAIM.
 const CLAIM_IDS: usize = 256;
