@@ -391,9 +391,21 @@ fn merge_adds_groups_the_target_lacks_and_leaves_its_own_alone() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("m.tar.zst");
     export(&src, &file, &[]).ok();
-    let report = restore(&dst, &file, &["--mode", "merge", "--json"])
-        .ok()
-        .json();
+    let before = dst.snapshot();
+    let backups = dir.path().join("backups");
+    let report = restore(
+        &dst,
+        &file,
+        &[
+            "--mode",
+            "merge",
+            "--backup-dir",
+            backups.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
     assert_eq!(report["errors"], 0, "{report}");
     // Every audit entry's message is in the merged stream (1-0 the target's
     // own, the others added by the merge): all of them come over.
@@ -437,6 +449,75 @@ fn merge_adds_groups_the_target_lacks_and_leaves_its_own_alone() {
     assert_eq!(mine.len(), 1, "{mine:?}");
     assert_eq!(mine[0].2, b"mine");
     assert_eq!(report["pending_not_restored"], 0, "{report}");
+
+    // And the merge is undone exactly.
+    let backup = report["backup"].as_str().unwrap().to_string();
+    run(&["rollback", &backup, "--yes"]).ok();
+    assert_eq!(dst.snapshot(), before);
+}
+
+#[test]
+fn in_a_cluster_pending_entries_are_read_on_their_own_node() {
+    // Pre-restore backups and compare read a cluster through its router:
+    // the clock that dates pending entries must be the key's own node's.
+    let cluster = RedisCluster::start();
+    let src = RedisServer::start();
+    load_job_queue(&mut src.conn(), "stream:jobs");
+    let mut node = cluster.nodes[cluster.owner(b"stream:jobs")].conn();
+    load_job_queue(&mut node, "stream:jobs");
+    let _: Value = redis::pipe()
+        .cmd("XACK")
+        .arg("stream:jobs")
+        .arg("audit")
+        .arg("1-0")
+        .cmd("XCLAIM")
+        .arg("stream:jobs")
+        .arg("workers")
+        .arg("other")
+        .arg(0)
+        .arg("4-0")
+        .arg("IDLE")
+        .arg(5_000)
+        .query(&mut node)
+        .unwrap();
+    let before = cluster.snapshot();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.tar.zst");
+    export(&src, &file, &[]).ok();
+    let backups = dir.path().join("backups");
+    let report = restore_url(
+        &cluster.url(),
+        &file,
+        &[
+            "--mode",
+            "overwrite",
+            "--backup-dir",
+            backups.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(report["pending_not_restored"], 1, "{report}");
+    assert_eq!(
+        cluster.snapshot()[b"stream:jobs".as_slice()],
+        src.snapshot()[b"stream:jobs".as_slice()]
+    );
+    let url = cluster.url();
+    let same = run(&[
+        "compare",
+        file.to_str().unwrap(),
+        "--target",
+        &url,
+        "--json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(same["differences"], 0, "{same}");
+
+    let backup = report["backup"].as_str().unwrap().to_string();
+    run(&["rollback", &backup, "--yes"]).ok();
+    assert_eq!(cluster.snapshot(), before, "rollback in a cluster is exact");
 }
 
 #[test]
