@@ -451,6 +451,8 @@ impl Checker<'_> {
             };
             let detail = if matches!(state.key_type, KeyType::String | KeyType::Dump) {
                 "the value differs".to_string()
+            } else if state.pel.differences() > 0 {
+                crate::pel::detail(state.differing, state.total, state.pel.differences())
             } else {
                 format!("{} of {} {unit} differ", state.differing, state.total)
             };

@@ -454,6 +454,8 @@ pub(crate) struct PelCompare {
     /// Pending entries the target lacks: differences only if the target's
     /// stream has their message (one that is gone cannot be restored).
     missing: Vec<(Bytes, StreamId)>,
+    /// Differences found in the groups so far.
+    differences: u64,
 }
 
 impl PelCompare {
@@ -462,6 +464,26 @@ impl PelCompare {
             cluster,
             ..PelCompare::default()
         }
+    }
+
+    /// Differences in groups, consumers and pending entries.
+    pub(crate) fn differences(&self) -> u64 {
+        self.differences
+    }
+}
+
+/// A stream's difference in a sentence, when its groups differ:
+/// `differing` counts every difference, `groups` those in its groups.
+pub(crate) fn detail(differing: u64, entries: u64, groups: u64) -> String {
+    let in_entries = differing.saturating_sub(groups);
+    let in_groups = format!(
+        "{groups} difference{} in consumer groups",
+        if groups == 1 { "" } else { "s" }
+    );
+    if in_entries == 0 {
+        in_groups
+    } else {
+        format!("{in_entries} of {entries} entries differ, and {in_groups}")
     }
 }
 
@@ -591,6 +613,12 @@ fn name(bytes: &[u8]) -> String {
 
 /// Judge one reply; returns what differs.
 pub(crate) fn evaluate(state: &mut PelCompare, check: PelCheck, reply: Reply) -> Vec<String> {
+    let notes = judge(state, check, reply);
+    state.differences += notes.len() as u64;
+    notes
+}
+
+fn judge(state: &mut PelCompare, check: PelCheck, reply: Reply) -> Vec<String> {
     let mut notes = Vec::new();
     match check {
         PelCheck::Clock => state.clock = parse_time(Some(reply)).ok(),
