@@ -5,7 +5,9 @@
 //! first, then each record's chunk against the same part of the target
 //! value (GETRANGE, HMGET, SMISMEMBER, ZMSCORE, LRANGE, XRANGE) and, at a
 //! key's last record, the target's length, so extra fields or members show
-//! too. Neither side is ever loaded whole.
+//! too. A stream's pending entries are checked against XPENDING over the
+//! same ids, and at its last record its groups and consumers (see `pel`).
+//! Neither side is ever loaded whole.
 //!
 //! Keys the target has and the archive lacks are found afterwards by a SCAN
 //! of the target limited to the archive's selection. To know which keys the
