@@ -123,6 +123,7 @@ fn records() -> Vec<Record> {
                         name: "readers".into(),
                         last_delivered_id: StreamId { ms: 1, seq: 1 },
                         entries_read: Some(1),
+                        consumers: Vec::new(),
                     }],
                 }),
                 entries: vec![
@@ -135,6 +136,7 @@ fn records() -> Vec<Record> {
                         fields: vec![("a".into(), bin.clone())],
                     },
                 ],
+                pending: Vec::new(),
             }),
         ),
         record("empty", Value::String("".into())),

@@ -5,7 +5,9 @@
 //! first, then each record's chunk against the same part of the target
 //! value (GETRANGE, HMGET, SMISMEMBER, ZMSCORE, LRANGE, XRANGE) and, at a
 //! key's last record, the target's length, so extra fields or members show
-//! too. Neither side is ever loaded whole.
+//! too. A stream's pending entries are checked against XPENDING over the
+//! same ids, and at its last record its groups and consumers (see `pel`).
+//! Neither side is ever loaded whole.
 //!
 //! Keys the target has and the archive lacks are found afterwards by a SCAN
 //! of the target limited to the archive's selection. To know which keys the
@@ -213,6 +215,8 @@ struct KeyState {
     void: bool,
     /// How hash field expiry is compared, with the tolerance and the clock.
     fields: FieldExpiryCheck,
+    /// A stream's consumer groups: consumers and pending entries.
+    pel: crate::pel::PelCompare,
 }
 
 /// How hash field expiry is compared on this target.
@@ -379,6 +383,7 @@ impl Checker<'_> {
         for ((index, check), reply) in plan.into_iter().zip(replies) {
             evaluate(&mut states[index], check, reply);
         }
+        self.pending_lookups(&mut states)?;
         if batch.last().is_some_and(|r| r.more) {
             self.current = states.pop();
         }
@@ -387,6 +392,25 @@ impl Checker<'_> {
         }
         self.progress
             .advance(batch.iter().filter(|r| r.part == 0).count() as u64);
+        Ok(())
+    }
+
+    /// Pending entries the target lacks differ only if the target's stream
+    /// has their message: one more round trip, only when there are such.
+    fn pending_lookups(&mut self, states: &mut [KeyState]) -> Result<()> {
+        let mut pipe = redis::pipe();
+        let mut plan = Vec::new();
+        for (index, state) in states.iter_mut().enumerate() {
+            let checks = crate::pel::add_lookups(&mut pipe, &state.key, &mut state.pel);
+            plan.extend(checks.into_iter().map(|c| (index, Check::Pel(c))));
+        }
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let replies = self.query(&mut pipe, "comparing pending entries")?;
+        for ((index, check), reply) in plan.into_iter().zip(replies) {
+            evaluate(&mut states[index], check, reply);
+        }
         Ok(())
     }
 
@@ -409,6 +433,7 @@ impl Checker<'_> {
             early: None,
             void: false,
             fields: self.fields,
+            pel: crate::pel::PelCompare::new(self.conn.as_ref().is_some_and(Conn::is_cluster)),
         };
         if matches!(record.expiry, Some(e) if e.at_ms <= self.now_ms) {
             state.expired = true;
@@ -481,6 +506,8 @@ impl Checker<'_> {
             };
             let detail = if matches!(state.key_type, KeyType::String | KeyType::Dump) {
                 "the value differs".to_string()
+            } else if state.pel.differences() > 0 {
+                crate::pel::detail(state.differing, state.total, state.pel.differences())
             } else {
                 format!("{} of {} {unit} differ", state.differing, state.total)
             };
@@ -602,6 +629,8 @@ enum Check {
     Length,
     /// The stream's last id and consumer groups.
     StreamMeta,
+    /// Consumer groups: their consumers and pending entries.
+    Pel(crate::pel::PelCheck),
 }
 
 fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState) -> Vec<Check> {
@@ -704,9 +733,16 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
                     .arg(last.id.to_string());
                 checks.push(Check::StreamRange(chunk.entries.clone()));
             }
+            let pel = crate::pel::add_checks(pipe, key, &chunk.pending, &mut state.pel);
+            checks.extend(pel.into_iter().map(Check::Pel));
             if !record.more {
                 pipe.cmd("XINFO").arg("STREAM").arg(key);
                 checks.push(Check::StreamMeta);
+                if let Some(meta) = state.stream_meta.as_ref().filter(|_| !state.partial) {
+                    let groups =
+                        crate::pel::add_final_checks(pipe, key, &meta.groups, &mut state.pel);
+                    checks.extend(groups.into_iter().map(Check::Pel));
+                }
             }
         }
         Value::Dump(d) => {
@@ -850,6 +886,11 @@ fn evaluate(state: &mut KeyState, check: Check, reply: Reply) {
             };
             if len > state.total {
                 state.note(format!("the target has {} more", len - state.total));
+            }
+        }
+        Check::Pel(check) => {
+            for note in crate::pel::evaluate(&mut state.pel, check, reply) {
+                state.note(note);
             }
         }
         Check::StreamMeta => {

@@ -194,6 +194,8 @@ enum Resume {
         from: StreamId,
         last: StreamId,
     },
+    /// A stream's consumer groups' pending entries, after its entries.
+    Pending(crate::pel::Cursor),
 }
 
 /// What went wrong with one key.
@@ -298,7 +300,9 @@ impl Fetcher {
             let pttl = replies.next().unwrap_or(Reply::Nil);
             let parts: Vec<Reply> = replies.by_ref().take(first.replies()).collect();
             match self.first_record(&key, type_name.clone(), &first, pttl, parts, now_ms) {
-                Ok((record, Resume::Done)) => read.push(Ok(record)),
+                // A stream with consumer groups is read on (consumers,
+                // pending entries): as one version too.
+                Ok((record, Resume::Done)) if !has_groups(&record) => read.push(Ok(record)),
                 // Read again from the start under WATCH, so that only a
                 // whole, unchanged version of it reaches the archive.
                 Ok(_) => read.push(Err((key, t, type_name))),
@@ -402,6 +406,23 @@ impl Fetcher {
             if self.field_expiry {
                 self.add_field_expiry(&mut [&mut first]).await?;
             }
+            // A stream's consumers go in its first record; its groups'
+            // pending entries are read after its entries.
+            let mut pending = None;
+            if let Value::Stream(chunk) = &mut first.value {
+                let n = self.chunks.first_elements;
+                let entries_done = matches!(resume, Resume::Done);
+                match crate::pel::read_groups(&mut self.conn, &key, chunk, entries_done, n).await? {
+                    Ok(cursor) => pending = cursor,
+                    Err(_) => {
+                        // Changed before anything was sent: read it again.
+                        self.unwatch(&key).await;
+                        self.stats.changed += 1;
+                        continue;
+                    }
+                }
+            }
+            let resume = then_pending(resume, &mut pending);
             let key_bytes = Bytes(key.clone());
             let mut resume = resume;
             let mut part = 0;
@@ -422,7 +443,7 @@ impl Fetcher {
                     .await
                 {
                     Ok((value, field_expiry, next)) => {
-                        resume = next;
+                        resume = then_pending(next, &mut pending);
                         let more = !matches!(resume, Resume::Done);
                         self.send_pieces(&key_bytes, &mut part, None, value, field_expiry, more)
                             .await?;
@@ -708,6 +729,7 @@ impl Fetcher {
                     Value::Stream(StreamChunk {
                         meta: Some(meta),
                         entries,
+                        pending: Vec::new(),
                     }),
                     resume,
                 )
@@ -828,9 +850,22 @@ impl Fetcher {
                     Value::Stream(StreamChunk {
                         meta: None,
                         entries,
+                        pending: Vec::new(),
                     }),
                     Vec::new(),
                     resume,
+                ))
+            }
+            Resume::Pending(cursor) => {
+                let (pending, next) = crate::pel::read_page(&mut self.conn, key, cursor, n).await?;
+                Ok((
+                    Value::Stream(StreamChunk {
+                        meta: None,
+                        entries: Vec::new(),
+                        pending,
+                    }),
+                    Vec::new(),
+                    next.map_or(Resume::Done, Resume::Pending),
                 ))
             }
         }
@@ -987,7 +1022,7 @@ fn ok(reply: Reply) -> std::result::Result<Reply, KeyFault> {
     }
 }
 
-fn parse_time(reply: Option<Reply>) -> std::result::Result<i64, String> {
+pub(crate) fn parse_time(reply: Option<Reply>) -> std::result::Result<i64, String> {
     let items = array_of(reply.unwrap_or(Reply::Nil));
     let num = |v: Option<&Reply>| -> Option<i64> {
         std::str::from_utf8(&bytes_of(v?.clone()))
@@ -998,6 +1033,23 @@ fn parse_time(reply: Option<Reply>) -> std::result::Result<i64, String> {
     match (num(items.first()), num(items.get(1))) {
         (Some(s), Some(us)) => Ok(s * 1000 + us / 1000),
         _ => Err("TIME returned an unexpected reply".into()),
+    }
+}
+
+/// A stream with consumer groups, whose consumers and pending entries are
+/// read after its first record.
+fn has_groups(record: &Record) -> bool {
+    matches!(&record.value, Value::Stream(c) if c.meta.as_ref().is_some_and(|m| !m.groups.is_empty()))
+}
+
+/// Once a stream's entries are read, its pending entries, if it has some.
+fn then_pending(resume: Resume, pending: &mut Option<crate::pel::Cursor>) -> Resume {
+    match (resume, pending.take()) {
+        (Resume::Done, Some(cursor)) => Resume::Pending(cursor),
+        (resume, cursor) => {
+            *pending = cursor;
+            resume
+        }
     }
 }
 
@@ -1019,6 +1071,7 @@ pub(crate) fn empty_value(t: KeyType) -> Value {
         KeyType::Stream => Value::Stream(StreamChunk {
             meta: None,
             entries: Vec::new(),
+            pending: Vec::new(),
         }),
         KeyType::Absent => Value::Absent(Default::default()),
         KeyType::Dump => Value::Dump(DumpValue {
@@ -1084,7 +1137,7 @@ fn pairs(items: Vec<Reply>) -> impl Iterator<Item = (Bytes, Bytes)> {
 }
 
 /// Field/value pairs of an XINFO reply (flat in RESP2, a map in RESP3).
-fn info_fields(reply: Reply) -> Vec<(String, Reply)> {
+pub(crate) fn info_fields(reply: Reply) -> Vec<(String, Reply)> {
     let mut it = array_of(reply).into_iter();
     let mut out = Vec::new();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -1093,11 +1146,11 @@ fn info_fields(reply: Reply) -> Vec<(String, Reply)> {
     out
 }
 
-fn stream_id_of(reply: &Reply) -> Option<StreamId> {
+pub(crate) fn stream_id_of(reply: &Reply) -> Option<StreamId> {
     StreamId::parse(std::str::from_utf8(&bytes_of(reply.clone())).ok()?)
 }
 
-fn u64_of(reply: &Reply) -> Option<u64> {
+pub(crate) fn u64_of(reply: &Reply) -> Option<u64> {
     match reply {
         Reply::Int(i) if *i >= 0 => Some(*i as u64),
         Reply::Nil => None,
@@ -1152,6 +1205,7 @@ fn stream_groups(reply: Reply) -> std::result::Result<Vec<ConsumerGroup>, String
                 name,
                 last_delivered_id,
                 entries_read,
+                consumers: Vec::new(),
             }),
             _ => return Err("XINFO GROUPS reply lacks name or last-delivered-id".into()),
         }

@@ -53,6 +53,7 @@ pub mod journal;
 pub mod keyspace;
 pub mod load;
 pub mod partial;
+pub mod pel;
 pub mod profile;
 pub mod progress;
 pub mod prune;

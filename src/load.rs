@@ -3,7 +3,9 @@
 //! A key is written as: clear it (DEL, or SET/RESTORE which replace), add
 //! each record's chunk (APPEND, HSET, RPUSH, SADD, ZADD, XADD), then, after
 //! its last record, the key-wide state: expiry, and for a stream its last
-//! id, counters and consumer groups. Clearing first makes the write exact
+//! id, counters and consumer groups with their consumers (a stream with
+//! pending entries gets these once its entries are in, before the first
+//! XCLAIM: see `pel`). Clearing first makes the write exact
 //! (no leftover fields from an older value) and makes a repeated record of
 //! the same key harmless.
 
@@ -11,7 +13,9 @@ use redis::Pipeline;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::ServerInfo;
-use crate::record::{ConsumerGroup, Expiry, FieldExpiry, Record, StreamMeta, Value, format_score};
+use crate::record::{
+    Bytes, ConsumerGroup, Expiry, FieldExpiry, Record, StreamMeta, Value, format_score,
+};
 
 /// Placeholder group used to create an empty stream; destroyed at once.
 const TEMP_GROUP: &str = "__archive_restore_tmp__";
@@ -59,6 +63,9 @@ impl TargetFeatures {
 pub struct KeyCarry {
     expiry: Option<Expiry>,
     stream_meta: Option<StreamMeta>,
+    /// Merge: groups whose pending entries follow, marked until the key's
+    /// last record (see `pel`).
+    marked_groups: Vec<Bytes>,
 }
 
 /// What a command's reply means for its key.
@@ -73,6 +80,9 @@ pub enum Role {
     StreamAdd,
     /// XGROUP CREATE in a merge: a group the target already has is kept.
     Group,
+    /// XCLAIM of this many pending entries: those it does not claim (their
+    /// message is not in the stream) are counted, not an error.
+    Claim(usize),
 }
 
 /// Adds members the target lacks to a list, leaving what it has alone.
@@ -140,7 +150,7 @@ pub fn add_record(
     if first {
         *carry = KeyCarry {
             expiry: record.expiry,
-            stream_meta: None,
+            ..KeyCarry::default()
         };
     }
     let n = roles;
@@ -225,6 +235,15 @@ pub fn add_record(
                         c.arg(entry.id.to_string());
                         for (f, v) in &entry.fields {
                             c.arg(&f.0[..]).arg(&v.0[..]);
+                        }
+                    }
+                    if !chunk.pending.is_empty() {
+                        // The entries are all in: the groups come first.
+                        if let Some(meta) = carry.stream_meta.take() {
+                            add_stream_meta(pipe, key, &meta, features, n);
+                        }
+                        for run in &chunk.pending {
+                            crate::pel::add_claims(pipe, key, run, n);
                         }
                     }
                 }
@@ -320,6 +339,19 @@ pub fn add_merge(
                 }
                 roles.push(Role::StreamAdd);
             }
+            if !chunk.pending.is_empty() {
+                // Groups the target lacks are created (marked) before their
+                // pending entries are claimed.
+                if let Some(meta) = carry.stream_meta.take() {
+                    for group in &meta.groups {
+                        crate::pel::add_merge_group(pipe, key, group, features, true, roles);
+                        carry.marked_groups.push(group.name.clone());
+                    }
+                }
+                for run in &chunk.pending {
+                    crate::pel::add_merge_claims(pipe, key, run, roles);
+                }
+            }
         }
         _ => {}
     }
@@ -327,9 +359,16 @@ pub fn add_merge(
         && let Some(meta) = carry.stream_meta.take()
     {
         for group in &meta.groups {
-            add_group(pipe, key, group, features);
-            roles.push(Role::Group);
+            if group.consumers.is_empty() {
+                add_group(pipe, key, group, features);
+                roles.push(Role::Group);
+            } else {
+                crate::pel::add_merge_group(pipe, key, group, features, false, roles);
+            }
         }
+    }
+    if !record.more && !carry.marked_groups.is_empty() {
+        crate::pel::add_merge_unmark(pipe, key, &carry.marked_groups, roles);
     }
 }
 
@@ -368,19 +407,7 @@ fn finish_key(
     roles: &mut Vec<Role>,
 ) {
     if let Some(meta) = carry.stream_meta {
-        let c = pipe.cmd("XSETID").arg(key).arg(meta.last_id.to_string());
-        if features.stream_v7
-            && let Some(added) = meta.entries_added
-        {
-            c.arg("ENTRIESADDED").arg(added);
-            c.arg("MAXDELETEDID")
-                .arg(meta.max_deleted_id.unwrap_or_default().to_string());
-        }
-        roles.push(Role::Write);
-        for group in &meta.groups {
-            add_group(pipe, key, group, features);
-            roles.push(Role::Write);
-        }
+        add_stream_meta(pipe, key, &meta, features, roles);
     }
     match (ttl, carry.expiry) {
         (TtlMode::Absolute, Some(e)) => {
@@ -392,5 +419,30 @@ fn finish_key(
             roles.push(Role::Write);
         }
         _ => {}
+    }
+}
+
+/// A stream's last id, counters, groups and consumers, once its entries
+/// are all in (pending entries, if any, are claimed after this).
+fn add_stream_meta(
+    pipe: &mut Pipeline,
+    key: &[u8],
+    meta: &StreamMeta,
+    features: &TargetFeatures,
+    roles: &mut Vec<Role>,
+) {
+    let c = pipe.cmd("XSETID").arg(key).arg(meta.last_id.to_string());
+    if features.stream_v7
+        && let Some(added) = meta.entries_added
+    {
+        c.arg("ENTRIESADDED").arg(added);
+        c.arg("MAXDELETEDID")
+            .arg(meta.max_deleted_id.unwrap_or_default().to_string());
+    }
+    roles.push(Role::Write);
+    for group in &meta.groups {
+        add_group(pipe, key, group, features);
+        roles.push(Role::Write);
+        crate::pel::add_consumers(pipe, key, group, roles);
     }
 }

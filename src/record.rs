@@ -323,6 +323,33 @@ pub struct ConsumerGroup {
     /// `entries-read` (Redis 7.0+); absent when the server did not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entries_read: Option<u64>,
+    /// The group's consumers, by name (their seen and active times cannot
+    /// be set by any command, so they are not kept). Their pending entries
+    /// follow in later records (`StreamChunk::pending`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<Bytes>,
+}
+
+/// One entry of a group's pending entries list: delivered to `consumer`,
+/// not yet acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingEntry {
+    pub id: StreamId,
+    pub consumer: Bytes,
+    /// How many times the entry was delivered.
+    pub delivery_count: u64,
+    /// When it was last delivered: milliseconds since the Unix epoch by
+    /// the source server's clock.
+    pub delivered_at_ms: i64,
+}
+
+/// A run of one group's pending entries, in increasing id order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPending {
+    pub group: Bytes,
+    pub entries: Vec<PendingEntry>,
 }
 
 /// Stream-wide facts, carried by the first record of a stream.
@@ -343,6 +370,10 @@ pub struct StreamChunk {
     pub meta: Option<StreamMeta>,
     #[serde(default)]
     pub entries: Vec<StreamEntry>,
+    /// Pending entries of consumer groups. They come after all of the
+    /// stream's entries: a record that has some is followed by no entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<GroupPending>,
 }
 
 /// A module type kept as the server's own serialization.
@@ -397,7 +428,7 @@ impl Value {
             Value::Hash(v) => v.len(),
             Value::List(v) | Value::Set(v) => v.len(),
             Value::Zset(v) => v.len(),
-            Value::Stream(s) => s.entries.len(),
+            Value::Stream(s) => s.entries.len() + pending_len(&s.pending),
             Value::Dump(d) => d.payload.0.len(),
             Value::Absent(_) => 0,
         }
@@ -414,7 +445,7 @@ impl Value {
             Value::Hash(v) => v.iter().map(pair_size).sum(),
             Value::List(v) | Value::Set(v) => v.iter().map(item_size).sum(),
             Value::Zset(v) => v.iter().map(member_size).sum(),
-            Value::Stream(s) => s.entries.iter().map(entry_size).sum(),
+            Value::Stream(s) => stream_size(s),
             Value::Dump(d) => d.payload.0.len(),
             Value::Absent(_) => 0,
         }
@@ -460,15 +491,24 @@ impl Value {
                 .into_iter()
                 .map(Value::Zset)
                 .collect(),
-            Value::Stream(StreamChunk { mut meta, entries }) => {
-                pieces(entries, max_bytes, entry_size)
+            Value::Stream(StreamChunk {
+                mut meta,
+                entries,
+                pending,
+            }) => {
+                let items =
+                    entries
+                        .into_iter()
+                        .map(StreamItem::Entry)
+                        .chain(pending.into_iter().flat_map(|g| {
+                            let group = g.group;
+                            g.entries
+                                .into_iter()
+                                .map(move |e| StreamItem::Pending(group.clone(), e))
+                        }));
+                pieces(items.collect(), max_bytes, StreamItem::size)
                     .into_iter()
-                    .map(|entries| {
-                        Value::Stream(StreamChunk {
-                            meta: meta.take(),
-                            entries,
-                        })
-                    })
+                    .map(|items| Value::Stream(StreamItem::chunk(meta.take(), items)))
                     .collect()
             }
             other => vec![other],
@@ -492,6 +532,69 @@ fn member_size((m, _): &(Bytes, Score)) -> usize {
 
 fn entry_size(e: &StreamEntry) -> usize {
     16 + e.fields.iter().map(pair_size).sum::<usize>()
+}
+
+fn pending_size(e: &PendingEntry) -> usize {
+    e.consumer.0.len() + 40
+}
+
+fn pending_len(pending: &[GroupPending]) -> usize {
+    pending.iter().map(|g| g.entries.len()).sum()
+}
+
+fn stream_size(s: &StreamChunk) -> usize {
+    let consumers: usize = s.meta.as_ref().map_or(0, |m| {
+        m.groups
+            .iter()
+            .flat_map(|g| &g.consumers)
+            .map(item_size)
+            .sum()
+    });
+    let pending: usize = s
+        .pending
+        .iter()
+        .map(|g| g.group.0.len() + g.entries.iter().map(pending_size).sum::<usize>())
+        .sum();
+    consumers + pending + s.entries.iter().map(entry_size).sum::<usize>()
+}
+
+/// A stream chunk's elements in order, for splitting: its entries, then
+/// its pending entries, each with its group.
+enum StreamItem {
+    Entry(StreamEntry),
+    Pending(Bytes, PendingEntry),
+}
+
+impl StreamItem {
+    fn size(&self) -> usize {
+        match self {
+            StreamItem::Entry(e) => entry_size(e),
+            StreamItem::Pending(_, e) => pending_size(e),
+        }
+    }
+
+    /// Put a piece back together: consecutive pending entries of one group
+    /// make one run.
+    fn chunk(meta: Option<StreamMeta>, items: Vec<StreamItem>) -> StreamChunk {
+        let mut chunk = StreamChunk {
+            meta,
+            entries: Vec::new(),
+            pending: Vec::new(),
+        };
+        for item in items {
+            match item {
+                StreamItem::Entry(e) => chunk.entries.push(e),
+                StreamItem::Pending(group, e) => match chunk.pending.last_mut() {
+                    Some(run) if run.group == group => run.entries.push(e),
+                    _ => chunk.pending.push(GroupPending {
+                        group,
+                        entries: vec![e],
+                    }),
+                },
+            }
+        }
+        chunk
+    }
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -583,6 +686,7 @@ impl Record {
             if chunk.entries.windows(2).any(|w| w[0].id >= w[1].id) {
                 return Err("stream entries are not in increasing id order".into());
             }
+            check_groups(chunk)?;
         }
         if let Some(e) = self.expiry
             && e.ttl_ms <= 0
@@ -615,6 +719,45 @@ impl Record {
         }
         Ok(())
     }
+}
+
+/// What JSON alone cannot say about consumer groups: group and consumer
+/// names are not repeated, and a group's pending entries are in increasing
+/// id order with a delivery time that is not negative.
+fn check_groups(chunk: &StreamChunk) -> Result<(), String> {
+    if let Some(meta) = &chunk.meta {
+        let mut names = std::collections::HashSet::new();
+        for group in &meta.groups {
+            if !names.insert(&group.name) {
+                return Err(format!("consumer group {:?} appears twice", group.name));
+            }
+            let mut consumers = std::collections::HashSet::new();
+            if let Some(c) = group.consumers.iter().find(|c| !consumers.insert(*c)) {
+                return Err(format!(
+                    "consumer {c:?} appears twice in group {:?}",
+                    group.name
+                ));
+            }
+        }
+    }
+    for run in &chunk.pending {
+        if run.entries.is_empty() {
+            return Err(format!("no pending entries for group {:?}", run.group));
+        }
+        if run.entries.windows(2).any(|w| w[0].id >= w[1].id) {
+            return Err(format!(
+                "pending entries of group {:?} are not in increasing id order",
+                run.group
+            ));
+        }
+        if let Some(e) = run.entries.iter().find(|e| e.delivered_at_ms < 0) {
+            return Err(format!(
+                "pending entry {} of group {:?} has a negative delivery time",
+                e.id, run.group
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Show a key to a person: printable ASCII as is, other bytes as `\xNN`
@@ -718,12 +861,101 @@ mod tests {
                     fields: vec![("f".into(), Bytes(vec![0; 40]))],
                 })
                 .collect(),
+            pending: Vec::new(),
         });
         let pieces = stream.split(150);
         assert!(pieces.len() > 1);
         for (i, p) in pieces.iter().enumerate() {
             let Value::Stream(c) = p else { unreachable!() };
             assert_eq!(c.meta.is_some(), i == 0);
+        }
+    }
+
+    fn pending(group: &str, ids: std::ops::Range<u64>) -> GroupPending {
+        GroupPending {
+            group: group.into(),
+            entries: ids
+                .map(|ms| PendingEntry {
+                    id: StreamId { ms, seq: 0 },
+                    consumer: "worker".into(),
+                    delivery_count: ms,
+                    delivered_at_ms: 1_700_000_000_000 + ms as i64,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn split_keeps_pending_entries_after_entries_and_in_their_groups() {
+        let chunk = StreamChunk {
+            meta: None,
+            entries: (1..=4)
+                .map(|ms| StreamEntry {
+                    id: StreamId { ms, seq: 0 },
+                    fields: vec![("f".into(), Bytes(vec![0; 40]))],
+                })
+                .collect(),
+            pending: vec![pending("a", 1..30), pending("b", 1..3)],
+        };
+        let whole = Value::Stream(chunk.clone());
+        assert_eq!(whole.len(), 4 + 29 + 2);
+        let pieces = whole.split(200);
+        assert!(pieces.len() > 3, "{}", pieces.len());
+        let mut entries = Vec::new();
+        let mut runs: Vec<GroupPending> = Vec::new();
+        for p in pieces {
+            assert!(p.approx_bytes() <= 200);
+            let Value::Stream(c) = p else { unreachable!() };
+            assert!(
+                c.entries.is_empty() || runs.is_empty(),
+                "no entries after pending entries"
+            );
+            entries.extend(c.entries);
+            for run in c.pending {
+                match runs.last_mut() {
+                    Some(last) if last.group == run.group => last.entries.extend(run.entries),
+                    _ => runs.push(run),
+                }
+            }
+        }
+        assert_eq!(entries, chunk.entries);
+        assert_eq!(runs, chunk.pending);
+    }
+
+    #[test]
+    fn schema_1_stream_records_still_decode_and_bad_pending_entries_do_not() {
+        let old = br#"{"key":"s","value":{"stream":{"meta":{"last_id":"5-0","groups":[{"name":"g","last_delivered_id":"1-1","entries_read":1}]},"entries":[{"id":"5-0","fields":[["a","b"]]}]}}}"#;
+        let record = Record::decode(old).unwrap();
+        let Value::Stream(chunk) = &record.value else {
+            panic!()
+        };
+        assert!(chunk.pending.is_empty());
+        assert!(chunk.meta.as_ref().unwrap().groups[0].consumers.is_empty());
+        let mut buf = Vec::new();
+        record.encode_into(&mut buf);
+        assert_eq!(&buf[..buf.len() - 1], &old[..], "written back unchanged");
+
+        let new = br#"{"key":"s","part":1,"value":{"stream":{"entries":[],"pending":[{"group":"g","entries":[{"id":"1-1","consumer":"alice","delivery_count":3,"delivered_at_ms":1795305364391}]}]}}}"#;
+        let record = Record::decode(new).unwrap();
+        let mut buf = Vec::new();
+        record.encode_into(&mut buf);
+        assert_eq!(&buf[..buf.len() - 1], &new[..]);
+
+        for bad in [
+            // ids out of order
+            r#"{"key":"s","part":1,"value":{"stream":{"pending":[{"group":"g","entries":[{"id":"2-0","consumer":"a","delivery_count":1,"delivered_at_ms":5},{"id":"1-0","consumer":"a","delivery_count":1,"delivered_at_ms":5}]}]}}}"#,
+            // a negative delivery time
+            r#"{"key":"s","part":1,"value":{"stream":{"pending":[{"group":"g","entries":[{"id":"1-0","consumer":"a","delivery_count":1,"delivered_at_ms":-5}]}]}}}"#,
+            // an empty run
+            r#"{"key":"s","part":1,"value":{"stream":{"pending":[{"group":"g","entries":[]}]}}}"#,
+            // an unknown field
+            r#"{"key":"s","part":1,"value":{"stream":{"pending":[{"group":"g","entries":[{"id":"1-0","consumer":"a","delivery_count":1,"delivered_at_ms":5,"idle":3}]}]}}}"#,
+            // a consumer named twice
+            r#"{"key":"s","value":{"stream":{"meta":{"last_id":"5-0","groups":[{"name":"g","last_delivered_id":"1-1","consumers":["a","a"]}]}}}}"#,
+            // a group named twice
+            r#"{"key":"s","value":{"stream":{"meta":{"last_id":"5-0","groups":[{"name":"g","last_delivered_id":"1-1"},{"name":"g","last_delivered_id":"1-1"}]}}}}"#,
+        ] {
+            assert!(Record::decode(bad.as_bytes()).is_err(), "{bad}");
         }
     }
 
@@ -836,24 +1068,40 @@ mod tests {
             (
                 stream_id(),
                 proptest::option::of(any::<u64>()),
-                proptest::collection::vec(
-                    (bytes(), stream_id(), proptest::option::of(any::<u64>())),
+                proptest::collection::btree_map(
+                    bytes(),
+                    (
+                        stream_id(),
+                        proptest::option::of(any::<u64>()),
+                        proptest::collection::btree_set(bytes(), 0..3)
+                    ),
                     0..3
                 ),
                 proptest::collection::btree_set(stream_id(), 0..4),
+                (
+                    bytes(),
+                    proptest::collection::btree_map(
+                        stream_id(),
+                        (bytes(), any::<u64>(), 0i64..i64::MAX),
+                        0..4
+                    )
+                ),
             )
-                .prop_map(|(last_id, entries_added, groups, ids)| Value::Stream(
-                    StreamChunk {
+                .prop_map(|(last_id, entries_added, groups, ids, (group, pending))| {
+                    Value::Stream(StreamChunk {
                         meta: Some(StreamMeta {
                             last_id,
                             entries_added,
                             max_deleted_id: None,
                             groups: groups
                                 .into_iter()
-                                .map(|(name, last_delivered_id, entries_read)| ConsumerGroup {
-                                    name,
-                                    last_delivered_id,
-                                    entries_read
+                                .map(|(name, (last_delivered_id, entries_read, consumers))| {
+                                    ConsumerGroup {
+                                        name,
+                                        last_delivered_id,
+                                        entries_read,
+                                        consumers: consumers.into_iter().collect(),
+                                    }
                                 })
                                 .collect(),
                         }),
@@ -861,11 +1109,29 @@ mod tests {
                             .into_iter()
                             .map(|id| StreamEntry {
                                 id,
-                                fields: vec![(Bytes::from("f"), Bytes(vec![0xfe]))]
+                                fields: vec![(Bytes::from("f"), Bytes(vec![0xfe]))],
                             })
                             .collect(),
-                    }
-                )),
+                        pending: if pending.is_empty() {
+                            Vec::new()
+                        } else {
+                            vec![GroupPending {
+                                group,
+                                entries: pending
+                                    .into_iter()
+                                    .map(|(id, (consumer, delivery_count, delivered_at_ms))| {
+                                        PendingEntry {
+                                            id,
+                                            consumer,
+                                            delivery_count,
+                                            delivered_at_ms,
+                                        }
+                                    })
+                                    .collect(),
+                            }]
+                        },
+                    })
+                }),
             (bytes(), any::<u16>()).prop_map(|(payload, rdb_version)| Value::Dump(DumpValue {
                 type_name: "MBbloom--".into(),
                 rdb_version,

@@ -184,6 +184,7 @@ pub fn restore(out: &mut dyn Write, r: &RestoreReport, verb: &str) -> io::Result
             r.redirects
         )?;
     }
+    pending_not_restored(out, r.pending_not_restored)?;
     errors(out, r.errors, &r.error_samples)?;
     if !r.dry_run {
         match (&r.backup, &r.rollback) {
@@ -492,7 +493,20 @@ pub fn rollback(out: &mut dyn Write, r: &RollbackReport) -> io::Result<()> {
             r.changed_samples.join(", ")
         )?;
     }
+    pending_not_restored(out, r.pending_not_restored)?;
     errors(out, r.errors, &r.error_samples)
+}
+
+/// Pending entries that XCLAIM could not create, said whenever there are.
+fn pending_not_restored(out: &mut dyn Write, count: u64) -> io::Result<()> {
+    if count > 0 {
+        writeln!(
+            out,
+            "{count} pending entr{} of consumer groups not restored: the message is no longer in the stream (deleted or trimmed), so no command can create the entry",
+            if count == 1 { "y" } else { "ies" }
+        )?;
+    }
+    Ok(())
 }
 
 pub fn list(out: &mut dyn Write, entries: &[Entry]) -> io::Result<()> {

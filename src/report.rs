@@ -197,6 +197,11 @@ pub struct RestoreReport {
     /// slots were moving.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redirects: u64,
+    /// Pending entries of consumer groups that could not be restored
+    /// because their message is no longer in the stream (deleted or
+    /// trimmed): XCLAIM cannot create them.
+    #[serde(default)]
+    pub pending_not_restored: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -239,6 +244,7 @@ impl RestoreReport {
             profile: None,
             dropped_field_expiries: 0,
             redirects: 0,
+            pending_not_restored: 0,
         }
     }
 

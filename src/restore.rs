@@ -996,6 +996,9 @@ pub struct Outcome {
     pub error_samples: Vec<KeyError>,
     /// Cluster redirections followed (see [`Conn::redirects`]).
     pub redirects: u64,
+    /// Pending entries of consumer groups not restored: their message is
+    /// not in the stream.
+    pub pending_not_restored: u64,
 }
 
 impl Outcome {
@@ -1017,6 +1020,7 @@ impl Outcome {
             profile: None,
             dropped_field_expiries: 0,
             redirects: self.redirects,
+            pending_not_restored: self.pending_not_restored,
         }
     }
 
@@ -1385,6 +1389,9 @@ impl<'p> Applier<'p> {
                 (Role::Group, Reply::ServerError(e)) if e.to_string().contains("BUSYGROUP") => {}
                 (_, Reply::ServerError(e)) => {
                     failures.entry(*seq).or_insert_with(|| e.to_string());
+                }
+                (Role::Claim(sent), reply) => {
+                    self.outcome.pending_not_restored += crate::pel::not_claimed(*sent, &reply)
                 }
                 (Role::StreamAdd, _) => self.outcome.added += 1,
                 _ => {}

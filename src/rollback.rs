@@ -75,6 +75,10 @@ pub struct RollbackReport {
     pub errors: u64,
     pub error_samples: Vec<KeyError>,
     pub seconds: f64,
+    /// Pending entries of consumer groups not put back: their message is
+    /// not in the stream (XCLAIM cannot create them).
+    #[serde(default)]
+    pub pending_not_restored: u64,
 }
 
 impl RollbackReport {
@@ -126,6 +130,7 @@ async fn run(
                 errors: 0,
                 error_samples: Vec::new(),
                 seconds: 0.0,
+                pending_not_restored: 0,
             },
             skipping: false,
             reread: false,
@@ -139,6 +144,7 @@ async fn run(
             let outcome = applier.finish()?;
             report.errors = outcome.errors;
             report.error_samples = outcome.error_samples;
+            report.pending_not_restored = outcome.pending_not_restored;
         }
         Ok::<_, Error>(report)
     });

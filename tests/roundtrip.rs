@@ -19,7 +19,7 @@ fn every_type_and_edge_case_round_trips_exactly() {
     let report = out.json();
     let keys = src.dbsize(0);
     assert_eq!(report["keys"], keys, "{report}");
-    assert_eq!(report["by_type"]["stream"]["exported"], 2);
+    assert_eq!(report["by_type"]["stream"]["exported"], 3);
     assert_eq!(report["errors"], 0);
 
     restore(&dst, &file, &[]).ok();

@@ -447,6 +447,8 @@ struct OpenKey {
     key: Vec<u8>,
     key_type: KeyType,
     next_part: u32,
+    /// A stream whose pending entries have begun: its entries are over.
+    pending_seen: bool,
 }
 
 /// What kind of problem an archive has; decides the error a strict read
@@ -953,6 +955,11 @@ fn check_continuity(
     open: &mut Option<OpenKey>,
     record: &Record,
 ) -> std::result::Result<(), String> {
+    let stream = match &record.value {
+        crate::record::Value::Stream(chunk) => Some(chunk),
+        _ => None,
+    };
+    let mut pending_seen = false;
     match open.take() {
         Some(o)
             if o.key != record.key.0
@@ -964,7 +971,15 @@ fn check_continuity(
                 o.next_part, o.key_type, record.part
             ));
         }
-        Some(_) => {}
+        Some(o) => {
+            pending_seen = o.pending_seen;
+            if pending_seen && stream.is_some_and(|c| !c.entries.is_empty()) {
+                return Err(format!(
+                    "part {} of a stream has entries after its pending entries",
+                    record.part
+                ));
+            }
+        }
         None if record.part != 0 => {
             return Err(format!(
                 "part {} of a key whose first part is missing",
@@ -981,6 +996,7 @@ fn check_continuity(
                 .part
                 .checked_add(1)
                 .ok_or_else(|| "too many parts".to_string())?,
+            pending_seen: pending_seen || stream.is_some_and(|c| !c.pending.is_empty()),
         });
     }
     Ok(())

@@ -662,6 +662,14 @@ pub enum KeyState {
         max_deleted_id: String,
         /// (name, last-delivered-id, entries-read) sorted by name.
         groups: Vec<(Vec<u8>, String, Option<i64>)>,
+        /// (group, consumer names sorted) sorted by group. Seen and active
+        /// times are left out: no command can set them.
+        consumers: Consumers,
+        /// Pending entries: (group, id, consumer, delivery count, delivery
+        /// time in ms) sorted. Entries whose message is no longer in the
+        /// stream are left out: no command can create them, so a restore
+        /// counts them instead (`pending_not_restored`).
+        pending: Pending,
     },
 }
 
@@ -750,13 +758,65 @@ fn stream_state(c: &mut Connection, key: &[u8]) -> KeyState {
         })
         .collect();
     groups.sort();
+    let (consumers, pending) = stream_pel(c, key, &raw);
     KeyState::Stream {
         entries: raw,
         last_id: s(&info, "last-generated-id"),
         entries_added: redis::from_redis_value::<i64>(info["entries-added"].clone()).unwrap(),
         max_deleted_id: s(&info, "max-deleted-entry-id"),
         groups,
+        consumers,
+        pending,
     }
+}
+
+/// A stream's consumers: (group, names).
+pub type Consumers = Vec<(Vec<u8>, Vec<Vec<u8>>)>;
+/// A stream's pending entries: (group, id, consumer, delivery count, delivery time).
+pub type Pending = Vec<(Vec<u8>, String, Vec<u8>, i64, i64)>;
+
+/// Consumers and pending entries of every group, from XINFO STREAM FULL
+/// (exact delivery times), leaving out entries whose message is gone.
+fn stream_pel(
+    c: &mut Connection,
+    key: &[u8],
+    entries: &[(String, Vec<Vec<u8>>)],
+) -> (Consumers, Pending) {
+    let ids: std::collections::HashSet<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
+    let full = info_map(
+        redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(key)
+            .arg("FULL")
+            .arg("COUNT")
+            .arg(0)
+            .query(c)
+            .unwrap(),
+    );
+    let groups: Vec<Value> = redis::from_redis_value(full["groups"].clone()).unwrap();
+    let mut consumers = Vec::new();
+    let mut pending = Vec::new();
+    for group in groups {
+        let g = info_map(group);
+        let name: Vec<u8> = redis::from_redis_value(g["name"].clone()).unwrap();
+        let mut names: Vec<Vec<u8>> = redis::from_redis_value::<Vec<Value>>(g["consumers"].clone())
+            .unwrap()
+            .into_iter()
+            .map(|c| redis::from_redis_value(info_map(c)["name"].clone()).unwrap())
+            .collect();
+        names.sort();
+        consumers.push((name.clone(), names));
+        let pel: Vec<(String, Vec<u8>, i64, i64)> =
+            redis::from_redis_value(g["pending"].clone()).unwrap();
+        for (id, consumer, at, count) in pel {
+            if ids.contains(id.as_str()) {
+                pending.push((name.clone(), id, consumer, count, at));
+            }
+        }
+    }
+    consumers.sort();
+    pending.sort();
+    (consumers, pending)
 }
 
 /// Absolute expiry in ms (PEXPIRETIME), or None for a key without one.
@@ -997,4 +1057,75 @@ pub fn load_mixed(c: &mut Connection) {
         .arg(">")
         .query(c)
         .unwrap();
+    load_job_queue(c, "stream:jobs");
+}
+
+/// A stream used as a job queue: two groups, several consumers (one with a
+/// binary name, one without pending entries), entries delivered more than
+/// once, one acknowledged, one pending entry whose message was deleted
+/// (XDEL leaves it in the PEL), and the last id moved on with XSETID.
+pub fn load_job_queue(c: &mut Connection, key: &str) {
+    let bin: &[u8] = &[0xff, 0x00, b'c'];
+    let mut pipe = redis::pipe();
+    for i in 1..=10 {
+        pipe.cmd("XADD")
+            .arg(key)
+            .arg(format!("{i}-0"))
+            .arg("job")
+            .arg(i);
+    }
+    let read = |pipe: &mut redis::Pipeline, group: &str, consumer: &[u8], count: usize| {
+        pipe.cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(key)
+            .arg(">");
+    };
+    pipe.cmd("XGROUP")
+        .arg("CREATE")
+        .arg(key)
+        .arg("workers")
+        .arg("0");
+    pipe.cmd("XGROUP")
+        .arg("CREATE")
+        .arg(key)
+        .arg("audit")
+        .arg("0");
+    read(&mut pipe, "workers", b"w1", 3);
+    read(&mut pipe, "workers", b"w2", 3);
+    read(&mut pipe, "audit", bin, 5);
+    // Delivered again, to another consumer: two more deliveries.
+    for _ in 0..2 {
+        pipe.cmd("XCLAIM")
+            .arg(key)
+            .arg("workers")
+            .arg("w3")
+            .arg(0)
+            .arg("1-0");
+    }
+    // Delivered four times, the last a minute ago.
+    pipe.cmd("XCLAIM")
+        .arg(key)
+        .arg("workers")
+        .arg("w1")
+        .arg(0)
+        .arg("2-0")
+        .arg("IDLE")
+        .arg(60_000)
+        .arg("RETRYCOUNT")
+        .arg(4);
+    pipe.cmd("XACK").arg(key).arg("workers").arg("3-0");
+    pipe.cmd("XGROUP")
+        .arg("CREATECONSUMER")
+        .arg(key)
+        .arg("workers")
+        .arg("idle-worker");
+    // 6-0 is pending for w2 in workers only.
+    pipe.cmd("XDEL").arg(key).arg("6-0");
+    pipe.cmd("XSETID").arg(key).arg("100-7");
+    let _: Vec<Value> = pipe.query(c).unwrap();
 }
