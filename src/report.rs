@@ -136,8 +136,17 @@ impl ActionCounts {
 
     /// Take back a key counted under `action` (one found void later).
     pub fn remove(&mut self, t: KeyType, action: Action) {
-        if let Some(n) = self.by_type.get_mut(&t).and_then(|m| m.get_mut(&action)) {
+        let Some(actions) = self.by_type.get_mut(&t) else {
+            return;
+        };
+        if let Some(n) = actions.get_mut(&action) {
             *n = n.saturating_sub(1);
+            if *n == 0 {
+                actions.remove(&action);
+            }
+        }
+        if actions.is_empty() {
+            self.by_type.remove(&t);
         }
     }
 

@@ -869,6 +869,9 @@ impl Visitor for Planner<'_> {
         if let Some(r) = self.rewriter.as_mut() {
             r.apply(&mut record)?;
         }
+        if self.write.ttl == TtlMode::Absolute {
+            drop_expired_fields(&mut record, self.now_ms);
+        }
         if record.void {
             if let Some((index, _)) = self.open_key {
                 self.voided.push((index, record.key_type()));

@@ -240,7 +240,8 @@ fn a_read_only_acl_user_can_export_everything() {
     load_mixed(&mut src.conn());
     let _: () = redis::cmd("ACL")
         .arg(&[
-            "SETUSER", "ro", "on", ">pw", "~*", "+@read", "+info", "+time", "+scan",
+            "SETUSER", "ro", "on", ">pw", "~*", "+@read", "+info", "+time", "+scan", "+watch",
+            "+multi", "+exec",
         ])
         .query(&mut src.conn())
         .unwrap();
@@ -251,6 +252,28 @@ fn a_read_only_acl_user_can_export_everything() {
     let dst = RedisServer::start();
     restore(&dst, &file, &[]).ok();
     assert_same_db(&mut src.conn(), &mut dst.conn(), 0);
+}
+
+#[test]
+fn issue_14_a_user_not_allowed_watch_is_told_so_before_a_big_key_is_archived() {
+    // A key read in several parts is read under WATCH; without the right
+    // the export stops with the permission named and writes nothing.
+    let src = RedisServer::start();
+    let items: Vec<String> = (0..5000).map(|i| format!("item-{i}")).collect();
+    let _: () = src.conn().rpush("big:list", &items).unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER", "ro", "on", ">pw", "~*", "+@read", "+info", "+time", "+scan",
+        ])
+        .query(&mut src.conn())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ro.tar.zst");
+    let url = format!("redis://ro:pw@127.0.0.1:{}", src.port);
+    run(&["export", "--source", &url, "-o", file.to_str().unwrap()])
+        .fails(6, "lacks a permission this command needs");
+    assert!(!file.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 #[test]

@@ -220,6 +220,19 @@ fn code_15_folder_locked() {
 }
 
 #[test]
+fn code_16_target_cannot_hold_the_archive() {
+    // Hash fields with their own expiry into a server without the feature.
+    let dst = RedisServer::start();
+    let f = fixture("schema2.tar.zst");
+    one_line(
+        restore(&dst, &f, &[]),
+        16,
+        "1 hash(es) with 1 field(s) that expire on their own",
+    );
+    assert_eq!(dst.dbsize(0), 0);
+}
+
+#[test]
 fn code_130_interrupted() {
     let src = RedisServer::start();
     dataset::load(&mut src.conn(), 100_000, 0);

@@ -199,3 +199,61 @@ fn truncated_encrypted_vector_is_refused() {
     restore(&dst, &path, &["-i", key.to_str().unwrap()]).fails(7, cut);
     assert_eq!(dst.dbsize(0), 0);
 }
+
+#[test]
+fn issue_14_schema2_vector_keeps_field_expiry_and_never_restores_voided_parts() {
+    let path = fixture("schema2.tar.zst");
+    let manifest = run(&["inspect", "--json", path.to_str().unwrap()])
+        .ok()
+        .json();
+    assert_eq!(manifest["schema_version"], 2);
+    assert_eq!(manifest["counts"]["keys"], 3, "{manifest}");
+    assert_eq!(manifest["counts"]["records"], 7);
+    assert_eq!(manifest["counts"]["voided"], 2);
+    assert_eq!(manifest["counts"]["field_expiries"], 2);
+    let text = run(&["inspect", path.to_str().unwrap()]).ok().stdout_text();
+    assert!(text.contains("voided:          2"), "{text}");
+
+    // A server without field expiry: the plan refuses (code_16 in
+    // exit_codes.rs); asked to, it restores the rest and counts what it drops.
+    let dst = RedisServer::start();
+    let plan = restore(&dst, &path, &["--dry-run", "--drop-unsupported", "--json"])
+        .ok()
+        .json();
+    assert_eq!(plan["plan"]["by_type"]["list"]["create"], 1, "{plan}");
+    assert_eq!(plan["plan"]["by_type"].get("set"), None, "{plan}");
+    assert_eq!(plan["dropped_field_expiries"], 1, "{plan}");
+    assert_eq!(dst.dbsize(0), 0);
+    let report = restore(&dst, &path, &["--drop-unsupported", "--json"])
+        .ok()
+        .json();
+    assert_eq!(report["written"], 3, "{report}");
+    assert_eq!(report["dropped_field_expiries"], 1, "{report}");
+    let mut c = dst.conn();
+    let mut fields: Vec<(String, String)> = c.hgetall("session:fields").unwrap();
+    fields.sort();
+    // The field whose expiry passed in 2001 is not brought back.
+    assert_eq!(
+        fields,
+        [
+            ("name".into(), "Ann".into()),
+            ("token".into(), "t-1".into())
+        ]
+    );
+    assert_eq!(
+        c.lrange::<_, Vec<String>>("list:changing", 0, -1).unwrap(),
+        ["a", "b", "c"]
+    );
+    assert!(!c.exists::<_, bool>("set:gone").unwrap());
+    assert_eq!(dst.dbsize(0), 3);
+    // compare knows the voided parts are not part of the archive, and that
+    // this target cannot have the field's expiry.
+    let out = run(&["compare", path.to_str().unwrap(), "--target", &dst.url()]);
+    assert_eq!(out.code, 14, "{}", out.stdout_text());
+    assert!(
+        out.stdout_text()
+            .contains("expire on their own in the archive; the target has no field expiry"),
+        "{}",
+        out.stdout_text()
+    );
+}

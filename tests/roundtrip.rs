@@ -68,7 +68,7 @@ fn inspect_shows_the_manifest() {
     export(&src, &file, &["--match", "str:*"]).ok();
 
     let text = run(&["inspect", file.to_str().unwrap()]).ok().stdout_text();
-    assert!(text.contains("schema_version 1"), "{text}");
+    assert!(text.contains("schema_version 2"), "{text}");
     assert!(
         text.contains(&format!("127.0.0.1:{}/0", src.port)),
         "{text}"

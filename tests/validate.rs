@@ -162,7 +162,7 @@ fn future_schema_version() {
         report["problems"][0]["kind"], "unsupported-schema",
         "{report}"
     );
-    has(&report, "schema_version 2, this program reads up to 1");
+    has(&report, "schema_version 3, this program reads up to 2");
 }
 
 #[test]
