@@ -426,27 +426,23 @@ impl Fetcher {
             let key_bytes = Bytes(key.clone());
             let mut resume = resume;
             let mut part = 0;
-            let more = !matches!(resume, Resume::Done);
-            self.send_pieces(
-                &key_bytes,
-                &mut part,
-                first.expiry,
-                first.value,
-                first.field_expiry,
-                more,
-            )
-            .await?;
+            // Each chunk is sent once the next one is read: the last is held
+            // until EXEC has said the key did not change, so that a changed
+            // key's parts always end with the void record (never a last part).
+            let mut held = (first.expiry, first.value, first.field_expiry);
             let mut changed = !watched;
             while !changed && !matches!(resume, Resume::Done) {
+                let (expiry, value, field_expiry) = held;
+                self.send_pieces(&key_bytes, &mut part, expiry, value, field_expiry, true)
+                    .await?;
+                held = (None, empty_value(t), Vec::new());
                 match self
                     .read_more(&key, t, std::mem::replace(&mut resume, Resume::Done))
                     .await
                 {
                     Ok((value, field_expiry, next)) => {
                         resume = then_pending(next, &mut pending);
-                        let more = !matches!(resume, Resume::Done);
-                        self.send_pieces(&key_bytes, &mut part, None, value, field_expiry, more)
-                            .await?;
+                        held = (None, value, field_expiry);
                     }
                     Err(_) => changed = true,
                 }
@@ -455,16 +451,21 @@ impl Fetcher {
                 changed = !self.exec_unchanged(&key).await;
             }
             if !changed {
+                let (expiry, value, field_expiry) = held;
+                self.send_pieces(&key_bytes, &mut part, expiry, value, field_expiry, false)
+                    .await?;
                 self.stats.by_type.entry(t).or_default().exported += 1;
                 return Ok(());
             }
-            // Parts were sent (at least the first): void them.
-            self.send(Record {
-                part,
-                void: true,
-                ..Record::new(key_bytes.clone(), empty_value(t))
-            })
-            .await?;
+            if part > 0 {
+                // Parts were sent: void them.
+                self.send(Record {
+                    part,
+                    void: true,
+                    ..Record::new(key_bytes.clone(), empty_value(t))
+                })
+                .await?;
+            }
             self.stats.changed += 1;
             let mut pipe = redis::pipe();
             pipe.cmd("EXISTS").arg(&key[..]);
