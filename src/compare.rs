@@ -101,6 +101,14 @@ pub struct Comparison {
     pub by_kind: BTreeMap<DiffKind, u64>,
     /// The first differences found.
     pub examples: Vec<Difference>,
+    /// Keys of types kept as DUMP payloads that the server re-encodes
+    /// (vector sets, TopK): payloads that differ do not mean the values do,
+    /// so these keys are reported as not compared, not as different.
+    #[serde(default)]
+    pub not_compared: u64,
+    /// The first of them, with their type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_compared_examples: Vec<String>,
 }
 
 impl Comparison {
@@ -152,6 +160,8 @@ pub async fn compare(options: &CompareOptions, progress: &dyn Progress) -> Resul
         expired,
         by_kind,
         examples,
+        not_compared,
+        not_compared_examples,
     } = checker.result;
     Ok(Comparison {
         archive: options.source.display(),
@@ -162,6 +172,8 @@ pub async fn compare(options: &CompareOptions, progress: &dyn Progress) -> Resul
         differences: by_kind.values().sum(),
         by_kind,
         examples,
+        not_compared,
+        not_compared_examples,
     })
 }
 
@@ -172,6 +184,8 @@ struct Tally {
     expired: u64,
     by_kind: BTreeMap<DiffKind, u64>,
     examples: Vec<Difference>,
+    not_compared: u64,
+    not_compared_examples: Vec<String>,
 }
 
 impl Tally {
@@ -217,6 +231,8 @@ struct KeyState {
     fields: FieldExpiryCheck,
     /// A stream's consumer groups: consumers and pending entries.
     pel: crate::pel::PelCompare,
+    /// A DUMP-kept type the server re-encodes, whose payload differs.
+    not_comparable: Option<String>,
 }
 
 /// How hash field expiry is compared on this target.
@@ -433,6 +449,7 @@ impl Checker<'_> {
             early: None,
             void: false,
             fields: self.fields,
+            not_comparable: None,
             pel: crate::pel::PelCompare::new(self.conn.as_ref().is_some_and(Conn::is_cluster)),
         };
         if matches!(record.expiry, Some(e) if e.at_ms <= self.now_ms) {
@@ -494,6 +511,18 @@ impl Checker<'_> {
                 return;
             }
             None => {}
+        }
+        if let Some(type_name) = &state.not_comparable
+            && state.differing == 0
+        {
+            self.result.compared -= 1;
+            self.result.not_compared += 1;
+            if self.result.not_compared_examples.len() < MAX_ERROR_SAMPLES {
+                self.result
+                    .not_compared_examples
+                    .push(format!("{} ({type_name})", printable(&state.key)));
+            }
+            return;
         }
         let mut identical = true;
         if state.differing > 0 {
@@ -622,7 +651,7 @@ enum Check {
     Scores(Vec<(Bytes, f64)>),
     ListRange(Vec<Bytes>),
     StreamRange(Vec<StreamEntry>),
-    Dump(Vec<u8>),
+    Dump(Vec<u8>, String),
     /// Each field's expiry in the archive (ms), to compare with the target's.
     FieldExpiry(Vec<(Bytes, Option<i64>)>),
     /// The target's length must equal the archive's total.
@@ -747,7 +776,7 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
         }
         Value::Dump(d) => {
             pipe.cmd("DUMP").arg(key);
-            checks.push(Check::Dump(d.payload.0.clone()));
+            checks.push(Check::Dump(d.payload.0.clone(), d.type_name.clone()));
         }
         // Settled in `begin`: there is nothing to read.
         Value::Absent(_) => {}
@@ -761,6 +790,13 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
         checks.push(Check::Length);
     }
     checks
+}
+
+/// Types kept as DUMP payloads whose payload the server writes anew on
+/// RESTORE (a vector set rebuilds its graph; TopK re-lays its heap), so the
+/// same value can dump differently.
+fn reencoded(type_name: &str) -> bool {
+    matches!(type_name, "vectorset" | "TopK-TYPE")
 }
 
 /// The command that gives a key's length in the unit `KeyState::total` counts.
@@ -790,9 +826,13 @@ fn evaluate(state: &mut KeyState, check: Check, reply: Reply) {
                 ));
             }
         }
-        Check::Dump(want) => {
+        Check::Dump(want, type_name) => {
             if bytes_of(reply) != want {
-                state.note("the DUMP payloads differ".into());
+                if reencoded(&type_name) {
+                    state.not_comparable = Some(type_name);
+                } else {
+                    state.note("the DUMP payloads differ".into());
+                }
             }
         }
         Check::HashFields(fields) => {

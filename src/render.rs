@@ -438,6 +438,14 @@ pub fn comparison(out: &mut dyn Write, c: &Comparison) -> io::Result<()> {
     } else {
         String::new()
     };
+    if c.not_compared > 0 {
+        writeln!(
+            out,
+            "not compared: {} key(s) of types the server re-encodes, whose DUMP payloads differ without saying whether their values do (e.g. {})",
+            c.not_compared,
+            c.not_compared_examples.join(", ")
+        )?;
+    }
     if c.is_identical() {
         writeln!(
             out,
