@@ -42,6 +42,13 @@ pub enum ServerKind {
 }
 
 impl ServerKind {
+    /// Every server `./scripts/test` tests against.
+    pub const ALL: [ServerKind; 3] = [
+        ServerKind::Redis70,
+        ServerKind::Redis8,
+        ServerKind::Valkey81,
+    ];
+
     /// The environment variable naming this server's folder.
     pub fn dir_var(self) -> &'static str {
         match self {
