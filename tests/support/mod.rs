@@ -179,11 +179,21 @@ impl RedisServer {
         Self::start_binaries(&Binaries::from_env(), extra)
     }
 
-    /// Start a server of one kind, whatever the default server is, e.g.
-    /// `RedisServer::start_version(ServerKind::Redis8)` for a test of what
-    /// only Redis 8 has. Panics when its folder's variable (see
-    /// [`ServerKind`]) is not set, or when the server there reports another
-    /// flavor or version than `kind`.
+    /// Start a server of one kind, whatever the default server is, for a
+    /// test of what only that server has. Panics when its folder's variable
+    /// (see [`ServerKind`]) is not set, or when the server there reports
+    /// another flavor or version than `kind`.
+    ///
+    /// ```ignore
+    /// // Hash field TTLs exist from Redis 8.0 on.
+    /// let src = RedisServer::start_version(ServerKind::Redis8);
+    /// let dst = RedisServer::start_version(ServerKind::Redis8);
+    /// let _: () = redis::cmd("HSET").arg("h").arg("f").arg("v").query(&mut src.conn()).unwrap();
+    /// // ... HPEXPIRE h 60000 FIELDS 1 f, export src, restore into dst, compare ...
+    /// ```
+    ///
+    /// A test run against the default server can ask it what it is with
+    /// [`RedisServer::version`], e.g. `src.version().is_redis_at_least(8, 0)`.
     pub fn start_version(kind: ServerKind) -> Self {
         Self::start_version_with(kind, &[])
     }
