@@ -82,7 +82,13 @@ fn inspect_shows_the_manifest() {
     assert_eq!(json["format"], "redis-archive");
     assert_eq!(json["schema_version"], 2);
     assert_eq!(json["source"]["port"], src.port);
-    assert_eq!(json["source"]["server"]["flavor"], "redis");
+    let server = src.version();
+    let flavor = match server.flavor {
+        Flavor::Redis => "redis",
+        Flavor::Valkey => "valkey",
+    };
+    assert_eq!(json["source"]["server"]["flavor"], flavor);
+    assert_eq!(json["source"]["server"]["version"], server.version);
     assert_eq!(json["selection"]["match"][0], "str:*");
     assert_eq!(json["counts"]["keys"], 5);
     assert_eq!(json["counts"]["by_type"]["string"]["keys"], 5);

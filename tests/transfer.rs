@@ -29,6 +29,30 @@ fn copy_round_trips_a_mixed_keyspace() {
     assert_eq!(again["written"], 0);
 }
 
+/// An archive from the default server restores exactly into each tested
+/// server, and a copy reaches each too. `./scripts/test` runs this suite
+/// against each server in turn, so every pair of source and target is
+/// covered (Redis 7.0, Redis 8.0, Valkey 8.1).
+#[test]
+fn every_tested_server_takes_an_archive_from_the_default_one() {
+    let src = RedisServer::start();
+    load_mixed(&mut src.conn());
+    dataset::load(&mut src.conn(), 600, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.tar.zst");
+    export(&src, &file, &[]).ok();
+    for kind in ServerKind::ALL {
+        let dst = RedisServer::start_version(kind);
+        let report = restore(&dst, &file, &["--json"]).ok().json();
+        assert_eq!(report["errors"], 0, "{kind:?}: {report}");
+        assert_same_db(&mut src.conn(), &mut dst.conn(), 0);
+
+        let other = RedisServer::start_version(kind);
+        copy(&src, &other, &["--yes"]).ok();
+        assert_same_db(&mut src.conn(), &mut other.conn(), 0);
+    }
+}
+
 #[test]
 fn copy_dry_run_and_confirmation_write_nothing() {
     let src = RedisServer::start();

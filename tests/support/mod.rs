@@ -3,6 +3,13 @@
 //! Every server runs on a free port with `--save ""` in its own temp dir and
 //! is killed when dropped; nothing assumes a server on 6379 and nothing is
 //! mocked. When a check fails, the server's log goes into the message.
+//!
+//! Which server: [`RedisServer::start`] and [`RedisCluster::start`] run
+//! `$ARCHIVE_TEST_SERVER` and `$ARCHIVE_TEST_CLI` (default `redis-server`
+//! and `redis-cli` from `PATH`), so `./scripts/test` runs a whole suite
+//! against another server by setting them. A test that needs one server
+//! whatever the default is starts it with [`RedisServer::start_version`];
+//! [`RedisServer::version`] says what a running server is.
 
 #![allow(dead_code)]
 
@@ -16,24 +23,202 @@ use std::time::{Duration, Instant};
 
 use redis::{Commands, Connection, Value};
 
+/// A server the tests can start on purpose, whatever the default server is.
+///
+/// Each kind is a folder holding two executables, `redis-server` and
+/// `redis-cli` (for Valkey they run `valkey-server` and `valkey-cli`), named
+/// by an environment variable that `./scripts/test` sets (the folders are
+/// made by `./scripts/servers`). When the variable is not set, starting such
+/// a server panics: a test that needs Redis 8 never passes silently
+/// without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// Redis 7.0, Debian 12's `redis-server` package (`ARCHIVE_TEST_REDIS70_DIR`).
+    Redis70,
+    /// Redis 8.0, from Debian 13's packages (`ARCHIVE_TEST_REDIS8_DIR`).
+    Redis8,
+    /// Valkey 8.1, from Debian 13's packages (`ARCHIVE_TEST_VALKEY81_DIR`).
+    Valkey81,
+}
+
+impl ServerKind {
+    /// Every server `./scripts/test` tests against.
+    pub const ALL: [ServerKind; 3] = [
+        ServerKind::Redis70,
+        ServerKind::Redis8,
+        ServerKind::Valkey81,
+    ];
+
+    /// The environment variable naming this server's folder.
+    pub fn dir_var(self) -> &'static str {
+        match self {
+            ServerKind::Redis70 => "ARCHIVE_TEST_REDIS70_DIR",
+            ServerKind::Redis8 => "ARCHIVE_TEST_REDIS8_DIR",
+            ServerKind::Valkey81 => "ARCHIVE_TEST_VALKEY81_DIR",
+        }
+    }
+
+    /// The flavor and `(major, minor)` version this server reports.
+    pub fn expected(self) -> (Flavor, (u32, u32)) {
+        match self {
+            ServerKind::Redis70 => (Flavor::Redis, (7, 0)),
+            ServerKind::Redis8 => (Flavor::Redis, (8, 0)),
+            ServerKind::Valkey81 => (Flavor::Valkey, (8, 1)),
+        }
+    }
+
+    /// The server and cli executables, from the folder its variable names;
+    /// panics when the variable is not set.
+    fn binaries(self) -> Binaries {
+        let var = self.dir_var();
+        let dir = match std::env::var_os(var) {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => panic!(
+                "{self:?} is needed: set {var} to a folder with its redis-server and \
+                 redis-cli; ./scripts/test does"
+            ),
+        };
+        Binaries {
+            server: dir.join("redis-server").into_os_string(),
+            cli: dir.join("redis-cli").into_os_string(),
+        }
+    }
+}
+
+/// Redis or Valkey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Redis,
+    Valkey,
+}
+
+/// What a running server says it is ([`RedisServer::version`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerVersion {
+    pub flavor: Flavor,
+    /// The server's own version: `valkey_version` on Valkey (which also
+    /// reports `redis_version:7.2.4`), else `redis_version`.
+    pub version: String,
+}
+
+impl ServerVersion {
+    /// Read `INFO server`.
+    pub fn of(c: &mut Connection) -> Self {
+        let info: String = redis::cmd("INFO").arg("server").query(c).unwrap();
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(|v| v.trim().to_string())
+        };
+        match field("valkey_version") {
+            Some(version) => ServerVersion {
+                flavor: Flavor::Valkey,
+                version,
+            },
+            None => ServerVersion {
+                flavor: Flavor::Redis,
+                version: field("redis_version")
+                    .unwrap_or_else(|| panic!("INFO server without redis_version:\n{info}")),
+            },
+        }
+    }
+
+    /// `(major, minor)`.
+    pub fn major_minor(&self) -> (u32, u32) {
+        let mut parts = self.version.split('.').map(|p| p.parse::<u32>().unwrap());
+        (parts.next().unwrap(), parts.next().unwrap_or(0))
+    }
+
+    /// Redis (not Valkey) at `major.minor` or later, e.g. `is_redis_at_least(8, 0)`.
+    pub fn is_redis_at_least(&self, major: u32, minor: u32) -> bool {
+        self.flavor == Flavor::Redis && self.major_minor() >= (major, minor)
+    }
+}
+
+/// A server executable and the matching cli.
+#[derive(Debug, Clone)]
+struct Binaries {
+    server: std::ffi::OsString,
+    cli: std::ffi::OsString,
+}
+
+impl Binaries {
+    /// `$ARCHIVE_TEST_SERVER` and `$ARCHIVE_TEST_CLI`, else `redis-server`
+    /// and `redis-cli` from `PATH`.
+    fn from_env() -> Self {
+        let var = |name: &str, default: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.into())
+        };
+        Binaries {
+            server: var("ARCHIVE_TEST_SERVER", "redis-server"),
+            cli: var("ARCHIVE_TEST_CLI", "redis-cli"),
+        }
+    }
+}
+
 pub struct RedisServer {
     child: Child,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// The cli that goes with this server (for loading command files and
+    /// creating clusters).
+    cli: std::ffi::OsString,
 }
 
 impl RedisServer {
+    /// Start the default server (`$ARCHIVE_TEST_SERVER`, else `redis-server`).
     pub fn start() -> Self {
         Self::start_with(&[])
     }
 
-    /// Start a server with extra `redis-server` arguments (e.g. `--requirepass x`).
+    /// Start the default server with extra `redis-server` arguments (e.g.
+    /// `--requirepass x`).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_binaries(&Binaries::from_env(), extra)
+    }
+
+    /// Start a server of one kind, whatever the default server is, for a
+    /// test of what only that server has. Panics when its folder's variable
+    /// (see [`ServerKind`]) is not set, or when the server there reports
+    /// another flavor or version than `kind`.
+    ///
+    /// ```ignore
+    /// // Hash field TTLs exist from Redis 8.0 on.
+    /// let src = RedisServer::start_version(ServerKind::Redis8);
+    /// let dst = RedisServer::start_version(ServerKind::Redis8);
+    /// let _: () = redis::cmd("HSET").arg("h").arg("f").arg("v").query(&mut src.conn()).unwrap();
+    /// // ... HPEXPIRE h 60000 FIELDS 1 f, export src, restore into dst, compare ...
+    /// ```
+    ///
+    /// A test run against the default server can ask it what it is with
+    /// [`RedisServer::version`], e.g. `src.version().is_redis_at_least(8, 0)`.
+    pub fn start_version(kind: ServerKind) -> Self {
+        Self::start_version_with(kind, &[])
+    }
+
+    /// [`RedisServer::start_version`] with extra server arguments.
+    pub fn start_version_with(kind: ServerKind, extra: &[&str]) -> Self {
+        let binaries = kind.binaries();
+        let server = Self::start_binaries(&binaries, extra);
+        let found = server.version();
+        let (flavor, major_minor) = kind.expected();
+        assert!(
+            found.flavor == flavor && found.major_minor() == major_minor,
+            "{kind:?} was asked for, but {} is {found:?}",
+            binaries.server.to_string_lossy()
+        );
+        server
+    }
+
+    fn start_binaries(binaries: &Binaries, extra: &[&str]) -> Self {
+        let name = binaries.server.to_string_lossy();
         let mut last_log = String::new();
         for _ in 0..5 {
             let port = free_port();
             let dir = tempfile::tempdir().expect("temp dir");
-            let child = Command::new("redis-server")
+            let child = Command::new(&binaries.server)
                 .args(["--port", &port.to_string()])
                 .args(["--bind", "127.0.0.1"])
                 .args(["--save", ""])
@@ -44,14 +229,30 @@ impl RedisServer {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("redis-server must be installed (apt-get install redis-server)");
-            let mut server = RedisServer { child, port, dir };
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot run {name}: {e} (the server is $ARCHIVE_TEST_SERVER, else \
+                         redis-server: apt-get install redis-server)"
+                    )
+                });
+            let mut server = RedisServer {
+                child,
+                port,
+                dir,
+                cli: binaries.cli.clone(),
+            };
             if server.wait_ready(extra) {
                 return server;
             }
             last_log = server.log();
         }
-        panic!("redis-server did not start; last log:\n{last_log}");
+        panic!("{name} did not start; last log:\n{last_log}");
+    }
+
+    /// What this server says it is (`INFO server`): Redis or Valkey, and
+    /// its version.
+    pub fn version(&self) -> ServerVersion {
+        ServerVersion::of(&mut self.conn())
     }
 
     fn wait_ready(&mut self, extra: &[&str]) -> bool {
@@ -115,7 +316,7 @@ impl RedisServer {
     /// Run a file of redis-cli commands (the fixtures' data loaders), as
     /// their header says: `grep -v '^#' FILE | redis-cli -p PORT`.
     pub fn load_commands(&self, file: &Path) {
-        redis_cli_file(file, &format!("-p {}", self.port));
+        redis_cli_file(&self.cli, file, &format!("-p {}", self.port));
     }
 
     /// Every key with its state and expiry time, for exact before/after checks.
@@ -175,12 +376,12 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let out = Command::new("redis-cli")
+        let out = Command::new(&nodes[0].cli)
             .args(["--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
-            .expect("redis-cli");
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", nodes[0].cli.to_string_lossy()));
         assert!(
             out.status.success(),
             "redis-cli --cluster create: {}{}",
@@ -413,18 +614,20 @@ impl RedisCluster {
     /// Run a file of redis-cli commands in cluster mode (`redis-cli -c`
     /// follows the redirections).
     pub fn load_commands(&self, file: &Path) {
-        redis_cli_file(file, &format!("-c -p {}", self.nodes[0].port));
+        redis_cli_file(
+            &self.nodes[0].cli,
+            file,
+            &format!("-c -p {}", self.nodes[0].port),
+        );
     }
 }
 
-/// `grep -v '^#' FILE | redis-cli ARGS`, which must report no error.
-fn redis_cli_file(file: &Path, args: &str) {
+/// `grep -v '^#' FILE | CLI ARGS`, which must report no error.
+fn redis_cli_file(cli: &std::ffi::OsStr, file: &Path, args: &str) {
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "grep -v '^#' '{}' | redis-cli {args}",
-            file.display()
-        ))
+        .arg(format!("grep -v '^#' '{}' | \"$0\" {args}", file.display()))
+        .arg(cli)
         .output()
         .expect("sh, grep and redis-cli");
     let stdout = String::from_utf8_lossy(&out.stdout);
