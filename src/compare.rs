@@ -684,7 +684,7 @@ fn add_checks(pipe: &mut redis::Pipeline, record: &Record, state: &mut KeyState)
             // A field whose expiry has passed is gone, as an expired key is.
             let fields: Vec<(Bytes, Bytes)> = fields
                 .iter()
-                .filter(|(name, _)| !expiry.get(&name.0[..]).is_some_and(|&at| at <= f.now_ms))
+                .filter(|(name, _)| expiry.get(&name.0[..]).is_none_or(|&at| at > f.now_ms))
                 .cloned()
                 .collect();
             state.total += fields.len() as u64;

@@ -722,9 +722,6 @@ impl<'p> Planner<'p> {
                 {
                     Some(format!("module {module}, which it has not loaded"))
                 }
-                (_, None, Some(loaded)) if loaded.is_empty() => {
-                    Some("a module, and it has none loaded".to_string())
-                }
                 _ => None,
             };
             if let Some(why) = why {
@@ -954,7 +951,8 @@ fn drop_expired_fields(record: &mut Record, now_ms: i64) {
 
 /// The module that provides a type kept as a DUMP payload, for the types
 /// of the modules in common use (`TYPE` names the type, `MODULE LIST`
-/// names the module).
+/// names the module). For other types the plan cannot tell whether the
+/// target loads them: `RESTORE` decides, and a refusal fails that key.
 fn module_of(type_name: &str) -> Option<&'static str> {
     Some(match type_name {
         "ReJSON-RL" => "ReJSON",

@@ -229,13 +229,13 @@ impl Visitor for Rollbacker<'_> {
     }
 
     fn record(&mut self, record: Record, _location: &Location) -> Result<()> {
-        if record.part == 0 && std::mem::take(&mut self.reread) {
-            if let Some(p) = self.batch.last_mut()
-                && p.records.is_empty()
-            {
-                p.records.push(record);
-                return Ok(());
-            }
+        if record.part == 0
+            && std::mem::take(&mut self.reread)
+            && let Some(p) = self.batch.last_mut()
+            && p.records.is_empty()
+        {
+            p.records.push(record);
+            return Ok(());
         }
         if record.part == 0 {
             let touched = match self.journal.as_mut() {

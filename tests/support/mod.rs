@@ -133,6 +133,14 @@ impl ServerVersion {
     pub fn is_redis_at_least(&self, major: u32, minor: u32) -> bool {
         self.flavor == Flavor::Redis && self.major_minor() >= (major, minor)
     }
+
+    /// Hash fields can have their own expiry (Redis 7.4+, Valkey 9.0+).
+    pub fn has_field_expiry(&self) -> bool {
+        match self.flavor {
+            Flavor::Redis => self.major_minor() >= (7, 4),
+            Flavor::Valkey => self.major_minor() >= (9, 0),
+        }
+    }
 }
 
 /// A server executable and the matching cli.
@@ -854,6 +862,9 @@ pub fn restore_url(url: &str, path: &Path, extra: &[&str]) -> Run {
 pub enum KeyState {
     String(Vec<u8>),
     Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    /// A hash some of whose fields have their own expiry: the fields, and
+    /// (field, `HPEXPIRETIME` in ms) of those that expire, sorted.
+    ExpiringHash(Vec<(Vec<u8>, Vec<u8>)>, Vec<(Vec<u8>, i64)>),
     List(Vec<Vec<u8>>),
     Set(Vec<Vec<u8>>),
     /// (member, score bits) sorted by member.
@@ -885,7 +896,7 @@ pub fn key_state(c: &mut Connection, key: &[u8]) -> Option<KeyState> {
         "hash" => {
             let mut v: Vec<(Vec<u8>, Vec<u8>)> = c.hgetall(key).unwrap();
             v.sort();
-            KeyState::Hash(v)
+            with_field_expiry(c, key, v)
         }
         "list" => KeyState::List(c.lrange(key, 0, -1).unwrap()),
         "set" => {
@@ -1079,6 +1090,36 @@ pub fn assert_same_db(a: &mut Connection, b: &mut Connection, ttl_tolerance_ms: 
     compared
 }
 
+/// A hash's state with the expiry of each of its fields that has one, read
+/// with `HPEXPIRETIME` on servers that have it.
+fn with_field_expiry(c: &mut Connection, key: &[u8], fields: Vec<(Vec<u8>, Vec<u8>)>) -> KeyState {
+    let supported: Vec<Value> = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg("HPEXPIRETIME")
+        .query(c)
+        .unwrap();
+    if fields.is_empty() || matches!(supported.first(), None | Some(Value::Nil)) {
+        return KeyState::Hash(fields);
+    }
+    let mut cmd = redis::cmd("HPEXPIRETIME");
+    cmd.arg(key).arg("FIELDS").arg(fields.len());
+    for (f, _) in &fields {
+        cmd.arg(f);
+    }
+    let times: Vec<i64> = cmd.query(c).unwrap();
+    let expiring: Vec<(Vec<u8>, i64)> = fields
+        .iter()
+        .zip(times)
+        .filter(|(_, t)| *t >= 0)
+        .map(|((f, _), t)| (f.clone(), t))
+        .collect();
+    if expiring.is_empty() {
+        KeyState::Hash(fields)
+    } else {
+        KeyState::ExpiringHash(fields, expiring)
+    }
+}
+
 /// Type, value and expiry of each key, in two pipelined round trips
 /// (streams, which need several commands, one by one).
 fn batch_states(c: &mut Connection, keys: &[Vec<u8>]) -> Vec<(Option<KeyState>, Option<i64>)> {
@@ -1109,7 +1150,7 @@ fn batch_states(c: &mut Connection, keys: &[Vec<u8>]) -> Vec<(Option<KeyState>, 
                 "hash" => {
                     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = redis::from_redis_value(v).unwrap();
                     pairs.sort();
-                    Some(KeyState::Hash(pairs))
+                    Some(with_field_expiry(c, k, pairs))
                 }
                 "list" => Some(KeyState::List(redis::from_redis_value(v).unwrap())),
                 "set" => {
