@@ -14,8 +14,8 @@ use redis_archive::archive::{ArchiveWriter, Destination, Encryption, WriterOptio
 use redis_archive::connection::{Address, ServerInfo};
 use redis_archive::keyspace::Selection;
 use redis_archive::record::{
-    Bytes, ConsumerGroup, Expiry, FieldExpiry, Record, Score, StreamChunk, StreamEntry, StreamId,
-    StreamMeta, Value,
+    Bytes, ConsumerGroup, Expiry, FieldExpiry, GroupPending, PendingEntry, Record, Score,
+    StreamChunk, StreamEntry, StreamId, StreamMeta, Value,
 };
 use sha2::{Digest, Sha256};
 
@@ -150,7 +150,8 @@ fn records() -> Vec<Record> {
 /// What schema 2 added: a hash whose fields have their own expiry (one in
 /// 2100, one in 2001), a list voided half way (it changed while exported)
 /// and then written whole, a set voided and not written again (it was
-/// deleted), and a plain string.
+/// deleted), a stream whose group has consumers and pending entries (one
+/// delivered 3 times), and a plain string.
 fn schema2_records() -> Vec<Record> {
     let mut fields = record(
         "session:fields",
@@ -194,6 +195,45 @@ fn schema2_records() -> Vec<Record> {
             void: true,
             ..record("set:gone", Value::Set(vec![]))
         },
+        record(
+            "jobs",
+            Value::Stream(StreamChunk {
+                meta: Some(StreamMeta {
+                    last_id: StreamId { ms: 3, seq: 0 },
+                    entries_added: Some(3),
+                    max_deleted_id: Some(StreamId { ms: 0, seq: 0 }),
+                    groups: vec![ConsumerGroup {
+                        name: "workers".into(),
+                        last_delivered_id: StreamId { ms: 2, seq: 0 },
+                        entries_read: Some(2),
+                        consumers: vec!["w1".into(), "w2".into(), "idle".into()],
+                    }],
+                }),
+                entries: (1..=3)
+                    .map(|ms| StreamEntry {
+                        id: StreamId { ms, seq: 0 },
+                        fields: vec![("job".into(), format!("j{ms}").as_str().into())],
+                    })
+                    .collect(),
+                pending: vec![GroupPending {
+                    group: "workers".into(),
+                    entries: vec![
+                        PendingEntry {
+                            id: StreamId { ms: 1, seq: 0 },
+                            consumer: "w1".into(),
+                            delivery_count: 3,
+                            delivered_at_ms: PAST_MS,
+                        },
+                        PendingEntry {
+                            id: StreamId { ms: 2, seq: 0 },
+                            consumer: "w2".into(),
+                            delivery_count: 1,
+                            delivered_at_ms: PAST_MS + 1,
+                        },
+                    ],
+                }],
+            }),
+        ),
         record("plain", Value::String("v".into())),
     ]
 }

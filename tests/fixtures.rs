@@ -207,8 +207,8 @@ fn issue_14_schema2_vector_keeps_field_expiry_and_never_restores_voided_parts() 
         .ok()
         .json();
     assert_eq!(manifest["schema_version"], 2);
-    assert_eq!(manifest["counts"]["keys"], 3, "{manifest}");
-    assert_eq!(manifest["counts"]["records"], 7);
+    assert_eq!(manifest["counts"]["keys"], 4, "{manifest}");
+    assert_eq!(manifest["counts"]["records"], 8);
     assert_eq!(manifest["counts"]["voided"], 2);
     assert_eq!(manifest["counts"]["field_expiries"], 2);
     let text = run(&["inspect", path.to_str().unwrap()]).ok().stdout_text();
@@ -227,7 +227,7 @@ fn issue_14_schema2_vector_keeps_field_expiry_and_never_restores_voided_parts() 
     let report = restore(&dst, &path, &["--drop-unsupported", "--json"])
         .ok()
         .json();
-    assert_eq!(report["written"], 3, "{report}");
+    assert_eq!(report["written"], 4, "{report}");
     assert_eq!(report["dropped_field_expiries"], 1, "{report}");
     let mut c = dst.conn();
     let mut fields: Vec<(String, String)> = c.hgetall("session:fields").unwrap();
@@ -245,7 +245,34 @@ fn issue_14_schema2_vector_keeps_field_expiry_and_never_restores_voided_parts() 
         ["a", "b", "c"]
     );
     assert!(!c.exists::<_, bool>("set:gone").unwrap());
-    assert_eq!(dst.dbsize(0), 3);
+    // The stream's group comes back with its consumers and pending entries.
+    let pending: Vec<(String, String, i64, i64)> = redis::cmd("XPENDING")
+        .arg("jobs")
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query(&mut c)
+        .unwrap();
+    let pending: Vec<(String, String, i64)> = pending
+        .into_iter()
+        .map(|(id, who, _, n)| (id, who, n))
+        .collect();
+    assert_eq!(
+        pending,
+        [
+            ("1-0".into(), "w1".into(), 3),
+            ("2-0".into(), "w2".into(), 1)
+        ]
+    );
+    let consumers: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg("jobs")
+        .arg("workers")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(consumers.len(), 3);
+    assert_eq!(dst.dbsize(0), 4);
     // compare knows the voided parts are not part of the archive, and that
     // this target cannot have the field's expiry.
     let out = run(&["compare", path.to_str().unwrap(), "--target", &dst.url()]);
