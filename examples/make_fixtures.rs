@@ -57,15 +57,7 @@ fn header(schema_version: u64) -> Header {
 }
 
 fn record(key: &str, value: Value) -> Record {
-    Record {
-        key: key.into(),
-        expiry: None,
-        part: 0,
-        more: false,
-        field_expiry: Vec::new(),
-        void: false,
-        value,
-    }
+    Record::new(key.into(), value)
 }
 
 /// Ten keys: every type, binary data, infinite scores, a split key, an

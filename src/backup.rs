@@ -203,15 +203,7 @@ impl Backup {
 }
 
 fn absent(key: &[u8]) -> Record {
-    Record {
-        key: Bytes(key.to_vec()),
-        expiry: None,
-        part: 0,
-        more: false,
-        field_expiry: Vec::new(),
-        void: false,
-        value: Value::Absent(Default::default()),
-    }
+    Record::new(Bytes(key.to_vec()), Value::Absent(Default::default()))
 }
 
 /// Create `dir` (and parents) with mode 0700: backups hold production data.

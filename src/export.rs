@@ -315,15 +315,21 @@ impl GroupCounter {
         }
     }
 
+    /// A key at its first record, taken back at a void last record.
     fn count(&mut self, record: &Record) {
-        if record.part != 0 {
+        if record.part != 0 && !record.void {
             return;
         }
         if let Some((i, _)) = classify(&self.profile, &record.key.0, self.user.as_deref()) {
-            *self
+            let n = self
                 .groups
                 .entry(self.profile.groups[i].name.clone())
-                .or_default() += 1;
+                .or_default();
+            *n = if record.void {
+                n.saturating_sub(1)
+            } else {
+                *n + 1
+            };
         }
     }
 }

@@ -797,15 +797,7 @@ mod tests {
 
     #[test]
     fn binary_bytes_use_base64_and_text_stays_text() {
-        let r = Record {
-            key: Bytes(vec![0xff, 0x00, b'k']),
-            expiry: None,
-            part: 0,
-            more: false,
-            field_expiry: Vec::new(),
-            void: false,
-            value: Value::String("héllo".into()),
-        };
+        let r = Record::new(Bytes(vec![0xff, 0x00, b'k']), Value::String("héllo".into()));
         let mut buf = Vec::new();
         r.encode_into(&mut buf);
         let line = String::from_utf8(buf).unwrap();

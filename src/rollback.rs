@@ -328,15 +328,10 @@ impl Rollbacker<'_> {
             let records = if expired || matches!(first.value, Value::Absent(_)) {
                 // Absent before the restore (or since expired): delete it.
                 self.report.deleted += 1;
-                vec![Record {
-                    key: first.key.clone(),
-                    expiry: None,
-                    part: 0,
-                    more: false,
-                    field_expiry: Vec::new(),
-                    void: false,
-                    value: Value::Absent(Default::default()),
-                }]
+                vec![Record::new(
+                    first.key.clone(),
+                    Value::Absent(Default::default()),
+                )]
             } else {
                 self.report.restored += 1;
                 pending.records

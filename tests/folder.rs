@@ -53,15 +53,7 @@ fn put_archive(
     )
     .unwrap();
     writer
-        .write_record(&Record {
-            key: "k".into(),
-            expiry: None,
-            part: 0,
-            more: false,
-            field_expiry: Vec::new(),
-            void: false,
-            value: Value::String("v".into()),
-        })
+        .write_record(&Record::new("k".into(), Value::String("v".into())))
         .unwrap();
     let done = writer.finish(created, 0).unwrap();
     let meta = Meta::new(

@@ -336,15 +336,7 @@ member = "user:{user}"
     }
 
     fn rec(key: &str, value: Value) -> Record {
-        Record {
-            key: key.into(),
-            expiry: None,
-            part: 0,
-            more: false,
-            field_expiry: Vec::new(),
-            void: false,
-            value,
-        }
+        Record::new(key.into(), value)
     }
 
     fn rewriter() -> Rewriter {

@@ -401,16 +401,6 @@ impl<'a> UserWalk<'a> {
             }
             _ => return Ok(()),
         };
-        self.fetcher
-            .send(Record {
-                key: key.into(),
-                expiry: None,
-                part: 0,
-                more: false,
-                field_expiry: Vec::new(),
-                void: false,
-                value,
-            })
-            .await
+        self.fetcher.send(Record::new(key.into(), value)).await
     }
 }

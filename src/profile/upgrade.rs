@@ -459,15 +459,10 @@ mod tests {
     #[test]
     fn json_strings_are_upgraded_and_other_groups_left_alone() {
         let mut u = Upgrader::new(&steps(), 1, 2).unwrap().unwrap();
-        let mut r = Record {
-            key: "user:42:settings".into(),
-            expiry: None,
-            part: 0,
-            more: false,
-            field_expiry: Vec::new(),
-            void: false,
-            value: Value::String(r#"{"subscriptionStatus":"trial","theme":"dark"}"#.into()),
-        };
+        let mut r = Record::new(
+            "user:42:settings".into(),
+            Value::String(r#"{"subscriptionStatus":"trial","theme":"dark"}"#.into()),
+        );
         u.apply(&mut r, Some("user")).unwrap();
         let Value::String(text) = &r.value else {
             panic!()
