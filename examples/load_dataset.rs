@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-#[path = "../tests/support/dataset.rs"]
+#[path = "../tests/it/support/dataset.rs"]
 mod dataset;
 
 fn main() {

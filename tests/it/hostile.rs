@@ -4,16 +4,14 @@
 //! by the same full read that restore makes before its first write. The
 //! reader never writes an entry to the filesystem.
 
-mod support;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::support::{RedisServer, command, output, restore};
 use redis_archive::archive::reader::{
     Discard, LARGE_RECORD_BYTES, MAX_ENTRY_BYTES, MAX_META_BYTES,
 };
 use redis_archive::archive::{ArchiveSource, Decryption, read_archive};
-use support::{RedisServer, command, output, restore};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -305,7 +303,7 @@ fn a_decompression_bomb_is_refused_within_bounded_memory() {
     let limited = format!(
         "ulimit -v {}; exec '{}' validate '{}'",
         640 << 10,
-        support::bin().display(),
+        crate::support::bin().display(),
         file.display()
     );
     let out = output(

@@ -1,13 +1,11 @@
 //! Each failure: one clear line on stderr, its documented exit code, and
 //! nothing written (no file at the output path, no key in the target).
 
-mod support;
-
 use std::path::Path;
 use std::process::Stdio;
 
+use crate::support::*;
 use redis::Commands;
-use support::*;
 
 fn dir_is_empty(dir: &Path) {
     let left: Vec<_> = std::fs::read_dir(dir)

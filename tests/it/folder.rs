@@ -1,10 +1,9 @@
 //! The backup folder: backup, list (no keys needed), prune with retention.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::support::*;
 use chrono::{DateTime, Datelike, Duration, Utc};
 use redis::Commands;
 use redis_archive::archive::manifest::{ArchiveKind, Header, Source};
@@ -13,7 +12,6 @@ use redis_archive::catalog::{Meta, archive_file_name, commit};
 use redis_archive::connection::{Address, ServerInfo};
 use redis_archive::keyspace::Selection;
 use redis_archive::record::{Record, Value};
-use support::*;
 
 /// One archive in `dir` created at `created`, committed with its metadata
 /// as `archive backup` would.

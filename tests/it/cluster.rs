@@ -1,14 +1,12 @@
 //! Redis Cluster (issue #9): export from and restore into a sharded
 //! deployment, against real local clusters of three primaries.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::*;
 use redis::Commands;
-use support::*;
 
 type Snapshot = BTreeMap<Vec<u8>, (KeyState, Option<i64>)>;
 

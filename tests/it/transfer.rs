@@ -1,9 +1,7 @@
 //! Moving data between environments: copy, renames, databases, merge, fail.
 
-mod support;
-
+use crate::support::*;
 use redis::Commands;
-use support::*;
 
 fn copy(src: &RedisServer, dst: &RedisServer, extra: &[&str]) -> Run {
     let (s, t) = (src.url(), dst.url());

@@ -4,14 +4,12 @@
 //! decompressed), manifest, sidecar, journal, report, stdout or stderr.
 //! Every file is created 0600 and every folder 0700, even under umask 000.
 
-mod support;
-
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::support::{RedisServer, Run, command_after, output};
 use age::secrecy::{ExposeSecret, SecretString};
-use support::{RedisServer, Run, command_after, output};
 
 const SOURCE_PASSWORD: &str = "src-PASSWORD-s3cr3t-1";
 const TARGET_PASSWORD: &str = "tgt-PASSWORD-s3cr3t-2";
@@ -116,7 +114,7 @@ fn no_secret_reaches_any_output_and_every_file_is_private() {
     {
         let url = format!("redis://:{SOURCE_PASSWORD}@127.0.0.1:{}", source.port);
         let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
-        support::dataset::load(&mut c, 2_000, 0);
+        crate::support::dataset::load(&mut c, 2_000, 0);
     }
     let mut w = World {
         identity_file,

@@ -1,11 +1,9 @@
 //! Export from one real server, restore into another, compare key by key.
 
-mod support;
-
 use std::process::Stdio;
 
+use crate::support::*;
 use redis::Commands;
-use support::*;
 
 #[test]
 fn every_type_and_edge_case_round_trips_exactly() {

@@ -11,8 +11,6 @@
 //! whatever the default is starts it with [`RedisServer::start_version`];
 //! [`RedisServer::version`] says what a running server is.
 
-#![allow(dead_code)]
-
 pub mod dataset;
 
 use std::collections::BTreeMap;
@@ -128,19 +126,6 @@ impl ServerVersion {
         let mut parts = self.version.split('.').map(|p| p.parse::<u32>().unwrap());
         (parts.next().unwrap(), parts.next().unwrap_or(0))
     }
-
-    /// Redis (not Valkey) at `major.minor` or later, e.g. `is_redis_at_least(8, 0)`.
-    pub fn is_redis_at_least(&self, major: u32, minor: u32) -> bool {
-        self.flavor == Flavor::Redis && self.major_minor() >= (major, minor)
-    }
-
-    /// Hash fields can have their own expiry (Redis 7.4+, Valkey 9.0+).
-    pub fn has_field_expiry(&self) -> bool {
-        match self.flavor {
-            Flavor::Redis => self.major_minor() >= (7, 4),
-            Flavor::Valkey => self.major_minor() >= (9, 0),
-        }
-    }
 }
 
 /// A server executable and the matching cli.
@@ -201,7 +186,7 @@ impl RedisServer {
     /// ```
     ///
     /// A test run against the default server can ask it what it is with
-    /// [`RedisServer::version`], e.g. `src.version().is_redis_at_least(8, 0)`.
+    /// [`RedisServer::version`] (flavor and `major_minor`).
     pub fn start_version(kind: ServerKind) -> Self {
         Self::start_version_with(kind, &[])
     }

@@ -1,12 +1,10 @@
 //! Redis faults during a run (issue #8): a source connection killed, a
 //! source or target that goes away, a target out of memory, a slow server.
 
-mod support;
-
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 fn running(child: &mut Child) -> bool {
     child.try_wait().unwrap().is_none()

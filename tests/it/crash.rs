@@ -4,12 +4,10 @@
 //! a file that looks complete when it is not, no stray temp file after the
 //! next run, and a restore that `rollback` undoes exactly.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use support::*;
+use crate::support::*;
 
 fn names(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)

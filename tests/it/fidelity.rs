@@ -4,12 +4,10 @@
 //! type), into Redis 8.0 itself and into Redis 7.0 and Valkey 8.1, which
 //! have neither.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::*;
 use redis::{Commands, Connection};
-use support::*;
 
 /// Hashes whose fields have their own expiry: a small one, one big enough
 /// to be read and written in chunks (and split over records), and one

@@ -3,9 +3,7 @@
 //! members, exported from one server and restored into an empty one,
 //! compared key by key. Memory is measured by bench/run.sh, not here.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[test]
 fn hundred_thousand_keys_and_a_million_member_set_round_trip() {

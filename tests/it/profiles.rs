@@ -1,12 +1,10 @@
 //! Per-user archives through profiles (issue #5), with the two example
 //! profiles and their data loaders from fixtures/profiles.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use support::{KeyState, RedisServer, export, key_state, restore, run};
+use crate::support::{KeyState, RedisServer, export, key_state, restore, run};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -116,8 +114,8 @@ fn export_42_takes_every_key_of_user_42_and_none_of_4_420_or_7() {
             "{key}"
         );
         let (a, b) = (
-            support::expire_time(&mut s, key.as_bytes()),
-            support::expire_time(&mut t, key.as_bytes()),
+            crate::support::expire_time(&mut s, key.as_bytes()),
+            crate::support::expire_time(&mut t, key.as_bytes()),
         );
         assert!(
             a.is_some() == b.is_some() && (a.unwrap_or(0) - b.unwrap_or(0)).abs() <= 1000,
@@ -156,7 +154,7 @@ fn export_42_takes_every_key_of_user_42_and_none_of_4_420_or_7() {
     )
     .unwrap();
     assert_eq!(session["userId"], 99, "a number stays a number");
-    assert!(support::expire_time(&mut target.conn(), b"session:99-tok-ada-2").is_some());
+    assert!(crate::support::expire_time(&mut target.conn(), b"session:99-tok-ada-2").is_some());
     assert_eq!(
         zscore(&target, "users:by_created", "99"),
         Some(1700000042000.0)

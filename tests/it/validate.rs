@@ -1,11 +1,9 @@
 //! `validate` against the test vectors: a good archive passes; each kind of
 //! damage is named with where it is.
 
-mod support;
-
 use std::path::PathBuf;
 
-use support::*;
+use crate::support::*;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

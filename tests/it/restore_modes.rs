@@ -1,9 +1,7 @@
 //! Restore behaviour: TTL modes, skip vs overwrite, dry run, confirmation.
 
-mod support;
-
+use crate::support::*;
 use redis::Commands;
-use support::*;
 
 fn now_ms(c: &mut redis::Connection) -> i64 {
     let (s, us): (i64, i64) = redis::cmd("TIME").query(c).unwrap();

@@ -1,10 +1,8 @@
 //! Stream consumer groups: their consumers and pending entries survive
 //! export/restore, copy and rollback exactly, however long the PEL.
 
-mod support;
-
+use crate::support::*;
 use redis::Value;
-use support::*;
 
 fn pending_count(c: &mut redis::Connection, key: &str, group: &str) -> i64 {
     let summary: Vec<Value> = redis::cmd("XPENDING").arg(key).arg(group).query(c).unwrap();

@@ -1,11 +1,9 @@
 //! Ctrl-C and SIGTERM stop cleanly: an export leaves nothing behind, a
 //! restore stops between batches and says how far it got.
 
-mod support;
-
 use std::path::Path;
 
-use support::*;
+use crate::support::*;
 
 fn entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).unwrap().count()

@@ -2,8 +2,7 @@
 //! library against real servers: keys that vanish between SCAN and read,
 //! and module-type keys kept as DUMP payloads.
 
-mod support;
-
+use crate::support::*;
 use redis::Commands;
 use redis_archive::archive::manifest::{ArchiveKind, Header, Source};
 use redis_archive::archive::{ArchiveWriter, Destination, WriterOptions};
@@ -11,7 +10,6 @@ use redis_archive::connection::{Endpoint, ServerInfo, Side, Timeouts};
 use redis_archive::fetch::{ChunkSizes, Fetcher};
 use redis_archive::keyspace::Selection;
 use redis_archive::record::{Bytes, DumpValue, Expiry, KeyType, Record, Value};
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_gone_before_they_are_read_count_as_vanished() {
@@ -55,7 +53,7 @@ fn dump_records_restore_with_their_ttl() {
     // Stock Redis has no module types, so a DUMP payload of a plain hash
     // stands in for one: the restore path is the same RESTORE. Its type name
     // is no known module's, so the plan lets RESTORE decide (a known module
-    // type the target has not loaded is refused: tests/fidelity.rs).
+    // type the target has not loaded is refused: tests/it/fidelity.rs).
     let src = RedisServer::start();
     let dst = RedisServer::start();
     let mut c = src.conn();

@@ -1,13 +1,11 @@
 //! Pre-restore backups and rollback: every restore can be undone exactly.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use redis::Commands;
-use support::*;
 
 /// A target that already holds other versions of some keys, with TTLs, and
 /// keys the archive does not touch.

@@ -1,11 +1,9 @@
 //! The test vectors in fixtures/: one case each, as fixtures/README.md says.
 
-mod support;
-
 use std::path::PathBuf;
 
+use crate::support::*;
 use redis::Commands;
-use support::*;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

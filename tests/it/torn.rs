@@ -9,11 +9,10 @@
 //! server has answered a given number of chunk reads (its own command
 //! statistics), which puts it inside the read without guessing at timing.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use redis::Commands;
 use redis_archive::archive::Destination;
 use redis_archive::connection::{Endpoint, Side, Timeouts};
@@ -21,7 +20,6 @@ use redis_archive::export::{ExportOptions, export};
 use redis_archive::fetch::ChunkSizes;
 use redis_archive::keyspace::Selection;
 use redis_archive::progress::Silent;
-use support::*;
 
 const LIST_ITEMS: usize = 300_000;
 const HASH_FIELDS: usize = 60_000;

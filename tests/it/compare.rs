@@ -1,9 +1,7 @@
 //! `compare`: an archive against a live database, key by key.
 
-mod support;
-
+use crate::support::*;
 use redis::Commands;
-use support::*;
 
 fn compare(archive: &std::path::Path, target: &RedisServer, extra: &[&str]) -> Run {
     let url = target.url();

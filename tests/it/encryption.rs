@@ -1,12 +1,10 @@
 //! age encryption: round trips, interoperability with the `age` CLI both
 //! ways, damaged encrypted files, wrong keys, and no secret ever printed.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::*;
+use crate::support::*;
 
 struct Keys {
     dir: tempfile::TempDir,

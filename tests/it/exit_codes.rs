@@ -2,13 +2,11 @@
 //! makes the binary exit with that code and checks the one-line message.
 //! Other test files cover the same failures in depth.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
