@@ -29,8 +29,8 @@ use crate::fetch::{array_of, bytes_of, stream_entries};
 use crate::keyspace::Selection;
 use crate::progress::Progress;
 use crate::record::{Bytes, Expiry, KeyType, Record, StreamEntry, Value, parse_score, printable};
-use crate::remap::Remap;
 use crate::report::MAX_ERROR_SAMPLES;
+use crate::restore::remap::Remap;
 
 #[derive(Debug, Clone)]
 pub struct CompareOptions {

@@ -39,7 +39,6 @@
 //! ```
 
 pub mod archive;
-pub mod backup;
 pub mod catalog;
 pub mod cluster;
 pub mod compare;
@@ -49,7 +48,6 @@ pub mod error;
 pub mod export;
 pub mod failpoint;
 pub mod fetch;
-pub mod journal;
 pub mod keyspace;
 pub mod load;
 pub mod partial;
@@ -58,10 +56,8 @@ pub mod profile;
 pub mod progress;
 pub mod prune;
 pub mod record;
-pub mod remap;
 pub mod report;
 pub mod restore;
 pub mod retention;
-pub mod rollback;
 
 pub use error::{Error, Result};

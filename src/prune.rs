@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::archive::manifest::ArchiveKind;
 use crate::catalog::{Entry, Lock, meta_path, scan};
 use crate::error::{Error, Result};
-use crate::journal::journal_path;
+use crate::restore::journal::journal_path;
 use crate::retention::{Item, Policy, Zone, decide};
 
 #[derive(Debug, Clone)]

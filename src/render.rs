@@ -15,7 +15,7 @@ use redis_archive::profile::upgrade::UpgradeSummary;
 use redis_archive::prune::PruneReport;
 use redis_archive::record::KeyType;
 use redis_archive::report::{Action, ActionCounts, ExportReport, KeyError, RestoreReport};
-use redis_archive::rollback::RollbackReport;
+use redis_archive::restore::rollback::RollbackReport;
 use serde::Serialize;
 
 /// "... and N more" when a list shows fewer than there are.

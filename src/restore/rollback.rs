@@ -24,11 +24,11 @@ use crate::archive::reader::{ArchiveSource, Location, Visitor, read_archive};
 use crate::archive::{Decryption, Header};
 use crate::connection::{Conn, Endpoint, Side, Timeouts};
 use crate::error::{Error, Result};
-use crate::journal::{JournalReader, Touched, journal_path};
 use crate::load::TtlMode;
 use crate::progress::{Cancel, Progress, Silent};
 use crate::record::{Record, Value, printable};
 use crate::report::{KeyError, MAX_ERROR_SAMPLES};
+use crate::restore::journal::{JournalReader, Touched, journal_path};
 use crate::restore::{Applier, Mode, UNKNOWN_FINGERPRINT, WriteOptions, fingerprints, open_target};
 
 #[derive(Debug, Clone)]

@@ -35,7 +35,7 @@ pub fn default_dir() -> PathBuf {
 }
 
 /// A pre-restore backup being written.
-pub struct Backup {
+pub struct PreRestoreBackup {
     writer: ArchiveWriter,
     conn: Conn,
     server: ServerInfo,
@@ -46,13 +46,15 @@ pub struct Backup {
     file: String,
 }
 
-impl std::fmt::Debug for Backup {
+impl std::fmt::Debug for PreRestoreBackup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backup").field("path", &self.path).finish()
+        f.debug_struct("PreRestoreBackup")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
-impl Backup {
+impl PreRestoreBackup {
     /// Start a backup of `target` in `dir`.
     pub fn create(
         handle: &Handle,
@@ -88,7 +90,7 @@ impl Backup {
             WriterOptions::default(),
             None,
         )?;
-        Ok(Backup {
+        Ok(PreRestoreBackup {
             writer,
             conn: conn.clone(),
             server: server_info,

@@ -25,6 +25,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use redis::Value as Reply;
+use tokio::runtime::Handle;
+
+use crate::connection::Conn;
 use crate::error::{Error, Result};
 use crate::record::Bytes;
 
@@ -187,6 +193,93 @@ impl JournalReader {
         Ok(None)
     }
 }
+
+/// SHA-1 of each key's DUMP, computed by the server (`None`: the key does
+/// not exist). A server without scripting gives "unknown".
+pub(crate) fn fingerprints(
+    handle: &Handle,
+    conn: &mut Conn,
+    keys: &[&[u8]],
+) -> Result<Vec<Option<String>>> {
+    let mut pipe = redis::pipe();
+    let groups = add_fingerprints(&mut pipe, keys, conn.is_cluster());
+    let replies = handle.block_on(conn.pipeline(&mut pipe, "fingerprinting keys"))?;
+    Ok(read_fingerprints(&groups, replies))
+}
+
+/// Add the script calls that fingerprint `keys`, a few keys per call: each
+/// key is at most FINGERPRINT_MAX_BYTES, so no call holds the server long,
+/// and the calls are few. In a cluster a call's keys share a slot (a script
+/// may not touch keys of two slots). Returns the indexes of each call's keys.
+pub(crate) fn add_fingerprints(
+    pipe: &mut redis::Pipeline,
+    keys: &[&[u8]],
+    cluster: bool,
+) -> Vec<Vec<usize>> {
+    let groups: Vec<Vec<usize>> = if cluster {
+        let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, key) in keys.iter().enumerate() {
+            by_slot
+                .entry(crate::cluster::slot(key))
+                .or_default()
+                .push(i);
+        }
+        by_slot
+            .into_values()
+            .flat_map(|v| {
+                v.chunks(FINGERPRINTS_PER_CALL)
+                    .map(<[usize]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    } else {
+        (0..keys.len())
+            .collect::<Vec<usize>>()
+            .chunks(FINGERPRINTS_PER_CALL)
+            .map(<[usize]>::to_vec)
+            .collect()
+    };
+    for group in &groups {
+        let call = pipe.cmd("EVAL").arg(FINGERPRINT_SCRIPT).arg(group.len());
+        for &i in group {
+            call.arg(keys[i]);
+        }
+    }
+    groups
+}
+
+/// The fingerprints in the replies to [`add_fingerprints`]' calls, in the
+/// order of the keys.
+pub(crate) fn read_fingerprints(groups: &[Vec<usize>], replies: Vec<Reply>) -> Vec<Option<String>> {
+    let mut out = vec![None; groups.iter().map(Vec::len).sum()];
+    for (group, reply) in groups.iter().zip(replies) {
+        match reply {
+            Reply::Array(items) if items.len() == group.len() => {
+                for (&i, r) in group.iter().zip(items) {
+                    out[i] = match r {
+                        Reply::Nil => None,
+                        other => Some(
+                            String::from_utf8_lossy(&crate::fetch::bytes_of(other)).into_owned(),
+                        ),
+                    };
+                }
+            }
+            // No scripting (or no DUMP) on this server: not known.
+            _ => {
+                for &i in group {
+                    out[i] = Some(UNKNOWN_FINGERPRINT.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Keys fingerprinted per script call.
+const FINGERPRINTS_PER_CALL: usize = 32;
+
+/// Journaled when the server cannot fingerprint (no scripting).
+pub const UNKNOWN_FINGERPRINT: &str = "unknown";
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,493 @@
+//! Performing a plan: batches of records become pipelined writes, each key
+//! decided again against the target as it is then; failed keys are removed,
+//! counted and named; each batch is journaled before it is written.
+
+use super::journal::{add_fingerprints, read_fingerprints};
+use super::*;
+
+/// What writing did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub done: ActionCounts,
+    pub written: u64,
+    pub added: u64,
+    /// Keys planned for creation that appeared in the target before they
+    /// were written: left alone, since the backup does not hold them.
+    pub appeared: u64,
+    pub errors: u64,
+    pub errors_by_type: BTreeMap<KeyType, u64>,
+    pub error_samples: Vec<KeyError>,
+    /// Cluster redirections followed (see [`Conn::redirects`]).
+    pub redirects: u64,
+    /// Pending entries of consumer groups not restored: their message is
+    /// not in the stream.
+    pub pending_not_restored: u64,
+}
+
+impl Outcome {
+    pub fn into_report(self, source: String, target: String, started: Instant) -> RestoreReport {
+        RestoreReport {
+            source,
+            target,
+            dry_run: false,
+            plan: self.done,
+            written: self.written,
+            added: self.added,
+            appeared: self.appeared,
+            errors: self.errors,
+            errors_by_type: self.errors_by_type,
+            error_samples: self.error_samples,
+            seconds: started.elapsed().as_secs_f64(),
+            backup: None,
+            rollback: None,
+            profile: None,
+            dropped_field_expiries: 0,
+            redirects: self.redirects,
+            pending_not_restored: self.pending_not_restored,
+        }
+    }
+
+    fn fail(&mut self, key: &[u8], t: KeyType, reason: String) {
+        self.errors += 1;
+        *self.errors_by_type.entry(t).or_default() += 1;
+        if self.error_samples.len() < MAX_ERROR_SAMPLES {
+            self.error_samples.push(KeyError::new(key, reason));
+        }
+    }
+}
+
+/// The key whose records are being written.
+struct Current {
+    seq: u64,
+    key_type: KeyType,
+    action: Action,
+    carry: KeyCarry,
+    failed: Option<String>,
+    /// Named in the journal: its outcome is journaled when it finishes.
+    touched: bool,
+    /// Small enough to fingerprint (one record, at most FINGERPRINT_MAX_BYTES).
+    small: bool,
+}
+
+/// Keys bigger than this are journaled as "unknown" instead of being
+/// fingerprinted: DUMP and SHA-1 of a big key in one script would block the
+/// server for as long as they take.
+const FINGERPRINT_MAX_BYTES: usize = 1 << 20;
+
+/// What to journal of a finished key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JournalEntry {
+    /// Not touched: nothing.
+    Nothing,
+    Fingerprint,
+    /// Too big to fingerprint.
+    Unknown,
+}
+
+/// A key whose last record is in a batch: what to count and journal.
+struct FinishedKey {
+    seq: u64,
+    /// Its last record's position in the batch.
+    index: usize,
+    key_type: KeyType,
+    action: Action,
+    journal: JournalEntry,
+}
+
+/// A batch whose writes were sent and not yet accounted for.
+struct InFlight {
+    batch: Vec<Record>,
+    task: Pending,
+    roles: Vec<Role>,
+    /// The key (seq) each command belongs to.
+    owners: Vec<u64>,
+    finished: Vec<FinishedKey>,
+    /// Keys already failed before sending (--mode fail conflicts).
+    failures: BTreeMap<u64, String>,
+    /// Keys created or replaced (seq -> a record index): a failure deletes them.
+    replaced: BTreeMap<u64, usize>,
+    /// Keys per fingerprint call at the end of the pipeline.
+    fingerprint_groups: Vec<Vec<usize>>,
+}
+
+/// Writes records in pipelined batches.
+pub struct Applier<'p> {
+    handle: Handle,
+    conn: Conn,
+    features: TargetFeatures,
+    write: WriteOptions,
+    cancel: Cancel,
+    now_ms: i64,
+    batch: Vec<Record>,
+    batch_bytes: usize,
+    in_flight: Option<InFlight>,
+    current: Option<Current>,
+    outcome: Outcome,
+    /// The plan's decision per key, followed in order (restore); without
+    /// it each key is decided on the spot.
+    planned: Option<std::vec::IntoIter<Action>>,
+    journal: Option<Journal>,
+    progress: &'p dyn Progress,
+    /// The archive, as named in messages.
+    pub archive: String,
+    rewriter: Option<Rewriter>,
+}
+
+impl std::fmt::Debug for Applier<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applier").field("conn", &self.conn).finish()
+    }
+}
+
+impl Visitor for Applier<'_> {
+    fn header(&mut self, header: &Header) -> Result<()> {
+        self.rewriter = self.write.rewriter(header, &self.archive)?;
+        Ok(())
+    }
+
+    fn record(&mut self, mut record: Record, _location: &Location) -> Result<()> {
+        if let Some(r) = self.rewriter.as_mut() {
+            r.apply(&mut record)?;
+        }
+        rename(&self.write.remap, &mut record);
+        if self.write.ttl == TtlMode::Absolute {
+            drop_expired_fields(&mut record, self.now_ms);
+        }
+        self.batch_bytes += record.value.approx_bytes();
+        self.batch.push(record);
+        if self.batch.len() >= self.write.batch_keys || self.batch_bytes >= self.write.batch_bytes {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl<'p> Applier<'p> {
+    pub fn new(
+        handle: Handle,
+        conn: Conn,
+        features: TargetFeatures,
+        now_ms: i64,
+        write: WriteOptions,
+        cancel: Cancel,
+        progress: &'p dyn Progress,
+    ) -> Self {
+        Applier {
+            handle,
+            conn,
+            features,
+            write,
+            cancel,
+            now_ms,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            in_flight: None,
+            current: None,
+            outcome: Outcome::default(),
+            planned: None,
+            journal: None,
+            progress,
+            archive: "the archive".into(),
+            rewriter: None,
+        }
+    }
+
+    /// Follow a plan's decisions, and journal every key before writing it.
+    pub fn following(mut self, decisions: Vec<Action>, journal: Option<Journal>) -> Self {
+        self.planned = Some(decisions.into_iter());
+        self.journal = journal;
+        self
+    }
+
+    pub fn finish(mut self) -> Result<Outcome> {
+        self.flush()?;
+        self.settle()?;
+        if let Some(journal) = self.journal.as_mut() {
+            journal.finish()?;
+        }
+        self.outcome.redirects = self.conn.redirects();
+        Ok(self.outcome)
+    }
+
+    /// Send a batch's writes and return while the server runs them, so the
+    /// next batch is read and decoded meanwhile (both cores work). Before
+    /// they are sent, the previous batch is settled: its replies counted,
+    /// its failed keys removed, its outcome journaled. Batches touch
+    /// distinct keys, and the next batch's EXISTS goes out behind this
+    /// batch's writes on the same connection, so it sees them done.
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        if self.cancel.is_cancelled() {
+            self.settle()?;
+            return Err(Error::Interrupted(format!(
+                "stopped after {} keys were written; run the same command again to complete it",
+                self.outcome.written
+            )));
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let (mode, ttl, now_ms) = (self.write.mode, self.write.ttl, self.now_ms);
+
+        let firsts = batch.iter().filter(|r| r.part == 0).map(|r| &r.key.0[..]);
+        let exists_task = send_exists(&self.handle, &self.conn, firsts);
+        self.settle()?;
+        let mut exists = read_exists(&self.handle, &self.conn, exists_task)?.into_iter();
+
+        // One pipeline; each command remembers its key and what its reply means.
+        let mut pipe = redis::pipe();
+        let mut roles: Vec<Role> = Vec::new();
+        let mut owners: Vec<u64> = Vec::new();
+        let mut finished: Vec<FinishedKey> = Vec::new();
+        let mut failures: BTreeMap<u64, String> = BTreeMap::new();
+        // Keys this batch created or replaced: the only ones a failure may delete.
+        let mut replaced: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut touching: Vec<&[u8]> = Vec::new();
+        let mut next_seq = self.current.as_ref().map_or(0, |c| c.seq + 1);
+        for (index, record) in batch.iter().enumerate() {
+            if record.part == 0 {
+                let exists = exists.next().unwrap_or(false);
+                let action = match self.planned.as_mut() {
+                    Some(plan) => {
+                        let planned = plan.next().ok_or_else(|| {
+                            Error::Internal("the archive has more keys than the plan".into())
+                        })?;
+                        follow(planned, exists)
+                    }
+                    None => Followed::Do(decide(
+                        mode,
+                        ttl,
+                        record.key_type(),
+                        record.expiry,
+                        now_ms,
+                        exists,
+                    )),
+                };
+                let action = match action {
+                    Followed::Do(a) => a,
+                    Followed::Appeared => {
+                        self.outcome.appeared += 1;
+                        Action::Skip
+                    }
+                };
+                let failed = (action == Action::Conflict)
+                    .then(|| "already exists in the target (--mode fail)".to_string());
+                let touched = failed.is_none()
+                    && matches!(action, Action::Create | Action::Overwrite | Action::Merge);
+                if touched {
+                    touching.push(&record.key.0);
+                }
+                self.current = Some(Current {
+                    seq: next_seq,
+                    key_type: record.key_type(),
+                    action,
+                    carry: KeyCarry::default(),
+                    failed,
+                    touched,
+                    small: !record.more && record.value.approx_bytes() <= FINGERPRINT_MAX_BYTES,
+                });
+                next_seq += 1;
+            }
+            let Some(current) = self.current.as_mut() else {
+                return Err(Error::Internal(
+                    "a continuation record without its key".into(),
+                ));
+            };
+            // Once a key has failed, its remaining records are not written.
+            if current.failed.is_none() {
+                let before = roles.len();
+                match current.action {
+                    Action::Create | Action::Overwrite => {
+                        add_record(
+                            &mut pipe,
+                            record,
+                            ttl,
+                            &self.features,
+                            &mut current.carry,
+                            &mut roles,
+                            current.action == Action::Create,
+                        );
+                        replaced.insert(current.seq, index);
+                    }
+                    Action::Merge => add_merge(
+                        &mut pipe,
+                        record,
+                        ttl,
+                        &self.features,
+                        &mut current.carry,
+                        &mut roles,
+                    ),
+                    Action::Skip
+                    | Action::Expired
+                    | Action::Conflict
+                    | Action::Unsupported
+                    | Action::Void => {}
+                }
+                if record.void && current.touched {
+                    // A plan voids such a key before it is ever written.
+                    return Err(Error::Internal(format!(
+                        "a void record for {}, which is being written",
+                        printable(&record.key.0)
+                    )));
+                }
+                owners.extend(std::iter::repeat_n(current.seq, roles.len() - before));
+            } else if record.part == 0 {
+                failures.insert(current.seq, current.failed.clone().unwrap_or_default());
+            }
+            if !record.more {
+                let journal = match (current.touched, current.small) {
+                    (false, _) => JournalEntry::Nothing,
+                    (true, true) => JournalEntry::Fingerprint,
+                    (true, false) => JournalEntry::Unknown,
+                };
+                finished.push(FinishedKey {
+                    seq: current.seq,
+                    index,
+                    key_type: current.key_type,
+                    action: current.action,
+                    journal,
+                });
+            }
+        }
+
+        // What each finished key is left as, measured in the same pipeline,
+        // after its writes: no round trip of its own.
+        let fingerprint_groups = if self.journal.is_some() {
+            let small: Vec<&[u8]> = finished
+                .iter()
+                .filter(|f| f.journal == JournalEntry::Fingerprint)
+                .map(|f| &batch[f.index].key.0[..])
+                .collect();
+            add_fingerprints(&mut pipe, &small, self.conn.is_cluster())
+        } else {
+            Vec::new()
+        };
+
+        // Durably name the keys about to change before changing them.
+        if let Some(journal) = self.journal.as_mut() {
+            journal.touch(&touching)?;
+        }
+        failpoint::hit("restore.batch");
+        let task = spawn_pipeline(&self.handle, &self.conn, pipe, "writing keys");
+        self.in_flight = Some(InFlight {
+            batch,
+            task,
+            roles,
+            owners,
+            finished,
+            failures,
+            replaced,
+            fingerprint_groups,
+        });
+        Ok(())
+    }
+
+    /// Wait for the batch in flight, if any, and account for it.
+    fn settle(&mut self) -> Result<()> {
+        let Some(InFlight {
+            batch,
+            task,
+            roles,
+            owners,
+            finished,
+            mut failures,
+            replaced,
+            fingerprint_groups,
+        }) = self.in_flight.take()
+        else {
+            return Ok(());
+        };
+        let mut replies = join(&self.handle, task)?;
+        failpoint::hit("restore.written");
+        let measured = read_fingerprints(&fingerprint_groups, replies.split_off(roles.len()));
+        for ((seq, role), reply) in owners.iter().zip(&roles).zip(replies) {
+            match (role, reply) {
+                (Role::Added, Reply::Int(n)) => self.outcome.added += n.max(0) as u64,
+                (Role::StreamAdd, Reply::ServerError(e))
+                    if e.to_string().contains("equal or smaller") => {}
+                (Role::Group, Reply::ServerError(e)) if e.to_string().contains("BUSYGROUP") => {}
+                (_, Reply::ServerError(e)) => {
+                    failures.entry(*seq).or_insert_with(|| e.to_string());
+                }
+                (Role::Claim(sent), reply) => {
+                    self.outcome.pending_not_restored += crate::pel::not_claimed(*sent, &reply)
+                }
+                (Role::StreamAdd, _) => self.outcome.added += 1,
+                _ => {}
+            }
+        }
+        // A key whose writes failed part way would be left half-written (a
+        // SET that worked and an APPEND that did not): remove it, so the
+        // target holds whole keys or none. DEL is allowed even under OOM.
+        // Merged keys are never removed: they hold the target's own data.
+        let mut cleanup = redis::pipe();
+        for seq in failures.keys() {
+            if let Some(&index) = replaced.get(seq) {
+                cleanup.cmd("DEL").arg(&batch[index].key.0[..]);
+            }
+        }
+        self.handle.block_on(
+            self.conn
+                .pipeline(&mut cleanup, "removing half-written keys"),
+        )?;
+        // A key split across batches keeps its failure until its last record.
+        if let Some(current) = self.current.as_mut()
+            && current.failed.is_none()
+            && let Some(reason) = failures.get(&current.seq)
+        {
+            current.failed = Some(reason.clone());
+        }
+        self.journal_outcomes(&batch, &finished, &failures, &replaced, measured)?;
+
+        for f in &finished {
+            let key = &batch[f.index].key.0;
+            let carried = self
+                .current
+                .as_ref()
+                .filter(|c| c.seq == f.seq)
+                .and_then(|c| c.failed.clone());
+            match failures.get(&f.seq).cloned().or(carried) {
+                Some(reason) => self.outcome.fail(key, f.key_type, reason),
+                None if f.action == Action::Void => {}
+                None => {
+                    self.outcome.done.add(f.key_type, f.action);
+                    if matches!(f.action, Action::Create | Action::Overwrite) {
+                        self.outcome.written += 1;
+                    }
+                }
+            }
+        }
+        self.progress.advance(finished.len() as u64);
+        Ok(())
+    }
+
+    /// Journal what the restore left in the touched keys that finished:
+    /// the fingerprints measured after their writes, except for keys that
+    /// failed and were removed, which it left absent.
+    fn journal_outcomes(
+        &mut self,
+        batch: &[Record],
+        finished: &[FinishedKey],
+        failures: &BTreeMap<u64, String>,
+        replaced: &BTreeMap<u64, usize>,
+        measured: Vec<Option<String>>,
+    ) -> Result<()> {
+        let Some(journal) = self.journal.as_mut() else {
+            return Ok(());
+        };
+        let mut measured = measured.into_iter();
+        let mut entries = Vec::new();
+        for f in finished {
+            let key = batch[f.index].key.0.clone();
+            let removed = failures.contains_key(&f.seq) && replaced.contains_key(&f.seq);
+            let after = match f.journal {
+                JournalEntry::Nothing => continue,
+                JournalEntry::Fingerprint => measured.next().flatten(),
+                JournalEntry::Unknown => Some(UNKNOWN_FINGERPRINT.to_string()),
+            };
+            entries.push((key, if removed { None } else { after }));
+        }
+        journal.after(entries)
+    }
+}

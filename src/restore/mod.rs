@@ -1,0 +1,513 @@
+//! `restore`: verify, plan, then perform.
+//!
+//! [`plan`] reads the whole archive once, verifying every checksum and every
+//! record (and decrypting it, when it is encrypted), and asks the target
+//! (read-only: TIME and EXISTS) what would happen to each key: create, skip,
+//! overwrite, merge or expired. Nothing is written until that pass has
+//! succeeded, so a corrupt, truncated or tampered archive writes nothing.
+//! [`perform`] then reads the archive again and carries the plan out with
+//! pipelined batches, deciding each key by the same rules against the
+//! target as it is at that moment. A key the server refuses does not stop
+//! the rest: it is counted and named in the report (pg_restore's habit),
+//! and the report says the restore was partial.
+//!
+//! The [`Planner`] and [`Applier`] are record visitors, so `copy` feeds them
+//! from a live source instead of an archive. Standard input is spooled to a
+//! private temp file first, because the archive has to be read twice.
+
+mod applier;
+pub mod backup;
+pub mod journal;
+mod planner;
+pub mod remap;
+pub mod rollback;
+
+pub use applier::{Applier, Outcome};
+pub(crate) use journal::{UNKNOWN_FINGERPRINT, fingerprints};
+pub use planner::{Planned, Planner};
+
+use std::collections::{BTreeMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use redis::Value as Reply;
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
+
+use crate::archive::manifest::RestoreLink;
+use crate::archive::reader::{ArchiveSource, Location, Visitor, read_archive};
+use crate::archive::{Decryption, Header, Manifest};
+use crate::connection::{Conn, Endpoint, ServerInfo};
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::load::{KeyCarry, Role, TargetFeatures, TtlMode, add_merge, add_record};
+use crate::profile::Profile;
+use crate::profile::rewrite::Rewriter;
+use crate::progress::{Cancel, Progress};
+use crate::record::{Bytes, Expiry, KeyType, Record, Value, printable};
+use crate::report::{
+    Action, ActionCounts, KeyError, MAX_ERROR_SAMPLES, ProfileRestore, RestoreReport,
+};
+use backup::PreRestoreBackup;
+use journal::{Journal, journal_path};
+use remap::Remap;
+
+/// A pipeline running on the runtime.
+type Pending = tokio::task::JoinHandle<Result<Vec<Reply>>>;
+
+/// What to do with a key that already exists in the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Leave it as it is (running the same restore twice is safe).
+    #[default]
+    Skip,
+    /// Replace it: type, value and expiry become the archive's.
+    Overwrite,
+    /// Add the fields, members and stream entries it lacks; change nothing
+    /// it has. Strings that exist are skipped.
+    Merge,
+    /// Write nothing at all if any key exists; list the first ones.
+    Fail,
+}
+
+/// How records are written into a target; shared by restore and copy.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    pub mode: Mode,
+    pub ttl: TtlMode,
+    pub remap: Remap,
+    /// Keys per EXISTS and write batch.
+    pub batch_keys: usize,
+    /// Bytes of values per write batch, to bound a batch of big records.
+    pub batch_bytes: usize,
+    /// The profile of a user archive: upgrades old records, and with
+    /// `as_user` writes the user's records under another id.
+    pub profile: Option<Arc<Profile>>,
+    pub as_user: Option<String>,
+    /// Write what the target can hold and drop the rest (counted), instead
+    /// of refusing the restore.
+    pub drop_unsupported: bool,
+}
+
+impl WriteOptions {
+    /// What the records of the archive with `header` need on their way in
+    /// (the same for the plan and the writes, so both see the same records).
+    fn rewriter(&self, header: &Header, archive: &str) -> Result<Option<Rewriter>> {
+        Rewriter::prepare(
+            self.profile.as_ref(),
+            header,
+            self.as_user.as_deref(),
+            archive,
+        )
+    }
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            mode: Mode::Skip,
+            ttl: TtlMode::Absolute,
+            remap: Remap::default(),
+            batch_keys: 512,
+            batch_bytes: 8 << 20,
+            profile: None,
+            as_user: None,
+            drop_unsupported: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub source: ArchiveSource,
+    /// The target; without an explicit database (URL or --db) the archive's
+    /// source database is used.
+    pub target: Endpoint,
+    pub write: WriteOptions,
+    pub cancel: Cancel,
+    /// Identities or passphrase for an encrypted archive.
+    pub decryption: Decryption,
+    /// Where the pre-restore backup goes; `None` writes none (`--no-backup`).
+    pub backup_dir: Option<PathBuf>,
+}
+
+impl RestoreOptions {
+    pub fn new(source: ArchiveSource, target: Endpoint) -> Self {
+        RestoreOptions {
+            source,
+            target,
+            write: WriteOptions::default(),
+            cancel: Cancel::new(),
+            decryption: Decryption::none(),
+            backup_dir: None,
+        }
+    }
+}
+
+/// A verified archive and what restoring it would do.
+#[derive(Debug)]
+pub struct Plan {
+    pub source: String,
+    /// The target, with its database resolved.
+    pub target: Endpoint,
+    pub manifest: Manifest,
+    pub encrypted: bool,
+    pub actions: ActionCounts,
+    /// What the profile did to the records (user archives).
+    pub profile: Option<ProfileRestore>,
+    /// Hash field expiries the target cannot hold, dropped on request.
+    pub dropped_field_expiries: u64,
+    /// The decision for each key, in archive order: perform follows it.
+    decisions: Vec<Action>,
+    /// The pre-restore backup, complete but not yet in place: perform
+    /// finishes it before its first write; a plan dropped unused leaves
+    /// nothing behind.
+    backup: Option<PreRestoreBackup>,
+    /// The archive to read for perform (stdin spooled to a temp file).
+    archive: ArchiveSource,
+    _spool: Option<tempfile::NamedTempFile>,
+}
+
+impl Plan {
+    /// The report of a dry run: the plan, nothing written.
+    pub fn into_dry_run_report(self) -> RestoreReport {
+        let mut report = RestoreReport::planned(self.source, self.target.display(), self.actions);
+        report.profile = self.profile;
+        report.dropped_field_expiries = self.dropped_field_expiries;
+        report
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.manifest.header
+    }
+
+    /// Where the pre-restore backup will be, when there is one.
+    pub fn backup_path(&self) -> Option<&Path> {
+        self.backup.as_ref().map(|b| b.path.as_path())
+    }
+}
+
+/// The command that undoes a restore whose backup is at `path`.
+pub fn rollback_command(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-:+".contains(c))
+    {
+        format!("archive rollback {text}")
+    } else {
+        format!("archive rollback '{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// Verify the archive and work out what restoring it would do. Writes nothing.
+pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan> {
+    let (archive, spool) = spool_if_stdin(&options.source)?;
+    let handle = Handle::current();
+    progress.start(None);
+    // The visitor blocks on the runtime for its Redis calls, so the read
+    // runs with this worker given over to blocking.
+    let planned = tokio::task::block_in_place(|| {
+        let mut planner = Planner::new(
+            handle,
+            options.target.clone(),
+            options.write.clone(),
+            options.cancel.clone(),
+            progress,
+        );
+        if let Some(dir) = &options.backup_dir {
+            planner = planner.with_backup(dir.clone(), options.source.display());
+        }
+        planner.archive = options.source.display();
+        let verified = read_archive(&archive, &options.decryption, &mut planner)?;
+        let planned = planner.finish()?;
+        Ok::<_, Error>((verified, planned))
+    });
+    progress.finish();
+    let (verified, planned) = planned?;
+    Ok(Plan {
+        source: options.source.display(),
+        target: planned.target,
+        manifest: verified.manifest,
+        encrypted: verified.encrypted,
+        actions: planned.actions,
+        profile: planned.profile,
+        dropped_field_expiries: planned.dropped_field_expiries,
+        decisions: planned.decisions,
+        backup: planned.backup,
+        archive,
+        _spool: spool,
+    })
+}
+
+/// Carry out a plan made by [`plan`] with the same options.
+pub async fn perform(
+    mut plan: Plan,
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let target = plan.target.clone();
+    let (conn, features, now_ms) = open_target(&target).await?;
+    // The backup is complete and durable before the first write.
+    let backup = match plan.backup.take() {
+        Some(b) => Some(b.finish()?),
+        None => None,
+    };
+    failpoint::hit("restore.backup-done");
+    let journal = match &backup {
+        Some(path) => Some(Journal::create(journal_path(path))?),
+        None => None,
+    };
+    let handle = Handle::current();
+    progress.start(Some(plan.manifest.counts.keys));
+    let decisions = std::mem::take(&mut plan.decisions);
+    let applied = tokio::task::block_in_place(|| {
+        let mut applier = Applier::new(
+            handle,
+            conn,
+            features,
+            now_ms,
+            options.write.clone(),
+            options.cancel.clone(),
+            progress,
+        )
+        .following(decisions, journal);
+        applier.archive = options.source.display();
+        read_archive(&plan.archive, &options.decryption, &mut applier)?;
+        applier.finish()
+    });
+    progress.finish();
+    let outcome = applied.map_err(|cause| match &backup {
+        Some(path) => Error::RestoreFailed {
+            cause: Box::new(cause),
+            rollback: rollback_command(path),
+        },
+        None => cause,
+    })?;
+    let mut report = outcome.into_report(plan.source, target.display(), started);
+    report.profile = plan.profile.take();
+    report.dropped_field_expiries = plan.dropped_field_expiries;
+    report.backup = backup.as_ref().map(|p| p.display().to_string());
+    report.rollback = backup.as_deref().map(rollback_command);
+    Ok(report)
+}
+
+/// Connect to the target and read what writing needs: its features and clock.
+pub(crate) async fn open_target(target: &Endpoint) -> Result<(Conn, TargetFeatures, i64)> {
+    let mut conn = target.connect().await?;
+    let features = TargetFeatures::of(&conn.server_info().await?);
+    let now_ms = conn.time_ms().await?;
+    Ok((conn, features, now_ms))
+}
+
+fn spool_if_stdin(
+    source: &ArchiveSource,
+) -> Result<(ArchiveSource, Option<tempfile::NamedTempFile>)> {
+    match source {
+        ArchiveSource::File(_) | ArchiveSource::Spooled(_) | ArchiveSource::Memory(_) => {
+            Ok((source.clone(), None))
+        }
+        ArchiveSource::Stdin => {
+            // tempfile creates the file 0600: the spool holds the data (still
+            // encrypted, when the archive is).
+            let mut spool = tempfile::Builder::new()
+                .prefix("archive-restore-")
+                .suffix(".spool")
+                .tempfile()
+                .map_err(|e| Error::output(std::env::temp_dir(), e))?;
+            io::copy(&mut io::stdin().lock(), spool.as_file_mut())
+                .map_err(|e| Error::input("<stdin>", e))?;
+            spool
+                .as_file()
+                .sync_all()
+                .map_err(|e| Error::output(spool.path(), e))?;
+            Ok((
+                ArchiveSource::Spooled(spool.path().to_path_buf()),
+                Some(spool),
+            ))
+        }
+    }
+}
+
+/// Decide what happens to a key, given whether the target has it.
+pub fn decide(
+    mode: Mode,
+    ttl: TtlMode,
+    key_type: KeyType,
+    expiry: Option<Expiry>,
+    now_ms: i64,
+    exists: bool,
+) -> Action {
+    if ttl.is_expired(expiry, now_ms) {
+        return Action::Expired;
+    }
+    if !exists {
+        return Action::Create;
+    }
+    match mode {
+        Mode::Skip => Action::Skip,
+        Mode::Overwrite => Action::Overwrite,
+        Mode::Merge if matches!(key_type, KeyType::String | KeyType::Dump | KeyType::Absent) => {
+            Action::Skip
+        }
+        Mode::Merge => Action::Merge,
+        Mode::Fail => Action::Conflict,
+    }
+}
+
+/// EXISTS for each key, pipelined.
+/// EXISTS for each key, started on the runtime: its replies are read once
+/// the next batch has been decoded.
+fn send_exists<'k>(
+    handle: &Handle,
+    conn: &Conn,
+    keys: impl IntoIterator<Item = &'k [u8]>,
+) -> Pending {
+    let mut pipe = redis::pipe();
+    for key in keys {
+        pipe.cmd("EXISTS").arg(key);
+    }
+    spawn_pipeline(handle, conn, pipe, "checking which keys exist")
+}
+
+/// The replies of [`send_exists`].
+fn read_exists(handle: &Handle, conn: &Conn, task: Pending) -> Result<Vec<bool>> {
+    let replies = join(handle, task)?;
+    replies
+        .into_iter()
+        .map(|r| match r {
+            Reply::Int(n) => Ok(n > 0),
+            other => Err(Error::Redis {
+                endpoint: conn.endpoint().display(),
+                action: "checking which keys exist".into(),
+                reason: format!("unexpected reply {other:?}"),
+            }),
+        })
+        .collect()
+}
+
+/// Start a pipeline on the runtime; its replies are collected by [`join`].
+fn spawn_pipeline(
+    handle: &Handle,
+    conn: &Conn,
+    mut pipe: redis::Pipeline,
+    action: &'static str,
+) -> Pending {
+    let mut conn = conn.clone();
+    handle.spawn(async move { conn.pipeline(&mut pipe, action).await })
+}
+
+fn join(handle: &Handle, task: Pending) -> Result<Vec<Reply>> {
+    handle
+        .block_on(task)
+        .map_err(|e| Error::Internal(format!("a Redis task failed: {e}")))?
+}
+
+/// What perform does with a key, given the plan and whether it exists now.
+enum Followed {
+    Do(Action),
+    /// Planned for creation, but it exists now: someone else made it.
+    Appeared,
+}
+
+fn follow(planned: Action, exists: bool) -> Followed {
+    match planned {
+        Action::Create if exists => Followed::Appeared,
+        // Gone since the plan: the backup holds its old state; create it.
+        Action::Overwrite | Action::Merge if !exists => Followed::Do(Action::Create),
+        other => Followed::Do(other),
+    }
+}
+
+fn rename(remap: &Remap, record: &mut Record) {
+    if !remap.is_empty()
+        && let std::borrow::Cow::Owned(key) = remap.key(&record.key.0)
+    {
+        record.key = Bytes(key);
+    }
+}
+
+/// Hash fields whose own expiry has passed are not written, as expired keys
+/// are not (and the target may not be able to expire them).
+fn drop_expired_fields(record: &mut Record, now_ms: i64) {
+    if !record.field_expiry.iter().any(|e| e.at_ms <= now_ms) {
+        return;
+    }
+    let Value::Hash(fields) = &mut record.value else {
+        return;
+    };
+    let gone: HashSet<Vec<u8>> = record
+        .field_expiry
+        .iter()
+        .filter(|e| e.at_ms <= now_ms)
+        .map(|e| e.field.0.clone())
+        .collect();
+    fields.retain(|(f, _)| !gone.contains(&f.0));
+    record.field_expiry.retain(|e| e.at_ms > now_ms);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions() {
+        let past = Some(Expiry {
+            at_ms: 10,
+            ttl_ms: 5,
+        });
+        let future = Some(Expiry {
+            at_ms: 1000,
+            ttl_ms: 5,
+        });
+        let h = KeyType::Hash;
+        assert_eq!(
+            decide(Mode::Skip, TtlMode::Absolute, h, past, 100, true),
+            Action::Expired
+        );
+        assert_eq!(
+            decide(Mode::Skip, TtlMode::Relative, h, past, 100, false),
+            Action::Create
+        );
+        assert_eq!(
+            decide(Mode::Skip, TtlMode::None, h, past, 100, true),
+            Action::Skip
+        );
+        assert_eq!(
+            decide(Mode::Overwrite, TtlMode::Absolute, h, future, 100, true),
+            Action::Overwrite
+        );
+        assert_eq!(
+            decide(Mode::Overwrite, TtlMode::Absolute, h, None, 100, false),
+            Action::Create
+        );
+        assert_eq!(
+            decide(Mode::Merge, TtlMode::Absolute, h, None, 100, true),
+            Action::Merge
+        );
+        assert_eq!(
+            decide(
+                Mode::Merge,
+                TtlMode::Absolute,
+                KeyType::String,
+                None,
+                100,
+                true
+            ),
+            Action::Skip,
+            "strings are never merged"
+        );
+        assert_eq!(
+            decide(Mode::Fail, TtlMode::Absolute, h, None, 100, true),
+            Action::Conflict
+        );
+        assert_eq!(
+            decide(Mode::Fail, TtlMode::Absolute, h, None, 100, false),
+            Action::Create
+        );
+    }
+}
