@@ -6,18 +6,14 @@
 //! the keyspace in memory, and both cores are kept busy.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use crate::archive::manifest::{
-    ArchiveKind, ClusterSource, SCHEMA_VERSION, Source, new_archive_id,
-};
+use crate::archive::manifest::{ArchiveKind, ClusterSource, SCHEMA_VERSION, Source};
 use crate::archive::{ArchiveWriter, Destination, Encryption, Finished, Header, WriterOptions};
-use crate::catalog::{Lock, Meta, archive_file_name, commit};
 use crate::cluster::Topology;
 use crate::connection::{Conn, Endpoint, ServerInfo};
 use crate::error::{Error, Result};
@@ -100,7 +96,7 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
 }
 
 /// Export, returning also the archive's header (for the folder's metadata).
-async fn export_archive(
+pub(crate) async fn export_archive(
     options: ExportOptions,
     progress: &dyn Progress,
 ) -> Result<(ExportReport, Header)> {
@@ -244,40 +240,6 @@ async fn export_archive(
         groups: manifest.groups,
     };
     Ok((report, manifest.header))
-}
-
-/// `backup`: an export into a backup folder, under a name that sorts by
-/// time, committed by its metadata sidecar; the folder is locked meanwhile.
-pub async fn backup(
-    mut options: ExportOptions,
-    dir: &Path,
-    progress: &dyn Progress,
-) -> Result<ExportReport> {
-    crate::restore::backup::create_private_dir(dir)?;
-    let _lock = Lock::acquire(dir, "backup")?;
-    let id = new_archive_id();
-    let created = Utc::now();
-    let label = options
-        .label
-        .name
-        .clone()
-        .unwrap_or_else(|| "backup".into());
-    let file = archive_file_name(created, &label, &id, options.encryption.is_some());
-    options.destination = Destination::File(dir.join(&file));
-    options.label.kind = ArchiveKind::Backup;
-    options.label.id = Some(id);
-    let (report, header) = export_archive(options, progress).await?;
-    crate::failpoint::hit("folder.before-meta");
-    let meta = Meta::new(
-        &header,
-        file,
-        report.keys,
-        report.bytes,
-        report.sha256.clone(),
-        report.encrypted,
-    );
-    commit(dir, &meta)?;
-    Ok(report)
 }
 
 /// Write records as they arrive; hand the writer back for `finish` once the

@@ -39,7 +39,6 @@
 //! ```
 
 pub mod archive;
-pub mod catalog;
 pub mod cluster;
 pub mod compare;
 pub mod connection;
@@ -48,16 +47,15 @@ pub mod error;
 pub mod export;
 pub mod failpoint;
 pub mod fetch;
+pub mod folder;
 pub mod keyspace;
 pub mod load;
 pub mod partial;
 pub mod pel;
 pub mod profile;
 pub mod progress;
-pub mod prune;
 pub mod record;
 pub mod report;
 pub mod restore;
-pub mod retention;
 
 pub use error::{Error, Result};

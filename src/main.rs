@@ -17,25 +17,26 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use redis_archive::archive::reader::validate;
 use redis_archive::archive::{ArchiveSource, Destination, WriterOptions, read_manifest};
-use redis_archive::catalog::{Entry, scan};
 use redis_archive::compare::{CompareOptions, compare};
 use redis_archive::connection::{Endpoint, Side, Timeouts};
 use redis_archive::copy::{self, CopyOptions};
 use redis_archive::error::Error;
-use redis_archive::export::{ExportOptions, backup, export};
+use redis_archive::export::{ExportOptions, export};
+use redis_archive::folder::backup::backup;
+use redis_archive::folder::catalog::{Entry, scan};
+use redis_archive::folder::prune::{PruneOptions, prune};
+use redis_archive::folder::retention::{Policy, Zone, parse_within};
 use redis_archive::keyspace::Selection;
 use redis_archive::profile::rewrite::check_user_id;
 use redis_archive::profile::select::ProfileExport;
 use redis_archive::profile::{self, DEFAULT_PROFILE_FILE, PROFILE_ENV, Profile};
 use redis_archive::progress::{Cancel, Progress};
-use redis_archive::prune::{PruneOptions, prune};
 use redis_archive::record::KeyType;
 use redis_archive::report::{Action, ActionCounts, RestoreReport};
 use redis_archive::restore::backup::default_dir;
 use redis_archive::restore::remap::Remap;
 use redis_archive::restore::rollback::{self, RollbackOptions};
 use redis_archive::restore::{self, RestoreOptions, WriteOptions};
-use redis_archive::retention::{Policy, Zone, parse_within};
 
 use cli::{
     BackupArgs, Cli, Command, CompareArgs, ConnectArgs, CopyArgs, ExportArgs, InspectArgs,

@@ -15,10 +15,10 @@ use tokio::sync::mpsc;
 
 use crate::archive::manifest::{ArchiveKind, RestoreLink, Source};
 use crate::archive::{ArchiveWriter, Destination, Header, WriterOptions};
-use crate::catalog::{Meta, archive_file_name, commit};
 use crate::connection::{Conn, Endpoint, ServerInfo};
 use crate::error::{Error, Result};
 use crate::fetch::{ChunkSizes, Fetcher, Outgoing};
+use crate::folder::catalog::{Meta, archive_file_name, commit};
 use crate::keyspace::Selection;
 use crate::record::{Bytes, Record, Value};
 use crate::report::Action;

@@ -8,8 +8,8 @@ use chrono::{DateTime, Datelike, Duration, Utc};
 use redis::Commands;
 use redis_archive::archive::manifest::{ArchiveKind, Header, Source};
 use redis_archive::archive::{ArchiveWriter, Destination, Encryption, WriterOptions};
-use redis_archive::catalog::{Meta, archive_file_name, commit};
 use redis_archive::connection::{Address, ServerInfo};
+use redis_archive::folder::catalog::{Meta, archive_file_name, commit};
 use redis_archive::keyspace::Selection;
 use redis_archive::record::{Record, Value};
 

@@ -12,10 +12,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::manifest::ArchiveKind;
-use crate::catalog::{Entry, Lock, meta_path, scan};
 use crate::error::{Error, Result};
+use crate::folder::catalog::{Entry, Lock, meta_path, scan};
+use crate::folder::retention::{Item, Policy, Zone, decide};
 use crate::restore::journal::journal_path;
-use crate::retention::{Item, Policy, Zone, decide};
 
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
