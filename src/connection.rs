@@ -6,6 +6,7 @@
 //! connection info and is never part of [`Endpoint::display`], which is what
 //! every message, manifest and report uses.
 
+pub use crate::archive::manifest::{Address, ServerInfo};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,6 @@ use redis::{
     AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
     RedisError, ServerErrorKind, Value,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::cluster::{self, Router, Topology};
 use crate::error::{Error, Result};
@@ -73,15 +73,6 @@ impl std::fmt::Debug for Endpoint {
             .field("side", &self.side)
             .finish()
     }
-}
-
-/// What an archive records about where its data came from: no credentials.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Address {
-    pub host: String,
-    pub port: u16,
-    pub db: i64,
-    pub tls: bool,
 }
 
 impl Endpoint {
@@ -734,12 +725,6 @@ impl Conn {
         let (secs, micros): (i64, i64) = self.query(&redis::cmd("TIME"), "reading TIME").await?;
         Ok(secs * 1000 + micros / 1000)
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerInfo {
-    pub flavor: String,
-    pub version: String,
 }
 
 impl ServerInfo {

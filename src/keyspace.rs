@@ -7,21 +7,9 @@
 //! a glob matcher that follows the server's own rules, so a pattern means
 //! the same whether the server or this program applies it.
 
-use serde::{Deserialize, Serialize};
+pub use crate::archive::manifest::Selection;
 
 use crate::record::KeyType;
-
-/// What to export. Empty `include` means every key; empty `types` means
-/// every type.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Selection {
-    #[serde(rename = "match", default)]
-    pub include: Vec<String>,
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    #[serde(default)]
-    pub types: Vec<KeyType>,
-}
 
 impl Selection {
     pub fn matches_key(&self, key: &[u8]) -> bool {

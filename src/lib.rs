@@ -57,5 +57,6 @@ pub mod progress;
 pub mod record;
 pub mod report;
 pub mod restore;
+pub mod validate;
 
 pub use error::{Error, Result};

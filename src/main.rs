@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use redis_archive::archive::reader::validate;
 use redis_archive::archive::{ArchiveSource, Destination, WriterOptions, read_manifest};
 use redis_archive::compare::{CompareOptions, compare};
 use redis_archive::connection::{Endpoint, Side, Timeouts};
@@ -29,7 +28,7 @@ use redis_archive::folder::retention::{Policy, Zone, parse_within};
 use redis_archive::keyspace::Selection;
 use redis_archive::profile::rewrite::check_user_id;
 use redis_archive::profile::select::ProfileExport;
-use redis_archive::profile::{self, DEFAULT_PROFILE_FILE, PROFILE_ENV, Profile};
+use redis_archive::profile::{DEFAULT_PROFILE_FILE, PROFILE_ENV, Profile};
 use redis_archive::progress::{Cancel, Progress};
 use redis_archive::record::KeyType;
 use redis_archive::report::{Action, ActionCounts, RestoreReport};
@@ -37,6 +36,7 @@ use redis_archive::restore::backup::default_dir;
 use redis_archive::restore::remap::Remap;
 use redis_archive::restore::rollback::{self, RollbackOptions};
 use redis_archive::restore::{self, RestoreOptions, WriteOptions};
+use redis_archive::validate::{ProfileCheck, validate};
 
 use cli::{
     BackupArgs, Cli, Command, CompareArgs, ConnectArgs, CopyArgs, ExportArgs, InspectArgs,
@@ -403,13 +403,15 @@ fn run_validate(args: ValidateArgs) -> Result<u8, Failure> {
     let decryption = secrets::decryption(&args.decrypt)?;
     let source = ArchiveSource::from_arg(&args.file);
     let report = match Profile::locate(args.profile.as_deref())? {
-        Some(profile) => profile::check::validate(
+        Some(profile) => validate(
             &source,
             &decryption,
-            Arc::new(profile),
-            args.profile.is_some(),
+            Some(ProfileCheck {
+                profile: Arc::new(profile),
+                explicit: args.profile.is_some(),
+            }),
         )?,
-        None => validate(&source, &decryption)?,
+        None => validate(&source, &decryption, None)?,
     };
     if let Some(path) = &args.output {
         let mut json = serde_json::to_vec_pretty(&report)

@@ -5,7 +5,6 @@ use std::io::{self, Write};
 
 use redis_archive::archive::Manifest;
 use redis_archive::archive::manifest::ArchiveKind;
-use redis_archive::archive::reader::ValidationReport;
 use redis_archive::compare::Comparison;
 use redis_archive::copy::CopyReport;
 use redis_archive::folder::catalog::Entry;
@@ -16,6 +15,7 @@ use redis_archive::profile::upgrade::UpgradeSummary;
 use redis_archive::record::KeyType;
 use redis_archive::report::{Action, ActionCounts, ExportReport, KeyError, RestoreReport};
 use redis_archive::restore::rollback::RollbackReport;
+use redis_archive::validate::ValidationReport;
 use serde::Serialize;
 
 /// "... and N more" when a list shows fewer than there are.

@@ -13,9 +13,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::connection::{Address, ServerInfo};
-use crate::keyspace::Selection;
-use crate::profile::ProfileScope;
 use crate::record::{KeyType, Record};
 
 pub const FORMAT_NAME: &str = "redis-archive";
@@ -261,6 +258,55 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, u64>,
     pub entries: Vec<EntryInfo>,
+}
+
+// Value types the header records. Their behaviour lives with the layers
+// that use them (matching in `keyspace`, versions in `connection`): the
+// format only stores them.
+
+/// What to export. Empty `include` means every key; empty `types` means
+/// every type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selection {
+    #[serde(rename = "match", default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub types: Vec<KeyType>,
+}
+
+/// What an archive records about where its data came from: no credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub host: String,
+    pub port: u16,
+    pub db: i64,
+    pub tls: bool,
+}
+
+/// The server an archive was read from, or a restore writes into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub flavor: String,
+    pub version: String,
+}
+
+/// What the manifest says about a user archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileScope {
+    /// The profile's `name`.
+    pub name: String,
+    /// The data schema_version the records are in.
+    pub schema_version: u64,
+    /// The user whose records these are; absent for a whole-group export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    pub groups: Vec<String>,
+    /// Keys shared by all users of which the archive holds only this user's
+    /// members: restore adds those members and never replaces the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_keys: Vec<String>,
 }
 
 #[cfg(test)]

@@ -250,13 +250,12 @@ pub fn read_archive(
     }
 }
 
-/// What `validate` found.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ValidationReport {
+/// What a lenient read found: every problem, with where it is, and what
+/// was read whatever the manifest says. `validate` builds its report on it.
+#[derive(Debug, Clone)]
+pub struct LenientRead {
     pub file: String,
-    pub valid: bool,
     pub encrypted: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<u64>,
     /// Keys and records read (whatever the manifest says).
     pub keys: u64,
@@ -264,24 +263,17 @@ pub struct ValidationReport {
     pub problems_total: u64,
     /// The first problems, in the order they were found.
     pub problems: Vec<Problem>,
-    /// What the record checks of a profile found (`validate --profile`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<crate::profile::check::ProfileValidation>,
 }
 
-/// Read the whole archive and report every problem found, with where it is.
-/// Fails only when the archive cannot be read at all (missing file, no key
-/// to decrypt it).
-pub fn validate(source: &ArchiveSource, decryption: &Decryption) -> Result<ValidationReport> {
-    validate_visiting(source, decryption, &mut Discard)
-}
-
-/// [`validate`], handing every record that reads well to `visitor` too.
-pub fn validate_visiting(
+/// Read the whole archive, collecting every problem instead of stopping at
+/// the first, handing every record that reads well to `visitor`. Fails
+/// only when the archive cannot be read at all (missing file, no key to
+/// decrypt it).
+pub fn read_leniently(
     source: &ArchiveSource,
     decryption: &Decryption,
     visitor: &mut dyn Visitor,
-) -> Result<ValidationReport> {
+) -> Result<LenientRead> {
     let mut problems = Problems {
         name: source.display(),
         strict: false,
@@ -289,16 +281,14 @@ pub fn validate_visiting(
         total: 0,
     };
     let (seen, encrypted) = read_with(source, decryption, visitor, &mut problems)?;
-    Ok(ValidationReport {
+    Ok(LenientRead {
         file: source.display(),
-        valid: problems.total == 0,
         encrypted,
         schema_version: seen.header.as_ref().map(|h| h.schema_version),
         keys: seen.counts.keys,
         records: seen.counts.records,
         problems_total: problems.total,
         problems: problems.first,
-        profile: None,
     })
 }
 

@@ -13,10 +13,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::reader::{
-    ArchiveSource, Location, MAX_PROBLEMS, Problem, ValidationReport, Visitor, validate_visiting,
-};
-use crate::archive::{Decryption, Header};
+use crate::archive::Header;
+use crate::archive::reader::{Location, Visitor};
 use crate::error::{Error, Result};
 use crate::profile::Profile;
 use crate::profile::rewrite::{Part, check_scope, classify};
@@ -58,43 +56,6 @@ pub struct ProfileValidation {
     /// How many records restore would upgrade, and by which steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeSummary>,
-}
-
-/// `validate --profile`: the archive's own checks, then the record checks.
-/// `explicit` says the profile was asked for; a profile picked up by
-/// default is skipped for an archive not exported through one.
-pub fn validate(
-    source: &ArchiveSource,
-    decryption: &Decryption,
-    profile: Arc<Profile>,
-    explicit: bool,
-) -> Result<ValidationReport> {
-    let name = profile.name.clone();
-    let mut checker = Checker::new(profile, source.display());
-    checker.required = explicit;
-    let mut report = validate_visiting(source, decryption, &mut checker)?;
-    let checked = checker.finish();
-    if !checked.checked {
-        return Ok(report);
-    }
-    report.problems_total += checked.findings.len() as u64;
-    for f in &checked.findings {
-        if report.problems.len() >= MAX_PROBLEMS {
-            break;
-        }
-        report
-            .problems
-            .push(Problem::record(&f.location, &f.key, f.message.clone()));
-    }
-    report.valid = report.problems_total == 0;
-    report.profile = Some(ProfileValidation {
-        name,
-        user: checked.user,
-        groups: checked.groups,
-        findings: checked.findings.len() as u64,
-        upgrade: checked.upgrade,
-    });
-    Ok(report)
 }
 
 /// A reference seen, resolved at the end.

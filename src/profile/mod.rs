@@ -17,6 +17,7 @@ pub mod select;
 pub mod template;
 pub mod upgrade;
 
+pub use crate::archive::manifest::ProfileScope;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -365,23 +366,6 @@ fn build_group(g: GroupFile) -> Result<Group> {
         required: g.required,
         references: g.references,
     })
-}
-
-/// What the manifest says about a user archive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProfileScope {
-    /// The profile's `name`.
-    pub name: String,
-    /// The data schema_version the records are in.
-    pub schema_version: u64,
-    /// The user whose records these are; absent for a whole-group export.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    pub groups: Vec<String>,
-    /// Keys shared by all users of which the archive holds only this user's
-    /// members: restore adds those members and never replaces the key.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub shared_keys: Vec<String>,
 }
 
 #[cfg(test)]
