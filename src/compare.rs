@@ -25,10 +25,10 @@ use crate::archive::reader::{ArchiveSource, Location, Visitor, read_archive};
 use crate::archive::{Decryption, Header};
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
-use crate::fetch::{array_of, bytes_of, stream_entries};
 use crate::keyspace::Selection;
 use crate::progress::Progress;
 use crate::record::{Bytes, Expiry, KeyType, Record, StreamEntry, Value, parse_score, printable};
+use crate::reply::{array_of, bytes_of, stream_entries};
 use crate::report::MAX_ERROR_SAMPLES;
 use crate::restore::remap::Remap;
 

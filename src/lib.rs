@@ -55,6 +55,7 @@ pub mod pel;
 pub mod profile;
 pub mod progress;
 pub mod record;
+pub mod reply;
 pub mod report;
 pub mod restore;
 pub mod validate;

@@ -37,11 +37,11 @@ use redis::{Pipeline, Value as Reply};
 
 use crate::connection::Conn;
 use crate::error::Result;
-use crate::fetch::{array_of, bytes_of, info_fields, parse_time, stream_id_of, u64_of};
 use crate::load::{Role, TargetFeatures};
 use crate::record::{
     Bytes, ConsumerGroup, GroupPending, PendingEntry, StreamChunk, StreamId, printable,
 };
+use crate::reply::{array_of, bytes_of, info_fields, parse_time, stream_id_of, u64_of};
 
 /// Reads of one page whose clock reads fell in different milliseconds,
 /// before the delivery times are taken within a millisecond.

@@ -19,12 +19,13 @@ use redis::Value as Reply;
 
 use crate::connection::Conn;
 use crate::error::{Error, Result};
-use crate::fetch::{Fetcher, bytes_of};
+use crate::fetch::Fetcher;
 use crate::keyspace::Selection;
 use crate::profile::template::Template;
 use crate::profile::{Group, Profile, ProfileScope};
 use crate::progress::{Cancel, Progress};
 use crate::record::{Record, Score, Value, parse_score};
+use crate::reply::bytes_of;
 
 /// What a profile export takes.
 #[derive(Debug, Clone)]

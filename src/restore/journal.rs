@@ -259,7 +259,7 @@ pub(crate) fn read_fingerprints(groups: &[Vec<usize>], replies: Vec<Reply>) -> V
                     out[i] = match r {
                         Reply::Nil => None,
                         other => Some(
-                            String::from_utf8_lossy(&crate::fetch::bytes_of(other)).into_owned(),
+                            String::from_utf8_lossy(&crate::reply::bytes_of(other)).into_owned(),
                         ),
                     };
                 }

@@ -458,11 +458,11 @@ async fn loaded_modules(conn: &mut Conn) -> Option<Vec<String>> {
         .await
         .ok()?;
     let mut names = Vec::new();
-    for module in crate::fetch::array_of(reply) {
-        let mut fields = crate::fetch::array_of(module).into_iter();
+    for module in crate::reply::array_of(reply) {
+        let mut fields = crate::reply::array_of(module).into_iter();
         while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
-            if crate::fetch::bytes_of(k) == b"name" {
-                names.push(String::from_utf8_lossy(&crate::fetch::bytes_of(v)).into_owned());
+            if crate::reply::bytes_of(k) == b"name" {
+                names.push(String::from_utf8_lossy(&crate::reply::bytes_of(v)).into_owned());
             }
         }
     }
