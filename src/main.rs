@@ -417,7 +417,10 @@ fn run_validate(args: ValidateArgs) -> Result<u8, Failure> {
         let mut json = serde_json::to_vec_pretty(&report)
             .map_err(|e| Error::Internal(format!("report does not serialize: {e}")))?;
         json.push(b'\n');
-        write_file_atomically(path, &json)?;
+        redis_archive::partial::write_atomically(path, &json).map_err(|e| Error::Output {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
     }
     emit(args.json, &report, render::validation)?;
     Ok(if report.valid {
@@ -441,31 +444,6 @@ async fn run_compare(args: CompareArgs) -> Result<u8, Failure> {
     } else {
         exit::DIFFERENT
     })
-}
-
-/// Temp file beside `path`, fsync, rename: a report is never half there.
-fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::Output {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    let written = temp
-        .as_file_mut()
-        .write_all(bytes)
-        .and_then(|()| temp.as_file().sync_all());
-    written.map_err(|e| Error::Output {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    temp.persist(path).map_err(|e| Error::Output {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
 }
 
 async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {

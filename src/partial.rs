@@ -25,6 +25,37 @@ pub fn create(dir: &Path, name: &str) -> io::Result<tempfile::NamedTempFile> {
         .tempfile_in(dir)
 }
 
+/// Write `bytes` to `path` so that it is never half there: a temp file
+/// beside it, fsync, rename, fsync the directory (the rename is durable
+/// only once the directory entry is on disk). Every small file `archive`
+/// writes (folder metadata, reports) goes through here; archives take the
+/// same steps in their writer, with crash points between them.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let mut temp = create(parent_dir(path), &name)?;
+    temp.as_file_mut().write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    sync_parent(path)
+}
+
+/// The directory a path is in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Make a rename into `path`'s directory durable.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    fs::File::open(parent_dir(path))?.sync_all()
+}
+
 /// The pid in a temp file name of ours, if it is one.
 fn writer_pid(file_name: &str) -> Option<u32> {
     let stem = file_name.strip_prefix('.')?.strip_suffix(SUFFIX)?;

@@ -10,7 +10,6 @@
 //! The byte sink under zstd is the place an encryption layer slots in.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -23,6 +22,7 @@ use super::manifest::{
 };
 use crate::error::{Error, Result};
 use crate::failpoint;
+use crate::partial::{parent_dir, sync_parent};
 use crate::record::Record;
 
 /// An entry is closed once it holds this many bytes of records.
@@ -333,16 +333,4 @@ fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "archive".into());
     crate::partial::create(parent_dir(path), &name).map_err(|e| Error::output(path, e))
-}
-
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// The rename is only durable once the directory entry is on disk too.
-fn sync_parent(path: &Path) -> io::Result<()> {
-    File::open(parent_dir(path))?.sync_all()
 }

@@ -10,7 +10,7 @@
 //!
 //! A lock file keeps two prunes, or a prune and a backup, from racing.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -100,13 +100,7 @@ pub fn commit(dir: &Path, meta: &Meta) -> Result<()> {
     let path = meta_path(&dir.join(&meta.file));
     let mut json = serde_json::to_vec_pretty(meta).map_err(|e| Error::Internal(e.to_string()))?;
     json.push(b'\n');
-    let out = |e: std::io::Error| Error::output(&path, e);
-    let mut temp = crate::partial::create(dir, "meta").map_err(out)?;
-    temp.as_file_mut().write_all(&json).map_err(out)?;
-    temp.as_file().sync_all().map_err(out)?;
-    temp.persist(&path).map_err(|e| out(e.error))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(out)?;
-    Ok(())
+    crate::partial::write_atomically(&path, &json).map_err(|e| Error::output(&path, e))
 }
 
 /// A file name that sorts by time and carries a readable label.
