@@ -1,20 +1,10 @@
-//! The `archive` binary: parse, call the library, render, exit.
-//!
-//! Exit codes live here and only here (the table is also in the README and
-//! in `--help`). A closed stdout (`archive inspect x | head`) is not an
-//! error.
+//! One function per command: turn the parsed arguments into the library's
+//! options, run it, render its report, and say which exit code it earned.
 
-mod cli;
-mod render;
-mod secrets;
-
-use std::io::{self, BufRead, IsTerminal, Write};
-use std::process::ExitCode;
+use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use redis_archive::archive::{ArchiveSource, Destination, WriterOptions, read_manifest};
 use redis_archive::compare::{CompareOptions, compare};
 use redis_archive::connection::{Endpoint, Side, Timeouts};
@@ -29,152 +19,23 @@ use redis_archive::keyspace::Selection;
 use redis_archive::profile::rewrite::check_user_id;
 use redis_archive::profile::select::ProfileExport;
 use redis_archive::profile::{DEFAULT_PROFILE_FILE, PROFILE_ENV, Profile};
-use redis_archive::progress::{Cancel, Progress};
+use redis_archive::progress::Cancel;
 use redis_archive::record::KeyType;
-use redis_archive::report::{Action, ActionCounts, RestoreReport};
+use redis_archive::report::RestoreReport;
 use redis_archive::restore::backup::default_dir;
 use redis_archive::restore::remap::Remap;
 use redis_archive::restore::rollback::{self, RollbackOptions};
 use redis_archive::restore::{self, RestoreOptions, WriteOptions};
 use redis_archive::validate::{ProfileCheck, validate};
 
-use cli::{
-    BackupArgs, Cli, Command, CompareArgs, ConnectArgs, CopyArgs, ExportArgs, InspectArgs,
-    ListArgs, PruneArgs, RestoreArgs, RollbackArgs, SelectionArgs, ValidateArgs, WriteArgs,
+use crate::cli::{
+    BackupArgs, CompareArgs, ConnectArgs, CopyArgs, ExportArgs, InspectArgs, ListArgs, PruneArgs,
+    RestoreArgs, RollbackArgs, SelectionArgs, ValidateArgs, WriteArgs,
 };
 
-mod exit {
-    pub const OK: u8 = 0;
-    pub const INTERNAL: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const UNREACHABLE: u8 = 3;
-    pub const AUTH: u8 = 4;
-    pub const DB_RANGE: u8 = 5;
-    pub const REDIS: u8 = 6;
-    pub const BAD_ARCHIVE: u8 = 7;
-    pub const SCHEMA: u8 = 8;
-    pub const IO: u8 = 9;
-    pub const PARTIAL: u8 = 10;
-    pub const CONFIRM: u8 = 11;
-    pub const DECRYPT: u8 = 12;
-    pub const CONFLICT: u8 = 13;
-    pub const DIFFERENT: u8 = 14;
-    pub const LOCKED: u8 = 15;
-    pub const UNSUPPORTED: u8 = 16;
-    /// 128 + SIGINT, as shells report a command stopped by Ctrl-C.
-    pub const INTERRUPTED: u8 = 130;
-}
-
-fn exit_code(err: &Error) -> u8 {
-    match err {
-        Error::RestoreFailed { cause, .. } => exit_code(cause),
-        Error::Unreachable { .. } => exit::UNREACHABLE,
-        Error::AuthRefused { .. } => exit::AUTH,
-        Error::DbOutOfRange { .. } => exit::DB_RANGE,
-        Error::Redis { .. } | Error::Cluster { .. } => exit::REDIS,
-        Error::BadUrl { .. }
-        | Error::InvalidArgument(_)
-        | Error::Profile(_)
-        | Error::ClusterDb { .. } => exit::USAGE,
-        Error::NotAnArchive { .. } | Error::Corrupt { .. } | Error::Truncated { .. } => {
-            exit::BAD_ARCHIVE
-        }
-        Error::UnsupportedSchema { .. } | Error::DataSchemaTooNew { .. } => exit::SCHEMA,
-        Error::Decrypt { .. } => exit::DECRYPT,
-        Error::Input { .. } | Error::Output { .. } => exit::IO,
-        Error::ConfirmationRequired { .. } | Error::Cancelled => exit::CONFIRM,
-        Error::Conflict { .. } => exit::CONFLICT,
-        Error::Locked { .. } => exit::LOCKED,
-        Error::TargetUnsupported { .. } => exit::UNSUPPORTED,
-        Error::Interrupted(_) => exit::INTERRUPTED,
-        Error::Internal(_) => exit::INTERNAL,
-    }
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("archive: cannot start the runtime: {e}");
-            return ExitCode::from(exit::INTERNAL);
-        }
-    };
-    let cancel = Cancel::new();
-    runtime.spawn(stop_on_signal(cancel.clone()));
-    match runtime.block_on(run(cli, cancel)) {
-        Ok(code) => ExitCode::from(code),
-        Err(Failure::Archive(err)) => {
-            eprintln!("archive: {err}");
-            ExitCode::from(exit_code(&err))
-        }
-        Err(Failure::Io(err)) if err.kind() == io::ErrorKind::BrokenPipe => {
-            ExitCode::from(exit::OK)
-        }
-        Err(Failure::Io(err)) => {
-            eprintln!("archive: cannot write the report: {err}");
-            ExitCode::from(exit::IO)
-        }
-    }
-}
-
-enum Failure {
-    Archive(Error),
-    Io(io::Error),
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure::Archive(e)
-    }
-}
-
-impl From<io::Error> for Failure {
-    fn from(e: io::Error) -> Self {
-        Failure::Io(e)
-    }
-}
-
-async fn run(cli: Cli, cancel: Cancel) -> Result<u8, Failure> {
-    match cli.command {
-        Command::Export(args) => run_export(args, cancel).await,
-        Command::Inspect(args) => run_inspect(args),
-        Command::Validate(args) => run_validate(args),
-        Command::Compare(args) => run_compare(args).await,
-        Command::Restore(args) => run_restore(args, cancel).await,
-        Command::Copy(args) => run_copy(args, cancel).await,
-        Command::Rollback(args) => run_rollback(args, cancel).await,
-        Command::Backup(args) => run_backup(args, cancel).await,
-        Command::List(args) => run_list(args),
-        Command::Prune(args) => run_prune(args),
-    }
-}
-
-/// The first SIGINT or SIGTERM asks the work to stop cleanly (temp files
-/// removed, a restore stopped between batches); a second one exits at once.
-async fn stop_on_signal(cancel: Cancel) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
-    cancel.cancel();
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
-    std::process::exit(i32::from(exit::INTERRUPTED));
-}
+use crate::progress::Bar;
+use crate::prompt::{Ends, ask, confirm};
+use crate::{Failure, exit, render, secrets};
 
 fn timeouts(args: &ConnectArgs) -> Result<Timeouts, Error> {
     let secs = |v: f64, name: &str| {
@@ -314,7 +175,7 @@ fn export_options(args: &ExportArgs, cancel: Cancel) -> Result<ExportOptions, Er
     Ok(options)
 }
 
-async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
+pub(crate) async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
     let options = export_options(&args, cancel)?;
     let to_stdout = matches!(options.destination, Destination::Stdout);
     let bar = Bar::new("exporting");
@@ -328,7 +189,7 @@ async fn run_export(args: ExportArgs, cancel: Cancel) -> Result<u8, Failure> {
     Ok(partial_code(report.errors > 0))
 }
 
-async fn run_backup(args: BackupArgs, cancel: Cancel) -> Result<u8, Failure> {
+pub(crate) async fn run_backup(args: BackupArgs, cancel: Cancel) -> Result<u8, Failure> {
     if args.export.output.is_some() {
         return Err(Error::InvalidArgument(
             "backup names its own file in the backup folder; use `archive export -o FILE` to choose a file".into(),
@@ -345,7 +206,7 @@ async fn run_backup(args: BackupArgs, cancel: Cancel) -> Result<u8, Failure> {
     Ok(partial_code(report.errors > 0))
 }
 
-fn run_list(args: ListArgs) -> Result<u8, Failure> {
+pub(crate) fn run_list(args: ListArgs) -> Result<u8, Failure> {
     let dir = args.dir.clone().unwrap_or_else(default_dir);
     let entries: Vec<Entry> = scan(&dir)?
         .into_iter()
@@ -365,7 +226,7 @@ fn run_list(args: ListArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn run_prune(args: PruneArgs) -> Result<u8, Failure> {
+pub(crate) fn run_prune(args: PruneArgs) -> Result<u8, Failure> {
     let policy = Policy {
         last: args.keep_last,
         hourly: args.keep_hourly,
@@ -390,7 +251,7 @@ fn run_prune(args: PruneArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn run_inspect(args: InspectArgs) -> Result<u8, Failure> {
+pub(crate) fn run_inspect(args: InspectArgs) -> Result<u8, Failure> {
     let decryption = secrets::decryption(&args.decrypt)?;
     let verified = read_manifest(&ArchiveSource::from_arg(&args.file), &decryption)?;
     emit(args.json, &verified, |out, v| {
@@ -399,7 +260,7 @@ fn run_inspect(args: InspectArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
-fn run_validate(args: ValidateArgs) -> Result<u8, Failure> {
+pub(crate) fn run_validate(args: ValidateArgs) -> Result<u8, Failure> {
     let decryption = secrets::decryption(&args.decrypt)?;
     let source = ArchiveSource::from_arg(&args.file);
     let report = match Profile::locate(args.profile.as_deref())? {
@@ -430,7 +291,7 @@ fn run_validate(args: ValidateArgs) -> Result<u8, Failure> {
     })
 }
 
-async fn run_compare(args: CompareArgs) -> Result<u8, Failure> {
+pub(crate) async fn run_compare(args: CompareArgs) -> Result<u8, Failure> {
     let target = endpoint(&args.target, args.db, Side::Target, &args.connect)?;
     let mut options = CompareOptions::new(ArchiveSource::from_arg(&args.file), target);
     options.remap = Remap::parse(&args.rename_prefix)?;
@@ -446,7 +307,7 @@ async fn run_compare(args: CompareArgs) -> Result<u8, Failure> {
     })
 }
 
-async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {
+pub(crate) async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {
     let target = endpoint(&args.target, args.db, Side::Target, &args.connect)?;
     let source = ArchiveSource::from_arg(&args.file);
     let mut options = RestoreOptions::new(source.clone(), target);
@@ -479,7 +340,7 @@ async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {
     Ok(partial_code(done.is_partial()))
 }
 
-async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failure> {
+pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failure> {
     let source = endpoint(&args.source, args.source_db, Side::Source, &args.connect)?;
     let target = endpoint(&args.target, args.db, Side::Target, &args.connect)?;
     let mut options = CopyOptions::new(source, target, selection(&args.selection)?);
@@ -511,7 +372,7 @@ async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failure> {
     Ok(partial_code(done.is_partial()))
 }
 
-async fn run_rollback(args: RollbackArgs, cancel: Cancel) -> Result<u8, Failure> {
+pub(crate) async fn run_rollback(args: RollbackArgs, cancel: Cancel) -> Result<u8, Failure> {
     let mut options = RollbackOptions::new(args.backup.clone());
     options.password = env_password(Side::Target);
     options.timeouts = timeouts(&args.connect)?;
@@ -572,122 +433,4 @@ fn backup_dir(args: &WriteArgs, dry_run: bool) -> Option<std::path::PathBuf> {
         return None;
     }
     Some(args.backup_dir.clone().unwrap_or_else(default_dir))
-}
-
-/// The two ends of a restore or copy, as the confirmation shows them.
-struct Ends<'a> {
-    from: &'a str,
-    to: &'a str,
-    selection: &'a Selection,
-    backup: Option<&'a std::path::Path>,
-}
-
-/// Ask on the terminal; without one, refuse (pass --yes).
-fn confirm(ends: &Ends, actions: &ActionCounts, stdin_is_data: bool) -> Result<(), Failure> {
-    ask(ends.to, stdin_is_data, |err| {
-        writeln!(err, "from:      {}", ends.from)?;
-        writeln!(err, "to:        {}", ends.to)?;
-        render::selection(err, ends.selection)?;
-        match ends.backup {
-            Some(path) => writeln!(err, "backup:    {}", path.display())?,
-            None => writeln!(
-                err,
-                "backup:    none (--no-backup): this cannot be rolled back"
-            )?,
-        }
-        render::plan_table(err, actions)?;
-        let merges = actions.total(Action::Merge);
-        if merges > 0 {
-            write!(
-                err,
-                "write {} keys and merge into {merges}? [y/N] ",
-                actions.writes()
-            )
-        } else {
-            write!(err, "write {} keys? [y/N] ", actions.writes())
-        }
-    })
-}
-
-/// Show `question` on the terminal and go on only on yes. Without a
-/// terminal to ask on (or with stdin carrying the archive), refuse: the
-/// caller must pass --yes.
-fn ask(
-    target: &str,
-    stdin_is_data: bool,
-    question: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> Result<(), Failure> {
-    let stdin = io::stdin();
-    if stdin_is_data || !stdin.is_terminal() || !io::stderr().is_terminal() {
-        return Err(Error::ConfirmationRequired {
-            target: target.to_string(),
-        }
-        .into());
-    }
-    let mut err = io::stderr().lock();
-    question(&mut err)?;
-    err.flush()?;
-    let mut answer = String::new();
-    stdin.lock().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-        Ok(())
-    } else {
-        Err(Error::Cancelled.into())
-    }
-}
-
-/// A progress bar on stderr when it is a terminal; nothing otherwise. With
-/// no known total (verifying an archive), a spinner with a count.
-struct Bar {
-    bar: Option<ProgressBar>,
-    verb: &'static str,
-}
-
-impl Bar {
-    fn new(verb: &'static str) -> Self {
-        let bar = io::stderr()
-            .is_terminal()
-            .then(|| ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()));
-        Bar { bar, verb }
-    }
-
-    fn style(&self, known_total: bool) -> ProgressStyle {
-        let template = if known_total {
-            format!(
-                "{} {{bar:30}} {{human_pos}}/{{human_len}} keys  {{rate}}  eta {{eta}}",
-                self.verb
-            )
-        } else {
-            format!("{} {{spinner}} {{human_pos}} keys  {{rate}}", self.verb)
-        };
-        ProgressStyle::with_template(&template)
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .with_key(
-                "rate",
-                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = write!(w, "{:.0} keys/s", state.per_sec());
-                },
-            )
-    }
-}
-
-impl Progress for Bar {
-    fn start(&self, total: Option<u64>) {
-        if let Some(bar) = &self.bar {
-            bar.set_style(self.style(total.is_some()));
-            bar.set_length(total.unwrap_or(0));
-            bar.set_position(0);
-            bar.enable_steady_tick(Duration::from_millis(200));
-        }
-    }
-    fn advance(&self, n: u64) {
-        if let Some(bar) = &self.bar {
-            bar.inc(n);
-        }
-    }
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
 }
