@@ -21,7 +21,7 @@ use crate::record::{
 const TEMP_GROUP: &str = "__archive_restore_tmp__";
 
 /// How keys get their expiry on restore.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TtlMode {
     /// The original expiry time; keys whose time has passed are not written.

@@ -58,7 +58,7 @@ use remap::Remap;
 type Pending = tokio::task::JoinHandle<Result<Vec<Reply>>>;
 
 /// What to do with a key that already exists in the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Leave it as it is (running the same restore twice is safe).
