@@ -4,6 +4,10 @@
 //! in `--help`). A closed stdout (`archive inspect x | head`) is not an
 //! error.
 
+// The doc comments of the argument structs are clap's help text, written
+// for a terminal (`[user[:password]@]`, `<ID>`), not rustdoc markup.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod cli;
 mod commands;
 mod progress;
