@@ -322,7 +322,7 @@ pub struct Selection {
 /// What an archive records about where its data came from: no credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Address {
-    /// Host name or IP address.
+    /// Host name or IP address (the socket path for a Unix socket).
     pub host: String,
     /// TCP port.
     pub port: u16,

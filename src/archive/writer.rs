@@ -157,8 +157,9 @@ pub struct Finished {
     pub manifest: Manifest,
 }
 
-/// Writes one archive: the header at creation, records as they come, and the manifest and closing
-/// checksum at [`finish`](Self::finish). Dropping it unfinished leaves no file behind.
+/// Writes one archive: the header at creation, records as they come, and
+/// the manifest and closing checksum at [`finish`](Self::finish). Dropping
+/// it unfinished leaves no file at a file destination.
 pub struct ArchiveWriter {
     destination: Destination,
     encrypted: bool,
