@@ -39,7 +39,8 @@ pub struct CompareOptions {
     pub source: ArchiveSource,
     /// Without an explicit database, the archive's source database.
     pub target: Endpoint,
-    /// Key renames the archive was restored with, so keys are looked up under their new names.
+    /// Key renames the archive was restored with, so keys are looked up
+    /// under their new names.
     pub remap: Remap,
     /// Expiry times this close count as equal.
     pub ttl_tolerance_ms: i64,
@@ -50,7 +51,8 @@ pub struct CompareOptions {
 }
 
 impl CompareOptions {
-    /// Compare `source` with `target`: no renames, a one-second expiry tolerance.
+    /// Compare `source` with `target`: no renames, a one-second expiry
+    /// tolerance.
     pub fn new(source: ArchiveSource, target: Endpoint) -> Self {
         CompareOptions {
             source,

@@ -25,7 +25,8 @@ use crate::error::{Error, Result};
 pub enum Side {
     /// The server read from (export, the source of a copy).
     Source,
-    /// The server written to or compared with (restore, copy, rollback, compare).
+    /// The server written to or compared with (restore, copy, rollback,
+    /// compare).
     Target,
 }
 
@@ -118,7 +119,8 @@ impl Endpoint {
         })
     }
 
-    /// Whether the database was named (in the URL or explicitly), as opposed to the default 0.
+    /// Whether the database was named (in the URL or explicitly), as
+    /// opposed to the default 0.
     pub fn has_explicit_db(&self) -> bool {
         self.explicit_db
     }
@@ -178,7 +180,8 @@ impl Endpoint {
         self.side
     }
 
-    /// Host, port, database and TLS, without credentials, as an archive records it.
+    /// Host, port, database and TLS, without credentials, as an archive
+    /// records it.
     pub fn address(&self) -> Address {
         let (host, port, tls) = match self.info.addr() {
             ConnectionAddr::Tcp(host, port) => (host.clone(), *port, false),
@@ -202,8 +205,9 @@ impl Endpoint {
         format!("{scheme}{}:{}/{}", a.host, a.port, a.db)
     }
 
-    /// Open a connection (to a single server, or to a whole cluster when the server is a cluster
-    /// node); fails at once when the server cannot be reached.
+    /// Open a connection (to a single server, or to a whole cluster when
+    /// the server is a cluster node); fails at once when the server cannot
+    /// be reached.
     pub async fn connect(&self) -> Result<Conn> {
         self.connect_retrying(0).await
     }

@@ -25,7 +25,8 @@ use crate::progress::{Cancel, Progress};
 use crate::report::{ActionCounts, ExportReport, KeyError, RestoreReport};
 use crate::restore::{self, Plan, RestoreOptions, WriteOptions};
 
-/// What to copy from one live server to another; [`CopyOptions::new`] fills in the defaults.
+/// What to copy from one live server to another; [`CopyOptions::new`] fills
+/// in the defaults.
 #[derive(Debug, Clone)]
 pub struct CopyOptions {
     /// The server read from.
@@ -47,8 +48,8 @@ pub struct CopyOptions {
 }
 
 impl CopyOptions {
-    /// Copy `selection` from `source` to `target` with the default write options; the target keeps
-    /// the source's database unless it names one.
+    /// Copy `selection` from `source` to `target` with the default write
+    /// options; the target keeps the source's database unless it names one.
     pub fn new(source: Endpoint, target: Endpoint, selection: Selection) -> Self {
         let target = target.or_db(source.db());
         CopyOptions {

@@ -84,8 +84,8 @@ impl Default for Label {
 }
 
 impl ExportOptions {
-    /// Export `selection` from `source` into `destination`, unencrypted, with the default
-    /// compression and chunk sizes.
+    /// Export `selection` from `source` into `destination`, unencrypted,
+    /// with the default compression and chunk sizes.
     pub fn new(source: Endpoint, destination: Destination, selection: Selection) -> Self {
         ExportOptions {
             source,
@@ -103,8 +103,9 @@ impl ExportOptions {
     }
 }
 
-/// Export the selected keys into a new archive and return what was written. The archive is complete
-/// and verified on success; on any error no file is left at a file destination.
+/// Export the selected keys into a new archive and return what was written.
+/// The archive is complete and verified on success; on any error no file is
+/// left at a file destination.
 pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<ExportReport> {
     Ok(export_archive(options, progress).await?.0)
 }

@@ -215,8 +215,8 @@ enum KeyFault {
 }
 
 impl Fetcher {
-    /// A fetcher reading over `conn` that sends records to `out`; the channel's receiver is the
-    /// writer.
+    /// A fetcher reading over `conn` that sends records to `out`; the
+    /// channel's receiver is the writer.
     pub fn new(conn: Conn, chunks: ChunkSizes, out: mpsc::Sender<Outgoing>) -> Self {
         Fetcher {
             conn,

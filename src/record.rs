@@ -55,7 +55,8 @@ impl KeyType {
         KeyType::Absent,
     ];
 
-    /// The lowercase name, as Redis's `TYPE` reports it (`dump` and `absent` for the others).
+    /// The lowercase name, as Redis's `TYPE` reports it (`dump` and
+    /// `absent` for the others).
     pub fn name(self) -> &'static str {
         match self {
             KeyType::String => "string",
@@ -377,7 +378,8 @@ pub struct GroupPending {
 /// Stream-wide facts, carried by the first record of a stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamMeta {
-    /// The stream's last id, which can be past its last entry (entries deleted, or `XSETID`).
+    /// The stream's last id, which can be past its last entry (entries
+    /// deleted, or `XSETID`).
     pub last_id: StreamId,
     /// `entries-added` (Redis 7.0+): entries ever added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -390,7 +392,8 @@ pub struct StreamMeta {
     pub groups: Vec<ConsumerGroup>,
 }
 
-/// A stream's share of one record: its metadata (first record only), entries and pending entries.
+/// A stream's share of one record: its metadata (first record only),
+/// entries and pending entries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamChunk {
     /// Stream-wide facts; only in a stream's first record.

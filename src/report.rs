@@ -286,7 +286,8 @@ impl RestoreReport {
         }
     }
 
-    /// True when some keys failed to be written: the target holds only part of the archive.
+    /// True when some keys failed to be written: the target holds only part
+    /// of the archive.
     pub fn is_partial(&self) -> bool {
         self.errors > 0
     }

@@ -48,8 +48,8 @@ pub struct ValidationReport {
 pub struct ProfileCheck {
     /// The profile.
     pub profile: Arc<Profile>,
-    /// True when the user named the profile; a default profile is not applied to an archive
-    /// exported without one.
+    /// True when the user named the profile; a default profile is not
+    /// applied to an archive exported without one.
     pub explicit: bool,
 }
 

@@ -42,9 +42,11 @@ pub(crate) fn is_age(head: &[u8]) -> bool {
 /// Whom a new archive is encrypted to.
 #[allow(missing_debug_implementations)] // holds keys and a passphrase
 pub enum EncryptTo {
-    /// Public keys (age or SSH): any one of the matching identities can open the archive.
+    /// Public keys (age or SSH): any one of the matching identities can
+    /// open the archive.
     Recipients(Vec<Box<dyn age::Recipient + Send + Sync>>),
-    /// A passphrase, stretched with scrypt; the same passphrase opens the archive.
+    /// A passphrase, stretched with scrypt; the same passphrase opens the
+    /// archive.
     Passphrase(SecretString),
 }
 
@@ -278,14 +280,15 @@ impl Decryption {
         Ok(self)
     }
 
-    /// Add an identity already in memory (a key the caller loaded or generated).
+    /// Add an identity already in memory (a key the caller loaded or
+    /// generated).
     pub fn with_identity(mut self, identity: Arc<dyn age::Identity + Send + Sync>) -> Self {
         self.identities.push(identity);
         self
     }
 
-    /// Ask `source` for the passphrase of a passphrase-encrypted archive, once it is known to be
-    /// one.
+    /// Ask `source` for the passphrase of a passphrase-encrypted archive,
+    /// once it is known to be one.
     pub fn with_passphrase(mut self, source: Arc<dyn PassphraseSource>) -> Self {
         self.passphrase = Some(source);
         self

@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 
 use crate::record::{KeyType, Record};
 
-/// The `format` every header carries, so a reader can tell an archive from another tar file.
+/// The `format` every header carries, so a reader can tell an archive from
+/// another tar file.
 pub const FORMAT_NAME: &str = "redis-archive";
 /// The record layout and manifest version this program writes.
 pub const SCHEMA_VERSION: u64 = 2;
@@ -31,7 +32,8 @@ pub const HEADER_ENTRY: &str = "header.json";
 pub const CLOSING_MAGIC: u32 = 0x184D_2A5A;
 /// Tag at the start of the closing frame's content.
 pub const CLOSING_TAG: &[u8; 8] = b"ARCHSUM1";
-/// Size of the closing frame in bytes: 8 bytes of frame header, the tag and the sha256.
+/// Size of the closing frame in bytes: 8 bytes of frame header, the tag and
+/// the sha256.
 pub const CLOSING_FRAME_BYTES: usize = 48;
 
 /// The frame that closes the compressed stream: a zstd skippable frame
@@ -54,11 +56,13 @@ pub fn data_entry_name(index: usize) -> String {
     format!("data/{index:06}.jsonl")
 }
 
-/// Why an archive was written; backup folders and `prune --kind` tell them apart by it.
+/// Why an archive was written; backup folders and `prune --kind` tell them
+/// apart by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ArchiveKind {
-    /// Written by `archive export` (or the library's [`export`](crate::export::export)).
+    /// Written by `archive export` (or the library's
+    /// [`export`](crate::export::export)).
     Export,
     /// Written into a backup folder by `archive backup`.
     Backup,
@@ -149,8 +153,8 @@ impl ClusterSource {
     }
 }
 
-/// The first entry of an archive: what it is, where its data came from and what was selected;
-/// readable before any record.
+/// The first entry of an archive: what it is, where its data came from and
+/// what was selected; readable before any record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
     /// Always [`FORMAT_NAME`].
@@ -224,7 +228,8 @@ pub struct TypeCount {
     pub records: u64,
 }
 
-/// What an archive holds, counted as it was written; a reader checks its own count against it.
+/// What an archive holds, counted as it was written; a reader checks its
+/// own count against it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Keys in the archive.
@@ -269,7 +274,8 @@ impl Counts {
     }
 }
 
-/// One data entry as the manifest lists it; a reader checks every entry against it.
+/// One data entry as the manifest lists it; a reader checks every entry
+/// against it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryInfo {
     /// The tar entry name (see [`data_entry_name`]).
@@ -282,8 +288,9 @@ pub struct EntryInfo {
     pub sha256: String,
 }
 
-/// The last entry of an archive: the header again, the counts and a checksum per data entry. An
-/// archive is only trusted once its manifest has been read and checked.
+/// The last entry of an archive: the header again, the counts and a
+/// checksum per data entry. An archive is only trusted once its manifest
+/// has been read and checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// The header, repeated so the manifest alone describes the archive.

@@ -149,8 +149,8 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 pub enum ArchiveSource {
     /// A file on disk.
     File(PathBuf),
-    /// Standard input; it can be read only once, so a caller that reads twice spools it to a file
-    /// first ([`Spooled`](Self::Spooled)).
+    /// Standard input; it can be read only once, so a caller that reads
+    /// twice spools it to a file first ([`Spooled`](Self::Spooled)).
     Stdin,
     /// Standard input, already copied to this private file; named `<stdin>`
     /// in messages, since that is what the user gave.
@@ -160,7 +160,8 @@ pub enum ArchiveSource {
 }
 
 impl ArchiveSource {
-    /// `-` means standard input, anything else a file path (as the command line takes it).
+    /// `-` means standard input, anything else a file path (as the command
+    /// line takes it).
     pub fn from_arg(arg: &str) -> Self {
         if arg == "-" {
             ArchiveSource::Stdin

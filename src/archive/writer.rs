@@ -31,7 +31,8 @@ const ENTRY_TARGET_BYTES: usize = 4 << 20;
 /// Where the archive goes.
 #[derive(Debug, Clone)]
 pub enum Destination {
-    /// A file; written to a temp file beside it and renamed into place once complete.
+    /// A file; written to a temp file beside it and renamed into place once
+    /// complete.
     File(PathBuf),
     /// Standard output, written as it goes.
     Stdout,
@@ -231,7 +232,8 @@ impl ArchiveWriter {
         Ok(writer)
     }
 
-    /// Append one record; data entries are closed as they reach their target size.
+    /// Append one record; data entries are closed as they reach their
+    /// target size.
     pub fn write_record(&mut self, record: &Record) -> Result<()> {
         record.encode_into(&mut self.entry);
         self.entry_records += 1;

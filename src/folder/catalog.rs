@@ -29,7 +29,8 @@ pub(crate) const LOCK_FILE: &str = ".archive.lock";
 /// The sidecar of one archive in the folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
-    /// Always `redis-archive-meta`, so a stray JSON file is not taken for metadata.
+    /// Always `redis-archive-meta`, so a stray JSON file is not taken for
+    /// metadata.
     pub format: String,
     /// The metadata layout version.
     pub version: u32,

@@ -17,7 +17,8 @@ use crate::folder::catalog::{Entry, Lock, meta_path, scan};
 use crate::folder::retention::{Item, Policy, Zone, decide};
 use crate::restore::journal::journal_path;
 
-/// What to prune and by which rules; [`prune`] plans, and removes only when asked to.
+/// What to prune and by which rules; [`prune`] plans, and removes only when
+/// asked to.
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
     /// The backup folder.

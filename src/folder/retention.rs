@@ -67,8 +67,8 @@ impl Zone {
     }
 }
 
-/// Which archives of a folder to keep; an archive is kept when any rule keeps it, and an empty
-/// policy keeps everything.
+/// Which archives of a folder to keep; an archive is kept when any rule
+/// keeps it, and an empty policy keeps everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     /// Keep the newest N archives.

@@ -107,8 +107,8 @@ pub(crate) struct Shared {
     pub(crate) member: Template,
 }
 
-/// A kind of record the application keeps per user (or shared by all users), and how its keys are
-/// found.
+/// A kind of record the application keeps per user (or shared by all
+/// users), and how its keys are found.
 #[derive(Debug, Clone)]
 pub struct Group {
     /// The group's name, as `--types` takes it.
@@ -126,8 +126,9 @@ pub struct Group {
     pub(crate) references: Vec<Reference>,
 }
 
-/// An application profile (`archive.toml`): which keys belong to a user, in which groups, and how
-/// records of older data schema versions are upgraded.
+/// An application profile (`archive.toml`): which keys belong to a user, in
+/// which groups, and how records of older data schema versions are
+/// upgraded.
 #[derive(Debug, Clone)]
 pub struct Profile {
     /// The application's name, recorded in the archives exported through it.

@@ -39,7 +39,8 @@ pub struct ProfileExport {
 }
 
 impl ProfileExport {
-    /// The groups to take: those named, or all that apply; an unknown name is an error.
+    /// The groups to take: those named, or all that apply; an unknown name
+    /// is an error.
     pub fn groups(&self) -> Result<Vec<&Group>> {
         self.profile
             .select_groups(&self.groups, self.user.is_some())

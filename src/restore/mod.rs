@@ -90,7 +90,8 @@ pub struct WriteOptions {
     /// The profile of a user archive: upgrades old records, and with
     /// `as_user` writes the user's records under another id.
     pub profile: Option<Arc<Profile>>,
-    /// For a user archive: write the records under this user id instead of the archive's.
+    /// For a user archive: write the records under this user id instead of
+    /// the archive's.
     pub as_user: Option<String>,
     /// Write what the target can hold and drop the rest (counted), instead
     /// of refusing the restore.
@@ -125,8 +126,8 @@ impl Default for WriteOptions {
     }
 }
 
-/// What to restore and where; [`RestoreOptions::new`] fills in the defaults. The same options go to
-/// [`plan`] and [`perform`].
+/// What to restore and where; [`RestoreOptions::new`] fills in the
+/// defaults. The same options go to [`plan`] and [`perform`].
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     /// The archive.
@@ -145,7 +146,8 @@ pub struct RestoreOptions {
 }
 
 impl RestoreOptions {
-    /// Restore `source` into `target` in skip mode, with absolute expiry and no pre-restore backup.
+    /// Restore `source` into `target` in skip mode, with absolute expiry
+    /// and no pre-restore backup.
     pub fn new(source: ArchiveSource, target: Endpoint) -> Self {
         RestoreOptions {
             source,

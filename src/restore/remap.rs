@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Key renames by prefix (`--rename-prefix OLD=NEW`); the first rule whose prefix matches wins,
-/// keys that match none keep their name.
+/// Key renames by prefix (`--rename-prefix OLD=NEW`); the first rule whose
+/// prefix matches wins, keys that match none keep their name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Remap {
     renames: Vec<(String, String)>,

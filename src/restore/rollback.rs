@@ -43,14 +43,16 @@ pub struct RollbackOptions {
     pub password: Option<String>,
     /// Timeouts for the backup's server, when `target` is `None`.
     pub timeouts: Timeouts,
-    /// Leave keys that changed since the restore as they are, instead of putting them back anyway.
+    /// Leave keys that changed since the restore as they are, instead of
+    /// putting them back anyway.
     pub skip_changed: bool,
     /// Set to stop the rollback cleanly between batches.
     pub cancel: Cancel,
 }
 
 impl RollbackOptions {
-    /// Roll back to `backup` on the server it was taken from, putting back changed keys too.
+    /// Roll back to `backup` on the server it was taken from, putting back
+    /// changed keys too.
     pub fn new(backup: PathBuf) -> Self {
         RollbackOptions {
             backup,
