@@ -32,19 +32,27 @@ use crate::reply::{array_of, bytes_of, stream_entries};
 use crate::report::MAX_ERROR_SAMPLES;
 use crate::restore::remap::Remap;
 
+/// What to compare: an archive against a live server, read-only.
 #[derive(Debug, Clone)]
 pub struct CompareOptions {
+    /// The archive.
     pub source: ArchiveSource,
     /// Without an explicit database, the archive's source database.
     pub target: Endpoint,
+    /// Key renames the archive was restored with, so keys are looked up
+    /// under their new names.
     pub remap: Remap,
     /// Expiry times this close count as equal.
     pub ttl_tolerance_ms: i64,
+    /// Keys or passphrase for an encrypted archive.
     pub decryption: Decryption,
+    /// Keys per round trip to the target.
     pub batch_keys: usize,
 }
 
 impl CompareOptions {
+    /// Compare `source` with `target`: no renames, a one-second expiry
+    /// tolerance.
     pub fn new(source: ArchiveSource, target: Endpoint) -> Self {
         CompareOptions {
             source,
@@ -57,19 +65,26 @@ impl CompareOptions {
     }
 }
 
+/// How a key differs between the archive and the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum DiffKind {
     /// In the archive, not in the target.
     Missing,
     /// In the target (inside the archive's selection), not in the archive.
     Extra,
+    /// In both, as keys of different types.
     TypeDiffers,
+    /// In both, of the same type, with different values.
     ValueDiffers,
+    /// In both, with different expiry: one expires and the other does not,
+    /// or the times are further apart than the tolerance.
     TtlDiffers,
 }
 
 impl DiffKind {
+    /// The kebab-case name used in reports and JSON.
     pub fn name(self) -> &'static str {
         match self {
             DiffKind::Missing => "missing",
@@ -81,23 +96,33 @@ impl DiffKind {
     }
 }
 
+/// One key that differs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Difference {
+    /// How it differs.
     pub kind: DiffKind,
+    /// The key, printable.
     pub key: String,
+    /// What differs, in words (such as the first field whose values differ).
     pub detail: String,
 }
 
+/// What a comparison found; it is identical when no key differs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Comparison {
+    /// The archive as named.
     pub archive: String,
+    /// The target, with any password left out.
     pub target: String,
     /// Archive keys looked at (not counting expired ones).
     pub compared: u64,
+    /// Keys equal in type, value and expiry (within the tolerance).
     pub identical: u64,
     /// Keys whose expiry in the archive has passed: not compared.
     pub expired_in_archive: u64,
+    /// Keys that differ, all kinds together.
     pub differences: u64,
+    /// Keys that differ, per kind.
     pub by_kind: BTreeMap<DiffKind, u64>,
     /// The first differences found.
     pub examples: Vec<Difference>,
@@ -112,6 +137,7 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    /// True when no key differs; keys not compared do not count against it.
     pub fn is_identical(&self) -> bool {
         self.differences == 0
     }

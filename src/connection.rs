@@ -23,11 +23,15 @@ use crate::error::{Error, Result};
 /// variables that are named in messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// The server read from (export, the source of a copy).
     Source,
+    /// The server written to or compared with (restore, copy, rollback,
+    /// compare).
     Target,
 }
 
 impl Side {
+    /// The environment variable that holds this side's password.
     pub fn password_env(self) -> &'static str {
         match self {
             Side::Source => "SOURCE_REDIS_PASSWORD",
@@ -40,7 +44,9 @@ impl Side {
 /// collection chunk or a slow server must not be cut off half way.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
+    /// How long to wait for a connection to be set up.
     pub connect: Duration,
+    /// How long to wait for a reply; `None` waits as long as it takes.
     pub response: Option<Duration>,
 }
 
@@ -113,12 +119,14 @@ impl Endpoint {
         })
     }
 
+    /// Whether the database was named (in the URL or explicitly), as
+    /// opposed to the default 0.
     pub fn has_explicit_db(&self) -> bool {
         self.explicit_db
     }
 
     /// The same endpoint on another database.
-    pub fn with_db(&self, db: i64) -> Self {
+    pub(crate) fn with_db(&self, db: i64) -> Self {
         let settings = self.info.redis_settings().clone().set_db(db);
         Endpoint {
             info: self.info.clone().set_redis_settings(settings),
@@ -131,7 +139,7 @@ impl Endpoint {
     /// The same endpoint on `db` unless one was chosen: the database a
     /// restore or copy goes to when the user named none. A cluster, which
     /// has only database 0, takes it as 0.
-    pub fn or_db(&self, db: i64) -> Self {
+    pub(crate) fn or_db(&self, db: i64) -> Self {
         if self.explicit_db {
             return self.clone();
         }
@@ -162,14 +170,18 @@ impl Endpoint {
         }
     }
 
+    /// The database index.
     pub fn db(&self) -> i64 {
         self.info.redis_settings().db()
     }
 
+    /// Which side of a transfer this is.
     pub fn side(&self) -> Side {
         self.side
     }
 
+    /// Host, port, database and TLS, without credentials, as an archive
+    /// records it.
     pub fn address(&self) -> Address {
         let (host, port, tls) = match self.info.addr() {
             ConnectionAddr::Tcp(host, port) => (host.clone(), *port, false),
@@ -193,6 +205,9 @@ impl Endpoint {
         format!("{scheme}{}:{}/{}", a.host, a.port, a.db)
     }
 
+    /// Open a connection (to a single server, or to a whole cluster when
+    /// the server is a cluster node); fails at once when the server cannot
+    /// be reached.
     pub async fn connect(&self) -> Result<Conn> {
         self.connect_retrying(0).await
     }
@@ -204,7 +219,7 @@ impl Endpoint {
     ///
     /// A cluster node gives a connection to the whole cluster, on database
     /// 0 (the only one a cluster has) unless another was asked for.
-    pub async fn connect_retrying(&self, attempts: u32) -> Result<Conn> {
+    pub(crate) async fn connect_retrying(&self, attempts: u32) -> Result<Conn> {
         let mut attempt = 0;
         loop {
             match self.open().await {
@@ -382,7 +397,7 @@ fn url_names_db(url: &str) -> bool {
 }
 
 /// Strip the password from a URL before it is shown anywhere.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
@@ -459,6 +474,7 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
+    /// The endpoint this connection was opened from.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
@@ -469,7 +485,7 @@ impl Conn {
     }
 
     /// The cluster's slot map as last read, for a cluster connection.
-    pub fn topology(&self) -> Option<Topology> {
+    pub(crate) fn topology(&self) -> Option<Topology> {
         match &self.link {
             Link::Cluster(router) => Some(router.topology()),
             Link::Single(_) => None,
@@ -477,7 +493,7 @@ impl Conn {
     }
 
     /// Read the cluster's slot map again (`None` for a single server).
-    pub async fn refresh_topology(&self) -> Result<Option<Topology>> {
+    pub(crate) async fn refresh_topology(&self) -> Result<Option<Topology>> {
         match &self.link {
             Link::Cluster(router) => router
                 .refresh()
@@ -499,7 +515,7 @@ impl Conn {
     /// One connection per primary: the server itself, or each primary of a
     /// cluster, which answer for their own slots only (SCAN, DBSIZE). A
     /// redirection on one of them is an error: the slots moved.
-    pub async fn shards(&self) -> Result<Vec<Conn>> {
+    pub(crate) async fn shards(&self) -> Result<Vec<Conn>> {
         let Link::Cluster(router) = &self.link else {
             return Ok(vec![self.clone()]);
         };
@@ -667,7 +683,7 @@ impl Conn {
     }
 
     /// Server facts recorded in manifests and used to pick command variants.
-    pub async fn server_info(&mut self) -> Result<ServerInfo> {
+    pub(crate) async fn server_info(&mut self) -> Result<ServerInfo> {
         let info: String = self
             .query(redis::cmd("INFO").arg("server"), "reading INFO")
             .await?;
@@ -696,7 +712,7 @@ impl Conn {
     /// their own expiry: the server has the feature and `INFO keyspace`
     /// counts such keys (`subexpiry`). A cluster, whose nodes each count
     /// their own, is taken to have some.
-    pub async fn may_have_field_expiry(&mut self, server: &ServerInfo) -> Result<bool> {
+    pub(crate) async fn may_have_field_expiry(&mut self, server: &ServerInfo) -> Result<bool> {
         if !server.has_field_expiry() {
             return Ok(false);
         }
@@ -721,7 +737,7 @@ impl Conn {
 
     /// The server's clock in milliseconds since the epoch. Expiry times are
     /// read and compared against the server's clock, not this machine's.
-    pub async fn time_ms(&mut self) -> Result<i64> {
+    pub(crate) async fn time_ms(&mut self) -> Result<i64> {
         let (secs, micros): (i64, i64) = self.query(&redis::cmd("TIME"), "reading TIME").await?;
         Ok(secs * 1000 + micros / 1000)
     }
@@ -729,12 +745,12 @@ impl Conn {
 
 impl ServerInfo {
     /// PEXPIRETIME exists (Redis 7.0, Valkey 7.2 and later).
-    pub fn has_pexpiretime(&self) -> bool {
+    pub(crate) fn has_pexpiretime(&self) -> bool {
         self.version_tuple() >= (7, 0)
     }
 
     /// `(major, minor)` of the server, `(0, 0)` when unknown.
-    pub fn version_tuple(&self) -> (u32, u32) {
+    pub(crate) fn version_tuple(&self) -> (u32, u32) {
         let mut parts = self
             .version
             .split('.')
@@ -743,13 +759,13 @@ impl ServerInfo {
     }
 
     /// Whether this is Valkey (as opposed to Redis).
-    pub fn is_valkey(&self) -> bool {
+    pub(crate) fn is_valkey(&self) -> bool {
         self.flavor == "valkey"
     }
 
     /// Hash fields with their own expiry (`HPEXPIRE` and friends): Redis
     /// 7.4 and later, Valkey 9.0 and later.
-    pub fn has_field_expiry(&self) -> bool {
+    pub(crate) fn has_field_expiry(&self) -> bool {
         let v = self.version_tuple();
         if self.is_valkey() {
             v >= (9, 0)
@@ -782,7 +798,7 @@ impl ServerInfo {
 
     /// Redis 7.0 added XSETID ENTRIESADDED/MAXDELETEDID and XGROUP ENTRIESREAD.
     /// Valkey 7.2+ reports its own version numbers from 7.2 on, so the same test holds.
-    pub fn has_stream_v7(&self) -> bool {
+    pub(crate) fn has_stream_v7(&self) -> bool {
         self.version_tuple() >= (7, 0)
     }
 }

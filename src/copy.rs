@@ -25,21 +25,31 @@ use crate::progress::{Cancel, Progress};
 use crate::report::{ActionCounts, ExportReport, KeyError, RestoreReport};
 use crate::restore::{self, Plan, RestoreOptions, WriteOptions};
 
+/// What to copy from one live server to another; [`CopyOptions::new`] fills
+/// in the defaults.
 #[derive(Debug, Clone)]
 pub struct CopyOptions {
+    /// The server read from.
     pub source: Endpoint,
     /// Without an explicit database (URL or --db), the source's database.
     pub target: Endpoint,
+    /// The keys to copy.
     pub selection: Selection,
+    /// How keys are written into the target (mode, expiry, renames).
     pub write: WriteOptions,
+    /// How big keys are split into records while read.
     pub chunks: ChunkSizes,
+    /// COUNT for SCAN: keys per step, and so per read batch.
     pub scan_count: usize,
+    /// Set to stop the copy cleanly.
     pub cancel: Cancel,
     /// Where the pre-restore backup goes; `None` writes none.
     pub backup_dir: Option<PathBuf>,
 }
 
 impl CopyOptions {
+    /// Copy `selection` from `source` to `target` with the default write
+    /// options; the target keeps the source's database unless it names one.
     pub fn new(source: Endpoint, target: Endpoint, selection: Selection) -> Self {
         let target = target.or_db(source.db());
         CopyOptions {
@@ -58,9 +68,13 @@ impl CopyOptions {
 /// A copy read from the source and planned against the target.
 #[derive(Debug)]
 pub struct CopyPlan {
+    /// The source, with any password left out.
     pub source: String,
+    /// The target, with any password left out.
     pub target: String,
+    /// The keys selected.
     pub selection: Selection,
+    /// What the copy would do to each key.
     pub actions: ActionCounts,
     read: ExportReport,
     restore: Plan,
@@ -71,23 +85,28 @@ pub struct CopyPlan {
 /// What a copy did: the restore side's report plus what reading saw.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CopyReport {
+    /// The writing side: what was done to each key in the target.
     #[serde(flatten)]
     pub restore: RestoreReport,
+    /// The keys selected.
     pub selection: Selection,
     /// Keys the walk found that were gone when read.
     pub vanished: u64,
     /// Keys that could not be read from the source.
     pub read_errors: u64,
+    /// The first keys that could not be read, with why.
     pub read_error_samples: Vec<KeyError>,
 }
 
 impl CopyReport {
+    /// True when some keys were not copied (read or write errors).
     pub fn is_partial(&self) -> bool {
         self.restore.is_partial() || self.read_errors > 0
     }
 }
 
 impl CopyPlan {
+    /// The report of a dry run: what would be done, nothing written.
     pub fn into_dry_run_report(self) -> CopyReport {
         CopyReport {
             restore: RestoreReport::planned(self.source, self.target, self.actions),

@@ -9,140 +9,266 @@
 use std::io;
 use std::path::PathBuf;
 
+/// The library's result type: every fallible function returns [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Everything that can go wrong, one variant per cause a caller may want to
+/// tell apart (the binary gives most of them their own exit code).
+///
+/// New variants may be added in minor releases, so a `match` needs a
+/// wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error(
         "cannot connect to Redis at {endpoint}: {reason}; check that the server is running and the URL is right"
     )]
-    Unreachable { endpoint: String, reason: String },
+    /// The server could not be reached: refused, timed out, TLS failed.
+    Unreachable {
+        /// The endpoint, with any password left out.
+        endpoint: String,
+        /// What the connection attempt reported.
+        reason: String,
+    },
 
     #[error(
         "Redis at {endpoint} refused authentication: {reason}; check the user name and the password (URL or {password_env})"
     )]
+    /// The server answered but refused the user name or password.
     AuthRefused {
+        /// The endpoint, with any password left out.
         endpoint: String,
+        /// The server's reply.
         reason: String,
+        /// The environment variable the password can come from for this side.
         password_env: &'static str,
     },
 
     #[error(
         "Redis at {endpoint} has no database {db}: {reason}; pick a database index the server has (see `CONFIG GET databases`)"
     )]
+    /// The database index is not one the server has.
     DbOutOfRange {
+        /// The endpoint, with any password left out.
         endpoint: String,
+        /// The database index that was asked for.
         db: i64,
+        /// The server's reply.
         reason: String,
     },
 
     #[error("Redis at {endpoint} failed while {action}: {reason}")]
+    /// A command failed on a reachable server (an error reply, a dropped
+    /// connection mid-way, a reply of an unexpected shape).
     Redis {
+        /// The endpoint, with any password left out.
         endpoint: String,
+        /// What was being done, such as "reading keys".
         action: String,
+        /// The server's reply or the connection error.
         reason: String,
     },
 
     #[error(
         "invalid Redis URL {url:?}: {reason}; use redis://[user[:password]@]host[:port][/db] or rediss:// for TLS"
     )]
-    BadUrl { url: String, reason: String },
+    /// The Redis URL cannot be parsed or uses an unknown scheme.
+    BadUrl {
+        /// The URL as given, with any password left out.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     #[error(
         "{path}: not an archive ({reason}); expected a .tar.zst file written by `archive export`"
     )]
-    NotAnArchive { path: String, reason: String },
+    /// The file is not an archive at all (wrong magic, not tar+zstd, no
+    /// header); see [`Error::is_bad_archive`].
+    NotAnArchive {
+        /// The file that was read.
+        path: String,
+        /// What did not match.
+        reason: String,
+    },
 
     #[error(
         "{path}: archive is corrupt: {reason}; do not restore from it, use another copy or a different backup"
     )]
-    Corrupt { path: String, reason: String },
+    /// The archive fails verification (a checksum or count mismatch, a
+    /// record that does not parse); its contents must not be trusted.
+    Corrupt {
+        /// The file that was read.
+        path: String,
+        /// The first problem found.
+        reason: String,
+    },
 
     #[error(
         "{path}: archive is truncated: {reason}; the file is incomplete, copy it again or use another backup"
     )]
-    Truncated { path: String, reason: String },
+    /// The archive ends early, as an interrupted copy or write leaves it.
+    Truncated {
+        /// The file that was read.
+        path: String,
+        /// Where it ended.
+        reason: String,
+    },
 
     #[error(
         "{path}: archive has schema_version {found}, this program reads up to {supported}; upgrade `archive` to read it"
     )]
+    /// The archive was written by a newer version of the format than this
+    /// library reads.
     UnsupportedSchema {
+        /// The file that was read.
         path: String,
+        /// The archive's `schema_version`.
         found: u64,
+        /// The newest `schema_version` this library reads.
         supported: u64,
     },
 
     #[error("{path}: {reason}")]
-    Decrypt { path: String, reason: String },
+    /// An encrypted archive cannot be decrypted: no key or passphrase was
+    /// given, or the one given does not fit.
+    Decrypt {
+        /// The file that was read.
+        path: String,
+        /// What failed and what to supply.
+        reason: String,
+    },
 
     #[error("profile: {0}")]
+    /// An application profile is invalid or does not fit the request.
     Profile(String),
 
     #[error(
         "{endpoint} is a Redis Cluster node and a cluster has only database 0, not {db}; drop --db (or the /{db} in the URL)"
     )]
-    ClusterDb { endpoint: String, db: i64 },
+    /// A database other than 0 was asked of a Redis Cluster.
+    ClusterDb {
+        /// The cluster node, with any password left out.
+        endpoint: String,
+        /// The database index that was asked for.
+        db: i64,
+    },
 
     #[error("cluster at {endpoint}: {reason}")]
-    Cluster { endpoint: String, reason: String },
+    /// The cluster's layout got in the way: slots moved during the work,
+    /// a shard is down, or the topology cannot be read.
+    Cluster {
+        /// The cluster node, with any password left out.
+        endpoint: String,
+        /// What happened.
+        reason: String,
+    },
 
     #[error(
         "{path}: the records are in data schema_version {found} of {profile:?}, newer than the profile's {supported}; restore with the profile of the application version that wrote them"
     )]
+    /// A user archive's records are newer than the profile used to restore
+    /// them, which cannot downgrade records.
     DataSchemaTooNew {
+        /// The file that was read.
         path: String,
+        /// The profile's name.
         profile: String,
+        /// The data schema version of the records.
         found: u64,
+        /// The newest data schema version the profile knows.
         supported: u64,
     },
 
     #[error("cannot read {path}: {source}; check the path and its permissions")]
+    /// A local file cannot be read (missing, no permission, an I/O error).
     Input {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
 
     #[error("cannot write {path}: {}", describe_write_error(.source))]
+    /// A local file cannot be written; the message says whether the disk is
+    /// full, a directory is missing or permission is lacking.
     Output {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
 
     #[error("{0}")]
+    /// An option or combination of options is not valid; the message says
+    /// which and what to use instead.
     InvalidArgument(String),
 
     #[error(
         "refusing to write to {target} without confirmation: no terminal to ask on; pass --yes to restore, or --dry-run to see the plan"
     )]
-    ConfirmationRequired { target: String },
+    /// A restore needs confirmation and there is no terminal to ask on.
+    ConfirmationRequired {
+        /// The target that would have been written.
+        target: String,
+    },
 
     #[error("restore cancelled; nothing was written")]
+    /// The user declined the confirmation; nothing was written.
     Cancelled,
 
     #[error("interrupted: {0}")]
+    /// The work was stopped through [`Cancel`](crate::progress::Cancel)
+    /// (the binary does so on SIGINT or SIGTERM); the text says what was
+    /// left behind.
     Interrupted(String),
 
     #[error("{reason}")]
-    Locked { reason: String },
+    /// Another process holds the lock on a backup folder.
+    Locked {
+        /// Who holds it and what to do.
+        reason: String,
+    },
 
     #[error("{cause}; to undo what was written: {rollback}")]
-    RestoreFailed { cause: Box<Error>, rollback: String },
+    /// A restore failed after it had started writing; the target holds part
+    /// of the archive.
+    RestoreFailed {
+        /// The error that stopped the restore.
+        cause: Box<Error>,
+        /// How to undo what was written (a rollback command, or why none
+        /// is possible).
+        rollback: String,
+    },
 
     #[error("{count} key(s) already exist in {target} ({keys}{more}); nothing was written; choose --mode skip, overwrite or merge, or another target", more = if *count > 10 { ", ..." } else { "" })]
+    /// With [`Mode::Fail`](crate::restore::Mode::Fail), keys of the archive
+    /// already exist in the target; nothing was written.
     Conflict {
+        /// The target, with any password left out.
         target: String,
+        /// How many keys exist.
         count: u64,
+        /// The first ones, printable and comma-separated.
         keys: String,
     },
 
     #[error(
         "{target} cannot hold what the archive holds: {what}; nothing was written; restore into a server that can, or add --drop-unsupported to restore the rest without them (counted in the report)"
     )]
-    TargetUnsupported { target: String, what: String },
+    /// The target cannot hold some of what the archive holds (hash field
+    /// expiry, module types, newer DUMP payloads); nothing was written.
+    TargetUnsupported {
+        /// The target, with any password left out.
+        target: String,
+        /// What it cannot hold.
+        what: String,
+    },
 
     #[error("internal error: {0}; please report this")]
+    /// A bug: a state the library should never reach.
     Internal(String),
 }
 

@@ -30,15 +30,22 @@ use crate::report::ExportReport;
 /// bytes are bounded separately, by the fetcher's budget).
 const CHANNEL_RECORDS: usize = 1024;
 
+/// What to export and where; [`ExportOptions::new`] fills in the defaults.
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
+    /// The server read from.
     pub source: Endpoint,
+    /// Where the archive is written.
     pub destination: Destination,
+    /// The keys to export.
     pub selection: Selection,
+    /// How the archive is compressed.
     pub writer: WriterOptions,
+    /// How big keys are split into records.
     pub chunks: ChunkSizes,
     /// COUNT for SCAN: keys per step, and so per read batch.
     pub scan_count: usize,
+    /// Set to stop the export cleanly; no archive is left behind.
     pub cancel: Cancel,
     /// Encrypt the archive with age.
     pub encryption: Option<Arc<Encryption>>,
@@ -55,10 +62,13 @@ pub struct ExportOptions {
 /// Kind, id, name and tags of a new archive.
 #[derive(Debug, Clone)]
 pub struct Label {
+    /// Why the archive is written.
     pub kind: ArchiveKind,
     /// A fresh id unless set (a backup names its file after the id first).
     pub id: Option<String>,
+    /// A name for the archive (backups).
     pub name: Option<String>,
+    /// Free-form labels for the archive (backups).
     pub tags: Vec<String>,
 }
 
@@ -74,6 +84,8 @@ impl Default for Label {
 }
 
 impl ExportOptions {
+    /// Export `selection` from `source` into `destination`, unencrypted,
+    /// with the default compression and chunk sizes.
     pub fn new(source: Endpoint, destination: Destination, selection: Selection) -> Self {
         ExportOptions {
             source,
@@ -91,6 +103,9 @@ impl ExportOptions {
     }
 }
 
+/// Export the selected keys into a new archive and return what was written.
+/// The archive is complete and verified on success; on any error no file is
+/// left at a file destination.
 pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<ExportReport> {
     Ok(export_archive(options, progress).await?.0)
 }

@@ -59,10 +59,13 @@ impl Default for ChunkSizes {
 /// Tallies of what was read, for the report and the manifest.
 #[derive(Debug, Default)]
 pub struct FetchStats {
+    /// Per-type counts of exported, vanished and failed keys.
     pub by_type: BTreeMap<KeyType, TypeSummary>,
     /// Keys that were gone before their type was known.
     pub vanished_untyped: u64,
+    /// The first keys that could not be read, with why.
     pub errors: Vec<KeyError>,
+    /// Keys that could not be read, all of them.
     pub error_count: u64,
     /// Times a big key changed while it was read (its parts voided, read
     /// again); each ends as exported, vanished or an error.
@@ -70,12 +73,13 @@ pub struct FetchStats {
 }
 
 impl FetchStats {
+    /// Keys that were gone by the time they were read, typed or not.
     pub fn vanished(&self) -> u64 {
         self.vanished_untyped + self.by_type.values().map(|t| t.vanished).sum::<u64>()
     }
 
     /// Add another reader's tallies (one per cluster node) to these.
-    pub fn absorb(&mut self, other: FetchStats) {
+    pub(crate) fn absorb(&mut self, other: FetchStats) {
         for (t, summary) in other.by_type {
             let mine = self.by_type.entry(t).or_default();
             mine.exported += summary.exported;
@@ -107,16 +111,17 @@ impl FetchStats {
 
 /// A record is split when its chunk holds more than this, so records stay
 /// small whatever one SCAN page returns.
-pub const RECORD_TARGET_BYTES: usize = 8 << 20;
+pub(crate) const RECORD_TARGET_BYTES: usize = 8 << 20;
 
 /// Bytes of records read but not yet written. Reads wait when it is used
 /// up, so a slow disk slows the reads instead of filling memory.
-pub const IN_FLIGHT_BYTES: usize = 16 << 20;
+pub(crate) const IN_FLIGHT_BYTES: usize = 16 << 20;
 
 /// A record on its way to the writer, holding its share of the in-flight
 /// byte budget until it is dropped after writing.
 #[derive(Debug)]
 pub struct Outgoing {
+    /// The record.
     pub record: Record,
     _budget: OwnedSemaphorePermit,
 }
@@ -133,6 +138,7 @@ pub struct Fetcher {
     /// a key's parts must follow each other in the archive.
     sequence: Arc<tokio::sync::Mutex<()>>,
     held: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// What has been read so far.
     pub stats: FetchStats,
     /// Read expiry with PEXPIRETIME (Redis 7.0+): the absolute time exactly,
     /// where PTTL + TIME can be a millisecond off.
@@ -147,7 +153,7 @@ pub struct Fetcher {
 
 /// How many times a big key that keeps changing while it is read is read
 /// again from the start before it is given up (and reported).
-pub const WATCHED_READ_ATTEMPTS: u32 = 3;
+pub(crate) const WATCHED_READ_ATTEMPTS: u32 = 3;
 
 /// The first read of one key, sent in the second round trip.
 enum FirstRead {
@@ -209,6 +215,8 @@ enum KeyFault {
 }
 
 impl Fetcher {
+    /// A fetcher reading over `conn` that sends records to `out`; the
+    /// channel's receiver is the writer.
     pub fn new(conn: Conn, chunks: ChunkSizes, out: mpsc::Sender<Outgoing>) -> Self {
         Fetcher {
             conn,
@@ -226,7 +234,7 @@ impl Fetcher {
 
     /// Another reader on `conn` (a cluster node) that feeds the same writer
     /// within the same byte budget.
-    pub fn sharing(&self, conn: Conn) -> Self {
+    pub(crate) fn sharing(&self, conn: Conn) -> Self {
         Fetcher {
             conn,
             chunks: self.chunks,
@@ -242,20 +250,20 @@ impl Fetcher {
     }
 
     /// Read expiry times as the server holds them (PEXPIRETIME), when it can.
-    pub fn for_server(mut self, server: &ServerInfo) -> Self {
+    pub(crate) fn for_server(mut self, server: &ServerInfo) -> Self {
         self.exact_expiry = server.has_pexpiretime();
         self
     }
 
     /// Read hash field expiry too, when the server may have any (see
     /// [`Conn::may_have_field_expiry`]).
-    pub async fn detect_field_expiry(&mut self, server: &ServerInfo) -> Result<()> {
+    pub(crate) async fn detect_field_expiry(&mut self, server: &ServerInfo) -> Result<()> {
         self.field_expiry = self.conn.may_have_field_expiry(server).await?;
         Ok(())
     }
 
     /// Read hash field expiry too (or not), as found out before.
-    pub fn reading_field_expiry(mut self, on: bool) -> Self {
+    pub(crate) fn reading_field_expiry(mut self, on: bool) -> Self {
         self.field_expiry = on;
         self
     }
@@ -1073,7 +1081,7 @@ pub(crate) fn empty_value(t: KeyType) -> Value {
 }
 
 /// Keys SCAN returned in one step, without duplicates within the step.
-pub fn dedupe(keys: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+pub(crate) fn dedupe(keys: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     let mut seen = HashSet::with_capacity(keys.len());
     keys.into_iter()
         .filter(|k| seen.insert(k.clone()))

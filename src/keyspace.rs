@@ -12,17 +12,19 @@ pub use crate::archive::manifest::Selection;
 use crate::record::KeyType;
 
 impl Selection {
+    /// Whether `key` is selected by the include and exclude globs.
     pub fn matches_key(&self, key: &[u8]) -> bool {
         (self.include.is_empty() || self.include.iter().any(|p| glob_match(p.as_bytes(), key)))
             && !self.exclude.iter().any(|p| glob_match(p.as_bytes(), key))
     }
 
+    /// Whether keys of type `t` are selected.
     pub fn matches_type(&self, t: KeyType) -> bool {
         self.types.is_empty() || self.types.contains(&t)
     }
 
     /// The pattern to hand to SCAN MATCH, when one pattern covers the selection.
-    pub fn server_pattern(&self) -> Option<&str> {
+    pub(crate) fn server_pattern(&self) -> Option<&str> {
         match self.include.as_slice() {
             [one] => Some(one),
             _ => None,
@@ -31,7 +33,7 @@ impl Selection {
 
     /// The type to hand to SCAN TYPE, when exactly one portable type is asked for.
     /// DUMP covers many module types, which SCAN TYPE cannot name at once.
-    pub fn server_type(&self) -> Option<KeyType> {
+    pub(crate) fn server_type(&self) -> Option<KeyType> {
         match self.types.as_slice() {
             [KeyType::Dump] => None,
             [one] => Some(*one),
@@ -43,7 +45,7 @@ impl Selection {
 /// Redis glob matching (`*`, `?`, `[abc]`, `[^a-z]`, `\x`) over bytes, with
 /// the same semantics as the server's `stringmatchlen`, including its
 /// handling of reversed ranges and of a pattern that ends inside a class.
-pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+pub(crate) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0usize, 0usize);
     // Position to resume from after the most recent `*`: (pattern, text).
     let mut star: Option<(usize, usize)> = None;

@@ -39,23 +39,23 @@
 //! ```
 
 pub mod archive;
-pub mod cluster;
+pub(crate) mod cluster;
 pub mod compare;
 pub mod connection;
 pub mod copy;
 pub mod error;
 pub mod export;
-pub mod failpoint;
+pub(crate) mod failpoint;
 pub mod fetch;
 pub mod folder;
 pub mod keyspace;
 pub mod load;
 pub mod partial;
-pub mod pel;
+pub(crate) mod pel;
 pub mod profile;
 pub mod progress;
 pub mod record;
-pub mod reply;
+pub(crate) mod reply;
 pub mod report;
 pub mod restore;
 pub mod validate;

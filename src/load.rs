@@ -21,8 +21,9 @@ use crate::record::{
 const TEMP_GROUP: &str = "__archive_restore_tmp__";
 
 /// How keys get their expiry on restore.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum TtlMode {
     /// The original expiry time; keys whose time has passed are not written.
     #[default]
@@ -35,22 +36,22 @@ pub enum TtlMode {
 
 impl TtlMode {
     /// Whether a key with this expiry is already expired at `now_ms`.
-    pub fn is_expired(self, expiry: Option<Expiry>, now_ms: i64) -> bool {
+    pub(crate) fn is_expired(self, expiry: Option<Expiry>, now_ms: i64) -> bool {
         matches!((self, expiry), (TtlMode::Absolute, Some(e)) if e.at_ms <= now_ms)
     }
 }
 
 /// What the target server supports, for picking command variants.
 #[derive(Debug, Clone)]
-pub struct TargetFeatures {
-    pub stream_v7: bool,
+pub(crate) struct TargetFeatures {
+    pub(crate) stream_v7: bool,
     /// Hash fields can have their own expiry. Without it, restore refuses
     /// an archive that has some, unless told to drop them.
-    pub field_expiry: bool,
+    pub(crate) field_expiry: bool,
 }
 
 impl TargetFeatures {
-    pub fn of(server: &ServerInfo) -> Self {
+    pub(crate) fn of(server: &ServerInfo) -> Self {
         TargetFeatures {
             stream_v7: server.has_stream_v7(),
             field_expiry: server.has_field_expiry(),
@@ -60,7 +61,7 @@ impl TargetFeatures {
 
 /// What a key's first record says that is applied after its last record.
 #[derive(Debug, Clone, Default)]
-pub struct KeyCarry {
+pub(crate) struct KeyCarry {
     expiry: Option<Expiry>,
     stream_meta: Option<StreamMeta>,
     /// Merge: groups whose pending entries follow, marked until the key's
@@ -70,7 +71,7 @@ pub struct KeyCarry {
 
 /// What a command's reply means for its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// A write: an error reply fails the key.
     Write,
     /// A merge write whose integer reply is the number of members it added.
@@ -136,7 +137,7 @@ fn add_field_expiry(
 /// `carry` holds the key's first-record state until its last record.
 /// `absent` says the key was just seen not to exist, so there is nothing to
 /// clear first (a DEL per key is a fifth of a restore's server time).
-pub fn add_record(
+pub(crate) fn add_record(
     pipe: &mut Pipeline,
     record: &Record,
     ttl: TtlMode,
@@ -259,7 +260,7 @@ pub fn add_record(
 /// Add the commands that merge one record into a key the target has: add
 /// what it lacks, change nothing it has (values, scores, expiry, stream
 /// ids). Strings and DUMP values are never merged (the plan skips them).
-pub fn add_merge(
+pub(crate) fn add_merge(
     pipe: &mut Pipeline,
     record: &Record,
     ttl: TtlMode,

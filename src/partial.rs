@@ -17,7 +17,7 @@ const SUFFIX: &str = ".archive-partial";
 
 /// A new temp file in `dir` for the file named `name`, after removing
 /// temp files that dead processes left in `dir`.
-pub fn create(dir: &Path, name: &str) -> io::Result<tempfile::NamedTempFile> {
+pub(crate) fn create(dir: &Path, name: &str) -> io::Result<tempfile::NamedTempFile> {
     remove_stale(dir);
     tempfile::Builder::new()
         .prefix(&format!(".{name}.{}.", std::process::id()))
@@ -44,7 +44,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// The directory a path is in (`.` for a bare file name).
-pub fn parent_dir(path: &Path) -> &Path {
+pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -52,7 +52,7 @@ pub fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Make a rename into `path`'s directory durable.
-pub fn sync_parent(path: &Path) -> io::Result<()> {
+pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
     fs::File::open(parent_dir(path))?.sync_all()
 }
 
@@ -69,7 +69,7 @@ fn writer_pid(file_name: &str) -> Option<u32> {
 
 /// Remove temp files in `dir` whose writer is no longer running. Best
 /// effort: a file that cannot be removed is left for the next time.
-pub fn remove_stale(dir: &Path) {
+pub(crate) fn remove_stale(dir: &Path) {
     if !Path::new("/proc/self").exists() {
         return;
     }

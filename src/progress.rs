@@ -26,14 +26,17 @@ impl Progress for Silent {}
 pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
 impl Cancel {
+    /// A request that has not been made yet.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Ask the work to stop; every clone sees it.
     pub fn cancel(&self) {
         self.0.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Whether the stop has been asked for.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(std::sync::atomic::Ordering::SeqCst)
     }

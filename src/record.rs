@@ -21,12 +21,19 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// counts and reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum KeyType {
+    /// A Redis string (any bytes).
     String,
+    /// A hash of fields and values.
     Hash,
+    /// A list, in order.
     List,
+    /// A set of members.
     Set,
+    /// A sorted set of members and scores.
     Zset,
+    /// A stream, with its consumer groups.
     Stream,
     /// Any other type (modules): kept as a DUMP payload.
     Dump,
@@ -36,6 +43,7 @@ pub enum KeyType {
 }
 
 impl KeyType {
+    /// Every type, in the order counts and reports list them.
     pub const ALL: [KeyType; 8] = [
         KeyType::String,
         KeyType::Hash,
@@ -47,6 +55,8 @@ impl KeyType {
         KeyType::Absent,
     ];
 
+    /// The lowercase name, as Redis's `TYPE` reports it (`dump` and
+    /// `absent` for the others).
     pub fn name(self) -> &'static str {
         match self {
             KeyType::String => "string",
@@ -108,11 +118,14 @@ pub struct Expiry {
 /// A stream entry id `ms-seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct StreamId {
+    /// Milliseconds part.
     pub ms: u64,
+    /// Sequence number within the millisecond.
     pub seq: u64,
 }
 
 impl StreamId {
+    /// Parse `ms-seq`; `None` for anything else.
     pub fn parse(text: &str) -> Option<StreamId> {
         let (ms, seq) = text.split_once('-')?;
         Some(StreamId {
@@ -299,7 +312,7 @@ pub fn parse_score(text: &[u8]) -> Option<f64> {
 }
 
 /// Format a score for a command so that the server parses the same f64.
-pub fn format_score(v: f64) -> String {
+pub(crate) fn format_score(v: f64) -> String {
     if v == f64::INFINITY {
         "+inf".into()
     } else if v == f64::NEG_INFINITY {
@@ -310,15 +323,21 @@ pub fn format_score(v: f64) -> String {
     }
 }
 
+/// One stream entry: its id and field-value pairs, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamEntry {
+    /// The entry's id.
     pub id: StreamId,
+    /// Field-value pairs, in the order they were added.
     pub fields: Vec<(Bytes, Bytes)>,
 }
 
+/// A stream's consumer group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConsumerGroup {
+    /// The group's name.
     pub name: Bytes,
+    /// The id of the last entry delivered to the group.
     pub last_delivered_id: StreamId,
     /// `entries-read` (Redis 7.0+); absent when the server did not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -335,7 +354,9 @@ pub struct ConsumerGroup {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PendingEntry {
+    /// The pending entry's id.
     pub id: StreamId,
+    /// The consumer it was delivered to.
     pub consumer: Bytes,
     /// How many times the entry was delivered.
     pub delivery_count: u64,
@@ -348,26 +369,37 @@ pub struct PendingEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupPending {
+    /// The group's name.
     pub group: Bytes,
+    /// The entries, in increasing id order.
     pub entries: Vec<PendingEntry>,
 }
 
 /// Stream-wide facts, carried by the first record of a stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamMeta {
+    /// The stream's last id, which can be past its last entry (entries
+    /// deleted, or `XSETID`).
     pub last_id: StreamId,
+    /// `entries-added` (Redis 7.0+): entries ever added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entries_added: Option<u64>,
+    /// `max-deleted-entry-id` (Redis 7.0+).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_deleted_id: Option<StreamId>,
+    /// The stream's consumer groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<ConsumerGroup>,
 }
 
+/// A stream's share of one record: its metadata (first record only),
+/// entries and pending entries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamChunk {
+    /// Stream-wide facts; only in a stream's first record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<StreamMeta>,
+    /// Entries, in increasing id order.
     #[serde(default)]
     pub entries: Vec<StreamEntry>,
     /// Pending entries of consumer groups. They come after all of the
@@ -384,6 +416,7 @@ pub struct DumpValue {
     /// RDB version from the payload's trailer; a server only RESTOREs
     /// payloads of its own RDB version or older.
     pub rdb_version: u16,
+    /// The `DUMP` payload as the server returned it.
     pub payload: Bytes,
 }
 
@@ -397,17 +430,26 @@ pub struct AbsentValue {}
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Value {
+    /// A string's bytes (or the next chunk of them).
     String(Bytes),
+    /// Hash field-value pairs.
     Hash(Vec<(Bytes, Bytes)>),
+    /// List items, in order.
     List(Vec<Bytes>),
+    /// Set members.
     Set(Vec<Bytes>),
+    /// Sorted set members with their scores.
     Zset(Vec<(Bytes, Score)>),
+    /// Stream entries, metadata and pending entries.
     Stream(StreamChunk),
+    /// A key of any other type, as its `DUMP` payload.
     Dump(DumpValue),
+    /// The key did not exist (pre-restore archives only).
     Absent(AbsentValue),
 }
 
 impl Value {
+    /// The key type this value belongs to.
     pub fn key_type(&self) -> KeyType {
         match self {
             Value::String(_) => KeyType::String,
@@ -434,12 +476,13 @@ impl Value {
         }
     }
 
+    /// True when the chunk carries nothing.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Bytes of data this chunk holds, roughly what it costs in memory.
-    pub fn approx_bytes(&self) -> usize {
+    pub(crate) fn approx_bytes(&self) -> usize {
         match self {
             Value::String(b) => b.0.len(),
             Value::Hash(v) => v.iter().map(pair_size).sum(),
@@ -621,7 +664,9 @@ pub struct FieldExpiry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
+    /// The key, binary-safe.
     pub key: Bytes,
+    /// When the key expires; `None` for a key that does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiry: Option<Expiry>,
     /// 0 for the first (often only) record of a key.
@@ -638,6 +683,7 @@ pub struct Record {
     /// Its value is empty. (A later, whole copy of the key may follow.)
     #[serde(default, skip_serializing_if = "is_false")]
     pub void: bool,
+    /// The value, or this record's chunk of it.
     pub value: Value,
 }
 
@@ -655,6 +701,7 @@ impl Record {
         }
     }
 
+    /// The key type of the value.
     pub fn key_type(&self) -> KeyType {
         self.value.key_type()
     }
@@ -762,7 +809,7 @@ fn check_groups(chunk: &StreamChunk) -> Result<(), String> {
 
 /// Show a key to a person: printable ASCII as is, other bytes as `\xNN`
 /// (the redis-cli convention), so a binary key still fits on one line.
-pub fn printable(bytes: &[u8]) -> String {
+pub(crate) fn printable(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
         match b {

@@ -8,17 +8,19 @@ use crate::profile::upgrade::UpgradeSummary;
 use crate::record::{KeyType, printable};
 
 /// How many failed keys a report names; the rest are only counted.
-pub const MAX_ERROR_SAMPLES: usize = 20;
+pub(crate) const MAX_ERROR_SAMPLES: usize = 20;
 
 /// A key that could not be read or written, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyError {
     /// The key as redis-cli shows it (`\xNN` for bytes that are not printable).
     pub key: String,
+    /// Why it failed, as the server or the reader said.
     pub reason: String,
 }
 
 impl KeyError {
+    /// A key error for the raw key `key`, shown printable.
     pub fn new(key: &[u8], reason: impl Into<String>) -> Self {
         KeyError {
             key: printable(key),
@@ -30,21 +32,30 @@ impl KeyError {
 /// Per-type outcome of an export.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeSummary {
+    /// Keys written into the archive.
     pub exported: u64,
+    /// Keys gone by the time they were read.
     pub vanished: u64,
+    /// Keys that could not be read.
     pub errors: u64,
 }
 
+/// What an export wrote.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExportReport {
     /// The archive's id (in its header and the folder's metadata).
     pub id: String,
     /// The file written, or `-` for stdout.
     pub output: String,
+    /// The source, with any password left out.
     pub source: String,
+    /// Size of the archive file in bytes.
     pub bytes: u64,
+    /// Keys written into the archive.
     pub keys: u64,
+    /// Records written (a big key spans several).
     pub records: u64,
+    /// Exported, vanished and failed keys per type.
     pub by_type: BTreeMap<KeyType, TypeSummary>,
     /// Keys found by the walk that were gone when read (deleted or expired).
     pub vanished: u64,
@@ -53,12 +64,17 @@ pub struct ExportReport {
     /// again; it then counts as exported, vanished or an error.
     #[serde(default)]
     pub changed: u64,
+    /// Keys that could not be read; the archive holds the rest.
     pub errors: u64,
+    /// The first keys that could not be read, with why.
     pub error_samples: Vec<KeyError>,
+    /// Wall-clock time the export took.
     pub seconds: f64,
+    /// The record layout version of the archive.
     pub schema_version: u64,
     /// sha256 of the file as written.
     pub sha256: String,
+    /// Whether the archive is age-encrypted.
     pub encrypted: bool,
     /// A profile export: whose records and which groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +87,7 @@ pub struct ExportReport {
 /// What restore does, or did, with one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Action {
     /// The key is not in the target: write it.
     Create,
@@ -104,6 +121,7 @@ impl Action {
         Action::Unsupported,
     ];
 
+    /// The lowercase name used in reports and JSON.
     pub fn name(self) -> &'static str {
         match self {
             Action::Create => "create",
@@ -121,10 +139,12 @@ impl Action {
 /// Keys per action per type: a restore plan, or what a restore did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionCounts {
+    /// Keys per action, per type.
     pub by_type: BTreeMap<KeyType, BTreeMap<Action, u64>>,
 }
 
 impl ActionCounts {
+    /// Count one key of type `t` under `action`.
     pub fn add(&mut self, t: KeyType, action: Action) {
         *self
             .by_type
@@ -150,10 +170,12 @@ impl ActionCounts {
         }
     }
 
+    /// Keys under `action`, all types together.
     pub fn total(&self, action: Action) -> u64 {
         self.by_type.values().filter_map(|m| m.get(&action)).sum()
     }
 
+    /// Keys of type `t` under `action`.
     pub fn get(&self, t: KeyType, action: Action) -> u64 {
         self.by_type
             .get(&t)
@@ -173,7 +195,9 @@ impl ActionCounts {
 pub struct RestoreReport {
     /// The archive (restore) or the source endpoint (copy).
     pub source: String,
+    /// The target, with any password left out.
     pub target: String,
+    /// True when nothing was written: the report is a plan.
     pub dry_run: bool,
     /// What was decided per key (for a dry run, what would be).
     pub plan: ActionCounts,
@@ -186,8 +210,11 @@ pub struct RestoreReport {
     pub appeared: u64,
     /// Keys whose writes the server refused; listed in `error_samples`.
     pub errors: u64,
+    /// Keys that failed, per type.
     pub errors_by_type: BTreeMap<KeyType, u64>,
+    /// The first keys that failed, with why.
     pub error_samples: Vec<KeyError>,
+    /// Wall-clock time the restore took.
     pub seconds: f64,
     /// The pre-restore backup, when one was written.
     #[serde(default)]
@@ -220,6 +247,7 @@ fn is_zero(n: &u64) -> bool {
 /// What restoring a profile archive did to its records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileRestore {
+    /// The profile's name.
     pub name: String,
     /// The archive's user (absent for a whole-group archive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,6 +255,7 @@ pub struct ProfileRestore {
     /// The id the records were written under (`--as-user`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_user: Option<String>,
+    /// The profile groups restored.
     pub groups: Vec<String>,
     /// Records upgraded from the archive's data schema to the profile's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -257,6 +286,8 @@ impl RestoreReport {
         }
     }
 
+    /// True when some keys failed to be written: the target holds only part
+    /// of the archive.
     pub fn is_partial(&self) -> bool {
         self.errors > 0
     }

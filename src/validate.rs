@@ -19,14 +19,20 @@ use crate::profile::check::{Checker, ProfileValidation};
 /// What `validate` found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ValidationReport {
+    /// The archive as named.
     pub file: String,
+    /// True when no problem was found: the archive can be restored from.
     pub valid: bool,
+    /// Whether the archive was age-encrypted.
     pub encrypted: bool,
+    /// The header's schema_version, when the header could be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<u64>,
     /// Keys and records read (whatever the manifest says).
     pub keys: u64,
+    /// Records read.
     pub records: u64,
+    /// Problems found, including those not listed in `problems`.
     pub problems_total: u64,
     /// The first problems, in the order they were found.
     pub problems: Vec<Problem>,
@@ -40,7 +46,10 @@ pub struct ValidationReport {
 /// through one.
 #[derive(Debug, Clone)]
 pub struct ProfileCheck {
+    /// The profile.
     pub profile: Arc<Profile>,
+    /// True when the user named the profile; a default profile is not
+    /// applied to an archive exported without one.
     pub explicit: bool,
 }
 

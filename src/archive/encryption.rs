@@ -27,27 +27,32 @@ use age::stream::StreamWriter;
 use crate::error::{Error, Result};
 
 /// The work factor (log2 N) for new passphrase archives: the age CLI's.
-pub const SCRYPT_WORK_FACTOR: u8 = 18;
+pub(crate) const SCRYPT_WORK_FACTOR: u8 = 18;
 /// The highest work factor a reader accepts: the age CLI's limit.
-pub const SCRYPT_MAX_WORK_FACTOR: u8 = 22;
+pub(crate) const SCRYPT_MAX_WORK_FACTOR: u8 = 22;
 
 const AGE_BINARY_MAGIC: &[u8] = b"age-encryption.org/";
 const AGE_ARMOR_MAGIC: &[u8] = b"-----BEGIN AGE ENCRYPTED FILE-----";
 
 /// Whether the first bytes of a file are an age header (binary or armored).
-pub fn is_age(head: &[u8]) -> bool {
+pub(crate) fn is_age(head: &[u8]) -> bool {
     head.starts_with(AGE_BINARY_MAGIC) || head.starts_with(AGE_ARMOR_MAGIC)
 }
 
 /// Whom a new archive is encrypted to.
 #[allow(missing_debug_implementations)] // holds keys and a passphrase
 pub enum EncryptTo {
+    /// Public keys (age or SSH): any one of the matching identities can
+    /// open the archive.
     Recipients(Vec<Box<dyn age::Recipient + Send + Sync>>),
+    /// A passphrase, stretched with scrypt; the same passphrase opens the
+    /// archive.
     Passphrase(SecretString),
 }
 
 /// The age layer of a new archive.
 pub struct Encryption {
+    /// Who can open the archive.
     pub to: EncryptTo,
     /// ASCII armor (PEM-like text) instead of binary.
     pub armor: bool,
@@ -103,6 +108,7 @@ impl Encryption {
         }
     }
 
+    /// Encrypt with a passphrase; `armor` writes ASCII armor instead of binary.
     pub fn to_passphrase(passphrase: SecretString, armor: bool) -> Self {
         Encryption {
             to: EncryptTo::Passphrase(passphrase),
@@ -200,6 +206,8 @@ fn parse_recipient(
 /// Asked for the passphrase when an archive turns out to need one, so a
 /// terminal prompt happens only then, and at most once (the caller caches).
 pub trait PassphraseSource: Send + Sync {
+    /// The passphrase, or `None` when there is none to give (no terminal,
+    /// the user gave up): the archive then cannot be opened.
     fn passphrase(&self) -> Option<SecretString>;
 }
 
@@ -220,6 +228,7 @@ impl std::fmt::Debug for Decryption {
 }
 
 impl Decryption {
+    /// No identities and no passphrase: only unencrypted archives can be read.
     pub fn none() -> Self {
         Self::default()
     }
@@ -271,11 +280,15 @@ impl Decryption {
         Ok(self)
     }
 
+    /// Add an identity already in memory (a key the caller loaded or
+    /// generated).
     pub fn with_identity(mut self, identity: Arc<dyn age::Identity + Send + Sync>) -> Self {
         self.identities.push(identity);
         self
     }
 
+    /// Ask `source` for the passphrase of a passphrase-encrypted archive,
+    /// once it is known to be one.
     pub fn with_passphrase(mut self, source: Arc<dyn PassphraseSource>) -> Self {
         self.passphrase = Some(source);
         self

@@ -15,19 +15,25 @@ use sha2::{Digest, Sha256};
 
 use crate::record::{KeyType, Record};
 
+/// The `format` every header carries, so a reader can tell an archive from
+/// another tar file.
 pub const FORMAT_NAME: &str = "redis-archive";
 /// The record layout and manifest version this program writes.
 pub const SCHEMA_VERSION: u64 = 2;
 /// The oldest schema_version this program still reads.
 pub const OLDEST_SCHEMA_VERSION: u64 = 1;
 
+/// Name of the first tar entry, the header.
 pub const HEADER_ENTRY: &str = "header.json";
 
 /// The closing checksum frame: a zstd skippable frame (magic
 /// 0x184D2A5A, 40 bytes of content: a tag and the sha256 of the compressed
 /// stream before it).
 pub const CLOSING_MAGIC: u32 = 0x184D_2A5A;
+/// Tag at the start of the closing frame's content.
 pub const CLOSING_TAG: &[u8; 8] = b"ARCHSUM1";
+/// Size of the closing frame in bytes: 8 bytes of frame header, the tag and
+/// the sha256.
 pub const CLOSING_FRAME_BYTES: usize = 48;
 
 /// The frame that closes the compressed stream: a zstd skippable frame
@@ -42,6 +48,7 @@ pub fn closing_frame(sha256: [u8; 32]) -> [u8; CLOSING_FRAME_BYTES] {
     frame[16..].copy_from_slice(&sha256);
     frame
 }
+/// Name of the last tar entry, the manifest.
 pub const MANIFEST_ENTRY: &str = "manifest.json";
 
 /// Name of the `index`-th data entry.
@@ -49,9 +56,13 @@ pub fn data_entry_name(index: usize) -> String {
     format!("data/{index:06}.jsonl")
 }
 
+/// Why an archive was written; backup folders and `prune --kind` tell them
+/// apart by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ArchiveKind {
+    /// Written by `archive export` (or the library's
+    /// [`export`](crate::export::export)).
     Export,
     /// Written into a backup folder by `archive backup`.
     Backup,
@@ -90,13 +101,17 @@ pub fn new_archive_id() -> String {
     hex::encode(&h.finalize()[..8])
 }
 
+/// The program that wrote an archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Program {
+    /// Always `archive`.
     pub name: String,
+    /// The crate version that wrote it.
     pub version: String,
 }
 
 impl Program {
+    /// This program, at this version.
     pub fn current() -> Self {
         Program {
             name: "archive".into(),
@@ -108,8 +123,10 @@ impl Program {
 /// Where the data came from; no credentials, ever.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
+    /// Host, port, database and whether TLS was used.
     #[serde(flatten)]
     pub address: Address,
+    /// The server's flavor and version.
     pub server: ServerInfo,
     /// Set when the data came from (or, in a pre-restore backup, went to)
     /// a Redis Cluster; `address` is then the node connected to first.
@@ -127,6 +144,7 @@ pub struct ClusterSource {
 }
 
 impl ClusterSource {
+    /// The summary of a cluster's layout as read at the start.
     pub fn of(topology: &crate::cluster::Topology) -> Self {
         ClusterSource {
             nodes: topology.shards.len(),
@@ -135,17 +153,26 @@ impl ClusterSource {
     }
 }
 
+/// The first entry of an archive: what it is, where its data came from and
+/// what was selected; readable before any record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
+    /// Always [`FORMAT_NAME`].
     pub format: String,
+    /// The record layout version (see [`SCHEMA_VERSION`]).
     pub schema_version: u64,
     /// Unique per archive (see [`new_archive_id`]).
     #[serde(default)]
     pub id: String,
+    /// Why the archive was written.
     pub kind: ArchiveKind,
+    /// The program and version that wrote it.
     pub program: Program,
+    /// When the export began; keys were read at some moment after it.
     pub started_at: DateTime<Utc>,
+    /// The server the data came from.
     pub source: Source,
+    /// The keys that were selected.
     pub selection: Selection,
     /// For a pre-restore archive: the restore it was taken for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +180,7 @@ pub struct Header {
     /// A backup's name (`archive backup --name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Free-form labels given at backup (`--tag`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// For an archive exported through a profile: whose records, which
@@ -191,6 +219,7 @@ impl Header {
     }
 }
 
+/// Keys and records of one type.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeCount {
     /// Keys of this type in the archive.
@@ -199,10 +228,15 @@ pub struct TypeCount {
     pub records: u64,
 }
 
+/// What an archive holds, counted as it was written; a reader checks its
+/// own count against it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
+    /// Keys in the archive.
     pub keys: u64,
+    /// Records in the archive (a big key spans several).
     pub records: u64,
+    /// Keys and records per type.
     pub by_type: BTreeMap<KeyType, TypeCount>,
     /// Keys the walk found that were gone (deleted or expired) by the time
     /// they were read; not in the archive.
@@ -240,23 +274,36 @@ impl Counts {
     }
 }
 
+/// One data entry as the manifest lists it; a reader checks every entry
+/// against it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryInfo {
+    /// The tar entry name (see [`data_entry_name`]).
     pub name: String,
+    /// Uncompressed size in bytes.
     pub size: u64,
+    /// Records (lines) in the entry.
     pub records: u64,
+    /// sha256 of the entry's bytes (hex).
     pub sha256: String,
 }
 
+/// The last entry of an archive: the header again, the counts and a
+/// checksum per data entry. An archive is only trusted once its manifest
+/// has been read and checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The header, repeated so the manifest alone describes the archive.
     #[serde(flatten)]
     pub header: Header,
+    /// When the last record was written.
     pub finished_at: DateTime<Utc>,
+    /// What the archive holds.
     pub counts: Counts,
     /// Keys per profile group (profile exports only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, u64>,
+    /// The data entries, in order.
     pub entries: Vec<EntryInfo>,
 }
 
@@ -268,10 +315,13 @@ pub struct Manifest {
 /// every type.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Selection {
+    /// Glob patterns of keys to take (Redis `MATCH` syntax).
     #[serde(rename = "match", default)]
     pub include: Vec<String>,
+    /// Glob patterns of keys to leave out, applied after `include`.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Key types to take.
     #[serde(default)]
     pub types: Vec<KeyType>,
 }
@@ -279,16 +329,22 @@ pub struct Selection {
 /// What an archive records about where its data came from: no credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Address {
+    /// Host name or IP address (the socket path for a Unix socket).
     pub host: String,
+    /// TCP port.
     pub port: u16,
+    /// Database index.
     pub db: i64,
+    /// Whether the connection used TLS.
     pub tls: bool,
 }
 
 /// The server an archive was read from, or a restore writes into.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerInfo {
+    /// `redis` or `valkey`.
     pub flavor: String,
+    /// The server's version, as INFO reports it.
     pub version: String,
 }
 
@@ -302,6 +358,7 @@ pub struct ProfileScope {
     /// The user whose records these are; absent for a whole-group export.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The profile groups the archive holds.
     pub groups: Vec<String>,
     /// Keys shared by all users of which the archive holds only this user's
     /// members: restore adds those members and never replaces the key.

@@ -33,7 +33,7 @@ use crate::record::{KeyType, Record};
 /// a single element bigger than that makes a bigger record, and Redis caps
 /// an element at 512 MB (proto-max-bulk-len), which JSON or base64 makes at
 /// most 1 GiB.
-pub const MAX_RECORD_BYTES: usize = 1 << 30;
+pub(crate) const MAX_RECORD_BYTES: usize = 1 << 30;
 /// Entries larger than this are refused: the writer closes an entry at
 /// 4 MiB, so only one huge record can make an entry this big.
 pub const MAX_ENTRY_BYTES: u64 = (MAX_RECORD_BYTES as u64) + (8 << 20);
@@ -147,7 +147,10 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// An archive to read: a file, or standard input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArchiveSource {
+    /// A file on disk.
     File(PathBuf),
+    /// Standard input; it can be read only once, so a caller that reads
+    /// twice spools it to a file first ([`Spooled`](Self::Spooled)).
     Stdin,
     /// Standard input, already copied to this private file; named `<stdin>`
     /// in messages, since that is what the user gave.
@@ -157,6 +160,8 @@ pub enum ArchiveSource {
 }
 
 impl ArchiveSource {
+    /// `-` means standard input, anything else a file path (as the command
+    /// line takes it).
     pub fn from_arg(arg: &str) -> Self {
         if arg == "-" {
             ArchiveSource::Stdin
@@ -165,6 +170,7 @@ impl ArchiveSource {
         }
     }
 
+    /// The name to show in messages: the path, `<stdin>` or `<memory>`.
     pub fn display(&self) -> String {
         match self {
             ArchiveSource::File(p) => p.display().to_string(),
@@ -187,6 +193,7 @@ impl ArchiveSource {
 /// Where a record sits, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
+    /// The data entry's name.
     pub entry: String,
     /// 1-based line number inside the entry.
     pub record: u64,
@@ -200,9 +207,11 @@ impl std::fmt::Display for Location {
 
 /// What a read calls back with, in archive order.
 pub trait Visitor {
+    /// Called once with the header, before any record.
     fn header(&mut self, _header: &Header) -> Result<()> {
         Ok(())
     }
+    /// Called for every record, in archive order; an error stops the read.
     fn record(&mut self, record: Record, location: &Location) -> Result<()>;
 }
 
@@ -219,8 +228,10 @@ impl Visitor for Discard {
 /// A verified archive: its manifest, and whether it was encrypted.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Verified {
+    /// The archive's manifest, checked against what was read.
     #[serde(flatten)]
     pub manifest: Manifest,
+    /// Whether the archive was age-encrypted.
     pub encrypted: bool,
 }
 
@@ -253,13 +264,18 @@ pub fn read_archive(
 /// What a lenient read found: every problem, with where it is, and what
 /// was read whatever the manifest says. `validate` builds its report on it.
 #[derive(Debug, Clone)]
-pub struct LenientRead {
+pub(crate) struct LenientRead {
+    /// The archive as the user named it.
     pub file: String,
+    /// Whether it was age-encrypted.
     pub encrypted: bool,
+    /// The header's schema_version, when the header could be read.
     pub schema_version: Option<u64>,
     /// Keys and records read (whatever the manifest says).
     pub keys: u64,
+    /// Records read.
     pub records: u64,
+    /// Problems found, including those not kept in `problems`.
     pub problems_total: u64,
     /// The first problems, in the order they were found.
     pub problems: Vec<Problem>,
@@ -269,7 +285,7 @@ pub struct LenientRead {
 /// the first, handing every record that reads well to `visitor`. Fails
 /// only when the archive cannot be read at all (missing file, no key to
 /// decrypt it).
-pub fn read_leniently(
+pub(crate) fn read_leniently(
     source: &ArchiveSource,
     decryption: &Decryption,
     visitor: &mut dyn Visitor,
@@ -445,10 +461,16 @@ struct OpenKey {
 /// returns, and is named in validation reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ProblemKind {
+    /// Not an archive at all: see [`Error::NotAnArchive`].
     NotAnArchive,
+    /// Fails verification: see [`Error::Corrupt`].
     Corrupt,
+    /// Ends early: see [`Error::Truncated`].
     Truncated,
+    /// Written by a newer format version: see
+    /// [`Error::UnsupportedSchema`].
     UnsupportedSchema,
     /// A record that breaks a profile's rules (`validate --profile`).
     Record,
@@ -457,14 +479,18 @@ pub enum ProblemKind {
 /// One thing wrong with an archive, and where.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
+    /// What kind of problem it is.
     pub kind: ProblemKind,
+    /// The tar entry it is in, when it is in one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
     /// 1-based record (line) number inside the entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<u64>,
+    /// The key concerned, printable, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -549,7 +575,7 @@ impl Problem {
 }
 
 /// How many problems a report lists; the rest are counted.
-pub const MAX_PROBLEMS: usize = 20;
+pub(crate) const MAX_PROBLEMS: usize = 20;
 
 /// Where problems go: a strict read fails at the first one (restore must
 /// not act on a bad archive); validation collects them all.

@@ -31,11 +31,15 @@ const ENTRY_TARGET_BYTES: usize = 4 << 20;
 /// Where the archive goes.
 #[derive(Debug, Clone)]
 pub enum Destination {
+    /// A file; written to a temp file beside it and renamed into place once
+    /// complete.
     File(PathBuf),
+    /// Standard output, written as it goes.
     Stdout,
 }
 
 impl Destination {
+    /// The name to show in messages: the path or `<stdout>`.
     pub fn display(&self) -> String {
         match self {
             Destination::File(p) => p.display().to_string(),
@@ -44,8 +48,10 @@ impl Destination {
     }
 }
 
+/// How the compressed stream is written.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterOptions {
+    /// zstd compression level (1 to 19; 3 by default).
     pub zstd_level: i32,
     /// zstd worker threads; 0 compresses on the writing thread.
     pub zstd_workers: u32,
@@ -140,14 +146,21 @@ type Stack = tar::Builder<zstd::Encoder<'static, Counting<Envelope<Counting<Sink
 /// What a finished archive is.
 #[derive(Debug, Clone)]
 pub struct Finished {
+    /// Where it was written.
     pub destination: Destination,
+    /// Size of the file in bytes.
     pub bytes: u64,
     /// sha256 of the file as written (hex).
     pub sha256: String,
+    /// Whether it was age-encrypted.
     pub encrypted: bool,
+    /// The manifest that closes it.
     pub manifest: Manifest,
 }
 
+/// Writes one archive: the header at creation, records as they come, and
+/// the manifest and closing checksum at [`finish`](Self::finish). Dropping
+/// it unfinished leaves no file at a file destination.
 pub struct ArchiveWriter {
     destination: Destination,
     encrypted: bool,
@@ -219,6 +232,8 @@ impl ArchiveWriter {
         Ok(writer)
     }
 
+    /// Append one record; data entries are closed as they reach their
+    /// target size.
     pub fn write_record(&mut self, record: &Record) -> Result<()> {
         record.encode_into(&mut self.entry);
         self.entry_records += 1;
@@ -229,6 +244,7 @@ impl ArchiveWriter {
         Ok(())
     }
 
+    /// What has been written so far.
     pub fn counts(&self) -> &Counts {
         &self.counts
     }

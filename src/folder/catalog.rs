@@ -22,23 +22,31 @@ use crate::archive::manifest::{ArchiveKind, Header};
 use crate::connection::Address;
 use crate::error::{Error, Result};
 
-pub const META_SUFFIX: &str = ".meta.json";
-pub const META_FORMAT: &str = "redis-archive-meta";
-pub const LOCK_FILE: &str = ".archive.lock";
+pub(crate) const META_SUFFIX: &str = ".meta.json";
+pub(crate) const META_FORMAT: &str = "redis-archive-meta";
+pub(crate) const LOCK_FILE: &str = ".archive.lock";
 
 /// The sidecar of one archive in the folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
+    /// Always `redis-archive-meta`, so a stray JSON file is not taken for
+    /// metadata.
     pub format: String,
+    /// The metadata layout version.
     pub version: u32,
+    /// The archive's id, as in its header.
     pub id: String,
+    /// Why the archive was written.
     pub kind: ArchiveKind,
     /// The archive's file name, in the same folder.
     pub file: String,
+    /// The backup's name, when it was given one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The backup's tags, which retention can keep archives by.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// When the export began.
     pub created: DateTime<Utc>,
     /// The user id of a user archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,10 +54,15 @@ pub struct Meta {
     /// The profile groups of a profile archive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// The server the data came from, without credentials.
     pub source: Address,
+    /// Keys in the archive.
     pub keys: u64,
+    /// Size of the archive file in bytes.
     pub size: u64,
+    /// sha256 of the archive file (hex).
     pub sha256: String,
+    /// Whether the archive is age-encrypted.
     pub encrypted: bool,
 }
 
@@ -88,7 +101,7 @@ impl Meta {
 }
 
 /// The sidecar path of an archive file.
-pub fn meta_path(archive: &Path) -> PathBuf {
+pub(crate) fn meta_path(archive: &Path) -> PathBuf {
     let mut name = archive.as_os_str().to_owned();
     name.push(META_SUFFIX);
     PathBuf::from(name)
@@ -128,12 +141,23 @@ pub fn archive_file_name(created: DateTime<Utc>, label: &str, id: &str, encrypte
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Entry {
     /// An archive with good metadata.
-    Archive { path: String, meta: Box<Meta> },
+    Archive {
+        /// The archive file.
+        path: String,
+        /// Its metadata.
+        meta: Box<Meta>,
+    },
     /// Something that is not a usable archive, and why.
-    Problem { path: String, problem: String },
+    Problem {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 impl Entry {
+    /// The file's path, whether it is an archive or a problem.
     pub fn path(&self) -> &str {
         match self {
             Entry::Archive { path, .. } | Entry::Problem { path, .. } => path,
@@ -235,7 +259,7 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
 
 /// The folder's lock, held while pruning or writing a backup; removed on drop.
 #[derive(Debug)]
-pub struct Lock {
+pub(crate) struct Lock {
     path: PathBuf,
 }
 
@@ -281,7 +305,7 @@ impl Holder {
 }
 
 impl Lock {
-    pub fn acquire(dir: &Path, what: &str) -> Result<Lock> {
+    pub(crate) fn acquire(dir: &Path, what: &str) -> Result<Lock> {
         let path = dir.join(LOCK_FILE);
         // A stale lock is moved aside and the creation tried again; twice
         // is enough unless another run keeps racing for it.

@@ -17,38 +17,58 @@ use crate::folder::catalog::{Entry, Lock, meta_path, scan};
 use crate::folder::retention::{Item, Policy, Zone, decide};
 use crate::restore::journal::journal_path;
 
+/// What to prune and by which rules; [`prune`] plans, and removes only when
+/// asked to.
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
+    /// The backup folder.
     pub dir: PathBuf,
+    /// Which archives to keep.
     pub policy: Policy,
     /// Only archives of this kind; pre-restore backups that are the latest
     /// rollback point of their target are kept unless this is `PreRestore`.
     pub kind: Option<ArchiveKind>,
+    /// Only archives of this user.
     pub user: Option<String>,
+    /// The timezone calendar periods (days, weeks...) are counted in.
     pub zone: Zone,
+    /// The time the policy is applied at (normally now).
     pub now: DateTime<Utc>,
 }
 
+/// One archive considered by prune, and its fate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PruneItem {
+    /// The archive file.
     pub path: String,
+    /// Its id.
     pub id: String,
+    /// Why it was written.
     pub kind: ArchiveKind,
+    /// When it was created.
     pub created: DateTime<Utc>,
+    /// Size in bytes.
     pub size: u64,
+    /// Whether it is kept.
     pub keep: bool,
+    /// The rules that keep it (empty when it is removed).
     pub reasons: Vec<String>,
 }
 
+/// What prune decided, and did unless it was a plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PruneReport {
+    /// The backup folder.
     pub dir: String,
+    /// True when archives were removed; false for a plan.
     pub applied: bool,
     /// Every archive considered, oldest first, with its decision.
     pub archives: Vec<PruneItem>,
     /// Files in the folder that are not complete archives: left alone.
     pub problems: Vec<Entry>,
+    /// Archives kept.
     pub kept: u64,
+    /// Archives removed (or, for a plan, that would be).
     pub removed: u64,
     /// Bytes removed (or, for a plan, that would be).
     pub freed: u64,

@@ -20,10 +20,12 @@ use crate::error::{Error, Result};
 /// The timezone calendar periods are counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Zone {
+    /// Coordinated universal time.
     #[default]
     Utc,
     /// The machine's local time, with its daylight saving changes.
     Local,
+    /// A fixed offset from UTC, with no daylight saving.
     Fixed(FixedOffset),
 }
 
@@ -65,13 +67,21 @@ impl Zone {
     }
 }
 
+/// Which archives of a folder to keep; an archive is kept when any rule
+/// keeps it, and an empty policy keeps everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
+    /// Keep the newest N archives.
     pub last: u32,
+    /// Keep the newest archive of each of the last N hours that have one.
     pub hourly: u32,
+    /// Keep the newest archive of each of the last N days that have one.
     pub daily: u32,
+    /// Keep the newest archive of each of the last N ISO weeks that have one.
     pub weekly: u32,
+    /// Keep the newest archive of each of the last N months that have one.
     pub monthly: u32,
+    /// Keep the newest archive of each of the last N years that have one.
     pub yearly: u32,
     /// Keep everything created within this long of the newest archive.
     #[serde(
@@ -80,6 +90,7 @@ pub struct Policy {
         with = "duration_secs"
     )]
     pub within: Option<chrono::Duration>,
+    /// Keep every archive that has one of these tags.
     pub tags: Vec<String>,
     /// Always keep at least this many of the newest archives.
     pub min: u32,
@@ -103,6 +114,7 @@ mod duration_secs {
 }
 
 impl Policy {
+    /// True when no rule is set.
     pub fn is_empty(&self) -> bool {
         self.last == 0
             && self.hourly == 0
@@ -118,21 +130,21 @@ impl Policy {
 
 /// What retention needs to know of an archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
-    pub id: String,
-    pub created: DateTime<Utc>,
-    pub tags: Vec<String>,
+pub(crate) struct Item {
+    pub(crate) id: String,
+    pub(crate) created: DateTime<Utc>,
+    pub(crate) tags: Vec<String>,
     /// Kept whatever the policy, for this reason (e.g. the latest rollback
     /// point of a target).
-    pub protected: Option<String>,
+    pub(crate) protected: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Decision {
-    pub id: String,
-    pub keep: bool,
+pub(crate) struct Decision {
+    pub(crate) id: String,
+    pub(crate) keep: bool,
     /// Why it is kept (empty when it is removed).
-    pub reasons: Vec<String>,
+    pub(crate) reasons: Vec<String>,
 }
 
 /// A calendar bucket rule.
@@ -144,7 +156,7 @@ struct Bucket {
 }
 
 /// Decide for every item; the result is in the items' order.
-pub fn decide(
+pub(crate) fn decide(
     items: &[Item],
     policy: &Policy,
     now: DateTime<Utc>,

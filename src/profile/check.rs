@@ -24,29 +24,31 @@ use crate::record::{Record, Value, printable};
 
 /// A record that breaks the profile's rules, and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub location: Location,
-    pub key: Vec<u8>,
-    pub message: String,
+pub(crate) struct Finding {
+    pub(crate) location: Location,
+    pub(crate) key: Vec<u8>,
+    pub(crate) message: String,
 }
 
 /// What the profile checks found.
 #[derive(Debug, Default)]
-pub struct Checked {
-    pub findings: Vec<Finding>,
-    pub upgrade: Option<UpgradeSummary>,
-    pub user: Option<String>,
+pub(crate) struct Checked {
+    pub(crate) findings: Vec<Finding>,
+    pub(crate) upgrade: Option<UpgradeSummary>,
+    pub(crate) user: Option<String>,
     /// Records per group.
-    pub groups: BTreeMap<String, u64>,
+    pub(crate) groups: BTreeMap<String, u64>,
     /// False when the archive was not exported through a profile and the
     /// profile was only picked up by default: nothing was checked.
-    pub checked: bool,
+    pub(crate) checked: bool,
 }
 
 /// The profile part of a validation report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileValidation {
+    /// The profile's name.
     pub name: String,
+    /// The archive's user, for a user archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Keys per group.
@@ -75,7 +77,7 @@ struct Open {
     missing: BTreeSet<String>,
 }
 
-pub struct Checker {
+pub(crate) struct Checker {
     profile: Arc<Profile>,
     archive: String,
     user: Option<Vec<u8>>,
@@ -90,7 +92,7 @@ pub struct Checker {
     open: Option<Open>,
     out: Checked,
     /// Fail on an archive without a profile scope (else skip it).
-    pub required: bool,
+    pub(crate) required: bool,
 }
 
 impl std::fmt::Debug for Checker {
@@ -102,7 +104,7 @@ impl std::fmt::Debug for Checker {
 }
 
 impl Checker {
-    pub fn new(profile: Arc<Profile>, archive: String) -> Self {
+    pub(crate) fn new(profile: Arc<Profile>, archive: String) -> Self {
         let n = profile.groups.len();
         let mut referenced = vec![false; n];
         for g in &profile.groups {
@@ -155,7 +157,7 @@ impl Checker {
     }
 
     /// Resolve the references and hand over what was found.
-    pub fn finish(mut self) -> Checked {
+    pub(crate) fn finish(mut self) -> Checked {
         self.close_open();
         for p in std::mem::take(&mut self.pending) {
             if self.exported[p.group] && !self.present[p.group].contains(&p.id) {

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use template::Template;
-pub use upgrade::{Step, Upgrade};
+pub(crate) use upgrade::Upgrade;
 
 /// Environment variable naming the profile file when `--profile` is not given.
 pub const PROFILE_ENV: &str = "ARCHIVE_PROFILE";
@@ -79,58 +79,67 @@ fn yes() -> bool {
 /// A field that holds the id of a record of another (or the same) group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Reference {
-    pub field: String,
-    pub group: String,
+pub(crate) struct Reference {
+    pub(crate) field: String,
+    pub(crate) group: String,
 }
 
 /// Records of one group found by id: `key` with `{id}`, the ids taken from
 /// an index key's members or found by scanning for an owner field.
 #[derive(Debug, Clone)]
-pub struct ById {
-    pub key: Template,
+pub(crate) struct ById {
+    pub(crate) key: Template,
     /// A set, sorted set or list of ids, one per user (`user:{user}:apikeys`).
-    pub index: Option<Template>,
+    pub(crate) index: Option<Template>,
     /// How a clone's ids are made from the user's: `{user}` is the new
     /// user, `{id}` the old id. Only used when `key` has no `{user}`.
-    pub clone_id: Template,
+    pub(crate) clone_id: Template,
 }
 
 /// Members a user owns in a set or sorted set shared by all users.
 #[derive(Debug, Clone)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// The shared key, the same for every user.
-    pub key: Vec<u8>,
+    pub(crate) key: Vec<u8>,
     /// The SCAN pattern that names just that key.
-    pub pattern: String,
+    pub(crate) pattern: String,
     /// The user's member (`{user}`, `user:{user}`).
-    pub member: Template,
+    pub(crate) member: Template,
 }
 
+/// A kind of record the application keeps per user (or shared by all
+/// users), and how its keys are found.
 #[derive(Debug, Clone)]
 pub struct Group {
+    /// The group's name, as `--types` takes it.
     pub name: String,
     /// False for data shared by all users (admins, global settings): taken
     /// only by `export --types` without a user.
     pub per_user: bool,
     /// Keys named after the user, exact or glob.
-    pub keys: Vec<Template>,
-    pub by_id: Option<ById>,
+    pub(crate) keys: Vec<Template>,
+    pub(crate) by_id: Option<ById>,
     /// A hash field (or top-level JSON field of a string) naming the owner.
-    pub owner_field: Option<String>,
-    pub shared: Option<Shared>,
-    pub required: Vec<String>,
-    pub references: Vec<Reference>,
+    pub(crate) owner_field: Option<String>,
+    pub(crate) shared: Option<Shared>,
+    pub(crate) required: Vec<String>,
+    pub(crate) references: Vec<Reference>,
 }
 
+/// An application profile (`archive.toml`): which keys belong to a user, in
+/// which groups, and how records of older data schema versions are
+/// upgraded.
 #[derive(Debug, Clone)]
 pub struct Profile {
+    /// The application's name, recorded in the archives exported through it.
     pub name: String,
     /// The data schema_version the application reads now.
     pub schema_version: u64,
+    /// Free text for people reading the file.
     pub description: Option<String>,
+    /// The groups, in the file's order.
     pub groups: Vec<Group>,
-    pub upgrades: Vec<Upgrade>,
+    pub(crate) upgrades: Vec<Upgrade>,
     /// Where it was read from.
     pub path: PathBuf,
 }
@@ -152,6 +161,7 @@ impl Profile {
         Ok(None)
     }
 
+    /// Read and check the profile at `path`.
     pub fn load(path: &Path) -> Result<Profile> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Input {
             path: path.to_path_buf(),
@@ -160,6 +170,7 @@ impl Profile {
         Profile::parse(&text, path)
     }
 
+    /// Parse and check profile text; `path` is only named in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Profile> {
         let file: ProfileFile = toml::from_str(text).map_err(|e| {
             let message = e.message().to_string();
@@ -222,13 +233,14 @@ impl Profile {
         })
     }
 
+    /// The group called `name`.
     pub fn group(&self, name: &str) -> Option<&Group> {
         self.groups.iter().find(|g| g.name == name)
     }
 
     /// The groups named in `--types` (when none are named: all of them,
     /// or for one user's export all the per-user ones).
-    pub fn select_groups(&self, names: &[String], for_user: bool) -> Result<Vec<&Group>> {
+    pub(crate) fn select_groups(&self, names: &[String], for_user: bool) -> Result<Vec<&Group>> {
         if names.is_empty() {
             return Ok(self
                 .groups

@@ -22,7 +22,7 @@ use crate::record::{Bytes, Record, Value};
 
 /// Which part of a group a key is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     /// A key named after the user (`keys`).
     Named(Captures),
     /// A record found by id (`key`).
@@ -38,7 +38,11 @@ pub enum Part {
 /// (whole-group archives) `{user}` matches any id, so `user:{user}` would
 /// also claim `user:42:projects`; the claim that leaves least to the
 /// placeholders (the most literal match) wins instead.
-pub fn classify(profile: &Profile, key: &[u8], user: Option<&[u8]>) -> Option<(usize, Part)> {
+pub(crate) fn classify(
+    profile: &Profile,
+    key: &[u8],
+    user: Option<&[u8]>,
+) -> Option<(usize, Part)> {
     let mut best: Option<(usize, usize, Part)> = None;
     for (i, g) in profile.groups.iter().enumerate() {
         for (part, caps) in claims(g, key, user) {
@@ -81,7 +85,7 @@ fn claims(g: &Group, key: &[u8], user: Option<&[u8]>) -> Vec<(Part, Captures)> {
 
 /// What restore does to records of a user archive under a profile.
 #[derive(Debug)]
-pub struct Rewriter {
+pub(crate) struct Rewriter {
     profile: Arc<Profile>,
     user: Option<Vec<u8>>,
     as_user: Option<Vec<u8>>,
@@ -91,7 +95,7 @@ pub struct Rewriter {
 impl Rewriter {
     /// Check the archive against the profile and set up what its records
     /// need. `None` when nothing is to be done to them.
-    pub fn prepare(
+    pub(crate) fn prepare(
         profile: Option<&Arc<Profile>>,
         header: &Header,
         as_user: Option<&str>,
@@ -142,11 +146,11 @@ impl Rewriter {
         }))
     }
 
-    pub fn upgrade_summary(&self) -> Option<&UpgradeSummary> {
+    pub(crate) fn upgrade_summary(&self) -> Option<&UpgradeSummary> {
         self.upgrader.as_ref().map(|u| u.summary())
     }
 
-    pub fn apply(&mut self, record: &mut Record) -> Result<()> {
+    pub(crate) fn apply(&mut self, record: &mut Record) -> Result<()> {
         let class = classify(&self.profile, &record.key.0, self.user.as_deref());
         let group = class.as_ref().map(|(i, _)| &self.profile.groups[*i]);
         if let Some(up) = self.upgrader.as_mut() {

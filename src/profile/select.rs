@@ -30,6 +30,7 @@ use crate::reply::bytes_of;
 /// What a profile export takes.
 #[derive(Debug, Clone)]
 pub struct ProfileExport {
+    /// The profile.
     pub profile: std::sync::Arc<Profile>,
     /// One user's records; `None` exports the groups for all users.
     pub user: Option<String>,
@@ -38,6 +39,8 @@ pub struct ProfileExport {
 }
 
 impl ProfileExport {
+    /// The groups to take: those named, or all that apply; an unknown name
+    /// is an error.
     pub fn groups(&self) -> Result<Vec<&Group>> {
         self.profile
             .select_groups(&self.groups, self.user.is_some())

@@ -24,20 +24,20 @@ enum Token {
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
+pub(crate) struct Template {
     text: String,
     tokens: Vec<Token>,
 }
 
 /// Where the placeholders sit in a matched key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Captures {
-    pub user: Option<Range<usize>>,
-    pub id: Option<Range<usize>>,
+pub(crate) struct Captures {
+    pub(crate) user: Option<Range<usize>>,
+    pub(crate) id: Option<Range<usize>>,
 }
 
 impl Template {
-    pub fn parse(text: &str) -> Result<Self> {
+    pub(crate) fn parse(text: &str) -> Result<Self> {
         let bytes = text.as_bytes();
         let mut tokens = Vec::with_capacity(bytes.len());
         let mut i = 0;
@@ -78,20 +78,20 @@ impl Template {
         })
     }
 
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         &self.text
     }
 
-    pub fn has_user(&self) -> bool {
+    pub(crate) fn has_user(&self) -> bool {
         self.tokens.contains(&Token::User)
     }
 
-    pub fn has_id(&self) -> bool {
+    pub(crate) fn has_id(&self) -> bool {
         self.tokens.contains(&Token::Id)
     }
 
     /// Whether it holds `*` or `?` (escaped ones are plain bytes).
-    pub fn has_glob(&self) -> bool {
+    pub(crate) fn has_glob(&self) -> bool {
         self.tokens
             .iter()
             .any(|t| matches!(t, Token::Star | Token::One))
@@ -99,13 +99,13 @@ impl Template {
 
     /// True when the template names one key (no glob, no `{id}`) once the
     /// user is known.
-    pub fn is_exact(&self) -> bool {
+    pub(crate) fn is_exact(&self) -> bool {
         !self.has_glob() && !self.has_id()
     }
 
     /// A SCAN MATCH pattern: `user` (escaped) for `{user}`, `*` where it is
     /// `None` and for `{id}`.
-    pub fn pattern(&self, user: Option<&str>) -> String {
+    pub(crate) fn pattern(&self, user: Option<&str>) -> String {
         let mut out = Vec::with_capacity(self.text.len() + 8);
         for t in &self.tokens {
             match t {
@@ -122,7 +122,7 @@ impl Template {
     }
 
     /// The key an exact template (besides `{id}`) names.
-    pub fn render(&self, user: &[u8], id: &[u8]) -> Vec<u8> {
+    pub(crate) fn render(&self, user: &[u8], id: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.text.len() + user.len() + id.len());
         for t in &self.tokens {
             match t {
@@ -138,12 +138,12 @@ impl Template {
 
     /// Match `key`; `{user}` must be `user` when given (any non-empty run of
     /// bytes otherwise), `{id}` is any non-empty run of bytes.
-    pub fn captures(&self, key: &[u8], user: Option<&[u8]>) -> Option<Captures> {
+    pub(crate) fn captures(&self, key: &[u8], user: Option<&[u8]>) -> Option<Captures> {
         let mut caps = Captures::default();
         self.step(0, key, 0, user, &mut caps).then_some(caps)
     }
 
-    pub fn matches(&self, key: &[u8], user: Option<&[u8]>) -> bool {
+    pub(crate) fn matches(&self, key: &[u8], user: Option<&[u8]>) -> bool {
         self.captures(key, user).is_some()
     }
 
@@ -190,7 +190,12 @@ fn push_escaped(out: &mut Vec<u8>, b: u8) {
 }
 
 /// `key` with the captured spans replaced: `{user}` by `user`, `{id}` by `id`.
-pub fn replace(key: &[u8], caps: &Captures, user: Option<&[u8]>, id: Option<&[u8]>) -> Vec<u8> {
+pub(crate) fn replace(
+    key: &[u8],
+    caps: &Captures,
+    user: Option<&[u8]>,
+    id: Option<&[u8]>,
+) -> Vec<u8> {
     let mut spans: Vec<(Range<usize>, &[u8])> = Vec::new();
     if let (Some(r), Some(u)) = (&caps.user, user) {
         spans.push((r.clone(), u));

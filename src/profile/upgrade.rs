@@ -18,16 +18,16 @@ use crate::record::{Bytes, Record, Value, printable};
 /// The steps from data schema_version `from` to `to`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Upgrade {
-    pub from: u64,
-    pub to: u64,
+pub(crate) struct Upgrade {
+    pub(crate) from: u64,
+    pub(crate) to: u64,
     #[serde(rename = "step", default)]
-    pub steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Step {
+pub(crate) enum Step {
     /// `field` becomes `to` (replacing `to` when both exist).
     Rename {
         #[serde(default)]
@@ -77,7 +77,7 @@ impl Step {
     }
 
     /// One line for a person.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let scope = |g: Option<&str>| g.map(|g| format!(" ({g})")).unwrap_or_default();
         match self {
             Step::Rename { group, field, to } => {
@@ -148,24 +148,30 @@ pub(crate) fn check_chain(
 /// How many records each step changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpgradeSummary {
+    /// The data schema version of the archive's records.
     pub from: u64,
+    /// The version they are upgraded to (the profile's).
     pub to: u64,
     /// Records looked at (hashes and strings).
     pub records: u64,
     /// Records no step changed.
     pub current: u64,
+    /// Records changed, per step.
     pub steps: Vec<StepCount>,
 }
 
+/// Records one upgrade step changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepCount {
+    /// The step, described in words.
     pub step: String,
+    /// Records it changed.
     pub records: u64,
 }
 
 /// The steps that take records from one version to another, with counts.
 #[derive(Debug, Clone)]
-pub struct Upgrader {
+pub(crate) struct Upgrader {
     steps: Vec<Step>,
     summary: UpgradeSummary,
 }
@@ -173,7 +179,7 @@ pub struct Upgrader {
 impl Upgrader {
     /// `None` when the records are already at the profile's version; an
     /// error when the profile cannot take them there.
-    pub fn new(upgrades: &[Upgrade], from: u64, to: u64) -> Result<Option<Upgrader>> {
+    pub(crate) fn new(upgrades: &[Upgrade], from: u64, to: u64) -> Result<Option<Upgrader>> {
         if from >= to {
             return Ok(None);
         }
@@ -201,12 +207,12 @@ impl Upgrader {
         Ok(Some(Upgrader { steps, summary }))
     }
 
-    pub fn summary(&self) -> &UpgradeSummary {
+    pub(crate) fn summary(&self) -> &UpgradeSummary {
         &self.summary
     }
 
     /// Bring one record (of `group`, when known) to the new shape.
-    pub fn apply(&mut self, record: &mut Record, group: Option<&str>) -> Result<()> {
+    pub(crate) fn apply(&mut self, record: &mut Record, group: Option<&str>) -> Result<()> {
         let whole = record.part == 0 && !record.more;
         let mut json = None;
         let mut doc = match &mut record.value {

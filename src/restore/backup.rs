@@ -35,7 +35,7 @@ pub fn default_dir() -> PathBuf {
 }
 
 /// A pre-restore backup being written.
-pub struct PreRestoreBackup {
+pub(crate) struct PreRestoreBackup {
     writer: ArchiveWriter,
     conn: Conn,
     server: ServerInfo,
@@ -209,7 +209,7 @@ fn absent(key: &[u8]) -> Record {
 }
 
 /// Create `dir` (and parents) with mode 0700: backups hold production data.
-pub fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -11,20 +11,20 @@
 //! the rest: it is counted and named in the report (pg_restore's habit),
 //! and the report says the restore was partial.
 //!
-//! The [`Planner`] and [`Applier`] are record visitors, so `copy` feeds them
+//! The `Planner` and `Applier` are record visitors, so `copy` feeds them
 //! from a live source instead of an archive. Standard input is spooled to a
 //! private temp file first, because the archive has to be read twice.
 
 mod applier;
 pub mod backup;
-pub mod journal;
+pub(crate) mod journal;
 mod planner;
 pub mod remap;
 pub mod rollback;
 
-pub use applier::{Applier, Outcome};
+pub(crate) use applier::Applier;
 pub(crate) use journal::{UNKNOWN_FINGERPRINT, fingerprints};
-pub use planner::{Planned, Planner};
+pub(crate) use planner::Planner;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
@@ -58,8 +58,9 @@ use remap::Remap;
 type Pending = tokio::task::JoinHandle<Result<Vec<Reply>>>;
 
 /// What to do with a key that already exists in the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Mode {
     /// Leave it as it is (running the same restore twice is safe).
     #[default]
@@ -76,8 +77,11 @@ pub enum Mode {
 /// How records are written into a target; shared by restore and copy.
 #[derive(Debug, Clone)]
 pub struct WriteOptions {
+    /// What to do with keys that already exist.
     pub mode: Mode,
+    /// How written keys get their expiry.
     pub ttl: TtlMode,
+    /// Key renames applied on the way in.
     pub remap: Remap,
     /// Keys per EXISTS and write batch.
     pub batch_keys: usize,
@@ -86,6 +90,8 @@ pub struct WriteOptions {
     /// The profile of a user archive: upgrades old records, and with
     /// `as_user` writes the user's records under another id.
     pub profile: Option<Arc<Profile>>,
+    /// For a user archive: write the records under this user id instead of
+    /// the archive's.
     pub as_user: Option<String>,
     /// Write what the target can hold and drop the rest (counted), instead
     /// of refusing the restore.
@@ -120,13 +126,18 @@ impl Default for WriteOptions {
     }
 }
 
+/// What to restore and where; [`RestoreOptions::new`] fills in the
+/// defaults. The same options go to [`plan`] and [`perform`].
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
+    /// The archive.
     pub source: ArchiveSource,
     /// The target; without an explicit database (URL or --db) the archive's
     /// source database is used.
     pub target: Endpoint,
+    /// How keys are written.
     pub write: WriteOptions,
+    /// Set to stop the restore cleanly between batches.
     pub cancel: Cancel,
     /// Identities or passphrase for an encrypted archive.
     pub decryption: Decryption,
@@ -135,6 +146,8 @@ pub struct RestoreOptions {
 }
 
 impl RestoreOptions {
+    /// Restore `source` into `target` in skip mode, with absolute expiry
+    /// and no pre-restore backup.
     pub fn new(source: ArchiveSource, target: Endpoint) -> Self {
         RestoreOptions {
             source,
@@ -150,11 +163,15 @@ impl RestoreOptions {
 /// A verified archive and what restoring it would do.
 #[derive(Debug)]
 pub struct Plan {
+    /// The archive as named.
     pub source: String,
     /// The target, with its database resolved.
     pub target: Endpoint,
+    /// The archive's manifest, verified by the planning read.
     pub manifest: Manifest,
+    /// Whether the archive is age-encrypted.
     pub encrypted: bool,
+    /// What would be done to each key, per type.
     pub actions: ActionCounts,
     /// What the profile did to the records (user archives).
     pub profile: Option<ProfileRestore>,
@@ -180,6 +197,7 @@ impl Plan {
         report
     }
 
+    /// The archive's header.
     pub fn header(&self) -> &Header {
         &self.manifest.header
     }
@@ -191,7 +209,7 @@ impl Plan {
 }
 
 /// The command that undoes a restore whose backup is at `path`.
-pub fn rollback_command(path: &Path) -> String {
+pub(crate) fn rollback_command(path: &Path) -> String {
     let text = path.display().to_string();
     if text
         .chars()

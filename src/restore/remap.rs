@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Key renames by prefix (`--rename-prefix OLD=NEW`); the first rule whose
+/// prefix matches wins, keys that match none keep their name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Remap {
     renames: Vec<(String, String)>,
@@ -36,6 +38,7 @@ impl Remap {
         Ok(Remap { renames })
     }
 
+    /// True when no key is renamed.
     pub fn is_empty(&self) -> bool {
         self.renames.is_empty()
     }

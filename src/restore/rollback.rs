@@ -31,19 +31,28 @@ use crate::report::{KeyError, MAX_ERROR_SAMPLES};
 use crate::restore::journal::{JournalReader, Touched, journal_path};
 use crate::restore::{Applier, Mode, UNKNOWN_FINGERPRINT, WriteOptions, fingerprints, open_target};
 
+/// What to roll back; [`RollbackOptions::new`] fills in the defaults.
 #[derive(Debug, Clone)]
 pub struct RollbackOptions {
+    /// The pre-restore backup archive.
     pub backup: PathBuf,
     /// The server to roll back; `None` uses the one the backup was taken
     /// from, with `password` and `timeouts`.
     pub target: Option<Endpoint>,
+    /// The password for the backup's server, when `target` is `None`.
     pub password: Option<String>,
+    /// Timeouts for the backup's server, when `target` is `None`.
     pub timeouts: Timeouts,
+    /// Leave keys that changed since the restore as they are, instead of
+    /// putting them back anyway.
     pub skip_changed: bool,
+    /// Set to stop the rollback cleanly between batches.
     pub cancel: Cancel,
 }
 
 impl RollbackOptions {
+    /// Roll back to `backup` on the server it was taken from, putting back
+    /// changed keys too.
     pub fn new(backup: PathBuf) -> Self {
         RollbackOptions {
             backup,
@@ -56,10 +65,14 @@ impl RollbackOptions {
     }
 }
 
+/// What a rollback did (or, for a dry run, would do).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RollbackReport {
+    /// The backup archive as named.
     pub backup: String,
+    /// The server rolled back, with any password left out.
     pub target: String,
+    /// True when nothing was written: the report is a plan.
     pub dry_run: bool,
     /// Keys put back to their previous value.
     pub restored: u64,
@@ -71,9 +84,13 @@ pub struct RollbackReport {
     pub changed: u64,
     /// Changed keys left alone because of `skip_changed`.
     pub skipped_changed: u64,
+    /// The first changed keys, printable.
     pub changed_samples: Vec<String>,
+    /// Keys whose writes the server refused.
     pub errors: u64,
+    /// The first of them, with why.
     pub error_samples: Vec<KeyError>,
+    /// Wall-clock time the rollback took.
     pub seconds: f64,
     /// Pending entries of consumer groups not put back: their message is
     /// not in the stream (XCLAIM cannot create them).
@@ -82,6 +99,7 @@ pub struct RollbackReport {
 }
 
 impl RollbackReport {
+    /// True when some keys could not be put back.
     pub fn is_partial(&self) -> bool {
         self.errors > 0
     }

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use redis_archive::archive::manifest::ArchiveKind;
 use redis_archive::load::TtlMode;
 use redis_archive::restore::Mode;
@@ -143,11 +143,11 @@ pub struct WriteArgs {
     /// What to do with keys that already exist in the target: skip them,
     /// overwrite them, merge into them (add missing fields, members and
     /// stream entries; change nothing), or fail before writing anything.
-    #[arg(long, value_enum, default_value_t = Mode::Skip)]
-    pub mode: Mode,
+    #[arg(long, value_enum, default_value_t = ModeArg::Skip)]
+    pub mode: ModeArg,
     /// How written keys get their expiry.
-    #[arg(long, value_enum, default_value_t = TtlMode::Absolute)]
-    pub ttl: TtlMode,
+    #[arg(long, value_enum, default_value_t = TtlArg::Absolute)]
+    pub ttl: TtlArg,
     /// Write keys starting with OLD as NEW + the rest (e.g. tenant_a:=tenant_b:);
     /// repeatable, the first match wins.
     #[arg(long = "rename-prefix", value_name = "OLD=NEW")]
@@ -436,6 +436,54 @@ pub struct PruneArgs {
     /// Print the plan or result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The values of `--mode`; the library's [`Mode`] has no command-line
+/// parsing of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Leave it as it is (running the same restore twice is safe).
+    Skip,
+    /// Replace it: type, value and expiry become the archive's.
+    Overwrite,
+    /// Add the fields, members and stream entries it lacks; change nothing
+    /// it has. Strings that exist are skipped.
+    Merge,
+    /// Write nothing at all if any key exists; list the first ones.
+    Fail,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(arg: ModeArg) -> Self {
+        match arg {
+            ModeArg::Skip => Mode::Skip,
+            ModeArg::Overwrite => Mode::Overwrite,
+            ModeArg::Merge => Mode::Merge,
+            ModeArg::Fail => Mode::Fail,
+        }
+    }
+}
+
+/// The values of `--ttl`; the library's [`TtlMode`] has no command-line
+/// parsing of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TtlArg {
+    /// The original expiry time; keys whose time has passed are not written.
+    Absolute,
+    /// The time to live that was left at export, counted from the restore.
+    Relative,
+    /// No expiry at all.
+    None,
+}
+
+impl From<TtlArg> for TtlMode {
+    fn from(arg: TtlArg) -> Self {
+        match arg {
+            TtlArg::Absolute => TtlMode::Absolute,
+            TtlArg::Relative => TtlMode::Relative,
+            TtlArg::None => TtlMode::None,
+        }
+    }
 }
 
 fn parse_kind(text: &str) -> Result<ArchiveKind, String> {

@@ -113,8 +113,8 @@ fn profile_export(args: &ExportArgs) -> Result<Option<ProfileExport>, Error> {
 
 fn write_options(args: &WriteArgs) -> Result<WriteOptions, Error> {
     Ok(WriteOptions {
-        mode: args.mode,
-        ttl: args.ttl,
+        mode: args.mode.into(),
+        ttl: args.ttl.into(),
         remap: Remap::parse(&args.rename_prefix)?,
         drop_unsupported: args.drop_unsupported,
         ..WriteOptions::default()
