@@ -110,6 +110,27 @@ pub async fn export(options: ExportOptions, progress: &dyn Progress) -> Result<E
     Ok(export_archive(options, progress).await?.0)
 }
 
+/// The file an export writes when no `-o` is given, in the current
+/// directory: `archive-TIME-dbN.tar.zst` (UTC), or `-user-ID` for one user's
+/// records, `.age` added when encrypted.
+pub fn default_file_name(
+    now: chrono::DateTime<Utc>,
+    user: Option<&str>,
+    db: i64,
+    encrypted: bool,
+) -> std::path::PathBuf {
+    let scope = match user {
+        Some(user) => format!("user-{}", crate::partial::file_name_part(user)),
+        None => format!("db{db}"),
+    };
+    format!(
+        "archive-{}-{scope}.tar.zst{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        if encrypted { ".age" } else { "" }
+    )
+    .into()
+}
+
 /// Export, returning also the archive's header (for the folder's metadata).
 pub(crate) async fn export_archive(
     options: ExportOptions,
@@ -432,5 +453,23 @@ async fn walk(
             return Ok(true);
         }
         cursor = next;
+    }
+}
+
+#[cfg(test)]
+mod default_name_tests {
+    use super::*;
+
+    #[test]
+    fn default_names_sort_by_time_and_keep_user_ids_file_name_safe() {
+        let now = "2026-11-30T09:05:07Z".parse().unwrap();
+        assert_eq!(
+            default_file_name(now, None, 3, false),
+            std::path::PathBuf::from("archive-20261130T090507Z-db3.tar.zst")
+        );
+        assert_eq!(
+            default_file_name(now, Some("acme/42 x"), 0, true),
+            std::path::PathBuf::from("archive-20261130T090507Z-user-acme-42-x.tar.zst.age")
+        );
     }
 }

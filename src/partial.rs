@@ -43,6 +43,21 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_parent(path)
 }
 
+/// `text` made safe inside a file name: ASCII letters, digits, `.`, `_` and
+/// `-` kept, anything else (a `/`, a space, a quote) turned into `-`. The
+/// one rule for every name `archive` makes from a label or a user id.
+pub(crate) fn file_name_part(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 /// The directory a path is in (`.` for a bare file name).
 pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {

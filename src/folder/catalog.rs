@@ -118,16 +118,7 @@ pub fn commit(dir: &Path, meta: &Meta) -> Result<()> {
 
 /// A file name that sorts by time and carries a readable label.
 pub fn archive_file_name(created: DateTime<Utc>, label: &str, id: &str, encrypted: bool) -> String {
-    let label: String = label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let label = crate::partial::file_name_part(label);
     format!(
         "{}-{label}-{}.tar.zst{}",
         created.format("%Y%m%dT%H%M%SZ"),

@@ -139,30 +139,12 @@ fn export_options(args: &ExportArgs, cancel: Cancel) -> Result<ExportOptions, Er
     let destination = match &args.output {
         Some(p) if p.as_os_str() == "-" => Destination::Stdout,
         Some(p) => Destination::File(p.clone()),
-        None => {
-            // A user's archive is named after the user (file-name safe).
-            let scope = match &args.user {
-                Some(user) => format!(
-                    "user-{}",
-                    user.chars()
-                        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                            c
-                        } else {
-                            '_'
-                        })
-                        .collect::<String>()
-                ),
-                None => format!("db{}", source.db()),
-            };
-            Destination::File(
-                format!(
-                    "archive-{}-{scope}.tar.zst{}",
-                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-                    if encryption.is_some() { ".age" } else { "" }
-                )
-                .into(),
-            )
-        }
+        None => Destination::File(redis_archive::export::default_file_name(
+            chrono::Utc::now(),
+            args.user.as_deref(),
+            source.db(),
+            encryption.is_some(),
+        )),
     };
     let mut options = ExportOptions::new(source, destination, selection);
     options.profile = profile_export(args)?;
