@@ -7,7 +7,9 @@
 //! key's last record, the target's length, so extra fields or members show
 //! too. A stream's pending entries are checked against XPENDING over the
 //! same ids, and at its last record its groups and consumers (see `pel`).
-//! Neither side is ever loaded whole.
+//! Neither side is ever loaded whole: the archive is read on a blocking
+//! thread that hands batches of records to the async comparison, which
+//! awaits the target directly (so it runs on any tokio runtime).
 //!
 //! Keys the target has and the archive lacks are found afterwards by a SCAN
 //! of the target limited to the archive's selection. To know which keys the
@@ -19,9 +21,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use redis::Value as Reply;
 use serde::{Deserialize, Serialize};
-use tokio::runtime::Handle;
 
-use crate::archive::reader::{ArchiveSource, Location, Visitor, read_archive};
+use crate::archive::reader::ArchiveSource;
+use crate::archive::stream::{Batch, Batches};
 use crate::archive::{Decryption, Header};
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
@@ -145,11 +147,9 @@ impl Comparison {
 
 /// Compare the archive with the target. Writes nothing.
 pub async fn compare(options: &CompareOptions, progress: &dyn Progress) -> Result<Comparison> {
-    let handle = Handle::current();
     progress.start(None);
-    let result = tokio::task::block_in_place(|| {
+    let result = async {
         let mut checker = Checker {
-            handle: handle.clone(),
             target: options.target.clone(),
             conn: None,
             now_ms: 0,
@@ -171,13 +171,22 @@ pub async fn compare(options: &CompareOptions, progress: &dyn Progress) -> Resul
                 now_ms: 0,
             },
         };
-        read_archive(&options.source, &options.decryption, &mut checker)?;
-        checker.flush()?;
+        let mut batches = Batches::start(options.source.clone(), options.decryption.clone());
+        let handled = async {
+            while let Some(batch) = batches.next().await {
+                checker.batch(batch).await?;
+            }
+            Ok(())
+        }
+        .await;
+        batches.verdict(handled).await?;
+        checker.flush().await?;
         if checker.extras {
-            checker.extras()?;
+            checker.extras().await?;
         }
         Ok::<_, Error>(checker)
-    });
+    }
+    .await;
     progress.finish();
     let checker = result?;
     let Tally {
@@ -283,7 +292,6 @@ impl KeyState {
 }
 
 struct Checker<'p> {
-    handle: Handle,
     target: Endpoint,
     conn: Option<Conn>,
     now_ms: i64,
@@ -319,8 +327,21 @@ fn short(bytes: &[u8]) -> String {
     }
 }
 
-impl Visitor for Checker<'_> {
-    fn header(&mut self, header: &Header) -> Result<()> {
+impl Checker<'_> {
+    /// Take in what the archive reader sent.
+    async fn batch(&mut self, batch: Batch) -> Result<()> {
+        match batch {
+            Batch::Header(header) => self.header(&header).await,
+            Batch::Records(records) => {
+                for record in records {
+                    self.record(record).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn header(&mut self, header: &Header) -> Result<()> {
         self.target = self.target.or_db(header.source.address.db);
         self.selection = header.selection.clone();
         if let Some(scope) = header.profile.as_ref().filter(|p| p.user.is_some()) {
@@ -331,19 +352,19 @@ impl Visitor for Checker<'_> {
                 .map(|k| k.as_bytes().to_vec())
                 .collect();
         }
-        let mut conn = self.handle.block_on(self.target.connect())?;
+        let mut conn = self.target.connect().await?;
         // As connected: a cluster takes a default database as 0.
         self.target = conn.endpoint().clone();
-        self.now_ms = self.handle.block_on(conn.time_ms())?;
-        let server = self.handle.block_on(conn.server_info())?;
+        self.now_ms = conn.time_ms().await?;
+        let server = conn.server_info().await?;
         self.fields.supported = server.has_field_expiry();
-        self.fields.target_has_some = self.handle.block_on(conn.may_have_field_expiry(&server))?;
+        self.fields.target_has_some = conn.may_have_field_expiry(&server).await?;
         self.fields.now_ms = self.now_ms;
         self.conn = Some(conn);
         Ok(())
     }
 
-    fn record(&mut self, mut record: Record, _location: &Location) -> Result<()> {
+    async fn record(&mut self, mut record: Record) -> Result<()> {
         if let std::borrow::Cow::Owned(key) = self.remap.key(&record.key.0) {
             record.key = Bytes(key);
         }
@@ -352,26 +373,22 @@ impl Visitor for Checker<'_> {
         }
         self.batch.push(record);
         if self.batch.len() >= self.batch_keys {
-            self.flush()?;
+            self.flush().await?;
         }
         Ok(())
     }
-}
 
-impl Checker<'_> {
     fn conn(&mut self) -> Result<&mut Conn> {
         self.conn
             .as_mut()
             .ok_or_else(|| Error::Internal("comparing before connecting".into()))
     }
 
-    fn query(&mut self, pipe: &mut redis::Pipeline, action: &str) -> Result<Vec<Reply>> {
-        let handle = self.handle.clone();
-        let conn = self.conn()?;
-        handle.block_on(conn.pipeline(pipe, action))
+    async fn query(&mut self, pipe: &mut redis::Pipeline, action: &str) -> Result<Vec<Reply>> {
+        self.conn()?.pipeline(pipe, action).await
     }
 
-    fn flush(&mut self) -> Result<()> {
+    async fn flush(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -385,7 +402,10 @@ impl Checker<'_> {
                 .cmd("PEXPIRETIME")
                 .arg(&r.key.0[..]);
         }
-        let mut meta = self.query(&mut pipe, "reading key types")?.into_iter();
+        let mut meta = self
+            .query(&mut pipe, "reading key types")
+            .await?
+            .into_iter();
 
         // Round trip 2: each record's chunk, and lengths at a key's end.
         // Records of a key are contiguous, so every key in `states` ends in
@@ -421,11 +441,11 @@ impl Checker<'_> {
                 );
             }
         }
-        let replies = self.query(&mut pipe, "comparing values")?;
+        let replies = self.query(&mut pipe, "comparing values").await?;
         for ((index, check), reply) in plan.into_iter().zip(replies) {
             evaluate(&mut states[index], check, reply);
         }
-        self.pending_lookups(&mut states)?;
+        self.pending_lookups(&mut states).await?;
         if batch.last().is_some_and(|r| r.more) {
             self.current = states.pop();
         }
@@ -439,7 +459,7 @@ impl Checker<'_> {
 
     /// Pending entries the target lacks differ only if the target's stream
     /// has their message: one more round trip, only when there are such.
-    fn pending_lookups(&mut self, states: &mut [KeyState]) -> Result<()> {
+    async fn pending_lookups(&mut self, states: &mut [KeyState]) -> Result<()> {
         let mut pipe = redis::pipe();
         let mut plan = Vec::new();
         for (index, state) in states.iter_mut().enumerate() {
@@ -449,7 +469,7 @@ impl Checker<'_> {
         if plan.is_empty() {
             return Ok(());
         }
-        let replies = self.query(&mut pipe, "comparing pending entries")?;
+        let replies = self.query(&mut pipe, "comparing pending entries").await?;
         for ((index, check), reply) in plan.into_iter().zip(replies) {
             evaluate(&mut states[index], check, reply);
         }
@@ -600,26 +620,29 @@ impl Checker<'_> {
 
     /// Keys in the target, inside the archive's selection, that the archive
     /// does not have.
-    fn extras(&mut self) -> Result<()> {
+    async fn extras(&mut self) -> Result<()> {
         let selection = self.selection.clone();
         let remap = self.remap.clone();
-        let handle = self.handle.clone();
         // A cluster's primaries each scan their own slots.
-        let shards = handle.block_on(self.conn()?.shards())?;
+        let shards = self.conn()?.shards().await?;
         for mut shard in shards {
-            self.extras_on(&mut shard, &selection, &remap)?;
+            self.extras_on(&mut shard, &selection, &remap).await?;
         }
         Ok(())
     }
 
-    fn extras_on(&mut self, shard: &mut Conn, selection: &Selection, remap: &Remap) -> Result<()> {
-        let handle = self.handle.clone();
+    async fn extras_on(
+        &mut self,
+        shard: &mut Conn,
+        selection: &Selection,
+        remap: &Remap,
+    ) -> Result<()> {
         let mut cursor: u64 = 0;
         loop {
             let mut scan = redis::cmd("SCAN");
             scan.arg(cursor).arg("COUNT").arg(1000);
             let (next, keys): (u64, Vec<Vec<u8>>) =
-                handle.block_on(shard.query(&scan, "scanning the target"))?;
+                shard.query(&scan, "scanning the target").await?;
             let candidates: Vec<Vec<u8>> = keys
                 .into_iter()
                 .filter(|k| !self.seen.contains(&fingerprint(k)))
@@ -630,7 +653,7 @@ impl Checker<'_> {
                 for k in &candidates {
                     pipe.cmd("TYPE").arg(&k[..]);
                 }
-                let types = self.query(&mut pipe, "reading key types")?;
+                let types = self.query(&mut pipe, "reading key types").await?;
                 for (key, t) in candidates.into_iter().zip(types) {
                     let name = bytes_of(t);
                     let Some(t) = std::str::from_utf8(&name)

@@ -8,6 +8,7 @@
 pub mod encryption;
 pub mod manifest;
 pub mod reader;
+pub(crate) mod stream;
 pub mod writer;
 
 pub use encryption::{Decryption, Encryption};

@@ -112,7 +112,6 @@ struct InFlight {
 
 /// Writes records in pipelined batches.
 pub struct Applier<'p> {
-    handle: Handle,
     conn: Conn,
     features: TargetFeatures,
     write: WriteOptions,
@@ -139,13 +138,26 @@ impl std::fmt::Debug for Applier<'_> {
     }
 }
 
-impl Visitor for Applier<'_> {
-    fn header(&mut self, header: &Header) -> Result<()> {
+impl Applier<'_> {
+    /// Take in what the archive reader sent.
+    pub async fn batch(&mut self, batch: Batch) -> Result<()> {
+        match batch {
+            Batch::Header(header) => self.header(&header),
+            Batch::Records(records) => {
+                for record in records {
+                    self.record(record).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn header(&mut self, header: &Header) -> Result<()> {
         self.rewriter = self.write.rewriter(header, &self.archive)?;
         Ok(())
     }
 
-    fn record(&mut self, mut record: Record, _location: &Location) -> Result<()> {
+    pub async fn record(&mut self, mut record: Record) -> Result<()> {
         if let Some(r) = self.rewriter.as_mut() {
             r.apply(&mut record)?;
         }
@@ -156,7 +168,7 @@ impl Visitor for Applier<'_> {
         self.batch_bytes += record.value.approx_bytes();
         self.batch.push(record);
         if self.batch.len() >= self.write.batch_keys || self.batch_bytes >= self.write.batch_bytes {
-            self.flush()?;
+            self.flush().await?;
         }
         Ok(())
     }
@@ -164,7 +176,6 @@ impl Visitor for Applier<'_> {
 
 impl<'p> Applier<'p> {
     pub fn new(
-        handle: Handle,
         conn: Conn,
         features: TargetFeatures,
         now_ms: i64,
@@ -173,7 +184,6 @@ impl<'p> Applier<'p> {
         progress: &'p dyn Progress,
     ) -> Self {
         Applier {
-            handle,
             conn,
             features,
             write,
@@ -199,9 +209,9 @@ impl<'p> Applier<'p> {
         self
     }
 
-    pub fn finish(mut self) -> Result<Outcome> {
-        self.flush()?;
-        self.settle()?;
+    pub async fn finish(mut self) -> Result<Outcome> {
+        self.flush().await?;
+        self.settle().await?;
         if let Some(journal) = self.journal.as_mut() {
             journal.finish()?;
         }
@@ -215,12 +225,12 @@ impl<'p> Applier<'p> {
     /// its failed keys removed, its outcome journaled. Batches touch
     /// distinct keys, and the next batch's EXISTS goes out behind this
     /// batch's writes on the same connection, so it sees them done.
-    fn flush(&mut self) -> Result<()> {
+    async fn flush(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
         if self.cancel.is_cancelled() {
-            self.settle()?;
+            self.settle().await?;
             return Err(Error::Interrupted(format!(
                 "stopped after {} keys were written; run the same command again to complete it",
                 self.outcome.written
@@ -231,9 +241,9 @@ impl<'p> Applier<'p> {
         let (mode, ttl, now_ms) = (self.write.mode, self.write.ttl, self.now_ms);
 
         let firsts = batch.iter().filter(|r| r.part == 0).map(|r| &r.key.0[..]);
-        let exists_task = send_exists(&self.handle, &self.conn, firsts);
-        self.settle()?;
-        let mut exists = read_exists(&self.handle, &self.conn, exists_task)?.into_iter();
+        let exists_task = send_exists(&self.conn, firsts);
+        self.settle().await?;
+        let mut exists = read_exists(&self.conn, exists_task).await?.into_iter();
 
         // One pipeline; each command remembers its key and what its reply means.
         let mut pipe = redis::pipe();
@@ -369,7 +379,7 @@ impl<'p> Applier<'p> {
             journal.touch(&touching)?;
         }
         failpoint::hit("restore.batch");
-        let task = spawn_pipeline(&self.handle, &self.conn, pipe, "writing keys");
+        let task = spawn_pipeline(&self.conn, pipe, "writing keys");
         self.in_flight = Some(InFlight {
             batch,
             task,
@@ -384,7 +394,7 @@ impl<'p> Applier<'p> {
     }
 
     /// Wait for the batch in flight, if any, and account for it.
-    fn settle(&mut self) -> Result<()> {
+    async fn settle(&mut self) -> Result<()> {
         let Some(InFlight {
             batch,
             task,
@@ -398,7 +408,7 @@ impl<'p> Applier<'p> {
         else {
             return Ok(());
         };
-        let mut replies = join(&self.handle, task)?;
+        let mut replies = join(task).await?;
         failpoint::hit("restore.written");
         let measured = read_fingerprints(&fingerprint_groups, replies.split_off(roles.len()));
         for ((seq, role), reply) in owners.iter().zip(&roles).zip(replies) {
@@ -427,10 +437,9 @@ impl<'p> Applier<'p> {
                 cleanup.cmd("DEL").arg(&batch[index].key.0[..]);
             }
         }
-        self.handle.block_on(
-            self.conn
-                .pipeline(&mut cleanup, "removing half-written keys"),
-        )?;
+        self.conn
+            .pipeline(&mut cleanup, "removing half-written keys")
+            .await?;
         // A key split across batches keeps its failure until its last record.
         if let Some(current) = self.current.as_mut()
             && current.failed.is_none()

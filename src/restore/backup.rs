@@ -10,7 +10,6 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use crate::archive::manifest::{ArchiveKind, RestoreLink, Source};
@@ -56,17 +55,16 @@ impl std::fmt::Debug for PreRestoreBackup {
 
 impl PreRestoreBackup {
     /// Start a backup of `target` in `dir`.
-    pub fn create(
-        handle: &Handle,
+    pub async fn create(
         dir: &Path,
         target: &Endpoint,
         conn: &mut Conn,
         link: RestoreLink,
     ) -> Result<Self> {
         create_private_dir(dir)?;
-        let server = handle.block_on(conn.server_info())?;
+        let server = conn.server_info().await?;
         let server_info = server.clone();
-        let field_expiry = handle.block_on(conn.may_have_field_expiry(&server))?;
+        let field_expiry = conn.may_have_field_expiry(&server).await?;
         let started = Utc::now();
         let mut header = Header::new(
             ArchiveKind::PreRestore,
@@ -105,7 +103,7 @@ impl PreRestoreBackup {
     /// Returns the positions (in `wanted`) of keys that turned out not to
     /// exist, which were saved as absent. A key that cannot be read stops
     /// the restore: without its backup it must not be changed.
-    pub fn save(&mut self, handle: &Handle, wanted: &[(&[u8], Action)]) -> Result<Vec<usize>> {
+    pub async fn save(&mut self, wanted: &[(&[u8], Action)]) -> Result<Vec<usize>> {
         let to_read: Vec<Vec<u8>> = wanted
             .iter()
             .filter(|(_, a)| *a != Action::Create)
@@ -171,7 +169,7 @@ impl PreRestoreBackup {
             }
             Ok::<_, Error>(gone)
         };
-        let ((read, stats), gone) = handle.block_on(async { tokio::join!(fetch, drain) });
+        let ((read, stats), gone) = tokio::join!(fetch, drain);
         read?;
         if let Some(e) = stats.errors.first() {
             return Err(Error::Redis {

@@ -28,7 +28,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use redis::Value as Reply;
-use tokio::runtime::Handle;
 
 use crate::connection::Conn;
 use crate::error::{Error, Result};
@@ -196,14 +195,10 @@ impl JournalReader {
 
 /// SHA-1 of each key's DUMP, computed by the server (`None`: the key does
 /// not exist). A server without scripting gives "unknown".
-pub(crate) fn fingerprints(
-    handle: &Handle,
-    conn: &mut Conn,
-    keys: &[&[u8]],
-) -> Result<Vec<Option<String>>> {
+pub(crate) async fn fingerprints(conn: &mut Conn, keys: &[&[u8]]) -> Result<Vec<Option<String>>> {
     let mut pipe = redis::pipe();
     let groups = add_fingerprints(&mut pipe, keys, conn.is_cluster());
-    let replies = handle.block_on(conn.pipeline(&mut pipe, "fingerprinting keys"))?;
+    let replies = conn.pipeline(&mut pipe, "fingerprinting keys").await?;
     Ok(read_fingerprints(&groups, replies))
 }
 

@@ -11,9 +11,15 @@
 //! the rest: it is counted and named in the report (pg_restore's habit),
 //! and the report says the restore was partial.
 //!
-//! The `Planner` and `Applier` are record visitors, so `copy` feeds them
-//! from a live source instead of an archive. Standard input is spooled to a
-//! private temp file first, because the archive has to be read twice.
+//! Each pass reads the archive on a blocking thread that sends batches of
+//! records through a bounded channel ((`archive::stream`)); the
+//! `Planner` and `Applier` are async loops over those batches that await
+//! the target directly. Nothing holds a runtime thread while it waits, so
+//! the library runs on a current-thread runtime as well as a multi-threaded
+//! one. Batches arrive before the archive is known to be whole, so the plan
+//! is used only once the reader has verified all of it. Standard input is
+//! spooled to a private temp file first, because the archive has to be read
+//! twice.
 
 mod applier;
 pub mod backup;
@@ -34,10 +40,10 @@ use std::time::Instant;
 
 use redis::Value as Reply;
 use serde::{Deserialize, Serialize};
-use tokio::runtime::Handle;
 
 use crate::archive::manifest::RestoreLink;
-use crate::archive::reader::{ArchiveSource, Location, Visitor, read_archive};
+use crate::archive::reader::ArchiveSource;
+use crate::archive::stream::{Batch, Batches};
 use crate::archive::{Decryption, Header, Manifest};
 use crate::connection::{Conn, Endpoint, ServerInfo};
 use crate::error::{Error, Result};
@@ -54,7 +60,7 @@ use backup::PreRestoreBackup;
 use journal::{Journal, journal_path};
 use remap::Remap;
 
-/// A pipeline running on the runtime.
+/// A pipeline running as a task of its own.
 type Pending = tokio::task::JoinHandle<Result<Vec<Reply>>>;
 
 /// What to do with a key that already exists in the target.
@@ -224,13 +230,9 @@ pub(crate) fn rollback_command(path: &Path) -> String {
 /// Verify the archive and work out what restoring it would do. Writes nothing.
 pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<Plan> {
     let (archive, spool) = spool_if_stdin(&options.source)?;
-    let handle = Handle::current();
     progress.start(None);
-    // The visitor blocks on the runtime for its Redis calls, so the read
-    // runs with this worker given over to blocking.
-    let planned = tokio::task::block_in_place(|| {
+    let planned = async {
         let mut planner = Planner::new(
-            handle,
             options.target.clone(),
             options.write.clone(),
             options.cancel.clone(),
@@ -240,10 +242,21 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
             planner = planner.with_backup(dir.clone(), options.source.display());
         }
         planner.archive = options.source.display();
-        let verified = read_archive(&archive, &options.decryption, &mut planner)?;
-        let planned = planner.finish()?;
+        let mut batches = Batches::start(archive.clone(), options.decryption.clone());
+        let handled = async {
+            while let Some(batch) = batches.next().await {
+                planner.batch(batch).await?;
+            }
+            Ok(())
+        }
+        .await;
+        // The plan and its backup count only once the whole archive has
+        // checked out.
+        let verified = batches.verdict(handled).await?;
+        let planned = planner.finish().await?;
         Ok::<_, Error>((verified, planned))
-    });
+    }
+    .await;
     progress.finish();
     let (verified, planned) = planned?;
     Ok(Plan {
@@ -280,12 +293,10 @@ pub async fn perform(
         Some(path) => Some(Journal::create(journal_path(path))?),
         None => None,
     };
-    let handle = Handle::current();
     progress.start(Some(plan.manifest.counts.keys));
     let decisions = std::mem::take(&mut plan.decisions);
-    let applied = tokio::task::block_in_place(|| {
+    let applied = async {
         let mut applier = Applier::new(
-            handle,
             conn,
             features,
             now_ms,
@@ -295,9 +306,18 @@ pub async fn perform(
         )
         .following(decisions, journal);
         applier.archive = options.source.display();
-        read_archive(&plan.archive, &options.decryption, &mut applier)?;
-        applier.finish()
-    });
+        let mut batches = Batches::start(plan.archive.clone(), options.decryption.clone());
+        let handled = async {
+            while let Some(batch) = batches.next().await {
+                applier.batch(batch).await?;
+            }
+            Ok(())
+        }
+        .await;
+        batches.verdict(handled).await?;
+        applier.finish().await
+    }
+    .await;
     progress.finish();
     let outcome = applied.map_err(|cause| match &backup {
         Some(path) => Error::RestoreFailed {
@@ -377,24 +397,19 @@ pub fn decide(
     }
 }
 
-/// EXISTS for each key, pipelined.
-/// EXISTS for each key, started on the runtime: its replies are read once
-/// the next batch has been decoded.
-fn send_exists<'k>(
-    handle: &Handle,
-    conn: &Conn,
-    keys: impl IntoIterator<Item = &'k [u8]>,
-) -> Pending {
+/// EXISTS for each key, started as a task of its own: its replies are read
+/// once the next batch has been taken in.
+fn send_exists<'k>(conn: &Conn, keys: impl IntoIterator<Item = &'k [u8]>) -> Pending {
     let mut pipe = redis::pipe();
     for key in keys {
         pipe.cmd("EXISTS").arg(key);
     }
-    spawn_pipeline(handle, conn, pipe, "checking which keys exist")
+    spawn_pipeline(conn, pipe, "checking which keys exist")
 }
 
 /// The replies of [`send_exists`].
-fn read_exists(handle: &Handle, conn: &Conn, task: Pending) -> Result<Vec<bool>> {
-    let replies = join(handle, task)?;
+async fn read_exists(conn: &Conn, task: Pending) -> Result<Vec<bool>> {
+    let replies = join(task).await?;
     replies
         .into_iter()
         .map(|r| match r {
@@ -408,20 +423,15 @@ fn read_exists(handle: &Handle, conn: &Conn, task: Pending) -> Result<Vec<bool>>
         .collect()
 }
 
-/// Start a pipeline on the runtime; its replies are collected by [`join`].
-fn spawn_pipeline(
-    handle: &Handle,
-    conn: &Conn,
-    mut pipe: redis::Pipeline,
-    action: &'static str,
-) -> Pending {
+/// Start a pipeline as a task, so the server works while the caller goes
+/// on; its replies are collected by [`join`].
+fn spawn_pipeline(conn: &Conn, mut pipe: redis::Pipeline, action: &'static str) -> Pending {
     let mut conn = conn.clone();
-    handle.spawn(async move { conn.pipeline(&mut pipe, action).await })
+    tokio::spawn(async move { conn.pipeline(&mut pipe, action).await })
 }
 
-fn join(handle: &Handle, task: Pending) -> Result<Vec<Reply>> {
-    handle
-        .block_on(task)
+async fn join(task: Pending) -> Result<Vec<Reply>> {
+    task.await
         .map_err(|e| Error::Internal(format!("a Redis task failed: {e}")))?
 }
 

@@ -18,7 +18,6 @@ struct PendingKey {
 /// Works out the plan: connects when it knows the target database (at the
 /// archive's header, or at once for copy), then EXISTS in batches.
 pub struct Planner<'p> {
-    handle: Handle,
     target: Endpoint,
     conn: Option<Conn>,
     write: WriteOptions,
@@ -87,14 +86,12 @@ impl std::fmt::Debug for Planner<'_> {
 
 impl<'p> Planner<'p> {
     pub fn new(
-        handle: Handle,
         target: Endpoint,
         write: WriteOptions,
         cancel: Cancel,
         progress: &'p dyn Progress,
     ) -> Self {
         Planner {
-            handle,
             target,
             conn: None,
             write,
@@ -128,20 +125,19 @@ impl<'p> Planner<'p> {
 
     /// Connect to the target (read-only from here on) and read its clock.
     /// `archive_id` links the backup to the archive restored.
-    pub fn connect(&mut self, archive_id: &str) -> Result<()> {
-        let mut conn = self.handle.block_on(self.target.connect())?;
+    pub async fn connect(&mut self, archive_id: &str) -> Result<()> {
+        let mut conn = self.target.connect().await?;
         // As connected: a cluster takes a default database as 0.
         self.target = conn.endpoint().clone();
-        self.now_ms = self.handle.block_on(conn.time_ms())?;
-        self.server = Some(self.handle.block_on(conn.server_info())?);
+        self.now_ms = conn.time_ms().await?;
+        self.server = Some(conn.server_info().await?);
         if let Some((dir, archive)) = &self.backup_to {
             let link = RestoreLink {
                 archive: archive.clone(),
                 archive_id: archive_id.to_string(),
                 mode: format!("{:?}", self.write.mode).to_lowercase(),
             };
-            let backup =
-                PreRestoreBackup::create(&self.handle, dir, &self.target, &mut conn, link)?;
+            let backup = PreRestoreBackup::create(dir, &self.target, &mut conn, link).await?;
             self.backup = Some(backup);
         }
         self.conn = Some(conn);
@@ -150,14 +146,14 @@ impl<'p> Planner<'p> {
 
     /// The target as resolved, the plan and the unfinished backup; with
     /// `--mode fail`, an error if any key exists.
-    pub fn finish(mut self) -> Result<Planned> {
-        self.flush()?;
-        self.settle()?;
+    pub async fn finish(mut self) -> Result<Planned> {
+        self.flush().await?;
+        self.settle().await?;
         for (index, t) in std::mem::take(&mut self.voided) {
             let planned = std::mem::replace(&mut self.decisions[index], Action::Void);
             self.actions.remove(t, planned);
         }
-        let dropped_field_expiries = self.check_target()?;
+        let dropped_field_expiries = self.check_target().await?;
         let conflicts = self.actions.total(Action::Conflict);
         if conflicts > 0 {
             return Err(Error::Conflict {
@@ -182,7 +178,7 @@ impl<'p> Planner<'p> {
     /// Refuse an archive the target cannot hold, naming what and why; with
     /// `drop_unsupported`, plan the keys it cannot load as unsupported and
     /// return how many field expiries will be dropped.
-    fn check_target(&mut self) -> Result<u64> {
+    async fn check_target(&mut self) -> Result<u64> {
         let Some(server) = self.server.clone() else {
             return Ok(0);
         };
@@ -193,7 +189,7 @@ impl<'p> Planner<'p> {
                 .conn
                 .as_mut()
                 .ok_or_else(|| Error::Internal("planning before connecting".into()))?;
-            self.handle.block_on(loaded_modules(conn))
+            loaded_modules(conn).await
         };
         let target = format!(
             "{} ({} {})",
@@ -256,7 +252,7 @@ impl<'p> Planner<'p> {
         Ok(dropped_field_expiries)
     }
 
-    fn flush(&mut self) -> Result<()> {
+    async fn flush(&mut self) -> Result<()> {
         if self.cancel.is_cancelled() {
             return Err(Error::Interrupted(
                 "stopped while planning; nothing was written".into(),
@@ -271,21 +267,21 @@ impl<'p> Planner<'p> {
         // This batch's EXISTS runs while the previous batch is decided (and
         // backed up) and the next one decoded.
         let keys = std::mem::take(&mut self.pending);
-        let task = send_exists(&self.handle, conn, keys.iter().map(|k| &k.key[..]));
-        self.settle()?;
+        let task = send_exists(conn, keys.iter().map(|k| &k.key[..]));
+        self.settle().await?;
         self.in_flight = Some((keys, task));
         Ok(())
     }
 
     /// Decide the batch whose EXISTS is in flight, if any.
-    fn settle(&mut self) -> Result<()> {
+    async fn settle(&mut self) -> Result<()> {
         let Some((keys, task)) = self.in_flight.take() else {
             return Ok(());
         };
         let Some(conn) = self.conn.as_ref() else {
             return Err(Error::Internal("planning before connecting".into()));
         };
-        let exists = read_exists(&self.handle, conn, task)?;
+        let exists = read_exists(conn, task).await?;
         let planned = keys.len() as u64;
         let mut decided = Vec::with_capacity(keys.len());
         for (p, exists) in keys.into_iter().zip(exists) {
@@ -321,7 +317,7 @@ impl<'p> Planner<'p> {
                 .filter(|(_, _, a, _)| writes(a))
                 .map(|(k, _, a, _)| (&k[..], *a))
                 .collect();
-            let gone = backup.save(&self.handle, &wanted)?;
+            let gone = backup.save(&wanted).await?;
             // A key that vanished between EXISTS and its backup gets created.
             let positions: Vec<usize> = decided
                 .iter()
@@ -342,8 +338,21 @@ impl<'p> Planner<'p> {
     }
 }
 
-impl Visitor for Planner<'_> {
-    fn header(&mut self, header: &Header) -> Result<()> {
+impl Planner<'_> {
+    /// Take in what the archive reader sent.
+    pub async fn batch(&mut self, batch: Batch) -> Result<()> {
+        match batch {
+            Batch::Header(header) => self.header(&header).await,
+            Batch::Records(records) => {
+                for record in records {
+                    self.record(record).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn header(&mut self, header: &Header) -> Result<()> {
         self.target = self.target.or_db(header.source.address.db);
         self.rewriter = self.write.rewriter(header, &self.archive)?;
         if let Some(scope) = &header.profile {
@@ -362,10 +371,10 @@ impl Visitor for Planner<'_> {
                 upgrade: None,
             });
         }
-        self.connect(&header.id)
+        self.connect(&header.id).await
     }
 
-    fn record(&mut self, mut record: Record, _location: &Location) -> Result<()> {
+    async fn record(&mut self, mut record: Record) -> Result<()> {
         // Every part goes through the rewrite, so that a step that cannot
         // handle a split key fails here, before anything is written.
         if let Some(r) = self.rewriter.as_mut() {
@@ -408,7 +417,7 @@ impl Visitor for Planner<'_> {
             shared,
         });
         if self.pending.len() >= self.write.batch_keys {
-            self.flush()?;
+            self.flush().await?;
         }
         Ok(())
     }

@@ -11,16 +11,18 @@
 //! since) is reported, and put back anyway unless `skip_changed`.
 //!
 //! Like restore, it plans first (verifying the whole backup, writing
-//! nothing) and performs in a second pass.
+//! nothing) and performs in a second pass, each an async loop over batches
+//! of the backup's records read on a blocking thread; the writes go through
+//! restore's `Applier`.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tokio::runtime::Handle;
 
 use crate::archive::manifest::ArchiveKind;
-use crate::archive::reader::{ArchiveSource, Location, Visitor, read_archive};
+use crate::archive::reader::ArchiveSource;
+use crate::archive::stream::{Batch, Batches};
 use crate::archive::{Decryption, Header};
 use crate::connection::{Conn, Endpoint, Side, Timeouts};
 use crate::error::{Error, Result};
@@ -121,12 +123,10 @@ async fn run(
     write: bool,
 ) -> Result<RollbackReport> {
     let started = Instant::now();
-    let handle = Handle::current();
     progress.start(None);
-    let result = tokio::task::block_in_place(|| {
+    let result = async {
         let journal = JournalReader::open(&journal_path(&options.backup))?;
         let mut rollback = Rollbacker {
-            handle,
             options,
             write,
             target: None,
@@ -155,17 +155,26 @@ async fn run(
             progress,
         };
         let source = ArchiveSource::File(options.backup.clone());
-        read_archive(&source, &Decryption::none(), &mut rollback)?;
-        rollback.flush()?;
+        let mut batches = Batches::start(source, Decryption::none());
+        let handled = async {
+            while let Some(batch) = batches.next().await {
+                rollback.batch(batch).await?;
+            }
+            Ok(())
+        }
+        .await;
+        batches.verdict(handled).await?;
+        rollback.flush().await?;
         let mut report = rollback.report;
         if let Some(applier) = rollback.applier {
-            let outcome = applier.finish()?;
+            let outcome = applier.finish().await?;
             report.errors = outcome.errors;
             report.error_samples = outcome.error_samples;
             report.pending_not_restored = outcome.pending_not_restored;
         }
         Ok::<_, Error>(report)
-    });
+    }
+    .await;
     progress.finish();
     let mut report = result?;
     report.seconds = started.elapsed().as_secs_f64();
@@ -180,7 +189,6 @@ struct Pending {
 }
 
 struct Rollbacker<'a> {
-    handle: Handle,
     options: &'a RollbackOptions,
     write: bool,
     target: Option<Endpoint>,
@@ -197,8 +205,21 @@ struct Rollbacker<'a> {
     progress: &'a dyn Progress,
 }
 
-impl Visitor for Rollbacker<'_> {
-    fn header(&mut self, header: &Header) -> Result<()> {
+impl Rollbacker<'_> {
+    /// Take in what the backup's reader sent.
+    async fn batch(&mut self, batch: Batch) -> Result<()> {
+        match batch {
+            Batch::Header(header) => self.header(&header).await,
+            Batch::Records(records) => {
+                for record in records {
+                    self.record(record).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn header(&mut self, header: &Header) -> Result<()> {
         if header.kind != ArchiveKind::PreRestore {
             return Err(Error::InvalidArgument(format!(
                 "{} is not a pre-restore backup (its kind is {:?}); rollback takes the backup a restore or copy wrote",
@@ -221,7 +242,7 @@ impl Visitor for Rollbacker<'_> {
             }
         };
         self.report.target = target.display();
-        let (mut conn, features, now_ms) = self.handle.block_on(open_target(&target))?;
+        let (mut conn, features, now_ms) = open_target(&target).await?;
         self.now_ms = now_ms;
         if self.write {
             let write = WriteOptions {
@@ -230,7 +251,6 @@ impl Visitor for Rollbacker<'_> {
                 ..WriteOptions::default()
             };
             self.applier = Some(Applier::new(
-                self.handle.clone(),
                 conn.clone(),
                 features,
                 now_ms,
@@ -240,13 +260,13 @@ impl Visitor for Rollbacker<'_> {
             ));
         }
         // The connection must answer before the pass begins.
-        self.handle.block_on(conn.time_ms())?;
+        conn.time_ms().await?;
         self.conn = Some(conn);
         self.target = Some(target);
         Ok(())
     }
 
-    fn record(&mut self, record: Record, _location: &Location) -> Result<()> {
+    async fn record(&mut self, record: Record) -> Result<()> {
         if record.part == 0
             && std::mem::take(&mut self.reread)
             && let Some(p) = self.batch.last_mut()
@@ -267,7 +287,7 @@ impl Visitor for Rollbacker<'_> {
             }
             self.skipping = false;
             if self.batch.len() >= 256 {
-                self.flush()?;
+                self.flush().await?;
             }
             self.batch.push(Pending {
                 records: vec![record],
@@ -295,10 +315,8 @@ impl Visitor for Rollbacker<'_> {
         }
         Ok(())
     }
-}
 
-impl Rollbacker<'_> {
-    fn flush(&mut self) -> Result<()> {
+    async fn flush(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -313,11 +331,7 @@ impl Rollbacker<'_> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(Error::Internal("rolling back before connecting".into()));
         };
-        let now = fingerprints(&self.handle, conn, &keys)?;
-        let location = Location {
-            entry: "backup".into(),
-            record: 0,
-        };
+        let now = fingerprints(conn, &keys).await?;
         let count = batch.len() as u64;
         for (pending, current) in batch.into_iter().zip(now) {
             let key = pending.records[0].key.0.clone();
@@ -356,7 +370,7 @@ impl Rollbacker<'_> {
             };
             if let Some(applier) = self.applier.as_mut() {
                 for r in records {
-                    applier.record(r, &location)?;
+                    applier.record(r).await?;
                 }
             }
         }

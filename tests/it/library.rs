@@ -132,3 +132,54 @@ fn module_type_names_map_to_dump() {
     assert_eq!(KeyType::from_redis("none"), None);
     assert_eq!(KeyType::from_redis("zset"), Some(KeyType::Zset));
 }
+
+/// The library bridges nothing to a multi-threaded runtime: restore (plan,
+/// backup, journal, perform), compare and rollback all run on a
+/// current-thread one.
+#[tokio::test(flavor = "current_thread")]
+async fn restore_compare_and_rollback_run_on_a_current_thread_runtime() {
+    use redis_archive::archive::{ArchiveSource, Decryption};
+    use redis_archive::compare::{CompareOptions, compare};
+    use redis_archive::progress::Silent;
+    use redis_archive::restore::{self, RestoreOptions, rollback};
+
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    load_mixed(&mut src.conn());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.tar.zst");
+    export(&src, &file, &[]).ok();
+
+    let target =
+        Endpoint::resolve(&dst.url(), None, None, Side::Target, Timeouts::default()).unwrap();
+    let mut options = RestoreOptions::new(ArchiveSource::File(file.clone()), target.clone());
+    options.decryption = Decryption::none();
+    options.backup_dir = Some(dir.path().join("backups"));
+    let plan = restore::plan(&options, &Silent).await.unwrap();
+    let backup = plan.backup_path().unwrap().to_path_buf();
+    let report = restore::perform(plan, &options, &Silent).await.unwrap();
+    assert_eq!(report.errors, 0);
+    assert!(report.written > 0);
+    let compared = assert_same_db(&mut src.conn(), &mut dst.conn(), 2000);
+    assert!(compared > 0);
+
+    let comparison = compare(
+        &CompareOptions::new(ArchiveSource::File(file), target.clone()),
+        &Silent,
+    )
+    .await
+    .unwrap();
+    assert!(comparison.is_identical(), "{comparison:?}");
+    assert_eq!(comparison.compared, report.written);
+
+    let mut undo = rollback::RollbackOptions::new(backup);
+    undo.target = Some(target);
+    let rolled = rollback::perform(&undo, &Silent).await.unwrap();
+    assert_eq!(rolled.errors, 0);
+    assert_eq!(rolled.deleted, report.written);
+    assert_eq!(
+        dst.dbsize(0),
+        0,
+        "rollback deleted what the restore created"
+    );
+}

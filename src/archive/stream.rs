@@ -1,0 +1,126 @@
+//! The archive as a stream of record batches, for async readers.
+//!
+//! Reading and verifying an archive is synchronous work (decompression,
+//! decryption, checksums), while the restore side spends its time waiting
+//! on Redis. So the archive is read on a blocking thread of its own, which
+//! sends the header and then batches of records through a bounded channel;
+//! the async side loops over them and awaits its Redis calls directly. This
+//! keeps the runtime's threads free (the library works on a current-thread
+//! runtime too), lets decoding overlap with the server's work, and bounds
+//! memory to a few batches.
+//!
+//! A batch is only what the reader has read so far: the verdict on the whole
+//! archive comes from [`Batches::finish`], and a caller that must not act on
+//! an archive that turns out corrupt (restore's plan) waits for it before
+//! acting.
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::reader::{ArchiveSource, Location, Verified, Visitor, read_archive};
+use super::{Decryption, Header};
+use crate::error::{Error, Result};
+use crate::record::Record;
+
+/// Records per batch sent.
+const BATCH_RECORDS: usize = 512;
+/// Bytes of values per batch sent, to bound a batch of big records.
+const BATCH_BYTES: usize = 8 << 20;
+/// Batches decoded ahead of the async side.
+const AHEAD: usize = 2;
+
+/// What the reader sends: the header first, then records in archive order.
+#[derive(Debug)]
+pub enum Batch {
+    Header(Box<Header>),
+    Records(Vec<Record>),
+}
+
+/// An archive being read on a blocking thread.
+#[derive(Debug)]
+pub struct Batches {
+    rx: mpsc::Receiver<Batch>,
+    reader: JoinHandle<Result<Verified>>,
+}
+
+impl Batches {
+    /// Start reading `source`.
+    pub fn start(source: ArchiveSource, decryption: Decryption) -> Self {
+        let (tx, rx) = mpsc::channel(AHEAD);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut sender = Sender {
+                tx,
+                batch: Vec::new(),
+                bytes: 0,
+            };
+            let verified = read_archive(&source, &decryption, &mut sender)?;
+            sender.send()?;
+            Ok(verified)
+        });
+        Batches { rx, reader }
+    }
+
+    /// The next batch; `None` once the reader has stopped, whether at the
+    /// end or at a problem (which [`Batches::finish`] returns).
+    pub async fn next(&mut self) -> Option<Batch> {
+        self.rx.recv().await
+    }
+
+    /// Stop reading if it is not done, and return the reader's verdict on
+    /// the whole archive.
+    pub async fn finish(self) -> Result<Verified> {
+        // Dropping the receiver makes the reader's next send fail, so a
+        // reader the async side gave up on stops soon.
+        drop(self.rx);
+        self.reader
+            .await
+            .map_err(|e| Error::Internal(format!("the archive reader failed: {e}")))?
+    }
+
+    /// [`Batches::finish`], after the async side handled the batches with
+    /// `handled`: an error of its own comes first, since it concerns records
+    /// read before any later problem of the archive.
+    pub async fn verdict(self, handled: Result<()>) -> Result<Verified> {
+        let verified = self.finish().await;
+        handled?;
+        verified
+    }
+}
+
+/// The visitor on the reader's thread: collects records into batches and
+/// sends them, waiting while the channel is full.
+struct Sender {
+    tx: mpsc::Sender<Batch>,
+    batch: Vec<Record>,
+    bytes: usize,
+}
+
+impl Sender {
+    fn send(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        let batch = std::mem::take(&mut self.batch);
+        self.tx
+            .blocking_send(Batch::Records(batch))
+            .map_err(|_| Error::Internal("the archive is no longer being read".into()))
+    }
+}
+
+impl Visitor for Sender {
+    fn header(&mut self, header: &Header) -> Result<()> {
+        self.tx
+            .blocking_send(Batch::Header(Box::new(header.clone())))
+            .map_err(|_| Error::Internal("the archive is no longer being read".into()))
+    }
+
+    fn record(&mut self, record: Record, _location: &Location) -> Result<()> {
+        self.bytes += record.value.approx_bytes();
+        self.batch.push(record);
+        if self.batch.len() >= BATCH_RECORDS || self.bytes >= BATCH_BYTES {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
