@@ -1,0 +1,165 @@
+//! Byte strings and scores in JSON: text when it is plain UTF-8, base64
+//! otherwise; scores as the shortest number that reads back to the same
+//! double, or `"inf"`/`"-inf"`.
+
+use super::*;
+
+/// A binary-safe byte string; see the module docs for its JSON form.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Bytes(pub Vec<u8>);
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", printable(&self.0))
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(v: &[u8]) -> Self {
+        Bytes(v.to_vec())
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Self {
+        Bytes(v)
+    }
+}
+
+impl From<&str> for Bytes {
+    fn from(v: &str) -> Self {
+        Bytes(v.as_bytes().to_vec())
+    }
+}
+
+/// Whether bytes are written as a JSON string: valid UTF-8 without control
+/// characters other than tab, newline and carriage return. Other control
+/// characters would be escaped as `\u00XX`, six bytes each; base64 keeps
+/// every record within 4/3 of its data (2x for text full of `"` and `\\`).
+pub(crate) fn as_text(bytes: &[u8]) -> Option<&str> {
+    let plain = bytes
+        .iter()
+        .all(|&b| !(b < 0x20 || b == 0x7f) || matches!(b, b'\t' | b'\n' | b'\r'));
+    if plain {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match as_text(&self.0) {
+            Some(text) => s.serialize_str(text),
+            None => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("b64", &B64.encode(&self.0))?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct BytesVisitor;
+        impl<'de> Visitor<'de> for BytesVisitor {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or {\"b64\": \"...\"}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
+                Ok(Bytes(v.as_bytes().to_vec()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Bytes, E> {
+                Ok(Bytes(v.into_bytes()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Bytes, A::Error> {
+                let mut out = None;
+                while let Some(name) = map.next_key::<std::borrow::Cow<str>>()? {
+                    if name != "b64" || out.is_some() {
+                        return Err(de::Error::custom(format!(
+                            "unexpected field {name:?} in a byte string"
+                        )));
+                    }
+                    let text = map.next_value::<std::borrow::Cow<str>>()?;
+                    out = Some(B64.decode(text.as_bytes()).map_err(de::Error::custom)?);
+                }
+                out.map(Bytes)
+                    .ok_or_else(|| de::Error::custom("empty byte string object"))
+            }
+        }
+        d.deserialize_any(BytesVisitor)
+    }
+}
+
+/// A sorted-set score. JSON numbers cannot say infinity, so `inf` and
+/// `-inf` are the strings Redis itself uses; finite scores are numbers
+/// written with the shortest form that reads back to the same f64.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score(pub f64);
+
+impl Serialize for Score {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_finite() {
+            s.serialize_f64(self.0)
+        } else if self.0 > 0.0 {
+            s.serialize_str("inf")
+        } else if self.0 < 0.0 {
+            s.serialize_str("-inf")
+        } else {
+            Err(serde::ser::Error::custom("NaN is not a valid score"))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Score {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ScoreVisitor;
+        impl Visitor<'_> for ScoreVisitor {
+            type Value = Score;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number, \"inf\" or \"-inf\"")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Score, E> {
+                Ok(Score(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Score, E> {
+                Ok(Score(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Score, E> {
+                Ok(Score(v as f64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Score, E> {
+                parse_score(v.as_bytes())
+                    .filter(|s| !s.is_finite())
+                    .map(Score)
+                    .ok_or_else(|| E::custom(format!("invalid score {v:?}")))
+            }
+        }
+        d.deserialize_any(ScoreVisitor)
+    }
+}
+
+/// Parse a score as Redis prints it (`1.5`, `inf`, `-inf`, `+inf`).
+pub fn parse_score(text: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(text).ok()?;
+    let v = match text {
+        "inf" | "+inf" | "Inf" | "+Inf" => f64::INFINITY,
+        "-inf" | "-Inf" => f64::NEG_INFINITY,
+        _ => text.parse::<f64>().ok()?,
+    };
+    (!v.is_nan()).then_some(v)
+}
+
+/// Format a score for a command so that the server parses the same f64.
+pub(crate) fn format_score(v: f64) -> String {
+    if v == f64::INFINITY {
+        "+inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-inf".into()
+    } else {
+        // Rust's Display for f64 is the shortest string that round-trips.
+        format!("{v}")
+    }
+}
