@@ -12,12 +12,16 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio::sync::mpsc;
 
+mod scan;
+
+use scan::ScanWalk;
+
 use crate::archive::manifest::{ArchiveKind, ClusterSource, SCHEMA_VERSION, Source};
 use crate::archive::{ArchiveWriter, Destination, Encryption, Finished, Header, WriterOptions};
 use crate::cluster::Topology;
-use crate::connection::{Conn, Endpoint, ServerInfo};
+use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
-use crate::fetch::{ChunkSizes, Fetcher, Outgoing, dedupe};
+use crate::fetch::{ChunkSizes, Fetcher, Outgoing};
 use crate::keyspace::Selection;
 use crate::profile::Profile;
 use crate::profile::rewrite::classify;
@@ -206,16 +210,13 @@ pub(crate) async fn export_archive(
             by_user.run(&user, &groups).await
         }
         _ => {
-            walk_shards(
-                &shards,
-                &selection,
-                options.scan_count,
-                &options.cancel,
-                &mut fetcher,
-                &server_info,
+            let walk = ScanWalk {
+                selection: &selection,
+                scan_count: options.scan_count,
+                cancel: &options.cancel,
                 progress,
-            )
-            .await
+            };
+            walk.run(&shards, &mut fetcher, &server_info).await
         }
     };
     progress.finish();
@@ -363,96 +364,6 @@ async fn unmoved_since(conn: &Conn, before: &Topology) -> Result<()> {
                 "the slots moved during the export ({change}); nothing was written; run it again once the resharding or failover is over"
             ),
         }),
-    }
-}
-
-/// Cluster primaries walked at the same time; their readers share one
-/// byte budget, but each holds a batch of its own.
-const PARALLEL_SHARDS: usize = 8;
-
-/// Walk the selection on every primary of a cluster (or on the one
-/// server), several at a time, each with its own connection and reader,
-/// into one writer.
-async fn walk_shards(
-    shards: &[Conn],
-    selection: &Selection,
-    scan_count: usize,
-    cancel: &Cancel,
-    fetcher: &mut Fetcher,
-    server: &ServerInfo,
-    progress: &dyn Progress,
-) -> Result<bool> {
-    use futures_util::stream::{StreamExt, TryStreamExt};
-    let walks = shards.iter().map(|shard| {
-        let mut conn = shard.clone();
-        let mut reader = fetcher.sharing(shard.clone());
-        async move {
-            // Each node counts its own keys with field expiry.
-            reader.detect_field_expiry(server).await?;
-            let done = walk(
-                &mut conn,
-                selection,
-                scan_count,
-                cancel,
-                &mut reader,
-                progress,
-            )
-            .await?;
-            Ok::<_, Error>((done, reader.stats))
-        }
-    });
-    let results: Vec<(bool, crate::fetch::FetchStats)> = futures_util::stream::iter(walks)
-        .buffer_unordered(PARALLEL_SHARDS)
-        .try_collect()
-        .await?;
-    let mut all_done = true;
-    for (done, stats) in results {
-        all_done &= done;
-        fetcher.stats.absorb(stats);
-    }
-    Ok(all_done)
-}
-
-/// Walk the selection with SCAN and read every key through `fetcher`.
-/// Returns false when stopped by `cancel` before the end.
-async fn walk(
-    conn: &mut Conn,
-    selection: &Selection,
-    scan_count: usize,
-    cancel: &Cancel,
-    fetcher: &mut Fetcher,
-    progress: &dyn Progress,
-) -> Result<bool> {
-    let server_type = selection.server_type();
-    let accept = |t| selection.matches_type(t);
-    let mut cursor: u64 = 0;
-    loop {
-        if cancel.is_cancelled() {
-            return Ok(false);
-        }
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(cursor);
-        if let Some(pattern) = selection.server_pattern() {
-            scan.arg("MATCH").arg(pattern);
-        }
-        scan.arg("COUNT").arg(scan_count);
-        if let Some(t) = server_type {
-            scan.arg("TYPE").arg(t.name());
-        }
-        let (next, keys): (u64, Vec<Vec<u8>>) = conn.query(&scan, "scanning keys").await?;
-        let found = keys.len() as u64;
-        let keys: Vec<Vec<u8>> = dedupe(keys)
-            .into_iter()
-            .filter(|k| selection.matches_key(k))
-            .collect();
-        if !keys.is_empty() {
-            fetcher.fetch_batch(keys, server_type, &accept).await?;
-        }
-        progress.advance(found);
-        if next == 0 {
-            return Ok(true);
-        }
-        cursor = next;
     }
 }
 
