@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::archive::Decryption;
-use crate::archive::reader::{ArchiveSource, Discard, MAX_PROBLEMS, Problem, read_leniently};
+use crate::archive::reader::{ArchiveSource, Discard, Problem, read_leniently};
 use crate::error::Result;
 use crate::profile::Profile;
 use crate::profile::check::{Checker, ProfileValidation};
@@ -67,21 +67,16 @@ pub fn validate(
     let name = profile.name.clone();
     let mut checker = Checker::new(profile, source.display());
     checker.required = explicit;
-    let mut report = report(read_leniently(source, decryption, &mut checker)?);
+    let mut read = read_leniently(source, decryption, &mut checker)?;
     let checked = checker.finish();
     if !checked.checked {
-        return Ok(report);
+        return Ok(report(read));
     }
-    report.problems_total += checked.findings.len() as u64;
     for f in &checked.findings {
-        if report.problems.len() >= MAX_PROBLEMS {
-            break;
-        }
-        report
-            .problems
-            .push(Problem::record(&f.location, &f.key, f.message.clone()));
+        read.problems
+            .add(Problem::record(&f.location, &f.key, f.message.clone()));
     }
-    report.valid = report.problems_total == 0;
+    let mut report = report(read);
     report.profile = Some(ProfileValidation {
         name,
         user: checked.user,
@@ -93,15 +88,16 @@ pub fn validate(
 }
 
 fn report(read: crate::archive::reader::LenientRead) -> ValidationReport {
+    let (problems_total, problems) = read.problems.into_parts();
     ValidationReport {
         file: read.file,
-        valid: read.problems_total == 0,
+        valid: problems_total == 0,
         encrypted: read.encrypted,
         schema_version: read.schema_version,
         keys: read.keys,
         records: read.records,
-        problems_total: read.problems_total,
-        problems: read.problems,
+        problems_total,
+        problems,
         profile: None,
     }
 }

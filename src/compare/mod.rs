@@ -35,7 +35,7 @@ use crate::keyspace::Selection;
 use crate::progress::Progress;
 use crate::record::{Bytes, Expiry, KeyType, Record, StreamEntry, Value, parse_score, printable};
 use crate::reply::{array_of, bytes_of, stream_entries};
-use crate::report::MAX_ERROR_SAMPLES;
+use crate::report::Samples;
 use crate::restore::remap::Remap;
 
 /// What to compare: an archive against a live server, read-only.
@@ -198,19 +198,19 @@ pub async fn compare(options: &CompareOptions, progress: &dyn Progress) -> Resul
         identical,
         expired,
         by_kind,
-        examples,
+        differences,
         not_compared,
-        not_compared_examples,
     } = checker.result;
+    let (not_compared, not_compared_examples) = not_compared.into_parts();
     Ok(Comparison {
         archive: options.source.display(),
         target: checker.target.display(),
         compared,
         identical,
         expired_in_archive: expired,
-        differences: by_kind.values().sum(),
+        differences: differences.total(),
         by_kind,
-        examples,
+        examples: differences.into_parts().1,
         not_compared,
         not_compared_examples,
     })
@@ -222,21 +222,18 @@ struct Tally {
     identical: u64,
     expired: u64,
     by_kind: BTreeMap<DiffKind, u64>,
-    examples: Vec<Difference>,
-    not_compared: u64,
-    not_compared_examples: Vec<String>,
+    differences: Samples<Difference>,
+    not_compared: Samples<String>,
 }
 
 impl Tally {
     fn differ(&mut self, kind: DiffKind, key: &[u8], detail: String) {
         *self.by_kind.entry(kind).or_default() += 1;
-        if self.examples.len() < MAX_ERROR_SAMPLES {
-            self.examples.push(Difference {
-                kind,
-                key: printable(key),
-                detail,
-            });
-        }
+        self.differences.add(Difference {
+            kind,
+            key: printable(key),
+            detail,
+        });
     }
 }
 
@@ -511,12 +508,9 @@ impl Checker<'_> {
             && state.differing == 0
         {
             self.result.compared -= 1;
-            self.result.not_compared += 1;
-            if self.result.not_compared_examples.len() < MAX_ERROR_SAMPLES {
-                self.result
-                    .not_compared_examples
-                    .push(format!("{} ({type_name})", printable(&state.key)));
-            }
+            self.result
+                .not_compared
+                .add(format!("{} ({type_name})", printable(&state.key)));
             return;
         }
         let mut identical = true;

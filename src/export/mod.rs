@@ -220,7 +220,7 @@ pub(crate) async fn export_archive(
         }
     };
     progress.finish();
-    let stats = std::mem::take(&mut fetcher.stats);
+    let mut stats = std::mem::take(&mut fetcher.stats);
     drop(fetcher);
     let walked = match (&topology, walked) {
         (Some(before), Ok(done)) => unmoved_since(&conn, before).await.map(|()| done),
@@ -239,6 +239,7 @@ pub(crate) async fn export_archive(
     }
 
     let vanished = stats.vanished();
+    let errors = std::mem::take(&mut stats.errors).into_parts();
     let Finished {
         destination,
         bytes,
@@ -267,8 +268,8 @@ pub(crate) async fn export_archive(
         by_type,
         vanished,
         changed: stats.changed,
-        errors: stats.error_count,
-        error_samples: stats.errors,
+        errors: errors.0,
+        error_samples: errors.1,
         seconds: started.elapsed().as_secs_f64(),
         schema_version: SCHEMA_VERSION,
         sha256,

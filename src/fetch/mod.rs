@@ -36,7 +36,7 @@ use crate::reply::{
     array_of, bytes_of, dump_value, parse_time, scan_reply, scan_value, stream_entries,
     stream_groups, stream_meta,
 };
-use crate::report::{KeyError, TypeSummary};
+use crate::report::{KeyError, Samples, TypeSummary};
 
 /// How much is read at once.
 #[derive(Debug, Clone, Copy)]
@@ -71,10 +71,8 @@ pub struct FetchStats {
     pub by_type: BTreeMap<KeyType, TypeSummary>,
     /// Keys that were gone before their type was known.
     pub vanished_untyped: u64,
-    /// The first keys that could not be read, with why.
-    pub errors: Vec<KeyError>,
-    /// Keys that could not be read, all of them.
-    pub error_count: u64,
+    /// Keys that could not be read: all counted, the first named with why.
+    pub errors: Samples<KeyError>,
     /// Times a big key changed while it was read (its parts voided, read
     /// again); each ends as exported, vanished or an error.
     pub changed: u64,
@@ -95,10 +93,9 @@ impl FetchStats {
             mine.errors += summary.errors;
         }
         self.vanished_untyped += other.vanished_untyped;
-        self.error_count += other.error_count;
+
         self.changed += other.changed;
-        let room = crate::report::MAX_ERROR_SAMPLES.saturating_sub(self.errors.len());
-        self.errors.extend(other.errors.into_iter().take(room));
+        self.errors.absorb(other.errors);
     }
 
     fn vanish(&mut self, t: Option<KeyType>) {
@@ -110,10 +107,7 @@ impl FetchStats {
 
     fn fail(&mut self, key: &[u8], t: KeyType, reason: String) {
         self.by_type.entry(t).or_default().errors += 1;
-        self.error_count += 1;
-        if self.errors.len() < crate::report::MAX_ERROR_SAMPLES {
-            self.errors.push(KeyError::new(key, reason));
-        }
+        self.errors.add(KeyError::new(key, reason));
     }
 }
 

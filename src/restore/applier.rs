@@ -14,9 +14,9 @@ pub struct Outcome {
     /// Keys planned for creation that appeared in the target before they
     /// were written: left alone, since the backup does not hold them.
     pub appeared: u64,
-    pub errors: u64,
+    /// Keys that failed: all counted, the first named.
+    pub errors: Samples<KeyError>,
     pub errors_by_type: BTreeMap<KeyType, u64>,
-    pub error_samples: Vec<KeyError>,
     /// Cluster redirections followed (see [`Conn::redirects`]).
     pub redirects: u64,
     /// Pending entries of consumer groups not restored: their message is
@@ -26,6 +26,7 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn into_report(self, source: String, target: String, started: Instant) -> RestoreReport {
+        let (errors, error_samples) = self.errors.into_parts();
         RestoreReport {
             source,
             target,
@@ -34,9 +35,9 @@ impl Outcome {
             written: self.written,
             added: self.added,
             appeared: self.appeared,
-            errors: self.errors,
+            errors,
             errors_by_type: self.errors_by_type,
-            error_samples: self.error_samples,
+            error_samples,
             seconds: started.elapsed().as_secs_f64(),
             backup: None,
             rollback: None,
@@ -48,11 +49,8 @@ impl Outcome {
     }
 
     fn fail(&mut self, key: &[u8], t: KeyType, reason: String) {
-        self.errors += 1;
         *self.errors_by_type.entry(t).or_default() += 1;
-        if self.error_samples.len() < MAX_ERROR_SAMPLES {
-            self.error_samples.push(KeyError::new(key, reason));
-        }
+        self.errors.add(KeyError::new(key, reason));
     }
 }
 

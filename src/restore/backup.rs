@@ -171,7 +171,7 @@ impl PreRestoreBackup {
         };
         let ((read, stats), gone) = tokio::join!(fetch, drain);
         read?;
-        if let Some(e) = stats.errors.first() {
+        if let Some(e) = stats.errors.examples().first() {
             return Err(Error::Redis {
                 endpoint: self.conn.endpoint().display(),
                 action: "backing up keys before the restore".into(),

@@ -53,9 +53,7 @@ use crate::profile::Profile;
 use crate::profile::rewrite::Rewriter;
 use crate::progress::{Cancel, Progress};
 use crate::record::{Bytes, Expiry, KeyType, Record, Value, printable};
-use crate::report::{
-    Action, ActionCounts, KeyError, MAX_ERROR_SAMPLES, ProfileRestore, RestoreReport,
-};
+use crate::report::{Action, ActionCounts, KeyError, ProfileRestore, RestoreReport, Samples};
 use backup::PreRestoreBackup;
 use journal::{Journal, journal_path};
 use remap::Remap;

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::load::TtlMode;
 use crate::progress::{Cancel, Progress, Silent};
 use crate::record::{Record, Value, printable};
-use crate::report::{KeyError, MAX_ERROR_SAMPLES};
+use crate::report::{KeyError, Samples};
 use crate::restore::journal::{JournalReader, Touched, journal_path};
 use crate::restore::{Applier, Mode, UNKNOWN_FINGERPRINT, WriteOptions, fingerprints, open_target};
 
@@ -150,6 +150,7 @@ async fn run(
                 seconds: 0.0,
                 pending_not_restored: 0,
             },
+            changed: Samples::default(),
             skipping: false,
             reread: false,
             progress,
@@ -166,10 +167,10 @@ async fn run(
         batches.verdict(handled).await?;
         rollback.flush().await?;
         let mut report = rollback.report;
+        (report.changed, report.changed_samples) = rollback.changed.into_parts();
         if let Some(applier) = rollback.applier {
             let outcome = applier.finish().await?;
-            report.errors = outcome.errors;
-            report.error_samples = outcome.error_samples;
+            (report.errors, report.error_samples) = outcome.errors.into_parts();
             report.pending_not_restored = outcome.pending_not_restored;
         }
         Ok::<_, Error>(report)
@@ -198,6 +199,8 @@ struct Rollbacker<'a> {
     journal: Option<JournalReader>,
     batch: Vec<Pending>,
     report: RollbackReport,
+    /// Keys someone changed since the restore left them.
+    changed: Samples<String>,
     /// The current key is untouched: skip its continuation records.
     skipping: bool,
     /// The last key's parts were void: its next first record replaces them.
@@ -346,10 +349,7 @@ impl Rollbacker<'_> {
                 (None, _) => false,
             };
             if changed {
-                self.report.changed += 1;
-                if self.report.changed_samples.len() < MAX_ERROR_SAMPLES {
-                    self.report.changed_samples.push(printable(&key));
-                }
+                self.changed.add(printable(&key));
                 if self.options.skip_changed {
                     self.report.skipped_changed += 1;
                     continue;

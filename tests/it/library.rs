@@ -38,7 +38,7 @@ async fn keys_gone_before_they_are_read_count_as_vanished() {
     assert_eq!(fetcher.stats.vanished_untyped, 2);
     assert_eq!(fetcher.stats.by_type[&KeyType::Hash].vanished, 1);
     assert_eq!(fetcher.stats.vanished(), 3);
-    assert_eq!(fetcher.stats.error_count, 0);
+    assert_eq!(fetcher.stats.errors.total(), 0);
     drop(fetcher);
     let out = rx.recv().await.unwrap();
     assert_eq!(out.record.key.0, b"here");

@@ -21,8 +21,8 @@ pub(crate) use guard::MAX_RECORD_BYTES;
 use guard::{ClosingReader, Counted, Hashing, Meter};
 pub use guard::{LARGE_RECORD_BYTES, MAX_ENTRY_BYTES, MAX_EXPANSION, MAX_META_BYTES};
 
-pub(crate) use problem::{MAX_PROBLEMS, Problems, Stop};
 pub use problem::{Problem, ProblemKind};
+pub(crate) use problem::{Problems, Stop};
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
@@ -144,8 +144,7 @@ pub fn read_archive(
     let mut problems = Problems {
         name: source.display(),
         strict: true,
-        first: Vec::new(),
-        total: 0,
+        found: Default::default(),
     };
     let (seen, encrypted) = read_with(source, decryption, visitor, &mut problems)?;
     match seen.manifest {
@@ -173,10 +172,8 @@ pub(crate) struct LenientRead {
     pub keys: u64,
     /// Records read.
     pub records: u64,
-    /// Problems found, including those not kept in `problems`.
-    pub problems_total: u64,
-    /// The first problems, in the order they were found.
-    pub problems: Vec<Problem>,
+    /// Problems found: all counted, the first kept in the order found.
+    pub problems: crate::report::Samples<Problem>,
 }
 
 /// Read the whole archive, collecting every problem instead of stopping at
@@ -191,8 +188,7 @@ pub(crate) fn read_leniently(
     let mut problems = Problems {
         name: source.display(),
         strict: false,
-        first: Vec::new(),
-        total: 0,
+        found: Default::default(),
     };
     let (seen, encrypted) = read_with(source, decryption, visitor, &mut problems)?;
     Ok(LenientRead {
@@ -201,8 +197,7 @@ pub(crate) fn read_leniently(
         schema_version: seen.header.as_ref().map(|h| h.schema_version),
         keys: seen.counts.keys,
         records: seen.counts.records,
-        problems_total: problems.total,
-        problems: problems.first,
+        problems: problems.found,
     })
 }
 

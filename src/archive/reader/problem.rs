@@ -3,6 +3,7 @@
 //! an error; a lenient one (validate) counts them all and keeps the first.
 
 use super::*;
+use crate::report::Samples;
 
 /// What kind of problem an archive has; decides the error a strict read
 /// returns, and is named in validation reports.
@@ -121,16 +122,13 @@ impl Problem {
     }
 }
 
-/// How many problems a report lists; the rest are counted.
-pub(crate) const MAX_PROBLEMS: usize = 20;
-
 /// Where problems go: a strict read fails at the first one (restore must
 /// not act on a bad archive); validation collects them all.
 pub(crate) struct Problems {
     pub(crate) name: String,
     pub(crate) strict: bool,
-    pub(crate) first: Vec<Problem>,
-    pub(crate) total: u64,
+    /// Every problem counted, the first kept.
+    pub(crate) found: Samples<Problem>,
 }
 
 /// Reading cannot go on (the stream itself is broken).
@@ -141,10 +139,7 @@ impl Problems {
         if self.strict {
             return Err(problem.into_error(&self.name));
         }
-        self.total += 1;
-        if self.first.len() < MAX_PROBLEMS {
-            self.first.push(problem);
-        }
+        self.found.add(problem);
         Ok(())
     }
 
