@@ -70,6 +70,21 @@ pub enum Error {
     },
 
     #[error(
+        "Redis at {endpoint} failed while {action}: {reason}; the user lacks a permission this command needs"
+    )]
+    /// The server refused a command to this user (an ACL without it): a
+    /// right to grant, not a fault to retry. See docs/SECURITY.md for the
+    /// rights each command needs.
+    NoPermission {
+        /// The endpoint, with any password left out.
+        endpoint: String,
+        /// What was being done, such as "watching a big key".
+        action: String,
+        /// The server's reply.
+        reason: String,
+    },
+
+    #[error(
         "invalid Redis URL {url:?}: {reason}; use redis://[user[:password]@]host[:port][/db] or rediss:// for TLS"
     )]
     /// The Redis URL cannot be parsed or uses an unknown scheme.

@@ -313,10 +313,10 @@ impl Endpoint {
             return Error::Unreachable { endpoint, reason };
         }
         if err.kind() == ErrorKind::Server(ServerErrorKind::NoPerm) {
-            return Error::Redis {
+            return Error::NoPermission {
                 endpoint,
                 action: action.into(),
-                reason: format!("{reason}; the user lacks a permission this command needs"),
+                reason,
             };
         }
         Error::Redis {

@@ -149,7 +149,7 @@ impl Fetcher {
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) if e.to_string().contains("permission") => Err(e),
+            Err(e @ Error::NoPermission { .. }) => Err(e),
             Err(_) => {
                 self.watchers.remove(&address);
                 Ok(false)

@@ -52,7 +52,7 @@ fn exit_code(err: &Error) -> u8 {
         Error::Unreachable { .. } => exit::UNREACHABLE,
         Error::AuthRefused { .. } => exit::AUTH,
         Error::DbOutOfRange { .. } => exit::DB_RANGE,
-        Error::Redis { .. } | Error::Cluster { .. } => exit::REDIS,
+        Error::Redis { .. } | Error::NoPermission { .. } | Error::Cluster { .. } => exit::REDIS,
         Error::BadUrl { .. }
         | Error::InvalidArgument(_)
         | Error::Profile(_)
