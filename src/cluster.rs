@@ -103,6 +103,18 @@ impl Shard {
     }
 }
 
+// The archive header's summary of a cluster is made here, where the
+// topology is known: the format layer only stores it.
+impl crate::archive::manifest::ClusterSource {
+    /// The summary of a cluster's layout as read at the start.
+    pub(crate) fn of(topology: &Topology) -> Self {
+        Self {
+            nodes: topology.shards.len(),
+            slots: topology.covered(),
+        }
+    }
+}
+
 /// Which primary serves each slot, as one node reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {

@@ -58,6 +58,7 @@ pub mod record;
 pub(crate) mod reply;
 pub mod report;
 pub mod restore;
+mod samples;
 pub mod validate;
 
 pub use error::{Error, Result};

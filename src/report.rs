@@ -7,58 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::profile::upgrade::UpgradeSummary;
 use crate::record::{KeyType, printable};
 
-/// How many failed keys a report names; the rest are only counted.
-pub(crate) const MAX_ERROR_SAMPLES: usize = 20;
-
-/// Counts everything and keeps the first 20 of it: what
-/// every report that names what went wrong (failed keys, differences,
-/// problems) needs, so that a million failures cost a count, not a list.
-#[derive(Debug, Clone)]
-pub struct Samples<T> {
-    total: u64,
-    first: Vec<T>,
-}
-
-impl<T> Default for Samples<T> {
-    fn default() -> Self {
-        Samples {
-            total: 0,
-            first: Vec::new(),
-        }
-    }
-}
-
-impl<T> Samples<T> {
-    /// Count one more, and keep it if there is still room.
-    pub fn add(&mut self, item: T) {
-        self.total += 1;
-        if self.first.len() < MAX_ERROR_SAMPLES {
-            self.first.push(item);
-        }
-    }
-
-    /// Add another tally's counts and, room permitting, its examples.
-    pub(crate) fn absorb(&mut self, other: Samples<T>) {
-        self.total += other.total;
-        let room = MAX_ERROR_SAMPLES.saturating_sub(self.first.len());
-        self.first.extend(other.first.into_iter().take(room));
-    }
-
-    /// Everything counted.
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
-    /// The first ones, in the order they came.
-    pub fn examples(&self) -> &[T] {
-        &self.first
-    }
-
-    /// The count and the examples, for a report.
-    pub(crate) fn into_parts(self) -> (u64, Vec<T>) {
-        (self.total, self.first)
-    }
-}
+pub use crate::samples::Samples;
 
 /// A key that could not be read or written, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,8 +61,7 @@ pub fn data_entry_name(index: usize) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ArchiveKind {
-    /// Written by `archive export` (or the library's
-    /// [`export`](crate::export::export)).
+    /// Written by `archive export` (or the library's `export`).
     Export,
     /// Written into a backup folder by `archive backup`.
     Backup,
@@ -141,16 +140,6 @@ pub struct ClusterSource {
     pub nodes: usize,
     /// Slots they served (16384 in a whole cluster).
     pub slots: usize,
-}
-
-impl ClusterSource {
-    /// The summary of a cluster's layout as read at the start.
-    pub fn of(topology: &crate::cluster::Topology) -> Self {
-        ClusterSource {
-            nodes: topology.shards.len(),
-            slots: topology.covered(),
-        }
-    }
 }
 
 /// The first entry of an archive: what it is, where its data came from and

@@ -19,7 +19,7 @@ pub async fn backup(
     dir: &Path,
     progress: &dyn Progress,
 ) -> Result<ExportReport> {
-    crate::restore::backup::create_private_dir(dir)?;
+    super::catalog::create_private_dir(dir)?;
     let _lock = Lock::acquire(dir, "backup")?;
     let id = new_archive_id();
     let created = Utc::now();

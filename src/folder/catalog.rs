@@ -100,6 +100,24 @@ impl Meta {
     }
 }
 
+/// Create `dir` (and parents) with mode 0700: backups hold production data.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::output(dir, e))
+}
+
+/// The restore journal beside the pre-restore backup at `backup`: the
+/// folder's files are named here, whoever writes them.
+pub(crate) fn journal_path(backup: &Path) -> PathBuf {
+    let mut name = backup.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
 /// The sidecar path of an archive file.
 pub(crate) fn meta_path(archive: &Path) -> PathBuf {
     let mut name = archive.as_os_str().to_owned();

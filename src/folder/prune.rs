@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::catalog::journal_path;
 use crate::archive::manifest::ArchiveKind;
 use crate::error::{Error, Result};
 use crate::folder::catalog::{Entry, Lock, meta_path, scan};
 use crate::folder::retention::{Item, Policy, Zone, decide};
-use crate::restore::journal::journal_path;
 
 /// What to prune and by which rules; [`prune`] plans, and removes only when
 /// asked to.

@@ -17,7 +17,7 @@ use crate::archive::{ArchiveWriter, Destination, Header, WriterOptions};
 use crate::connection::{Conn, Endpoint, ServerInfo};
 use crate::error::{Error, Result};
 use crate::fetch::{ChunkSizes, Fetcher, Outgoing};
-use crate::folder::catalog::{Meta, archive_file_name, commit};
+use crate::folder::catalog::{Meta, archive_file_name, commit, create_private_dir};
 use crate::keyspace::Selection;
 use crate::record::{Bytes, Record, Value};
 use crate::report::Action;
@@ -204,14 +204,4 @@ impl PreRestoreBackup {
 
 fn absent(key: &[u8]) -> Record {
     Record::new(Bytes(key.to_vec()), Value::Absent(Default::default()))
-}
-
-/// Create `dir` (and parents) with mode 0700: backups hold production data.
-pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::output(dir, e))
 }

@@ -41,12 +41,7 @@ if d then out[i] = redis.sha1hex(d) else out[i] = false end \
 end \
 return out";
 
-/// The journal of the backup at `backup`.
-pub fn journal_path(backup: &Path) -> PathBuf {
-    let mut name = backup.as_os_str().to_owned();
-    name.push(".journal");
-    PathBuf::from(name)
-}
+pub(crate) use crate::folder::catalog::journal_path;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

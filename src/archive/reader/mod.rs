@@ -173,7 +173,7 @@ pub(crate) struct LenientRead {
     /// Records read.
     pub records: u64,
     /// Problems found: all counted, the first kept in the order found.
-    pub problems: crate::report::Samples<Problem>,
+    pub problems: crate::samples::Samples<Problem>,
 }
 
 /// Read the whole archive, collecting every problem instead of stopping at

@@ -3,7 +3,7 @@
 //! an error; a lenient one (validate) counts them all and keeps the first.
 
 use super::*;
-use crate::report::Samples;
+use crate::samples::Samples;
 
 /// What kind of problem an archive has; decides the error a strict read
 /// returns, and is named in validation reports.
