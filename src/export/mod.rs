@@ -196,9 +196,11 @@ pub(crate) async fn export_archive(
     let user = options.profile.as_ref().and_then(|p| p.user.clone());
     progress.start(if user.is_some() { None } else { total });
     let mut fetcher = Fetcher::new(conn.clone(), options.chunks, tx).for_server(&server_info);
-    fetcher.detect_field_expiry(&server_info).await?;
     let walked = match (&options.profile, user) {
         (Some(p), Some(user)) => {
+            // The SCAN walk asks each node itself; the user walk reads
+            // through this fetcher.
+            fetcher.detect_field_expiry(&server_info).await?;
             let groups = p.groups()?;
             let mut by_user = UserWalk::new(
                 &mut conn,
