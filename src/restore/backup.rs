@@ -54,15 +54,15 @@ impl std::fmt::Debug for PreRestoreBackup {
 }
 
 impl PreRestoreBackup {
-    /// Start a backup of `target` in `dir`.
+    /// Start a backup of `target` (a `server` as `conn` reported it) in `dir`.
     pub async fn create(
         dir: &Path,
         target: &Endpoint,
         conn: &mut Conn,
+        server: ServerInfo,
         link: RestoreLink,
     ) -> Result<Self> {
         create_private_dir(dir)?;
-        let server = conn.server_info().await?;
         let server_info = server.clone();
         let field_expiry = conn.may_have_field_expiry(&server).await?;
         let started = Utc::now();

@@ -130,14 +130,16 @@ impl<'p> Planner<'p> {
         // As connected: a cluster takes a default database as 0.
         self.target = conn.endpoint().clone();
         self.now_ms = conn.time_ms().await?;
-        self.server = Some(conn.server_info().await?);
+        let server = conn.server_info().await?;
+        self.server = Some(server.clone());
         if let Some((dir, archive)) = &self.backup_to {
             let link = RestoreLink {
                 archive: archive.clone(),
                 archive_id: archive_id.to_string(),
                 mode: format!("{:?}", self.write.mode).to_lowercase(),
             };
-            let backup = PreRestoreBackup::create(dir, &self.target, &mut conn, link).await?;
+            let backup =
+                PreRestoreBackup::create(dir, &self.target, &mut conn, server, link).await?;
             self.backup = Some(backup);
         }
         self.conn = Some(conn);
