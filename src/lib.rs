@@ -54,6 +54,9 @@ pub mod partial;
 pub(crate) mod pel;
 pub mod profile;
 pub mod progress;
+/// Reading RDB files (snapshots a server saves, or sends a replica) into
+/// records, streaming, in bounded memory.
+pub mod rdb;
 pub mod record;
 pub(crate) mod reply;
 pub mod report;
