@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Export and restore figures for the mixed dataset, side by side with Redis's
-# own tools: `redis-cli --rdb | zstd -T0` for export, `redis-cli --pipe` of the
-# same data as plain commands for restore. Then one big hash and one big
+# own tools: `redis-cli --rdb | zstd -T0` for export (and for the snapshot
+# exports, `--snapshot` and `--from-rdb` of the same RDB), `redis-cli --pipe`
+# of the same data as plain commands for restore. The source server runs
+# with `repl-diskless-sync-delay 0`, so neither the reference nor
+# `--snapshot` waits the default 5 s for other replicas. Then one big hash and one big
 # sorted set, exported and restored on their own. Prints a table; copy it
 # into docs/PERFORMANCE.md.
 #
@@ -42,7 +45,7 @@ start() {
 
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin archive --example load_dataset
 bin="$root/target/release/archive"
-src=$(free_port); start "$src"
+src=$(free_port); start "$src" --repl-diskless-sync-delay 0
 dst=$(free_port); start "$dst"
 "$root/target/release/examples/load_dataset" "redis://127.0.0.1:$src" "$keys" 0 >/dev/null
 total=$(redis-cli -p "$src" dbsize)
@@ -60,6 +63,10 @@ exp=$(measure export "$bin" export --source "redis://127.0.0.1:$src" -o "$work/b
 age-keygen -o "$work/key.txt" 2>/dev/null
 enc=$(measure export-age "$bin" export --source "redis://127.0.0.1:$src" -o "$work/bench.tar.zst.age" -r "$(age-keygen -y "$work/key.txt")")
 rdb=$(measure rdb-zstd sh -c "redis-cli -p $src --rdb - 2>/dev/null | zstd -T0 -q -o '$work/dump.rdb.zst'")
+snap=$(measure export-snapshot "$bin" export --snapshot --source "redis://127.0.0.1:$src" -o "$work/snap.tar.zst")
+redis-cli -p "$src" --rdb "$work/dump.rdb" >/dev/null 2>&1
+frdb=$(measure export-from-rdb "$bin" export --from-rdb "$work/dump.rdb" -o "$work/from-rdb.tar.zst")
+rm -f "$work/dump.rdb"
 res=$(measure restore "$bin" restore "$work/bench.tar.zst" --target "redis://127.0.0.1:$dst" --yes --backup-dir "$work/backups")
 restored=$(redis-cli -p "$dst" dbsize)
 redis-cli -p "$dst" flushall >/dev/null
@@ -80,10 +87,14 @@ row() { # name secs rss bytes
 read -r _ s r <<<"$exp"; row "archive export" "$s" "$r" "$size"; es=$s
 read -r _ s r <<<"$enc"; row "  same, age-encrypted" "$s" "$r" "$(stat -c %s "$work/bench.tar.zst.age")"; as=$s
 read -r _ s r <<<"$rdb"; row "redis-cli --rdb | zstd" "$s" "$r" "$rdbsize"; rs=$s
+read -r _ s r <<<"$snap"; row "archive export --snapshot" "$s" "$r" "$(stat -c %s "$work/snap.tar.zst")"; ss=$s
+read -r _ s r <<<"$frdb"; row "archive export --from-rdb" "$s" "$r" "$(stat -c %s "$work/from-rdb.tar.zst")"; fs=$s
 read -r _ s r <<<"$res"; row "archive restore (skip)" "$s" "$r" "-"; ts=$s
 read -r _ s r <<<"$nob"; row "  same, --no-backup" "$s" "$r" "-"; ns=$s
 read -r _ s r <<<"$pip"; row "redis-cli --pipe" "$s" "$r" "-"; ps=$s
 awk -v a="$es" -v b="$rs" 'BEGIN{ if (b>0) printf "export / rdb reference:        %.2fx\n", a/b }'
+awk -v a="$ss" -v b="$rs" 'BEGIN{ if (b>0) printf "snapshot / rdb reference:      %.2fx\n", a/b }'
+awk -v a="$fs" -v b="$rs" 'BEGIN{ if (b>0) printf "from-rdb / rdb reference:      %.2fx\n", a/b }'
 awk -v a="$as" -v b="$es" 'BEGIN{ if (b>0) printf "age export / plain export:     %.2fx\n", a/b }'
 awk -v a="$ts" -v b="$ps" -v ns="$ns" 'BEGIN{ if (b>0) printf "restore / --pipe reference:    %.2fx (--no-backup: %.2fx)\n", a/b, ns/b }'
 [ "$piped" = "$total" ] || { echo "redis-cli --pipe loaded $piped keys, expected $total" >&2; exit 1; }
@@ -98,7 +109,8 @@ if [ "$cluster" -gt 0 ]; then
     ports=()
     for _ in 1 2 3; do
       p=$(free_port)
-      start "$p" --cluster-enabled yes --cluster-config-file "nodes-$p.conf" --cluster-port "$(free_port)"
+      start "$p" --cluster-enabled yes --cluster-config-file "nodes-$p.conf" --cluster-port "$(free_port)" \
+        --repl-diskless-sync-delay 0
       ports+=("$p")
     done
     redis-cli --cluster create "${ports[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >/dev/null
@@ -115,6 +127,7 @@ if [ "$cluster" -gt 0 ]; then
   cin=$(measure cluster-load "$bin" restore "$work/bench.tar.zst" --target "redis://127.0.0.1:${c1[0]}" --yes --no-backup)
   cex=$(measure cluster-export "$bin" export --source "redis://127.0.0.1:${c1[0]}" -o "$work/cluster.tar.zst")
   crdb=$(measure cluster-rdb sh -c "for p in ${c1[*]}; do redis-cli -p \$p --rdb - 2>/dev/null | zstd -T0 -q -o '$work/dump-'\$p.rdb.zst & done; wait")
+  csn=$(measure cluster-snapshot "$bin" export --snapshot --source "redis://127.0.0.1:${c1[0]}" -o "$work/cluster-snap.tar.zst")
   cre=$(measure cluster-restore "$bin" restore "$work/cluster.tar.zst" --target "redis://127.0.0.1:${c2[0]}" --yes --backup-dir "$work/backups")
   [ "$(csize "${c2[@]}")" = "$total" ] || { echo "cluster restore wrote $(csize "${c2[@]}") keys, expected $total" >&2; exit 1; }
   for p in "${c2[@]}"; do redis-cli -p "$p" flushall >/dev/null; done
@@ -127,9 +140,11 @@ if [ "$cluster" -gt 0 ]; then
   read -r _ s r <<<"$cin"; row "restore single -> cluster" "$s" "$r" "-"
   read -r _ s r <<<"$cex"; row "archive export" "$s" "$r" "$(stat -c %s "$work/cluster.tar.zst")"; ces=$s
   read -r _ s r <<<"$crdb"; row "--rdb | zstd, per primary" "$s" "$r" "$(cat "$work"/dump-*.rdb.zst | wc -c)"; crs=$s
+  read -r _ s r <<<"$csn"; row "archive export --snapshot" "$s" "$r" "$(stat -c %s "$work/cluster-snap.tar.zst")"; css=$s
   read -r _ s r <<<"$cre"; row "archive restore" "$s" "$r" "-"
   read -r _ s r <<<"$cnb"; row "  same, --no-backup" "$s" "$r" "-"
   awk -v a="$ces" -v b="$crs" 'BEGIN{ if (b>0) printf "cluster export / rdb reference: %.2fx\n", a/b }'
+  awk -v a="$css" -v b="$crs" 'BEGIN{ if (b>0) printf "cluster snapshot / rdb reference: %.2fx\n", a/b }'
 fi
 
 [ "$big" -gt 0 ] || exit 0
@@ -153,6 +168,7 @@ for start in range(0, n, 1000):
     cmd(h); cmd(z)
 PY
 bex=$(measure big-export "$bin" export --source "redis://127.0.0.1:$src" -o "$work/big.tar.zst")
+bsn=$(measure big-snapshot "$bin" export --snapshot --source "redis://127.0.0.1:$src" -o "$work/big-snap.tar.zst")
 bre=$(measure big-restore "$bin" restore "$work/big.tar.zst" --target "redis://127.0.0.1:$dst" --yes --backup-dir "$work/backups")
 [ "$(redis-cli -p "$dst" hlen big:hash)" = "$big" ] && [ "$(redis-cli -p "$dst" zcard big:zset)" = "$big" ] ||
   { echo "big keys restored incompletely" >&2; exit 1; }
@@ -164,4 +180,5 @@ brow() {
   printf '%-26s %9s %12s %9d MiB %12s\n' "$1" "$2" "$mps" $(( $3 / 1024 )) "$4"
 }
 read -r _ s r <<<"$bex"; brow "archive export" "$s" "$r" "$(stat -c %s "$work/big.tar.zst")"
+read -r _ s r <<<"$bsn"; brow "archive export --snapshot" "$s" "$r" "$(stat -c %s "$work/big-snap.tar.zst")"
 read -r _ s r <<<"$bre"; brow "archive restore" "$s" "$r" "-"

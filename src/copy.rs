@@ -45,6 +45,8 @@ pub struct CopyOptions {
     pub cancel: Cancel,
     /// Where the pre-restore backup goes; `None` writes none.
     pub backup_dir: Option<PathBuf>,
+    /// Read the source's snapshot (one instant) instead of SCAN.
+    pub snapshot: bool,
 }
 
 impl CopyOptions {
@@ -61,6 +63,7 @@ impl CopyOptions {
             scan_count: 512,
             cancel: Cancel::new(),
             backup_dir: None,
+            snapshot: false,
         }
     }
 }
@@ -139,6 +142,9 @@ pub async fn plan(options: &CopyOptions, progress: &dyn Progress) -> Result<Copy
     );
     export_options.chunks = options.chunks;
     export_options.scan_count = options.scan_count;
+    if options.snapshot {
+        export_options.method = crate::export::ExportMethod::Snapshot;
+    }
     export_options.cancel = options.cancel.clone();
     export_options.encryption = Some(Arc::new(Encryption::to_key(key.to_public())));
     let read = export(export_options, progress).await?;

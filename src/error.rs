@@ -85,6 +85,28 @@ pub enum Error {
     },
 
     #[error(
+        "Redis at {endpoint} did not send a snapshot: {reason}; a plain export (without --snapshot) reads the keys with SCAN and needs no such rights"
+    )]
+    /// The server would not act as a replication source: no right to
+    /// `PSYNC`/`REPLCONF`, a managed service, a server loading or unable to fork.
+    SnapshotRefused {
+        /// The endpoint, with any password left out.
+        endpoint: String,
+        /// Why, in words.
+        reason: String,
+    },
+
+    #[error("cannot read the RDB {source_name}: {reason}; nothing was written")]
+    /// An RDB file or snapshot that is truncated, corrupt or of an RDB
+    /// version or type this program does not know.
+    BadRdb {
+        /// The file (or the server the snapshot came from).
+        source_name: String,
+        /// What is wrong, with the byte offset where it is known.
+        reason: String,
+    },
+
+    #[error(
         "invalid Redis URL {url:?}: {reason}; use redis://[user[:password]@]host[:port][/db] or rediss:// for TLS"
     )]
     /// The Redis URL cannot be parsed or uses an unknown scheme.

@@ -81,6 +81,15 @@ pub struct ExportReport {
     /// Keys per profile group.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, u64>,
+    /// Keys of a snapshot or RDB file that had expired by its instant
+    /// (or, for a file, by the export): no server loading it would keep
+    /// them, so they are not exported.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expired: u64,
+    /// Function libraries in the snapshot or RDB file, which the archive
+    /// does not hold (copy them with `FUNCTION DUMP`/`FUNCTION RESTORE`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub functions_not_kept: u64,
 }
 
 /// What restore does, or did, with one key.

@@ -180,6 +180,78 @@ pub struct Header {
     /// reader must find it (archives written before it existed lack it).
     #[serde(default)]
     pub closing_checksum: bool,
+    /// Whether the keys are one instant of the database (a snapshot) or
+    /// were read one by one while it changed. Absent means `live`.
+    #[serde(default, skip_serializing_if = "Consistency::is_live")]
+    pub consistency: Consistency,
+    /// For a snapshot: where its instant comes from, per node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotSource>,
+}
+
+/// How the keys of an archive relate in time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Consistency {
+    /// Read key by key (SCAN) while the database could change: each key
+    /// is one version of itself, two keys may be of different moments.
+    #[default]
+    Live,
+    /// One instant of the database: the server's own snapshot (taken as a
+    /// replica) or an RDB file.
+    Snapshot,
+}
+
+impl Consistency {
+    /// True for `live`, the default that older archives imply.
+    pub fn is_live(&self) -> bool {
+        *self == Consistency::Live
+    }
+}
+
+/// Where a snapshot archive's instant comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSource {
+    /// `replication` (a live server sent it to us as to a replica) or
+    /// `rdb_file`.
+    pub origin: SnapshotOrigin,
+    /// One per RDB read: the server (one per primary of a cluster), or
+    /// the file.
+    pub nodes: Vec<SnapshotNode>,
+}
+
+/// How a snapshot was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SnapshotOrigin {
+    /// Received from a live server over its replication protocol.
+    Replication,
+    /// Read from an RDB file.
+    RdbFile,
+}
+
+/// One RDB an archive was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotNode {
+    /// `host:port` of the server, or the file's name (`-` for stdin).
+    pub node: String,
+    /// The RDB format version.
+    pub rdb_version: u32,
+    /// The replication id of the server's history (replication only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replid: Option<String>,
+    /// The replication offset the snapshot stands for: the instant, in
+    /// the server's own terms (replication only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// When the server made the RDB (its `ctime` field), to the second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+    /// The server version that wrote the RDB (its `redis-ver` field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
 }
 
 impl Header {
@@ -204,6 +276,8 @@ impl Header {
             tags: Vec::new(),
             profile: None,
             closing_checksum: true,
+            consistency: Consistency::Live,
+            snapshot: None,
         }
     }
 }

@@ -12,6 +12,9 @@ pub(crate) mod stream;
 pub mod writer;
 
 pub use encryption::{Decryption, Encryption};
-pub use manifest::{Counts, Header, Manifest, SCHEMA_VERSION};
+pub use manifest::{
+    Consistency, Counts, Header, Manifest, SCHEMA_VERSION, SnapshotNode, SnapshotOrigin,
+    SnapshotSource,
+};
 pub use reader::{ArchiveSource, Location, Verified, Visitor, read_archive, read_manifest};
 pub use writer::{ArchiveWriter, Destination, Finished, WriterOptions};

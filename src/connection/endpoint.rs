@@ -9,9 +9,9 @@ use super::*;
 /// without them.
 #[derive(Clone)]
 pub struct Endpoint {
-    info: ConnectionInfo,
-    side: Side,
-    timeouts: Timeouts,
+    pub(super) info: ConnectionInfo,
+    pub(super) side: Side,
+    pub(super) timeouts: Timeouts,
     /// Whether the database was chosen (URL path or --db), as opposed to
     /// the default 0; restore and copy pick their own default otherwise.
     explicit_db: bool,

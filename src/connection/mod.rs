@@ -7,9 +7,11 @@
 //! every message, manifest and report uses.
 
 mod endpoint;
+mod replica;
 mod server;
 
 pub use endpoint::Endpoint;
+pub use replica::{Framing, ReplicaLink, SyncPoint};
 
 pub use crate::archive::manifest::{Address, ServerInfo};
 use std::sync::Arc;

@@ -13,15 +13,17 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 mod scan;
+mod snapshot;
 
 use scan::ScanWalk;
+pub use snapshot::{ExportMethod, RdbInput};
 
 use crate::archive::manifest::{ArchiveKind, ClusterSource, SCHEMA_VERSION, Source};
 use crate::archive::{ArchiveWriter, Destination, Encryption, Finished, Header, WriterOptions};
 use crate::cluster::Topology;
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
-use crate::fetch::{ChunkSizes, Fetcher, Outgoing};
+use crate::fetch::{ChunkSizes, FetchStats, Fetcher, Outgoing};
 use crate::keyspace::Selection;
 use crate::profile::Profile;
 use crate::profile::rewrite::classify;
@@ -61,6 +63,9 @@ pub struct ExportOptions {
     /// Reconnects per command when the source connection drops (reads are
     /// safe to send again; SCAN cursors survive a new connection).
     pub reconnects: u32,
+    /// Where the keys are read: SCAN (the default), the server's snapshot,
+    /// or an RDB file.
+    pub method: ExportMethod,
 }
 
 /// Kind, id, name and tags of a new archive.
@@ -103,6 +108,7 @@ impl ExportOptions {
             label: Label::default(),
             profile: None,
             reconnects: 5,
+            method: ExportMethod::Scan,
         }
     }
 }
@@ -142,6 +148,9 @@ pub(crate) async fn export_archive(
 ) -> Result<(ExportReport, Header)> {
     let started = Instant::now();
     crate::failpoint::check("export.start")?;
+    if !matches!(options.method, ExportMethod::Scan) {
+        return snapshot::export_rdb(options, progress, started).await;
+    }
     let mut conn = options.source.connect_retrying(options.reconnects).await?;
     let server = conn.server_info().await?;
     let server_info = server.clone();
@@ -158,38 +167,12 @@ pub(crate) async fn export_archive(
     }
     let topology = settled_topology(&conn)?;
 
-    let mut header = Header::new(
-        options.label.kind,
-        Utc::now(),
-        Source {
-            address: conn.endpoint().address(),
-            server,
-            cluster: topology.as_ref().map(ClusterSource::of),
-        },
-        options.selection.clone(),
-    );
-    if let Some(id) = &options.label.id {
-        header.id = id.clone();
-    }
-    header.name = options.label.name.clone();
-    header.tags = options.label.tags.clone();
-    let mut selection = options.selection.clone();
-    if let Some(p) = &options.profile {
-        header.profile = Some(p.scope()?);
-        selection = p.selection()?;
-        header.selection = selection.clone();
-    }
-    let counter = options
-        .profile
-        .as_ref()
-        .map(|p| GroupCounter::new(p.profile.clone(), p.user.clone()));
-    let id = header.id.clone();
-    let writer = ArchiveWriter::create(
-        options.destination.clone(),
-        header,
-        options.writer,
-        options.encryption.as_deref(),
-    )?;
+    let source = Source {
+        address: conn.endpoint().address(),
+        server,
+        cluster: topology.as_ref().map(ClusterSource::of),
+    };
+    let (writer, counter, id, selection) = open_archive(&options, Utc::now(), source, |_| {})?;
     let (tx, rx) = mpsc::channel::<Outgoing>(CHANNEL_RECORDS);
     let write_thread = std::thread::spawn(move || write_all(writer, rx, counter));
 
@@ -222,7 +205,7 @@ pub(crate) async fn export_archive(
         }
     };
     progress.finish();
-    let mut stats = std::mem::take(&mut fetcher.stats);
+    let stats = std::mem::take(&mut fetcher.stats);
     drop(fetcher);
     let walked = match (&topology, walked) {
         (Some(before), Ok(done)) => unmoved_since(&conn, before).await.map(|()| done),
@@ -240,6 +223,17 @@ pub(crate) async fn export_archive(
         )));
     }
 
+    conclude(&options, writer, stats, started, id).await
+}
+
+/// Commit the archive once every reader is done, and say what was written.
+async fn conclude(
+    options: &ExportOptions,
+    writer: ArchiveWriter,
+    mut stats: FetchStats,
+    started: Instant,
+    id: String,
+) -> Result<(ExportReport, Header)> {
     let vanished = stats.vanished();
     let errors = std::mem::take(&mut stats.errors).into_parts();
     let Finished {
@@ -278,8 +272,51 @@ pub(crate) async fn export_archive(
         encrypted,
         profile: manifest.header.profile.clone(),
         groups: manifest.groups,
+        expired: 0,
+        functions_not_kept: 0,
     };
     Ok((report, manifest.header))
+}
+
+/// Write the header of a new archive (its label and, for a profile
+/// export, its scope and the selection the profile makes; `amend` adds
+/// the rest) and open its writer. Returns the writer, the per-group counter
+/// of a profile export, the archive's id and the selection to walk.
+fn open_archive(
+    options: &ExportOptions,
+    started_at: chrono::DateTime<Utc>,
+    source: Source,
+    amend: impl FnOnce(&mut Header),
+) -> Result<(ArchiveWriter, Option<GroupCounter>, String, Selection)> {
+    let mut header = Header::new(
+        options.label.kind,
+        started_at,
+        source,
+        options.selection.clone(),
+    );
+    if let Some(id) = &options.label.id {
+        header.id = id.clone();
+    }
+    header.name = options.label.name.clone();
+    header.tags = options.label.tags.clone();
+    if let Some(p) = &options.profile {
+        header.profile = Some(p.scope()?);
+        header.selection = p.selection()?;
+    }
+    amend(&mut header);
+    let selection = header.selection.clone();
+    let counter = options
+        .profile
+        .as_ref()
+        .map(|p| GroupCounter::new(p.profile.clone(), p.user.clone()));
+    let id = header.id.clone();
+    let writer = ArchiveWriter::create(
+        options.destination.clone(),
+        header,
+        options.writer,
+        options.encryption.as_deref(),
+    )?;
+    Ok((writer, counter, id, selection))
 }
 
 /// Write records as they arrive; hand the writer back for `finish` once the

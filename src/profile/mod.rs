@@ -12,6 +12,7 @@
 //! upgrade old records ([`rewrite`]), validate to check records ([`check`]).
 
 pub mod check;
+pub mod offline;
 pub mod rewrite;
 pub mod select;
 pub mod template;

@@ -12,7 +12,7 @@ use redis::{Commands, Connection};
 /// Hashes whose fields have their own expiry: a small one, one big enough
 /// to be read and written in chunks (and split over records), and one
 /// that also expires as a whole.
-fn load_field_expiry(c: &mut Connection) {
+pub(crate) fn load_field_expiry(c: &mut Connection) {
     let _: () = c
         .hset_multiple(
             "hfe:session",

@@ -25,6 +25,7 @@ mod restore_modes;
 mod rollback;
 mod roundtrip;
 mod secrets;
+mod snapshot;
 mod streams;
 mod torn;
 mod transfer;

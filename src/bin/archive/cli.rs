@@ -118,6 +118,15 @@ pub struct ExportArgs {
     /// Write the encrypted archive as ASCII armor (PEM-style text).
     #[arg(long)]
     pub armor: bool,
+    /// Take one instant of the database: receive the server's own snapshot
+    /// as a replica does (PSYNC) instead of reading keys with SCAN. The
+    /// server forks as for BGSAVE; the user needs +psync +replconf.
+    #[arg(long, conflicts_with = "from_rdb")]
+    pub snapshot: bool,
+    /// Read the keys from an RDB file (`-` for stdin) instead of a server:
+    /// a dump.rdb from BGSAVE or a cloud backup. --db picks its database.
+    #[arg(long, value_name = "FILE")]
+    pub from_rdb: Option<PathBuf>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -250,6 +259,10 @@ pub struct CopyArgs {
     /// Target database (default: the target URL's, else the source's).
     #[arg(long)]
     pub db: Option<i64>,
+    /// Copy one instant of the source: its own snapshot, received as a
+    /// replica does (PSYNC), instead of reading keys with SCAN.
+    #[arg(long)]
+    pub snapshot: bool,
     #[command(flatten)]
     pub selection: SelectionArgs,
     #[command(flatten)]

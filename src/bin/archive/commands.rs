@@ -10,7 +10,7 @@ use redis_archive::compare::{CompareOptions, compare};
 use redis_archive::connection::{Endpoint, Side, Timeouts};
 use redis_archive::copy::{self, CopyOptions};
 use redis_archive::error::Error;
-use redis_archive::export::{ExportOptions, export};
+use redis_archive::export::{ExportMethod, ExportOptions, RdbInput, export};
 use redis_archive::folder::backup::backup;
 use redis_archive::folder::catalog::{Entry, scan};
 use redis_archive::folder::prune::{PruneOptions, prune};
@@ -154,6 +154,12 @@ fn export_options(args: &ExportArgs, cancel: Cancel) -> Result<ExportOptions, Er
     };
     options.cancel = cancel;
     options.encryption = encryption.map(std::sync::Arc::new);
+    options.method = match (&args.from_rdb, args.snapshot) {
+        (Some(p), _) if p.as_os_str() == "-" => ExportMethod::RdbFile(RdbInput::Stdin),
+        (Some(p), _) => ExportMethod::RdbFile(RdbInput::File(p.clone())),
+        (None, true) => ExportMethod::Snapshot,
+        (None, false) => ExportMethod::Scan,
+    };
     Ok(options)
 }
 
@@ -329,6 +335,7 @@ pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failu
     options.write = write_options(&args.write)?;
     options.cancel = cancel;
     options.backup_dir = backup_dir(&args.write, args.write.dry_run);
+    options.snapshot = args.snapshot;
     let planning = Bar::new("reading");
     let planned = copy::plan(&options, &planning).await?;
     if args.write.dry_run {

@@ -52,14 +52,18 @@ fn exit_code(err: &Error) -> u8 {
         Error::Unreachable { .. } => exit::UNREACHABLE,
         Error::AuthRefused { .. } => exit::AUTH,
         Error::DbOutOfRange { .. } => exit::DB_RANGE,
-        Error::Redis { .. } | Error::NoPermission { .. } | Error::Cluster { .. } => exit::REDIS,
+        Error::Redis { .. }
+        | Error::NoPermission { .. }
+        | Error::Cluster { .. }
+        | Error::SnapshotRefused { .. } => exit::REDIS,
         Error::BadUrl { .. }
         | Error::InvalidArgument(_)
         | Error::Profile(_)
         | Error::ClusterDb { .. } => exit::USAGE,
-        Error::NotAnArchive { .. } | Error::Corrupt { .. } | Error::Truncated { .. } => {
-            exit::BAD_ARCHIVE
-        }
+        Error::NotAnArchive { .. }
+        | Error::Corrupt { .. }
+        | Error::Truncated { .. }
+        | Error::BadRdb { .. } => exit::BAD_ARCHIVE,
         Error::UnsupportedSchema { .. } | Error::DataSchemaTooNew { .. } => exit::SCHEMA,
         Error::Decrypt { .. } => exit::DECRYPT,
         Error::Input { .. } | Error::Output { .. } => exit::IO,

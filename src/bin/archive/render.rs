@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use redis_archive::archive::Manifest;
 use redis_archive::archive::manifest::ArchiveKind;
+use redis_archive::archive::{Header, Manifest};
 use redis_archive::compare::Comparison;
 use redis_archive::copy::CopyReport;
 use redis_archive::folder::catalog::Entry;
@@ -95,6 +95,20 @@ pub fn export(out: &mut dyn Write, r: &ExportReport) -> io::Result<()> {
             out,
             "{} time(s) a big key changed while being read: its partial copy is voided in the archive (never restored) and it was read again",
             r.changed
+        )?;
+    }
+    if r.expired > 0 {
+        writeln!(
+            out,
+            "{} selected key(s) in the snapshot had already expired and were not exported",
+            r.expired
+        )?;
+    }
+    if r.functions_not_kept > 0 {
+        writeln!(
+            out,
+            "warning: {} function librar(y/ies) in the snapshot are not kept in the archive; copy them with FUNCTION DUMP and FUNCTION RESTORE",
+            r.functions_not_kept
         )?;
     }
     errors(out, r.errors, &r.error_samples)
@@ -293,6 +307,32 @@ fn upgrade(out: &mut dyn Write, u: &UpgradeSummary, done: bool) -> io::Result<()
     Ok(())
 }
 
+/// Whether the keys are one instant, and which: per node, the replication
+/// offset (or the file) and when the server made the RDB.
+fn snapshot(out: &mut dyn Write, h: &Header) -> io::Result<()> {
+    let Some(snap) = &h.snapshot else {
+        return writeln!(
+            out,
+            "consistency:     live (keys read one by one with SCAN while the database could change)"
+        );
+    };
+    writeln!(
+        out,
+        "consistency:     snapshot (one instant of the database)"
+    )?;
+    for node in &snap.nodes {
+        let mut line = format!("  {} (RDB version {}", node.node, node.rdb_version);
+        if let Some(offset) = node.offset {
+            line.push_str(&format!(", replication offset {offset}"));
+        }
+        if let Some(at) = node.created_at {
+            line.push_str(&format!(", made {}", at.to_rfc3339()));
+        }
+        writeln!(out, "{line})")?;
+    }
+    Ok(())
+}
+
 pub fn manifest(out: &mut dyn Write, m: &Manifest, encrypted: bool) -> io::Result<()> {
     let h = &m.header;
     writeln!(
@@ -331,6 +371,7 @@ pub fn manifest(out: &mut dyn Write, m: &Manifest, encrypted: bool) -> io::Resul
             c.nodes, c.slots
         )?;
     }
+    snapshot(out, h)?;
     match &h.profile {
         Some(p) => profile_scope(out, p, &m.groups)?,
         None => selection(out, &h.selection)?,
