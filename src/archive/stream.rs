@@ -87,6 +87,37 @@ impl Batches {
     }
 }
 
+/// What the async side does with an archive: its header, then its
+/// records in order (restore's planner and applier, compare, rollback).
+pub(crate) trait BatchVisitor {
+    /// The header, before any record.
+    fn header(&mut self, header: &Header) -> impl Future<Output = Result<()>> + Send;
+    /// The next record.
+    fn record(&mut self, record: Record) -> impl Future<Output = Result<()>> + Send;
+}
+
+impl Batches {
+    /// Hand every batch to `visitor` as it arrives, then return the
+    /// reader's verdict on the whole archive (see [`Batches::verdict`]).
+    pub(crate) async fn visit(mut self, visitor: &mut impl BatchVisitor) -> Result<Verified> {
+        let handled = async {
+            while let Some(batch) = self.next().await {
+                match batch {
+                    Batch::Header(header) => visitor.header(&header).await?,
+                    Batch::Records(records) => {
+                        for record in records {
+                            visitor.record(record).await?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        self.verdict(handled).await
+    }
+}
+
 /// The visitor on the reader's thread: collects records into batches and
 /// sends them, waiting while the channel is full.
 struct Sender {

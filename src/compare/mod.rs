@@ -27,7 +27,7 @@ use redis::Value as Reply;
 use serde::{Deserialize, Serialize};
 
 use crate::archive::reader::ArchiveSource;
-use crate::archive::stream::{Batch, Batches};
+use crate::archive::stream::Batches;
 use crate::archive::{Decryption, Header};
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
@@ -175,15 +175,8 @@ pub async fn compare(options: &CompareOptions, progress: &dyn Progress) -> Resul
                 now_ms: 0,
             },
         };
-        let mut batches = Batches::start(options.source.clone(), options.decryption.clone());
-        let handled = async {
-            while let Some(batch) = batches.next().await {
-                checker.batch(batch).await?;
-            }
-            Ok(())
-        }
-        .await;
-        batches.verdict(handled).await?;
+        let batches = Batches::start(options.source.clone(), options.decryption.clone());
+        batches.visit(&mut checker).await?;
         checker.flush().await?;
         if checker.extras {
             checker.extras().await?;
@@ -274,19 +267,6 @@ fn short(bytes: &[u8]) -> String {
 }
 
 impl Checker<'_> {
-    /// Take in what the archive reader sent.
-    async fn batch(&mut self, batch: Batch) -> Result<()> {
-        match batch {
-            Batch::Header(header) => self.header(&header).await,
-            Batch::Records(records) => {
-                for record in records {
-                    self.record(record).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
     async fn header(&mut self, header: &Header) -> Result<()> {
         self.target = self.target.or_db(header.source.address.db);
         self.selection = header.selection.clone();
@@ -631,5 +611,15 @@ fn in_selection(selection: &Selection, remap: &Remap, key: &[u8]) -> bool {
     match remap.source_name(key) {
         Some(source) => selection.matches_key(&source),
         None => false,
+    }
+}
+
+impl crate::archive::stream::BatchVisitor for Checker<'_> {
+    fn header(&mut self, header: &Header) -> impl Future<Output = Result<()>> + Send {
+        Checker::header(self, header)
+    }
+
+    fn record(&mut self, record: Record) -> impl Future<Output = Result<()>> + Send {
+        Checker::record(self, record)
     }
 }

@@ -137,19 +137,6 @@ impl std::fmt::Debug for Applier<'_> {
 }
 
 impl Applier<'_> {
-    /// Take in what the archive reader sent.
-    pub async fn batch(&mut self, batch: Batch) -> Result<()> {
-        match batch {
-            Batch::Header(header) => self.header(&header),
-            Batch::Records(records) => {
-                for record in records {
-                    self.record(record).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
     pub fn header(&mut self, header: &Header) -> Result<()> {
         self.rewriter = self.write.rewriter(header, &self.archive)?;
         Ok(())
@@ -496,5 +483,15 @@ impl<'p> Applier<'p> {
             entries.push((key, if removed { None } else { after }));
         }
         journal.after(entries)
+    }
+}
+
+impl crate::archive::stream::BatchVisitor for Applier<'_> {
+    fn header(&mut self, header: &Header) -> impl Future<Output = Result<()>> + Send {
+        std::future::ready(Applier::header(self, header))
+    }
+
+    fn record(&mut self, record: Record) -> impl Future<Output = Result<()>> + Send {
+        Applier::record(self, record)
     }
 }

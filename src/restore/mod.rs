@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::manifest::RestoreLink;
 use crate::archive::reader::ArchiveSource;
-use crate::archive::stream::{Batch, Batches};
+use crate::archive::stream::Batches;
 use crate::archive::{Decryption, Header, Manifest};
 use crate::connection::{Conn, Endpoint, ServerInfo};
 use crate::error::{Error, Result};
@@ -240,17 +240,11 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
             planner = planner.with_backup(dir.clone(), options.source.display());
         }
         planner.archive = options.source.display();
-        let mut batches = Batches::start(archive.clone(), options.decryption.clone());
-        let handled = async {
-            while let Some(batch) = batches.next().await {
-                planner.batch(batch).await?;
-            }
-            Ok(())
-        }
-        .await;
         // The plan and its backup count only once the whole archive has
         // checked out.
-        let verified = batches.verdict(handled).await?;
+        let verified = Batches::start(archive.clone(), options.decryption.clone())
+            .visit(&mut planner)
+            .await?;
         let planned = planner.finish().await?;
         Ok::<_, Error>((verified, planned))
     }
@@ -304,15 +298,8 @@ pub async fn perform(
         )
         .following(decisions, journal);
         applier.archive = options.source.display();
-        let mut batches = Batches::start(plan.archive.clone(), options.decryption.clone());
-        let handled = async {
-            while let Some(batch) = batches.next().await {
-                applier.batch(batch).await?;
-            }
-            Ok(())
-        }
-        .await;
-        batches.verdict(handled).await?;
+        let batches = Batches::start(plan.archive.clone(), options.decryption.clone());
+        batches.visit(&mut applier).await?;
         applier.finish().await
     }
     .await;

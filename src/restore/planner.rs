@@ -341,19 +341,6 @@ impl<'p> Planner<'p> {
 }
 
 impl Planner<'_> {
-    /// Take in what the archive reader sent.
-    pub async fn batch(&mut self, batch: Batch) -> Result<()> {
-        match batch {
-            Batch::Header(header) => self.header(&header).await,
-            Batch::Records(records) => {
-                for record in records {
-                    self.record(record).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
     async fn header(&mut self, header: &Header) -> Result<()> {
         self.target = self.target.or_db(header.source.address.db);
         self.rewriter = self.write.rewriter(header, &self.archive)?;
@@ -478,4 +465,14 @@ async fn loaded_modules(conn: &mut Conn) -> Option<Vec<String>> {
         }
     }
     Some(names)
+}
+
+impl crate::archive::stream::BatchVisitor for Planner<'_> {
+    fn header(&mut self, header: &Header) -> impl Future<Output = Result<()>> + Send {
+        Planner::header(self, header)
+    }
+
+    fn record(&mut self, record: Record) -> impl Future<Output = Result<()>> + Send {
+        Planner::record(self, record)
+    }
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::manifest::ArchiveKind;
 use crate::archive::reader::ArchiveSource;
-use crate::archive::stream::{Batch, Batches};
+use crate::archive::stream::Batches;
 use crate::archive::{Decryption, Header};
 use crate::connection::{Conn, Endpoint, Side, Timeouts};
 use crate::error::{Error, Result};
@@ -156,15 +156,8 @@ async fn run(
             progress,
         };
         let source = ArchiveSource::File(options.backup.clone());
-        let mut batches = Batches::start(source, Decryption::none());
-        let handled = async {
-            while let Some(batch) = batches.next().await {
-                rollback.batch(batch).await?;
-            }
-            Ok(())
-        }
-        .await;
-        batches.verdict(handled).await?;
+        let batches = Batches::start(source, Decryption::none());
+        batches.visit(&mut rollback).await?;
         rollback.flush().await?;
         let mut report = rollback.report;
         (report.changed, report.changed_samples) = rollback.changed.into_parts();
@@ -209,19 +202,6 @@ struct Rollbacker<'a> {
 }
 
 impl Rollbacker<'_> {
-    /// Take in what the backup's reader sent.
-    async fn batch(&mut self, batch: Batch) -> Result<()> {
-        match batch {
-            Batch::Header(header) => self.header(&header).await,
-            Batch::Records(records) => {
-                for record in records {
-                    self.record(record).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
     async fn header(&mut self, header: &Header) -> Result<()> {
         if header.kind != ArchiveKind::PreRestore {
             return Err(Error::InvalidArgument(format!(
@@ -376,5 +356,15 @@ impl Rollbacker<'_> {
         }
         self.progress.advance(count);
         Ok(())
+    }
+}
+
+impl crate::archive::stream::BatchVisitor for Rollbacker<'_> {
+    fn header(&mut self, header: &Header) -> impl Future<Output = Result<()>> + Send {
+        Rollbacker::header(self, header)
+    }
+
+    fn record(&mut self, record: Record) -> impl Future<Output = Result<()>> + Send {
+        Rollbacker::record(self, record)
     }
 }
