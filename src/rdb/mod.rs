@@ -49,7 +49,7 @@ use std::io::BufRead;
 
 use crate::record::{Bytes, DumpValue, Expiry, KeyType, Record, Value};
 
-use collection::{Chunker, Cursor};
+use collection::Chunker;
 pub use crc64::crc64;
 pub use error::RdbError;
 use input::Input;
@@ -73,6 +73,8 @@ pub struct RdbReader<R> {
     state: State,
     checksum_verified: bool,
     stats: RdbStats,
+    /// Reads collections, one at a time (its buffers are kept).
+    chunker: Chunker,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +104,9 @@ enum Body {
         data: Vec<u8>,
         pos: usize,
     },
-    Collection(Chunker),
-    Stream(StreamOut),
+    /// A collection, read by the reader's chunker.
+    Collection,
+    Stream(Box<StreamOut>),
 }
 
 /// One record's share of a key.
@@ -147,6 +150,7 @@ impl<R: BufRead> RdbReader<R> {
             state: State::Reading,
             checksum_verified: false,
             stats: RdbStats::default(),
+            chunker: Chunker::new(),
         })
     }
 
@@ -255,7 +259,7 @@ impl<R: BufRead> RdbReader<R> {
                     return Ok(Some(RdbItem::Function { code }));
                 }
                 types::OP_EOF => {
-                    let computed = input.crc();
+                    let computed = input.crc()?;
                     let stored = input.unchecked_u64_le()?;
                     if stored != 0 {
                         if stored != computed {
@@ -323,20 +327,20 @@ impl<R: BufRead> RdbReader<R> {
                     Body::Held { data, pos: 0 }
                 }
             },
-            KeyType::Stream => Body::Stream(stream::read(
+            KeyType::Stream => Body::Stream(Box::new(stream::read(
                 &mut self.input,
                 type_byte,
                 self.options.chunk_bytes,
-            )?),
-            _ => match Cursor::open(&mut self.input, type_byte)? {
-                Some(cursor) => Body::Collection(Chunker::new(cursor)),
-                None => {
+            )?)),
+            _ => {
+                if !self.chunker.start(&mut self.input, type_byte)? {
                     return Err(RdbError::UnknownType {
                         type_byte,
                         offset: at,
                     });
                 }
-            },
+                Body::Collection
+            }
         };
         let mut current = Current {
             db: info.db,
@@ -419,9 +423,10 @@ impl<R: BufRead> RdbReader<R> {
                     ..whole(Value::String(Bytes(piece)))
                 }
             }
-            Body::Collection(chunker) => {
+            Body::Collection => {
                 let chunk =
-                    chunker.next_chunk(&mut self.input, self.options.now_ms, chunk_bytes)?;
+                    self.chunker
+                        .next_chunk(&mut self.input, self.options.now_ms, chunk_bytes)?;
                 self.stats.expired_fields += chunk.expired_fields;
                 let nothing = (chunk.value.is_empty() && !chunk.more).then_some(
                     if chunk.expired_fields > 0 {
@@ -449,9 +454,9 @@ impl<R: BufRead> RdbReader<R> {
 
     /// The value as a `DUMP` payload: its type byte and raw bytes.
     fn dump(&mut self, type_byte: u8, at: u64, key_type: KeyType) -> Result<Value, RdbError> {
-        self.input.start_recording(&[type_byte]);
+        self.input.start_recording(&[type_byte])?;
         let walked = skip::skip_value(&mut self.input, type_byte, at);
-        let raw = self.input.stop_recording();
+        let raw = self.input.stop_recording()?;
         walked?;
         let type_name = if key_type == KeyType::Dump {
             // The module id is the first thing after the type byte.
@@ -470,6 +475,7 @@ impl<R: BufRead> RdbReader<R> {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn record(
         &mut self,
         db: u32,
