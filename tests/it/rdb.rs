@@ -17,6 +17,7 @@ use fill::{FUNCTION, fill, start};
 use state::state_of;
 
 mod fill;
+mod fixtures;
 mod state;
 
 /// A time before any expiry the tests set (they set them from now on).
