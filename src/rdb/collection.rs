@@ -443,7 +443,7 @@ impl Chunker {
             more: false,
             expired_fields: 0,
         };
-        let mut bytes = 0;
+        let mut bytes: usize = 0;
         loop {
             let at = input.offset();
             let elem = match self.carry.take() {
@@ -460,12 +460,12 @@ impl Chunker {
                 continue;
             }
             let n = elem_size(&elem);
-            if bytes > 0 && bytes + n > chunk_bytes {
+            if bytes > 0 && bytes.saturating_add(n) > chunk_bytes {
                 self.carry = Some(elem);
                 chunk.more = true;
                 break;
             }
-            bytes += n;
+            bytes = bytes.saturating_add(n);
             match (&mut value, elem) {
                 (Value::List(v) | Value::Set(v), Elem::Item(x)) => v.push(Bytes(x)),
                 (Value::Zset(v), Elem::Member(m, s)) => {
@@ -482,7 +482,7 @@ impl Chunker {
                         chunk.field_expiry.push(FieldExpiry {
                             field: Bytes(f.clone()),
                             at_ms,
-                            ttl_ms: at_ms - now_ms,
+                            ttl_ms: at_ms.saturating_sub(now_ms),
                         });
                     }
                     v.push((Bytes(f), Bytes(x)));

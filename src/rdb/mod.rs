@@ -312,7 +312,7 @@ impl<R: BufRead> RdbReader<R> {
         }
         let expiry = info.expire_at_ms.map(|at_ms| Expiry {
             at_ms,
-            ttl_ms: at_ms - now_ms,
+            ttl_ms: at_ms.saturating_sub(now_ms),
         });
         if self.options.as_dump || key_type == KeyType::Dump {
             let value = self.dump(type_byte, at, key_type)?;
