@@ -109,8 +109,21 @@ fn assert_same_as_server(server: &RedisServer, read: &Read) {
     assert_eq!(got, keys, "the same keys");
     for (db, key) in &keys {
         let mut c = server.conn_db((*db).into());
+        let records = &read.keys[&(*db, key.clone())];
+        let t: String = redis::cmd("TYPE").arg(key).query(&mut c).unwrap();
+        if KeyType::from_redis(&t) == Some(KeyType::Dump) {
+            // A module type: its DUMP payload, as the server gives it.
+            let Value::Dump(dump) = &records[0].value else {
+                panic!("{t} key {key:?} as {records:?}");
+            };
+            let want: Vec<u8> = redis::cmd("DUMP").arg(key).query(&mut c).unwrap();
+            assert_eq!(dump.type_name, t);
+            assert!(dump.payload.0 == want, "DUMP of {key:?} differs");
+            assert_eq!(records[0].expiry.map(|e| e.at_ms), expire_time(&mut c, key));
+            continue;
+        }
         let want = (key_state(&mut c, key).unwrap(), expire_time(&mut c, key));
-        let have = state_of(&read.keys[&(*db, key.clone())]);
+        let have = state_of(records);
         assert!(
             want == have,
             "key {:?} in db {db} differs:\n  server: {:.300}\n  reader: {:.300}",

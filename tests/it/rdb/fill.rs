@@ -284,6 +284,38 @@ pub fn fill(server: &RedisServer, kind: ServerKind) {
                 .arg(format!("f{i}"))
                 .ignore();
         }
+        // Vector sets: Redis 8's built-in module type, kept as DUMP payloads.
+        p.cmd("VADD")
+            .arg("vset:small")
+            .arg("VALUES")
+            .arg(3)
+            .arg(0.1)
+            .arg(0.2)
+            .arg(0.3)
+            .arg("a")
+            .ignore();
+        p.cmd("VADD")
+            .arg("vset:small")
+            .arg("VALUES")
+            .arg(3)
+            .arg(-1)
+            .arg(0)
+            .arg(2.5)
+            .arg("b")
+            .arg("SETATTR")
+            .arg(r#"{"year":1999}"#)
+            .ignore();
+        p.cmd("PEXPIRE").arg("vset:small").arg(3_600_000).ignore();
+        for i in 0..300 {
+            let x = f64::from(i);
+            p.cmd("VADD").arg("vset:big").arg("VALUES").arg(4);
+            p.arg(x.sin())
+                .arg(x.cos())
+                .arg(x / 300.0)
+                .arg(1.0)
+                .arg(format!("e{i}"))
+                .ignore();
+        }
         pipe_ok(&mut c, &p);
     }
     let mut c2 = server.conn_db(2);
