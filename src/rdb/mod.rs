@@ -8,26 +8,27 @@
 //! may want it instead of reading key by key.
 //!
 //! [`RdbReader`](crate::rdb::RdbReader) turns a file into the same
-//! [`Record`](crate::record::Record)s an export from a
-//! live server makes, in one pass and in bounded memory, so that a file of
-//! any size, or a key of any size, can be archived: a big key comes out in
-//! parts of about [`chunk_bytes`](crate::rdb::RdbOptions::chunk_bytes), its elements read from the
-//! input as the parts are asked for (see `collection.rs`). Three things are
-//! held whole, because the format leaves no choice: an LZF-compressed string
-//! (it only decompresses whole; servers compress only strings that fit in
-//! memory anyway), one encoded node of a collection (its length prefix is
-//! the only way to its elements), and a stream's consumer groups and pending
-//! entries (they come after its entries in the file and before them in the
-//! records; the entries are spooled to a temporary file, see `stream.rs`).
+//! [`Record`](crate::record::Record)s an export from a live server makes, in
+//! one pass and in bounded memory, so that a file of any size, or a key of
+//! any size, can be archived: a big key comes out in parts of about
+//! [`chunk_bytes`](crate::rdb::RdbOptions::chunk_bytes), its elements read
+//! from the input as the parts are asked for (see `collection.rs`). Three
+//! things are held whole, because the format leaves no choice: an
+//! LZF-compressed string (it only decompresses whole; servers compress only
+//! strings that fit in memory anyway), one encoded node of a collection (its
+//! length prefix is the only way to its elements), and a stream's consumer
+//! groups and pending entries (they come after its entries in the file and
+//! before them in the records; the entries are spooled to a temporary file,
+//! see `stream.rs`).
 //!
-//! The reader reads from a [`BufRead`](std::io::BufRead) and never past the 8 checksum bytes,
-//! so on a replication stream the caller's reader is left exactly at what
-//! follows the RDB. Every byte is checksummed as it is read; nothing in the
-//! input is trusted: every length is checked against what was read, so a
-//! corrupt or hostile file makes an error, never a panic or an allocation
-//! the file does not pay for. Formats: RDB versions 9 to 12, written by
-//! Redis 5.0 to 8.x and Valkey 7.2 to 8.x (every encoding they write, and
-//! the older ones they still read).
+//! The reader reads from a [`BufRead`](std::io::BufRead) and never past the
+//! 8 checksum bytes, so on a replication stream the caller's reader is left
+//! exactly at what follows the RDB. Every byte is checksummed as it is read;
+//! nothing in the input is trusted: every length is checked against what was
+//! read, so a corrupt or hostile file makes an error, never a panic or an
+//! allocation the file does not pay for. Formats: RDB versions 9 to 12,
+//! written by Redis 5.0 to 8.x and Valkey 7.2 to 8.x (every encoding they
+//! write, and the older ones they still read).
 
 mod collection;
 mod crc64;

@@ -221,7 +221,12 @@ proptest! {
     /// A damaged file is refused (or, a few times in 2^64, read as another
     /// valid file), never a panic, with every key size.
     #[test]
-    fn damaged_rdb_fixtures_are_refused(file in 0..4usize, m in mutation(), chunk in 1..100usize, as_dump: bool) {
+    fn damaged_rdb_fixtures_are_refused(
+        file in 0..4usize,
+        m in mutation(),
+        chunk in 1..100usize,
+        as_dump: bool,
+    ) {
         let name = ["redis-6.0.rdb", "redis-7.0.rdb", "redis-8.0.rdb", "valkey-8.1.rdb"][file];
         let original = fixture(name);
         let mut bytes = original.clone();
