@@ -97,22 +97,26 @@ pub(super) struct Cursor {
 }
 
 impl Cursor {
-    /// Read what a value of RDB type `type_byte` starts with (a count, or
-    /// its blob); `None` when the type is not a collection.
-    pub fn open<R: BufRead>(
-        input: &mut Input<R>,
-        type_byte: u8,
-    ) -> Result<Option<Cursor>, RdbError> {
-        use types::*;
-        let mut cursor = Cursor {
+    fn new() -> Cursor {
+        Cursor {
             kind: Kind::List,
             tuple: 1,
             source: Source::Single,
             blob: Vec::new(),
             walk: Walk::Done,
-            blob_at: input.offset(),
+            blob_at: 0,
             scratch: Vec::new(),
-        };
+        }
+    }
+
+    /// Start on a value of RDB type `type_byte`: read what it starts with
+    /// (a count, or its blob). False when the type is not a collection.
+    /// The cursor's buffers are kept from key to key.
+    fn start<R: BufRead>(&mut self, input: &mut Input<R>, type_byte: u8) -> Result<bool, RdbError> {
+        use types::*;
+        self.source = Source::Single;
+        self.walk = Walk::Done;
+        self.blob_at = input.offset();
         let plain = |input: &mut Input<R>, layout| -> Result<Source, RdbError> {
             Ok(Source::Plain {
                 left: input.len()?,
@@ -121,56 +125,54 @@ impl Cursor {
         };
         let (kind, tuple) = match type_byte {
             LIST => {
-                cursor.source = plain(input, Plain::Items)?;
+                self.source = plain(input, Plain::Items)?;
                 (Kind::List, 1)
             }
             SET => {
-                cursor.source = plain(input, Plain::Items)?;
+                self.source = plain(input, Plain::Items)?;
                 (Kind::Set, 1)
             }
             ZSET => {
-                cursor.source = plain(input, Plain::ZsetText)?;
+                self.source = plain(input, Plain::ZsetText)?;
                 (Kind::Zset, 2)
             }
             ZSET_2 => {
-                cursor.source = plain(input, Plain::ZsetBinary)?;
+                self.source = plain(input, Plain::ZsetBinary)?;
                 (Kind::Zset, 2)
             }
             HASH => {
-                cursor.source = plain(input, Plain::Hash)?;
+                self.source = plain(input, Plain::Hash)?;
                 (Kind::Hash, 2)
             }
             HASH_METADATA_PRE_GA => {
-                cursor.source = plain(input, Plain::HashTtl { base: None })?;
+                self.source = plain(input, Plain::HashTtl { base: None })?;
                 (Kind::Hash, 3)
             }
             HASH_METADATA => {
                 let base = input.u64_le()?;
-                cursor.source = plain(input, Plain::HashTtl { base: Some(base) })?;
+                self.source = plain(input, Plain::HashTtl { base: Some(base) })?;
                 (Kind::Hash, 3)
             }
             LIST_QUICKLIST | LIST_QUICKLIST_2 => {
-                cursor.source = Source::Quicklist {
+                self.source = Source::Quicklist {
                     left: input.len()?,
                     v2: type_byte == LIST_QUICKLIST_2,
                 };
                 (Kind::List, 1)
             }
             HASH_ZIPMAP => {
-                cursor.load(input)?;
-                cursor.walk = Walk::Zipmap(zipmap::open(&cursor.blob).map_err(|e| cursor.bad(e))?);
+                self.load(input)?;
+                self.walk = Walk::Zipmap(zipmap::open(&self.blob).map_err(|e| self.bad(e))?);
                 (Kind::Hash, 2)
             }
             SET_INTSET => {
-                cursor.load(input)?;
-                cursor.walk =
-                    Walk::Intset(Intset::open(&cursor.blob).map_err(|e| cursor.bad(e))?, 0);
+                self.load(input)?;
+                self.walk = Walk::Intset(Intset::open(&self.blob).map_err(|e| self.bad(e))?, 0);
                 (Kind::Set, 1)
             }
             LIST_ZIPLIST | ZSET_ZIPLIST | HASH_ZIPLIST => {
-                cursor.load(input)?;
-                cursor.walk =
-                    Walk::Ziplist(ziplist::open(&cursor.blob).map_err(|e| cursor.bad(e))?);
+                self.load(input)?;
+                self.walk = Walk::Ziplist(ziplist::open(&self.blob).map_err(|e| self.bad(e))?);
                 match type_byte {
                     LIST_ZIPLIST => (Kind::List, 1),
                     ZSET_ZIPLIST => (Kind::Zset, 2),
@@ -186,9 +188,8 @@ impl Cursor {
                     // The earliest field expiry, kept by Redis for later use.
                     input.u64_le()?;
                 }
-                cursor.load(input)?;
-                cursor.walk =
-                    Walk::Listpack(listpack::open(&cursor.blob).map_err(|e| cursor.bad(e))?);
+                self.load(input)?;
+                self.walk = Walk::Listpack(listpack::open(&self.blob).map_err(|e| self.bad(e))?);
                 match type_byte {
                     HASH_LISTPACK => (Kind::Hash, 2),
                     ZSET_LISTPACK => (Kind::Zset, 2),
@@ -196,11 +197,11 @@ impl Cursor {
                     _ => (Kind::Hash, 3),
                 }
             }
-            _ => return Ok(None),
+            _ => return Ok(false),
         };
-        cursor.kind = kind;
-        cursor.tuple = tuple;
-        Ok(Some(cursor))
+        self.kind = kind;
+        self.tuple = tuple;
+        Ok(true)
     }
 
     pub fn kind(&self) -> Kind {
@@ -404,11 +405,22 @@ pub(super) struct Chunker {
 }
 
 impl Chunker {
-    pub fn new(cursor: Cursor) -> Self {
+    pub fn new() -> Self {
         Chunker {
-            cursor,
+            cursor: Cursor::new(),
             carry: None,
         }
+    }
+
+    /// Start on a value of RDB type `type_byte`; false when it is not a
+    /// collection.
+    pub fn start<R: BufRead>(
+        &mut self,
+        input: &mut Input<R>,
+        type_byte: u8,
+    ) -> Result<bool, RdbError> {
+        self.carry = None;
+        self.cursor.start(input, type_byte)
     }
 
     /// The next chunk: elements until the next would take it past
@@ -431,7 +443,7 @@ impl Chunker {
             more: false,
             expired_fields: 0,
         };
-        let mut bytes = 0;
+        let mut bytes: usize = 0;
         loop {
             let at = input.offset();
             let elem = match self.carry.take() {
@@ -448,12 +460,12 @@ impl Chunker {
                 continue;
             }
             let n = elem_size(&elem);
-            if bytes > 0 && bytes + n > chunk_bytes {
+            if bytes > 0 && bytes.saturating_add(n) > chunk_bytes {
                 self.carry = Some(elem);
                 chunk.more = true;
                 break;
             }
-            bytes += n;
+            bytes = bytes.saturating_add(n);
             match (&mut value, elem) {
                 (Value::List(v) | Value::Set(v), Elem::Item(x)) => v.push(Bytes(x)),
                 (Value::Zset(v), Elem::Member(m, s)) => {
@@ -470,7 +482,7 @@ impl Chunker {
                         chunk.field_expiry.push(FieldExpiry {
                             field: Bytes(f.clone()),
                             at_ms,
-                            ttl_ms: at_ms - now_ms,
+                            ttl_ms: at_ms.saturating_sub(now_ms),
                         });
                     }
                     v.push((Bytes(f), Bytes(x)));

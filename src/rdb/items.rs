@@ -16,10 +16,12 @@ pub struct RdbOptions {
     pub now_ms: i64,
     /// About how many bytes of data one record may carry before a key is
     /// split into parts (records with the same key, part 0, 1, 2..., every
-    /// one but the last with `more = true`), as [`Value::split`](crate::record::Value::split) counts them.
+    /// one but the last with `more = true`), as
+    /// [`Value::split`](crate::record::Value::split) counts them.
     pub chunk_bytes: usize,
-    /// Return every key as [`Value::Dump`](crate::record::Value::Dump): the `DUMP` payload the server
-    /// that wrote the file would give for it (type name as `TYPE` says it).
+    /// Return every key as [`Value::Dump`](crate::record::Value::Dump): the
+    /// `DUMP` payload the server that wrote the file would give for it (type
+    /// name as `TYPE` says it).
     /// For copying to a server of the same version, and for checking this
     /// reader against a server's own `DUMP`. Module types always are.
     pub as_dump: bool,

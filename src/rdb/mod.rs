@@ -8,26 +8,27 @@
 //! may want it instead of reading key by key.
 //!
 //! [`RdbReader`](crate::rdb::RdbReader) turns a file into the same
-//! [`Record`](crate::record::Record)s an export from a
-//! live server makes, in one pass and in bounded memory, so that a file of
-//! any size, or a key of any size, can be archived: a big key comes out in
-//! parts of about [`chunk_bytes`](crate::rdb::RdbOptions::chunk_bytes), its elements read from the
-//! input as the parts are asked for (see `collection.rs`). Three things are
-//! held whole, because the format leaves no choice: an LZF-compressed string
-//! (it only decompresses whole; servers compress only strings that fit in
-//! memory anyway), one encoded node of a collection (its length prefix is
-//! the only way to its elements), and a stream's consumer groups and pending
-//! entries (they come after its entries in the file and before them in the
-//! records; the entries are spooled to a temporary file, see `stream.rs`).
+//! [`Record`](crate::record::Record)s an export from a live server makes, in
+//! one pass and in bounded memory, so that a file of any size, or a key of
+//! any size, can be archived: a big key comes out in parts of about
+//! [`chunk_bytes`](crate::rdb::RdbOptions::chunk_bytes), its elements read
+//! from the input as the parts are asked for (see `collection.rs`). Three
+//! things are held whole, because the format leaves no choice: an
+//! LZF-compressed string (it only decompresses whole; servers compress only
+//! strings that fit in memory anyway), one encoded node of a collection (its
+//! length prefix is the only way to its elements), and a stream's consumer
+//! groups and pending entries (they come after its entries in the file and
+//! before them in the records; the entries are spooled to a temporary file,
+//! see `stream.rs`).
 //!
-//! The reader reads from a [`BufRead`](std::io::BufRead) and never past the 8 checksum bytes,
-//! so on a replication stream the caller's reader is left exactly at what
-//! follows the RDB. Every byte is checksummed as it is read; nothing in the
-//! input is trusted: every length is checked against what was read, so a
-//! corrupt or hostile file makes an error, never a panic or an allocation
-//! the file does not pay for. Formats: RDB versions 9 to 12, written by
-//! Redis 5.0 to 8.x and Valkey 7.2 to 8.x (every encoding they write, and
-//! the older ones they still read).
+//! The reader reads from a [`BufRead`](std::io::BufRead) and never past the
+//! 8 checksum bytes, so on a replication stream the caller's reader is left
+//! exactly at what follows the RDB. Every byte is checksummed as it is read;
+//! nothing in the input is trusted: every length is checked against what was
+//! read, so a corrupt or hostile file makes an error, never a panic or an
+//! allocation the file does not pay for. Formats: RDB versions 9 to 12,
+//! written by Redis 5.0 to 8.x and Valkey 7.2 to 8.x (every encoding they
+//! write, and the older ones they still read).
 
 mod collection;
 mod crc64;
@@ -49,7 +50,7 @@ use std::io::BufRead;
 
 use crate::record::{Bytes, DumpValue, Expiry, KeyType, Record, Value};
 
-use collection::{Chunker, Cursor};
+use collection::Chunker;
 pub use crc64::crc64;
 pub use error::RdbError;
 use input::Input;
@@ -73,6 +74,8 @@ pub struct RdbReader<R> {
     state: State,
     checksum_verified: bool,
     stats: RdbStats,
+    /// Reads collections, one at a time (its buffers are kept).
+    chunker: Chunker,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +105,9 @@ enum Body {
         data: Vec<u8>,
         pos: usize,
     },
-    Collection(Chunker),
-    Stream(StreamOut),
+    /// A collection, read by the reader's chunker.
+    Collection,
+    Stream(Box<StreamOut>),
 }
 
 /// One record's share of a key.
@@ -147,6 +151,7 @@ impl<R: BufRead> RdbReader<R> {
             state: State::Reading,
             checksum_verified: false,
             stats: RdbStats::default(),
+            chunker: Chunker::new(),
         })
     }
 
@@ -255,7 +260,7 @@ impl<R: BufRead> RdbReader<R> {
                     return Ok(Some(RdbItem::Function { code }));
                 }
                 types::OP_EOF => {
-                    let computed = input.crc();
+                    let computed = input.crc()?;
                     let stored = input.unchecked_u64_le()?;
                     if stored != 0 {
                         if stored != computed {
@@ -308,7 +313,7 @@ impl<R: BufRead> RdbReader<R> {
         }
         let expiry = info.expire_at_ms.map(|at_ms| Expiry {
             at_ms,
-            ttl_ms: at_ms - now_ms,
+            ttl_ms: at_ms.saturating_sub(now_ms),
         });
         if self.options.as_dump || key_type == KeyType::Dump {
             let value = self.dump(type_byte, at, key_type)?;
@@ -323,20 +328,20 @@ impl<R: BufRead> RdbReader<R> {
                     Body::Held { data, pos: 0 }
                 }
             },
-            KeyType::Stream => Body::Stream(stream::read(
+            KeyType::Stream => Body::Stream(Box::new(stream::read(
                 &mut self.input,
                 type_byte,
                 self.options.chunk_bytes,
-            )?),
-            _ => match Cursor::open(&mut self.input, type_byte)? {
-                Some(cursor) => Body::Collection(Chunker::new(cursor)),
-                None => {
+            )?)),
+            _ => {
+                if !self.chunker.start(&mut self.input, type_byte)? {
                     return Err(RdbError::UnknownType {
                         type_byte,
                         offset: at,
                     });
                 }
-            },
+                Body::Collection
+            }
         };
         let mut current = Current {
             db: info.db,
@@ -419,9 +424,10 @@ impl<R: BufRead> RdbReader<R> {
                     ..whole(Value::String(Bytes(piece)))
                 }
             }
-            Body::Collection(chunker) => {
+            Body::Collection => {
                 let chunk =
-                    chunker.next_chunk(&mut self.input, self.options.now_ms, chunk_bytes)?;
+                    self.chunker
+                        .next_chunk(&mut self.input, self.options.now_ms, chunk_bytes)?;
                 self.stats.expired_fields += chunk.expired_fields;
                 let nothing = (chunk.value.is_empty() && !chunk.more).then_some(
                     if chunk.expired_fields > 0 {
@@ -449,9 +455,9 @@ impl<R: BufRead> RdbReader<R> {
 
     /// The value as a `DUMP` payload: its type byte and raw bytes.
     fn dump(&mut self, type_byte: u8, at: u64, key_type: KeyType) -> Result<Value, RdbError> {
-        self.input.start_recording(&[type_byte]);
+        self.input.start_recording(&[type_byte])?;
         let walked = skip::skip_value(&mut self.input, type_byte, at);
-        let raw = self.input.stop_recording();
+        let raw = self.input.stop_recording()?;
         walked?;
         let type_name = if key_type == KeyType::Dump {
             // The module id is the first thing after the type byte.
@@ -470,6 +476,7 @@ impl<R: BufRead> RdbReader<R> {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn record(
         &mut self,
         db: u32,

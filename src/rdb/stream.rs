@@ -218,12 +218,13 @@ pub(super) fn read<R: BufRead>(
     };
     let mut groups = Vec::new();
     let mut names = Vec::new();
+    let mut seen = HashSet::new();
     let mut pending = VecDeque::new();
     let count = input.len()?;
     for g in 0..count {
         let at = input.offset();
         let name = Bytes(input.string()?);
-        if names.contains(&name) {
+        if !seen.insert(name.clone()) {
             return Err(RdbError::corrupt(
                 at,
                 format!("consumer group {name:?} appears twice"),
@@ -519,11 +520,11 @@ impl StreamOut {
                 Item::Entry(e) => entry_size(e),
                 Item::Pending(_, e) => pending_size(e),
             };
-            if bytes > 0 && bytes + n > chunk_bytes {
+            if bytes > 0 && bytes.saturating_add(n) > chunk_bytes {
                 self.carry = Some(item);
                 return Ok((chunk, true));
             }
-            bytes += n;
+            bytes = bytes.saturating_add(n);
             match item {
                 Item::Entry(e) => chunk.entries.push(e),
                 Item::Pending(g, e) => {

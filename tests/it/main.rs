@@ -21,6 +21,7 @@ mod large;
 mod library;
 mod mutations;
 mod profiles;
+mod rdb;
 mod restore_modes;
 mod rollback;
 mod roundtrip;
