@@ -11,6 +11,9 @@
 //!
 //! The map comes from CLUSTER NODES, which every Redis and Valkey cluster
 //! node answers, and which also shows slots in migration.
+//!
+//! Kept in one file, though long: slot map, router and redirections are one
+//! protocol, and each part is only correct together with the others.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

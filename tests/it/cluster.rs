@@ -1,5 +1,6 @@
 //! Redis Cluster (issue #9): export from and restore into a sharded
 //! deployment, against real local clusters of three primaries.
+//! One file, though long: every test shares the clusters' setup helpers.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! Per-user archives through profiles (issue #5), with the two example
 //! profiles and their data loaders from fixtures/profiles.
+//! One file, though long: the runbooks share the two profiles' data.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! Stream consumer groups: their consumers and pending entries survive
 //! export/restore, copy and rollback exactly, however long the PEL.
+//! One file, though long: every test shares the job-queue builders.
 
 use crate::support::*;
 use redis::Value;

@@ -11,6 +11,10 @@
 //! Records are handed out before the end is verified, so a caller that must
 //! not act on unverified data (restore) reads the archive twice: once to
 //! verify, once to act.
+//!
+//! Longer than most files on purpose: the read is one state machine
+//! (entries, their checksums, the manifest, the closing frame), and split
+//! across files its order would be harder to follow.
 
 mod checks;
 mod guard;

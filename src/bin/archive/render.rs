@@ -1,4 +1,6 @@
 //! Reports as text for people, or JSON for scripts.
+//! One file for every report on purpose: the tables share their columns and
+//! wording, which stay consistent when they are side by side.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
