@@ -119,8 +119,16 @@ impl Endpoint {
         link.send(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])?;
         link.expect_ok("announcing replica capabilities (REPLCONF)")?;
         link.send(&[b"PSYNC", b"?", b"-1"])?;
-        let reply = link.line("asking for a snapshot (PSYNC)")?;
-        let point = parse_fullresync(&reply).ok_or_else(|| link.refused(&reply))?;
+        let point = loop {
+            let reply = link.line("asking for a snapshot (PSYNC)")?;
+            // A server still busy with another child (a BGSAVE, another
+            // replica's snapshot) answers only once it can fork, and sends
+            // bare newlines until then.
+            if reply.is_empty() {
+                continue;
+            }
+            break parse_fullresync(&reply).ok_or_else(|| link.refused(&reply))?;
+        };
         let framing = loop {
             let line = link.line("waiting for the snapshot")?;
             if line.is_empty() {

@@ -507,3 +507,29 @@ fn a_dropped_snapshot_leaves_nothing() {
     assert!(out.stderr.contains("cannot read the RDB"), "{}", out.stderr);
     assert_eq!(entries(dir.path()), 0, "no archive and no temp file left");
 }
+
+/// A server busy with another snapshot (a BGSAVE) answers PSYNC only once it
+/// can fork again, sending bare newlines until then.
+#[test]
+fn a_snapshot_waits_for_a_busy_server() {
+    let src = start(ServerKind::Redis70);
+    dataset::load(&mut src.conn(), 20_000, 0);
+    let mut c = src.conn();
+    let set_delay = |c: &mut Connection, micros: u32| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("rdb-key-save-delay")
+            .arg(micros)
+            .query(c)
+            .unwrap();
+    };
+    // About 2 s of BGSAVE (100 us a key); the child keeps the delay it
+    // forked with, the snapshot after it does not.
+    set_delay(&mut c, 100);
+    let _: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
+    set_delay(&mut c, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.tar.zst");
+    let report = export(&src, &file, &["--snapshot", "--json"]).ok().json();
+    assert_eq!(report["keys"], src.dbsize(0), "{report}");
+}
