@@ -533,3 +533,50 @@ fn a_snapshot_waits_for_a_busy_server() {
     let report = export(&src, &file, &["--snapshot", "--json"]).ok().json();
     assert_eq!(report["keys"], src.dbsize(0), "{report}");
 }
+
+/// `copy --snapshot` and `backup --snapshot` take the same instant as
+/// `export --snapshot`.
+#[test]
+fn copy_and_backup_take_snapshots_too() {
+    let src = start(ServerKind::Redis70);
+    load_mixed(&mut src.conn());
+    let dst = RedisServer::start();
+    let (s, t) = (src.url(), dst.url());
+    let report = run(&[
+        "copy",
+        "--snapshot",
+        "--source",
+        &s,
+        "--target",
+        &t,
+        "--yes",
+        "--no-backup",
+        "--json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(
+        assert_same_db(&mut src.conn(), &mut dst.conn(), 1_000),
+        src.dbsize(0)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("backups");
+    run(&[
+        "backup",
+        "--snapshot",
+        "--source",
+        &s,
+        "--backup-dir",
+        folder.to_str().unwrap(),
+    ])
+    .ok();
+    let listed = run(&["list", folder.to_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    let file = PathBuf::from(listed[0]["path"].as_str().expect("the backup is listed"));
+    let header: serde_json::Value =
+        serde_json::from_slice(&stock_tar(&file, "-xO header.json")).unwrap();
+    assert_eq!(header["consistency"], "snapshot", "{header}");
+}
