@@ -580,3 +580,43 @@ fn copy_and_backup_take_snapshots_too() {
         serde_json::from_slice(&stock_tar(&file, "-xO header.json")).unwrap();
     assert_eq!(header["consistency"], "snapshot", "{header}");
 }
+
+/// Slots that move while a cluster's snapshots stream could put a key in
+/// two snapshots or in none: the export fails and writes nothing.
+#[test]
+fn slots_moving_during_a_cluster_snapshot_fail_it() {
+    let cluster = RedisCluster::start();
+    let single = RedisServer::start();
+    dataset::load(&mut single.conn(), 600, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.tar.zst");
+    export(&single, &seed, &[]).ok();
+    restore_url(&cluster.url(), &seed, &[]).ok();
+    // Each primary takes about 2 s to write its snapshot (10 ms a key).
+    for node in cluster.primaries() {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("rdb-key-save-delay")
+            .arg(10_000)
+            .query(&mut node.conn())
+            .unwrap();
+    }
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let file = out_dir.join("a.tar.zst");
+    let url = cluster.url();
+    let child = spawn(&[
+        "export",
+        "--snapshot",
+        "--source",
+        &url,
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    wait_for("the export to start writing", || entries(&out_dir) > 0);
+    let slot = cluster.slot(&dataset::key_name(1));
+    cluster.move_slot(slot, (cluster.owner_of_slot(slot) + 1) % 3);
+    let out = output(child.wait_with_output().unwrap());
+    out.fails(6, "the slots moved during the export");
+    assert_eq!(entries(&out_dir), 0, "nothing at the output path");
+}

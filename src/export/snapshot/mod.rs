@@ -85,6 +85,10 @@ struct Origin {
     cluster: Option<ClusterSource>,
     /// The instant expiry is measured from.
     now_ms: i64,
+    /// A cluster's connection and slot map when the snapshots were asked
+    /// for: if the slots moved meanwhile, a key may be in two snapshots or
+    /// in none.
+    slots: Option<(Conn, Topology)>,
 }
 
 pub(super) async fn export_rdb(
@@ -109,8 +113,9 @@ pub(super) async fn export_rdb(
         ExportMethod::RdbFile(input) => Some(input.clone()),
         _ => None,
     };
-    let (mut sources, origin) = open_sources(&options, file.as_ref(), started_at).await?;
+    let (mut sources, mut origin) = open_sources(&options, file.as_ref(), started_at).await?;
     let db = origin.address.db;
+    let slots = origin.slots.take();
     let user = match user {
         Some(user) => {
             let (again, user) = first_pass(
@@ -227,6 +232,9 @@ pub(super) async fn export_rdb(
     if let Some(e) = failure {
         return Err(e);
     }
+    if let Some((conn, before)) = &slots {
+        unmoved_since(conn, before).await?;
+    }
     let mut report = conclude(&options, writer, FetchStats::default(), started, id).await?;
     if let Some(input) = &file {
         report.0.source = input.display();
@@ -254,6 +262,7 @@ async fn open_sources(
             },
             server: None,
             cluster: None,
+            slots: None,
             // Keys that expired before now would be dropped by any server
             // loading the file now; they are counted, not exported.
             now_ms: started_at.timestamp_millis(),
@@ -280,6 +289,7 @@ async fn open_sources(
         server: Some(server),
         cluster: topology.as_ref().map(ClusterSource::of),
         now_ms,
+        slots: topology.map(|t| (conn, t)),
     };
     Ok((sources, origin))
 }
