@@ -348,15 +348,16 @@ pub(crate) fn redact_url(url: &str) -> String {
         return url.to_string();
     };
     let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    // A password may hold '/', '#', '?' and '@' (a URL that does not parse
+    // is shown here precisely because it was not encoded): everything
+    // before the last '@' is taken for credentials. A '@' later in the
+    // path at worst hides more than it must.
+    match rest.rfind('@') {
         Some(at) => {
             let userinfo = &rest[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let redacted = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                "***".to_string()
+            let redacted = match userinfo.split_once(':') {
+                Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:***"),
+                _ => "***".to_string(),
             };
             format!("{}{}{}", &url[..scheme_end + 3], redacted, &rest[at..])
         }
@@ -387,6 +388,16 @@ mod tests {
         assert_eq!(redact_url("redis://:secret@h:1"), "redis://:***@h:1");
         assert_eq!(redact_url("rediss://secret@h"), "rediss://***@h");
         assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
+        // Passwords that were not URL-encoded: nothing of them shows.
+        assert_eq!(
+            redact_url("redis://:secret/part@127.0.0.1:6390"),
+            "redis://:***@127.0.0.1:6390"
+        );
+        assert_eq!(
+            redact_url("redis://:p@ss:w/rd#1%@host/0"),
+            "redis://:***@host/0"
+        );
+        assert_eq!(redact_url("redis://u:a@b@h/1"), "redis://u:***@h/1");
     }
 
     #[test]

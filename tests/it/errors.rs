@@ -288,3 +288,29 @@ fn a_cluster_node_without_slots_is_refused_before_anything_is_read_or_written() 
     run(&["compare", valid.to_str().unwrap(), "--target", &url]).fails(6, "cluster at");
     assert_eq!(node.dbsize(0), 0);
 }
+
+/// Passwords that were not URL-encoded make the URL invalid; the message
+/// shows none of them, whatever characters they hold.
+#[test]
+fn an_invalid_url_never_shows_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("never.tar.zst");
+    for (url, secret_parts) in [
+        (
+            "redis://:secret/part@127.0.0.1:6390",
+            &["secret", "part"][..],
+        ),
+        (
+            "redis://:p@ss:w/rd#1%@127.0.0.1/0",
+            &["ss:w", "rd#1", "p@"][..],
+        ),
+        ("rediss://admin:x/y?z@127.0.0.1", &["x/y", "?z"][..]),
+    ] {
+        let out = run(&["export", "--source", url, "-o", file.to_str().unwrap()])
+            .fails(2, "invalid Redis URL");
+        for part in secret_parts {
+            assert!(!out.stderr.contains(part), "{url}: {}", out.stderr);
+        }
+        assert!(!file.exists());
+    }
+}
