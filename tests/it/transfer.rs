@@ -420,3 +420,40 @@ fn fail_mode_writes_nothing_when_keys_exist() {
     restore(&empty, &file, &["--mode", "fail"]).ok();
     assert_same_db(&mut src.conn(), &mut empty.conn(), 1000);
 }
+
+/// The variables teams' `.env` files already hold (SOURCE_REDIS_HOST,
+/// _PORT, _PASSWORD, _DB and TARGET_...) say where to copy from and to;
+/// a value that is not a number is refused before anything happens.
+#[test]
+fn connection_variables_name_both_ends() {
+    let src = RedisServer::start_with(&["--requirepass", "src-pw"]);
+    let dst = RedisServer::start();
+    let mut c = redis::Client::open(format!("redis://:src-pw@127.0.0.1:{}/3", src.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = c.set("in:three", "yes").unwrap();
+    let (src_port, dst_port) = (src.port.to_string(), dst.port.to_string());
+    let out = command(&["copy", "--yes", "--no-backup", "--json"])
+        .env("SOURCE_REDIS_HOST", "127.0.0.1")
+        .env("SOURCE_REDIS_PORT", &src_port)
+        .env("SOURCE_REDIS_PASSWORD", "src-pw")
+        .env("SOURCE_REDIS_DB", "3")
+        .env("TARGET_REDIS_HOST", "127.0.0.1")
+        .env("TARGET_REDIS_PORT", &dst_port)
+        .env("TARGET_REDIS_DB", "5")
+        .output()
+        .unwrap();
+    let report = output(out).ok().json();
+    assert!(!report.to_string().contains("src-pw"), "{report}");
+    let v: String = dst.conn_db(5).get("in:three").unwrap();
+    assert_eq!(v, "yes");
+    assert_eq!(dst.dbsize(0), 0);
+
+    let out = command(&["export", "-o", "/tmp/never.tar.zst"])
+        .env("SOURCE_REDIS_PORT", "63x79")
+        .output()
+        .unwrap();
+    output(out).fails(2, "SOURCE_REDIS_PORT=\"63x79\" is not a port");
+    assert!(!std::path::Path::new("/tmp/never.tar.zst").exists());
+}

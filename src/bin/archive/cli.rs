@@ -91,9 +91,11 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
     /// Source Redis URL: redis://[user[:password]@]host[:port][/db], rediss:// for TLS;
     /// any node of a Redis Cluster stands for the whole cluster.
-    /// The password can come from SOURCE_REDIS_PASSWORD instead.
-    #[arg(long, env = "SOURCE_REDIS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
-    pub source: String,
+    /// The password can come from SOURCE_REDIS_PASSWORD instead. Default:
+    /// SOURCE_REDIS_URL, else SOURCE_REDIS_HOST, _PORT and _DB, else
+    /// redis://127.0.0.1:6379.
+    #[arg(long, env = "SOURCE_REDIS_URL", hide_env_values = true)]
+    pub source: Option<String>,
     /// Database index (overrides the URL's).
     #[arg(long)]
     pub db: Option<i64>,
@@ -221,9 +223,10 @@ pub struct RestoreArgs {
     /// the archive is verified in full before anything is written).
     pub file: String,
     /// Target Redis URL (a cluster node stands for its cluster); the password
-    /// can come from TARGET_REDIS_PASSWORD.
-    #[arg(long, env = "TARGET_REDIS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
-    pub target: String,
+    /// can come from TARGET_REDIS_PASSWORD. Default: TARGET_REDIS_URL, else
+    /// TARGET_REDIS_HOST, _PORT and _DB, else redis://127.0.0.1:6379.
+    #[arg(long, env = "TARGET_REDIS_URL", hide_env_values = true)]
+    pub target: Option<String>,
     /// Database to restore into (default: the URL's, else the archive's;
     /// always 0 in a cluster).
     #[arg(long)]
@@ -248,14 +251,18 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct CopyArgs {
     /// Source Redis URL; the password can come from SOURCE_REDIS_PASSWORD.
-    #[arg(long, env = "SOURCE_REDIS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
-    pub source: String,
+    /// Default: SOURCE_REDIS_URL, else SOURCE_REDIS_HOST, _PORT and _DB,
+    /// else redis://127.0.0.1:6379.
+    #[arg(long, env = "SOURCE_REDIS_URL", hide_env_values = true)]
+    pub source: Option<String>,
     /// Source database (overrides the source URL's).
     #[arg(long)]
     pub source_db: Option<i64>,
     /// Target Redis URL; the password can come from TARGET_REDIS_PASSWORD.
-    #[arg(long, env = "TARGET_REDIS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
-    pub target: String,
+    /// Default: TARGET_REDIS_URL, else TARGET_REDIS_HOST, _PORT and _DB,
+    /// else redis://127.0.0.1:6379.
+    #[arg(long, env = "TARGET_REDIS_URL", hide_env_values = true)]
+    pub target: Option<String>,
     /// Target database (default: the target URL's, else the source's).
     #[arg(long)]
     pub db: Option<i64>,
@@ -295,8 +302,10 @@ pub struct CompareArgs {
     /// Archive file; `-` reads stdin.
     pub file: String,
     /// Redis URL to compare with; the password can come from TARGET_REDIS_PASSWORD.
-    #[arg(long, env = "TARGET_REDIS_URL", default_value = DEFAULT_URL, hide_env_values = true)]
-    pub target: String,
+    /// Default: TARGET_REDIS_URL, else TARGET_REDIS_HOST, _PORT and _DB,
+    /// else redis://127.0.0.1:6379.
+    #[arg(long, env = "TARGET_REDIS_URL", hide_env_values = true)]
+    pub target: Option<String>,
     /// Database to compare with (default: the URL's, else the archive's).
     #[arg(long)]
     pub db: Option<i64>,

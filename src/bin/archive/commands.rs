@@ -122,18 +122,66 @@ fn write_options(args: &WriteArgs) -> Result<WriteOptions, Error> {
 }
 
 fn endpoint(
-    url: &str,
+    url: Option<&str>,
     db: Option<i64>,
     side: Side,
     connect: &ConnectArgs,
 ) -> Result<Endpoint, Error> {
-    Endpoint::resolve(url, db, env_password(side), side, timeouts(connect)?)
+    let url = match url {
+        Some(url) => url.to_string(),
+        None => url_from_env(side)?,
+    };
+    Endpoint::resolve(&url, db, env_password(side), side, timeouts(connect)?)
+}
+
+/// The URL that SOURCE_REDIS_HOST, _PORT and _DB (or TARGET_...) make, the
+/// variables many teams' `.env` files already set; each defaults to
+/// 127.0.0.1, 6379 and the URL's default database.
+fn url_from_env(side: Side) -> Result<String, Error> {
+    let prefix = match side {
+        Side::Source => "SOURCE_REDIS",
+        Side::Target => "TARGET_REDIS",
+    };
+    let var = |name: &str| {
+        std::env::var(format!("{prefix}_{name}"))
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+    };
+    let number = |name: &str, what: &str| -> Result<Option<String>, Error> {
+        match var(name) {
+            Some(v) if v.trim().parse::<u32>().is_ok() => Ok(Some(v.trim().to_string())),
+            Some(v) => Err(Error::InvalidArgument(format!(
+                "{prefix}_{name}={v:?} is not a {what}; set it to a number or unset it"
+            ))),
+            None => Ok(None),
+        }
+    };
+    let (host, port, db) = (
+        var("HOST"),
+        number("PORT", "port")?,
+        number("DB", "database index")?,
+    );
+    if host.is_none() && port.is_none() && db.is_none() {
+        return Ok(crate::cli::DEFAULT_URL.to_string());
+    }
+    let host = host.map_or_else(|| "127.0.0.1".to_string(), |h| h.trim().to_string());
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let mut url = format!("redis://{host}:{}", port.as_deref().unwrap_or("6379"));
+    if let Some(db) = db {
+        url.push('/');
+        url.push_str(&db);
+    }
+    Ok(url)
 }
 
 /// Export options from the command line; the destination is `-o`, stdout
 /// for `-o -`, or the default name in the current directory.
 fn export_options(args: &ExportArgs, cancel: Cancel) -> Result<ExportOptions, Error> {
-    let source = endpoint(&args.source, args.db, Side::Source, &args.connect)?;
+    let source = endpoint(args.source.as_deref(), args.db, Side::Source, &args.connect)?;
     let selection = selection(&args.selection)?;
     let encryption = secrets::encryption(args)?;
     let destination = match &args.output {
@@ -280,7 +328,7 @@ pub(crate) fn run_validate(args: ValidateArgs) -> Result<u8, Failure> {
 }
 
 pub(crate) async fn run_compare(args: CompareArgs) -> Result<u8, Failure> {
-    let target = endpoint(&args.target, args.db, Side::Target, &args.connect)?;
+    let target = endpoint(args.target.as_deref(), args.db, Side::Target, &args.connect)?;
     let mut options = CompareOptions::new(ArchiveSource::from_arg(&args.file), target);
     options.remap = Remap::parse(&args.rename_prefix)?;
     options.ttl_tolerance_ms = args.ttl_tolerance;
@@ -296,7 +344,7 @@ pub(crate) async fn run_compare(args: CompareArgs) -> Result<u8, Failure> {
 }
 
 pub(crate) async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8, Failure> {
-    let target = endpoint(&args.target, args.db, Side::Target, &args.connect)?;
+    let target = endpoint(args.target.as_deref(), args.db, Side::Target, &args.connect)?;
     let source = ArchiveSource::from_arg(&args.file);
     let mut options = RestoreOptions::new(source.clone(), target);
     options.write = write_options(&args.write)?;
@@ -329,8 +377,13 @@ pub(crate) async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8,
 }
 
 pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failure> {
-    let source = endpoint(&args.source, args.source_db, Side::Source, &args.connect)?;
-    let target = endpoint(&args.target, args.db, Side::Target, &args.connect)?;
+    let source = endpoint(
+        args.source.as_deref(),
+        args.source_db,
+        Side::Source,
+        &args.connect,
+    )?;
+    let target = endpoint(args.target.as_deref(), args.db, Side::Target, &args.connect)?;
     let mut options = CopyOptions::new(source, target, selection(&args.selection)?);
     options.write = write_options(&args.write)?;
     options.cancel = cancel;
@@ -368,7 +421,7 @@ pub(crate) async fn run_rollback(args: RollbackArgs, cancel: Cancel) -> Result<u
     options.skip_changed = args.skip_changed;
     options.cancel = cancel;
     if let Some(url) = &args.target {
-        options.target = Some(endpoint(url, None, Side::Target, &args.connect)?);
+        options.target = Some(endpoint(Some(url), None, Side::Target, &args.connect)?);
     }
     let checking = Bar::new("checking");
     let planned = rollback::plan(&options, &checking).await?;
