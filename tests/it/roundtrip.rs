@@ -390,3 +390,32 @@ fn fat_elements_are_split_into_bounded_records() {
     restore(&dst, &file, &[]).ok();
     assert_same_db(&mut src.conn(), &mut dst.conn(), 0);
 }
+
+/// Off a terminal (CI, a `tee`d log) a long run says how far it got, line
+/// by line, and the summary still ends it.
+#[test]
+fn progress_goes_to_logs_as_lines() {
+    let src = RedisServer::start();
+    dataset::load(&mut src.conn(), 60_000, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.tar.zst");
+    let url = src.url();
+    let out = command(&["export", "--source", &url, "-o", file.to_str().unwrap()])
+        .env("ARCHIVE_PROGRESS_INTERVAL", "0.01")
+        .output()
+        .unwrap();
+    let run = output(out).ok();
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("exporting: "))
+        .collect();
+    assert!(!lines.is_empty(), "{}", run.stderr);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("/60000 keys, ") && l.ends_with(" s")),
+        "{lines:?}"
+    );
+    assert!(run.stdout_text().starts_with("exported 60000 keys"));
+}

@@ -1,25 +1,67 @@
-//! The progress bar: on stderr, and only when it is a terminal. The library
-//! reports progress through its `Progress` trait and never draws.
+//! Progress: a bar on stderr when it is a terminal; otherwise (CI, a
+//! `tee`d log) a line every 30 seconds, so a long run is never silent
+//! until its end. The library reports progress through its `Progress`
+//! trait and never draws.
 
-use std::io::{self, IsTerminal};
-use std::time::Duration;
+use std::io::{self, IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use redis_archive::progress::Progress;
 
-/// A progress bar on stderr when it is a terminal; nothing otherwise. With
-/// no known total (verifying an archive), a spinner with a count.
+/// Seconds between progress lines when stderr is not a terminal
+/// (`ARCHIVE_PROGRESS_INTERVAL` overrides it; 0 turns them off).
+const LOG_INTERVAL_SECS: f64 = 30.0;
+
+/// A progress bar on stderr when it is a terminal, progress lines
+/// otherwise. With no known total (verifying an archive), a spinner with a
+/// count.
 pub(crate) struct Bar {
     bar: Option<ProgressBar>,
+    log: Option<Mutex<Log>>,
     verb: &'static str,
+}
+
+/// Where a run stands, for its progress lines.
+struct Log {
+    every: Duration,
+    started: Instant,
+    last: Instant,
+    done: u64,
+    total: Option<u64>,
 }
 
 impl Bar {
     pub(crate) fn new(verb: &'static str) -> Self {
-        let bar = io::stderr()
-            .is_terminal()
-            .then(|| ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()));
-        Bar { bar, verb }
+        if io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            return Bar {
+                bar: Some(bar),
+                log: None,
+                verb,
+            };
+        }
+        let secs = std::env::var("ARCHIVE_PROGRESS_INTERVAL")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .unwrap_or(LOG_INTERVAL_SECS);
+        let log = (secs > 0.0).then(|| {
+            let now = Instant::now();
+            Mutex::new(Log {
+                every: Duration::from_secs_f64(secs),
+                started: now,
+                last: now,
+                done: 0,
+                total: None,
+            })
+        });
+        Bar {
+            bar: None,
+            log,
+            verb,
+        }
     }
 
     fn style(&self, known_total: bool) -> ProgressStyle {
@@ -42,6 +84,23 @@ impl Bar {
     }
 }
 
+impl Log {
+    /// One line: `exporting: 120000/1000000 keys, 40000 keys/s, 3 s`.
+    fn line(&self, verb: &str) -> String {
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.done as f64 / secs
+        } else {
+            0.0
+        };
+        let of = self.total.map(|t| format!("/{t}")).unwrap_or_default();
+        format!(
+            "{verb}: {}{of} keys, {rate:.0} keys/s, {secs:.0} s",
+            self.done
+        )
+    }
+}
+
 impl Progress for Bar {
     fn start(&self, total: Option<u64>) {
         if let Some(bar) = &self.bar {
@@ -50,10 +109,24 @@ impl Progress for Bar {
             bar.set_position(0);
             bar.enable_steady_tick(Duration::from_millis(200));
         }
+        if let Some(log) = &self.log {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            log.total = total;
+            log.done = 0;
+        }
     }
     fn advance(&self, n: u64) {
         if let Some(bar) = &self.bar {
             bar.inc(n);
+        }
+        if let Some(log) = &self.log {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            log.done += n;
+            if log.last.elapsed() >= log.every {
+                log.last = Instant::now();
+                // A log that cannot be written is no reason to stop the work.
+                let _ = writeln!(io::stderr().lock(), "{}", log.line(self.verb));
+            }
         }
     }
     fn finish(&self) {
