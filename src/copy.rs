@@ -129,6 +129,16 @@ impl CopyPlan {
 /// Read the source into the spool and plan against the target. Writes
 /// nothing to the target (the backup is finished only by `perform`).
 pub async fn plan(options: &CopyOptions, progress: &dyn Progress) -> Result<CopyPlan> {
+    if options.write.remap.is_empty()
+        && options.write.as_user.is_none()
+        && same_database(&options.source, &options.target).await?
+    {
+        return Err(Error::InvalidArgument(format!(
+            "the source {} and the target {} are the same database: every key would be skipped or written over itself; name another target or --db, or rename with --rename-prefix",
+            options.source.display(),
+            options.target.display()
+        )));
+    }
     let spool = tempfile::Builder::new()
         .prefix("archive-copy-")
         .tempdir()
@@ -166,6 +176,31 @@ pub async fn plan(options: &CopyOptions, progress: &dyn Progress) -> Result<Copy
         restore_options,
         _spool: spool,
     })
+}
+
+/// Whether two endpoints are one database of one server: the same `run_id`
+/// (whatever names the URLs use) and the same database index. A server
+/// that will not say (an ACL without INFO) is taken to be another.
+async fn same_database(source: &Endpoint, target: &Endpoint) -> Result<bool> {
+    if source.db() != target.db() {
+        return Ok(false);
+    }
+    async fn run_id(endpoint: &Endpoint) -> Result<Option<String>> {
+        let mut conn = endpoint.connect().await?;
+        let info: Option<String> = conn
+            .query(redis::cmd("INFO").arg("server"), "reading INFO")
+            .await
+            .ok();
+        Ok(info.and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("run_id:"))
+                .map(|id| id.trim().to_string())
+        }))
+    }
+    match (run_id(source).await?, run_id(target).await?) {
+        (Some(a), Some(b)) => Ok(a == b),
+        _ => Ok(false),
+    }
 }
 
 /// Carry out a copy planned by [`plan`].

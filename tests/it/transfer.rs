@@ -100,7 +100,8 @@ fn copy_between_databases_of_one_server() {
     assert_eq!(report["target"], format!("127.0.0.1:{}/0", server.port));
     assert_same_db(&mut server.conn_db(1), &mut server.conn_db(0), 1000);
 
-    // Without --db the target is the source's database: here, all exists.
+    // Without --db the target is the source's database: here, the same
+    // database, which a copy refuses (it would skip every key).
     let same = run(&[
         "copy",
         "--source",
@@ -110,10 +111,13 @@ fn copy_between_databases_of_one_server() {
         "--yes",
         "--json",
     ])
-    .ok()
-    .json();
-    assert_eq!(same["target"], format!("127.0.0.1:{}/1", server.port));
-    assert_eq!(same["written"], 0);
+    .fails(2, "are the same database");
+    assert!(
+        same.stderr
+            .contains(&format!("the target 127.0.0.1:{}/1", server.port)),
+        "{}",
+        same.stderr
+    );
 }
 
 #[test]
@@ -456,4 +460,32 @@ fn connection_variables_name_both_ends() {
         .unwrap();
     output(out).fails(2, "SOURCE_REDIS_PORT=\"63x79\" is not a port");
     assert!(!std::path::Path::new("/tmp/never.tar.zst").exists());
+}
+
+/// A copy of a database onto itself would skip (or rewrite) every key:
+/// refused before anything happens, whatever name the URLs give the
+/// server; with a rename it is a real move and goes ahead.
+#[test]
+fn copy_onto_itself_is_refused_unless_it_renames() {
+    let server = RedisServer::start();
+    let _: () = server.conn_db(2).set("tenant:a:k", "v").unwrap();
+    let by_ip = format!("redis://127.0.0.1:{}/2", server.port);
+    let by_name = format!("redis://localhost:{}/2", server.port);
+    run(&["copy", "--source", &by_ip, "--target", &by_name, "--yes"])
+        .fails(2, "are the same database");
+    assert_eq!(server.dbsize(2), 1);
+    run(&[
+        "copy",
+        "--source",
+        &by_ip,
+        "--target",
+        &by_ip,
+        "--yes",
+        "--no-backup",
+        "--rename-prefix",
+        "tenant:a:=tenant:b:",
+    ])
+    .ok();
+    let v: String = server.conn_db(2).get("tenant:b:k").unwrap();
+    assert_eq!(v, "v");
 }
