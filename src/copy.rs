@@ -47,6 +47,9 @@ pub struct CopyOptions {
     pub backup_dir: Option<PathBuf>,
     /// Read the source's snapshot (one instant) instead of SCAN.
     pub snapshot: bool,
+    /// Copy one user's records, or whole groups, as a profile describes
+    /// them (instead of `selection`).
+    pub profile: Option<crate::profile::select::ProfileExport>,
 }
 
 impl CopyOptions {
@@ -64,6 +67,7 @@ impl CopyOptions {
             cancel: Cancel::new(),
             backup_dir: None,
             snapshot: false,
+            profile: None,
         }
     }
 }
@@ -155,6 +159,7 @@ pub async fn plan(options: &CopyOptions, progress: &dyn Progress) -> Result<Copy
     if options.snapshot {
         export_options.method = crate::export::ExportMethod::Snapshot;
     }
+    export_options.profile = options.profile.clone();
     export_options.cancel = options.cancel.clone();
     export_options.encryption = Some(Arc::new(Encryption::to_key(key.to_public())));
     let read = export(export_options, progress).await?;
@@ -169,7 +174,10 @@ pub async fn plan(options: &CopyOptions, progress: &dyn Progress) -> Result<Copy
     Ok(CopyPlan {
         source: options.source.display(),
         target: restore.target.display(),
-        selection: options.selection.clone(),
+        selection: match &options.profile {
+            Some(p) => p.selection()?,
+            None => options.selection.clone(),
+        },
         actions: restore.actions.clone(),
         read,
         restore,

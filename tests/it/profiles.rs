@@ -608,3 +608,55 @@ fn a_schema_1_archive_restores_in_schema_2_shape() {
         .fails(8, "newer than the profile's 1");
     restore(&plain, &new, &["--as-user", "99"]).fails(2, "--profile");
 }
+
+/// `copy 42` takes user 42's records straight to another server, and
+/// `copy 42 --as-user 99` clones them in one command, as export + restore
+/// do in two.
+#[test]
+fn copy_takes_a_user_or_clones_it_in_one_command() {
+    let source = RedisServer::start();
+    source.load_commands(&fixture("relay-data.redis"));
+    let relay = profile("relay.toml");
+    let target = RedisServer::start();
+    let (s, t) = (source.url(), target.url());
+    let report = run(&[
+        "copy",
+        "42",
+        "--profile",
+        &relay,
+        "--source",
+        &s,
+        "--target",
+        &t,
+        "--yes",
+        "--json",
+    ])
+    .ok()
+    .json();
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(keys_of(&target), set(RELAY_42));
+
+    // A clone into the same database is a real copy, not a copy onto itself.
+    let before = keys_of(&source).len();
+    run(&[
+        "copy",
+        "42",
+        "--profile",
+        &relay,
+        "--as-user",
+        "99",
+        "--source",
+        &s,
+        "--target",
+        &s,
+        "--yes",
+    ])
+    .ok();
+    let key = hash(&source, "apikey:99-k-ada-1");
+    assert_eq!(key["userId"], "99");
+    assert_eq!(
+        zscore(&source, "users:by_created", "99"),
+        Some(1700000042000.0)
+    );
+    assert_eq!(keys_of(&source).len(), before + RELAY_42.len() - 1);
+}

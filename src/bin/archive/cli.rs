@@ -250,6 +250,27 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct CopyArgs {
+    /// Copy only this user's records, found as the profile describes them.
+    #[arg(value_name = "USER_ID")]
+    pub user: Option<String>,
+    /// Profile file describing the application's user records (default:
+    /// ARCHIVE_PROFILE, else archive.toml in the current directory). Used
+    /// with USER_ID, --types or --as-user.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Only these record groups of the profile (comma-separated); without
+    /// USER_ID, these groups for every user.
+    #[arg(
+        long = "types",
+        visible_alias = "groups",
+        value_name = "GROUP,...",
+        value_delimiter = ','
+    )]
+    pub groups: Vec<String>,
+    /// Write the user's records under this user id instead (key names,
+    /// index members and the profile's owner and reference fields).
+    #[arg(long, value_name = "NEW_ID", requires = "user")]
+    pub as_user: Option<String>,
     /// Source Redis URL; the password can come from SOURCE_REDIS_PASSWORD.
     /// Default: SOURCE_REDIS_URL, else SOURCE_REDIS_HOST, _PORT and _DB,
     /// else redis://127.0.0.1:6379.

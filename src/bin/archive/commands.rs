@@ -79,8 +79,24 @@ fn selection(args: &SelectionArgs) -> Result<Selection, Error> {
 
 /// The profile export USER_ID or --types asks for.
 fn profile_export(args: &ExportArgs) -> Result<Option<ProfileExport>, Error> {
-    if args.user.is_none() && args.groups.is_empty() {
-        if args.profile.is_some() {
+    profile_selection(
+        args.user.as_ref(),
+        args.profile.as_deref(),
+        &args.groups,
+        &args.selection,
+    )
+}
+
+/// A USER_ID or --types through a profile (export, copy); `None` for a
+/// selection by --match/--exclude/--type.
+fn profile_selection(
+    user: Option<&String>,
+    profile: Option<&std::path::Path>,
+    groups: &[String],
+    s: &SelectionArgs,
+) -> Result<Option<ProfileExport>, Error> {
+    if user.is_none() && groups.is_empty() {
+        if profile.is_some() {
             return Err(Error::InvalidArgument(
                 "--profile selects by user or group: give a USER_ID, --types GROUP,..., or both"
                     .into(),
@@ -88,24 +104,23 @@ fn profile_export(args: &ExportArgs) -> Result<Option<ProfileExport>, Error> {
         }
         return Ok(None);
     }
-    let s = &args.selection;
     if !s.include.is_empty() || !s.exclude.is_empty() || !s.types.is_empty() {
         return Err(Error::InvalidArgument(
             "a USER_ID or --types selects keys through the profile; leave out --match, --exclude and --type".into(),
         ));
     }
-    let profile = Profile::locate(args.profile.as_deref())?.ok_or_else(|| {
+    let profile = Profile::locate(profile)?.ok_or_else(|| {
         Error::InvalidArgument(format!(
-            "exporting by user or group needs a profile: pass --profile FILE, set {PROFILE_ENV}, or put {DEFAULT_PROFILE_FILE} in the current directory"
+            "selecting by user or group needs a profile: pass --profile FILE, set {PROFILE_ENV}, or put {DEFAULT_PROFILE_FILE} in the current directory"
         ))
     })?;
-    if let Some(user) = &args.user {
+    if let Some(user) = user {
         check_user_id(user)?;
     }
     let export = ProfileExport {
         profile: Arc::new(profile),
-        user: args.user.clone(),
-        groups: args.groups.clone(),
+        user: user.cloned(),
+        groups: groups.to_vec(),
     };
     export.groups()?;
     Ok(Some(export))
@@ -389,6 +404,17 @@ pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failu
     options.cancel = cancel;
     options.backup_dir = backup_dir(&args.write, args.write.dry_run);
     options.snapshot = args.snapshot;
+    options.profile = profile_selection(
+        args.user.as_ref(),
+        args.profile.as_deref(),
+        &args.groups,
+        &args.selection,
+    )?;
+    options.write.profile = options.profile.as_ref().map(|p| p.profile.clone());
+    if let Some(id) = &args.as_user {
+        check_user_id(id)?;
+    }
+    options.write.as_user = args.as_user.clone();
     let planning = Bar::new("reading");
     let planned = copy::plan(&options, &planning).await?;
     if args.write.dry_run {
