@@ -57,6 +57,12 @@ pub struct CompareOptions {
     pub decryption: Decryption,
     /// Keys per round trip to the target.
     pub batch_keys: usize,
+    /// The profile of a user archive: its records are compared as restore
+    /// writes them (upgraded to the profile's data schema, and with
+    /// `as_user`, under the new user id).
+    pub profile: Option<std::sync::Arc<crate::profile::Profile>>,
+    /// The user id a user archive was restored as (`restore --as-user`).
+    pub as_user: Option<String>,
 }
 
 impl CompareOptions {
@@ -70,6 +76,8 @@ impl CompareOptions {
             ttl_tolerance_ms: 1000,
             decryption: Decryption::none(),
             batch_keys: 256,
+            profile: None,
+            as_user: None,
         }
     }
 }
@@ -161,6 +169,9 @@ pub async fn compare(options: &CompareOptions, progress: &dyn Progress) -> Resul
             conn: None,
             now_ms: 0,
             remap: options.remap.clone(),
+            profile: options.profile.clone(),
+            as_user: options.as_user.clone(),
+            rewriter: None,
             tolerance: options.ttl_tolerance_ms,
             batch_keys: options.batch_keys,
             batch: Vec::new(),
@@ -238,6 +249,10 @@ struct Checker<'p> {
     conn: Option<Conn>,
     now_ms: i64,
     remap: Remap,
+    profile: Option<std::sync::Arc<crate::profile::Profile>>,
+    as_user: Option<String>,
+    /// Upgrades and the `--as-user` rewrite, as restore applies them.
+    rewriter: Option<crate::profile::rewrite::Rewriter>,
     tolerance: i64,
     batch_keys: usize,
     batch: Vec<Record>,
@@ -273,6 +288,23 @@ impl Checker<'_> {
     async fn header(&mut self, header: &Header) -> Result<()> {
         self.target = self.target.or_db(header.source.address.db);
         self.selection = header.selection.clone();
+        self.rewriter = crate::profile::rewrite::Rewriter::prepare(
+            self.profile.as_ref(),
+            header,
+            self.as_user.as_deref(),
+            "the archive",
+        )?;
+        if let (Some(profile), Some(new), Some(scope)) =
+            (&self.profile, &self.as_user, &header.profile)
+        {
+            // The clone's keys are where extra keys would be.
+            self.selection = crate::profile::select::ProfileExport {
+                profile: profile.clone(),
+                user: Some(new.clone()),
+                groups: scope.groups.clone(),
+            }
+            .selection()?;
+        }
         if let Some(scope) = header.profile.as_ref().filter(|p| p.user.is_some()) {
             self.extras = !self.selection.include.is_empty();
             self.shared = scope
@@ -294,6 +326,9 @@ impl Checker<'_> {
     }
 
     async fn record(&mut self, mut record: Record) -> Result<()> {
+        if let Some(rewriter) = self.rewriter.as_mut() {
+            rewriter.apply(&mut record)?;
+        }
         if let std::borrow::Cow::Owned(key) = self.remap.key(&record.key.0) {
             record.key = Bytes(key);
         }

@@ -660,3 +660,51 @@ fn copy_takes_a_user_or_clones_it_in_one_command() {
     );
     assert_eq!(keys_of(&source).len(), before + RELAY_42.len() - 1);
 }
+
+/// A clone made with `restore --as-user` is verified with the same
+/// options: `compare --profile --as-user` finds it identical, where a plain
+/// compare (looking for user 42's keys) finds them missing.
+#[test]
+fn compare_verifies_a_clone_under_its_new_id() {
+    let ((_source, _dir, file), relay) = user_42("relay-data.redis", "relay.toml");
+    let target = RedisServer::start();
+    let f = file.to_str().unwrap();
+    restore(&target, &file, &["--profile", &relay, "--as-user", "99"]).ok();
+    let url = target.url();
+    run(&[
+        "compare",
+        f,
+        "--target",
+        &url,
+        "--profile",
+        &relay,
+        "--as-user",
+        "99",
+    ])
+    .ok();
+    let plain = run(&["compare", f, "--target", &url, "--json"]);
+    assert_eq!(plain.code, 14, "{}", plain.stderr);
+    // An extra key under the clone's own patterns is found.
+    let _: () = redis::cmd("SET")
+        .arg("usage:99:20991231")
+        .arg("1")
+        .query(&mut target.conn())
+        .unwrap();
+    let out = run(&[
+        "compare",
+        f,
+        "--target",
+        &url,
+        "--profile",
+        &relay,
+        "--as-user",
+        "99",
+        "--json",
+    ]);
+    assert_eq!(out.code, 14, "{}", out.stderr);
+    assert!(
+        out.stdout_text().contains("usage:99:20991231"),
+        "{}",
+        out.stdout_text()
+    );
+}

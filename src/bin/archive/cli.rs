@@ -333,6 +333,14 @@ pub struct CompareArgs {
     /// Compare as restore with these renames would write (OLD=NEW, repeatable).
     #[arg(long = "rename-prefix", value_name = "OLD=NEW")]
     pub rename_prefix: Vec<String>,
+    /// Profile of a user archive: compare its records as restore writes them
+    /// (upgraded to the profile's data schema_version; default:
+    /// ARCHIVE_PROFILE, else archive.toml in the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Compare a user archive with the clone `restore --as-user NEW_ID` made.
+    #[arg(long, value_name = "NEW_ID")]
+    pub as_user: Option<String>,
     /// Expiry times closer than this count as equal (e.g. 500ms, 1s, 2m).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration_ms)]
     pub ttl_tolerance: i64,

@@ -348,6 +348,8 @@ pub(crate) async fn run_compare(args: CompareArgs) -> Result<u8, Failure> {
     options.remap = Remap::parse(&args.rename_prefix)?;
     options.ttl_tolerance_ms = args.ttl_tolerance;
     options.decryption = secrets::decryption(&args.decrypt)?;
+    options.profile = Profile::locate(args.profile.as_deref())?.map(Arc::new);
+    options.as_user = args.as_user.clone();
     let bar = Bar::new("comparing");
     let comparison = compare(&options, &bar).await?;
     emit(args.json, &comparison, render::comparison)?;
