@@ -671,26 +671,7 @@ fn compare_verifies_a_clone_under_its_new_id() {
     let f = file.to_str().unwrap();
     restore(&target, &file, &["--profile", &relay, "--as-user", "99"]).ok();
     let url = target.url();
-    run(&[
-        "compare",
-        f,
-        "--target",
-        &url,
-        "--profile",
-        &relay,
-        "--as-user",
-        "99",
-    ])
-    .ok();
-    let plain = run(&["compare", f, "--target", &url, "--json"]);
-    assert_eq!(plain.code, 14, "{}", plain.stderr);
-    // An extra key under the clone's own patterns is found.
-    let _: () = redis::cmd("SET")
-        .arg("usage:99:20991231")
-        .arg("1")
-        .query(&mut target.conn())
-        .unwrap();
-    let out = run(&[
+    let as_clone = [
         "compare",
         f,
         "--target",
@@ -700,7 +681,17 @@ fn compare_verifies_a_clone_under_its_new_id() {
         "--as-user",
         "99",
         "--json",
-    ]);
+    ];
+    run(&as_clone).ok();
+    let plain = run(&["compare", f, "--target", &url, "--json"]);
+    assert_eq!(plain.code, 14, "{}", plain.stderr);
+    // An extra key under the clone's own patterns is found.
+    let _: () = redis::cmd("SET")
+        .arg("usage:99:20991231")
+        .arg("1")
+        .query(&mut target.conn())
+        .unwrap();
+    let out = run(&as_clone);
     assert_eq!(out.code, 14, "{}", out.stderr);
     assert!(
         out.stdout_text().contains("usage:99:20991231"),
