@@ -188,10 +188,9 @@ fn without_a_terminal_restore_needs_yes_and_writes_nothing() {
     assert_eq!(dst.dbsize(0), 0);
 }
 
-#[test]
-fn keys_the_server_refuses_are_counted_and_the_rest_restored() {
-    // A target with too little memory refuses some writes (OOM): the restore
-    // goes on, names the failed keys, and exits with the partial code.
+/// An archive of 60 strings of 100 KB, and a target with too little memory
+/// for all of them (it refuses writes with OOM).
+fn oom_case() -> (RedisServer, tempfile::TempDir, std::path::PathBuf) {
     let src = RedisServer::start();
     let dst = RedisServer::start_with(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]);
     let mut c = src.conn();
@@ -204,7 +203,14 @@ fn keys_the_server_refuses_are_counted_and_the_rest_restored() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("oom.tar.zst");
     export(&src, &file, &[]).ok();
+    (dst, dir, file)
+}
 
+#[test]
+fn keys_the_server_refuses_are_counted_and_the_rest_restored() {
+    // A target with too little memory refuses some writes (OOM): the restore
+    // goes on, names the failed keys, and exits with the partial code.
+    let (dst, _dir, file) = oom_case();
     let out = restore(&dst, &file, &["--json"]);
     assert_eq!(out.code, 10, "partial exit code\n{}", out.stderr);
     let report = out.json();
@@ -263,4 +269,20 @@ fn on_a_terminal_restore_asks_first() {
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("8 keys written"), "{text}");
     assert_eq!(dst.dbsize(0), 8);
+}
+
+/// The human report of a partial restore shows the failed keys per type,
+/// as the JSON one does.
+#[test]
+fn a_partial_restore_table_names_the_failed_types() {
+    let (dst, _dir, file) = oom_case();
+    let out = restore(&dst, &file, &[]);
+    assert_eq!(out.code, 10, "{}", out.stderr);
+    let text = out.stdout_text();
+    let header = text.lines().find(|l| l.starts_with("type")).unwrap();
+    assert!(header.trim_end().ends_with("failed"), "{text}");
+    let failed = 60 - dst.dbsize(0);
+    assert!(failed > 0);
+    let row = text.lines().find(|l| l.starts_with("string")).unwrap();
+    assert!(row.trim_end().ends_with(&format!(" {failed}")), "{text}");
 }

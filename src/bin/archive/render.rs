@@ -125,25 +125,45 @@ fn columns(counts: &ActionCounts) -> Vec<Action> {
 }
 
 pub fn plan_table(out: &mut dyn Write, counts: &ActionCounts) -> io::Result<()> {
+    table(out, counts, &BTreeMap::new())
+}
+
+/// The plan per type and action, and, after a run where keys failed, a
+/// `failed` column: a partial run's table names every type that failed.
+fn table(
+    out: &mut dyn Write,
+    counts: &ActionCounts,
+    failed: &BTreeMap<KeyType, u64>,
+) -> io::Result<()> {
     let columns = columns(counts);
+    let with_failed = failed.values().any(|&n| n > 0);
     write!(out, "{:<8}", "type")?;
     for a in &columns {
         write!(out, " {:>10}", a.name())?;
     }
+    if with_failed {
+        write!(out, " {:>10}", "failed")?;
+    }
     writeln!(out)?;
     for t in KeyType::ALL {
-        if !counts.by_type.contains_key(&t) {
+        if !counts.by_type.contains_key(&t) && !failed.contains_key(&t) {
             continue;
         }
         write!(out, "{:<8}", t.name())?;
         for &a in &columns {
             write!(out, " {:>10}", counts.get(t, a))?;
         }
+        if with_failed {
+            write!(out, " {:>10}", failed.get(&t).copied().unwrap_or(0))?;
+        }
         writeln!(out)?;
     }
     write!(out, "{:<8}", "total")?;
     for &a in &columns {
         write!(out, " {:>10}", counts.total(a))?;
+    }
+    if with_failed {
+        write!(out, " {:>10}", failed.values().sum::<u64>())?;
     }
     writeln!(out)
 }
@@ -177,7 +197,7 @@ pub fn restore(out: &mut dyn Write, r: &RestoreReport, verb: &str) -> io::Result
             upgrade(out, u, !r.dry_run)?;
         }
     }
-    plan_table(out, &r.plan)?;
+    table(out, &r.plan, &r.errors_by_type)?;
     let merged = r.plan.total(Action::Merge);
     if merged > 0 && !r.dry_run {
         writeln!(
