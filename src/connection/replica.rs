@@ -145,13 +145,6 @@ impl Endpoint {
     }
 }
 
-impl ReplicaLink {
-    /// The server, as messages name it.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-}
-
 impl Framing {
     /// After the RDB reader has read the whole RDB (`consumed` bytes) from
     /// `input`: check that the framing ends where the RDB did.
