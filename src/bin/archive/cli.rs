@@ -65,9 +65,11 @@ pub struct ConnectArgs {
     pub timeout: f64,
 }
 
+/// Keys chosen through a profile: one user's records, or whole groups
+/// (export, backup, copy).
 #[derive(Debug, Args)]
-pub struct ExportArgs {
-    /// Export only this user's records, found as the profile describes them.
+pub struct ProfileSelectArgs {
+    /// Only this user's records, found as the profile describes them.
     #[arg(value_name = "USER_ID")]
     pub user: Option<String>,
     /// Profile file describing the application's user records (default:
@@ -84,6 +86,12 @@ pub struct ExportArgs {
         value_delimiter = ','
     )]
     pub groups: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub by_profile: ProfileSelectArgs,
     /// Output file; `-` writes to stdout. Default:
     /// archive-<UTC time, YYYYMMDDTHHMMSSZ>-db<N>.tar.zst (-user-<ID> for a
     /// user) in the current directory.
@@ -250,23 +258,8 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct CopyArgs {
-    /// Copy only this user's records, found as the profile describes them.
-    #[arg(value_name = "USER_ID")]
-    pub user: Option<String>,
-    /// Profile file describing the application's user records (default:
-    /// ARCHIVE_PROFILE, else archive.toml in the current directory). Used
-    /// with USER_ID, --types or --as-user.
-    #[arg(long, value_name = "FILE")]
-    pub profile: Option<PathBuf>,
-    /// Only these record groups of the profile (comma-separated); without
-    /// USER_ID, these groups for every user.
-    #[arg(
-        long = "types",
-        visible_alias = "groups",
-        value_name = "GROUP,...",
-        value_delimiter = ','
-    )]
-    pub groups: Vec<String>,
+    #[command(flatten)]
+    pub by_profile: ProfileSelectArgs,
     /// Write the user's records under this user id instead (key names,
     /// index members and the profile's owner and reference fields).
     #[arg(long, value_name = "NEW_ID", requires = "user")]

@@ -78,23 +78,13 @@ fn selection(args: &SelectionArgs) -> Result<Selection, Error> {
 }
 
 /// The profile export USER_ID or --types asks for.
-fn profile_export(args: &ExportArgs) -> Result<Option<ProfileExport>, Error> {
-    profile_selection(
-        args.user.as_ref(),
-        args.profile.as_deref(),
-        &args.groups,
-        &args.selection,
-    )
-}
-
-/// A USER_ID or --types through a profile (export, copy); `None` for a
-/// selection by --match/--exclude/--type.
+/// A USER_ID or --types through a profile (export, backup, copy); `None`
+/// for a selection by --match/--exclude/--type.
 fn profile_selection(
-    user: Option<&String>,
-    profile: Option<&std::path::Path>,
-    groups: &[String],
+    by: &crate::cli::ProfileSelectArgs,
     s: &SelectionArgs,
 ) -> Result<Option<ProfileExport>, Error> {
+    let (user, profile, groups) = (by.user.as_ref(), by.profile.as_deref(), &by.groups);
     if user.is_none() && groups.is_empty() {
         if profile.is_some() {
             return Err(Error::InvalidArgument(
@@ -204,13 +194,13 @@ fn export_options(args: &ExportArgs, cancel: Cancel) -> Result<ExportOptions, Er
         Some(p) => Destination::File(p.clone()),
         None => Destination::File(redis_archive::export::default_file_name(
             chrono::Utc::now(),
-            args.user.as_deref(),
+            args.by_profile.user.as_deref(),
             source.db(),
             encryption.is_some(),
         )),
     };
     let mut options = ExportOptions::new(source, destination, selection);
-    options.profile = profile_export(args)?;
+    options.profile = profile_selection(&args.by_profile, &args.selection)?;
     options.writer = WriterOptions {
         zstd_level: args.level,
         ..WriterOptions::default()
@@ -406,12 +396,7 @@ pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failu
     options.cancel = cancel;
     options.backup_dir = backup_dir(&args.write, args.write.dry_run);
     options.snapshot = args.snapshot;
-    options.profile = profile_selection(
-        args.user.as_ref(),
-        args.profile.as_deref(),
-        &args.groups,
-        &args.selection,
-    )?;
+    options.profile = profile_selection(&args.by_profile, &args.selection)?;
     options.write.profile = options.profile.as_ref().map(|p| p.profile.clone());
     if let Some(id) = &args.as_user {
         check_user_id(id)?;
