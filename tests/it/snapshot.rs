@@ -468,18 +468,23 @@ fn snapshot_under_way(keys: u64) -> (RedisServer, tempfile::TempDir, std::proces
     let src = start(ServerKind::Redis70);
     dataset::load(&mut src.conn(), keys, 0);
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("x.tar.zst");
-    let url = src.url();
+    let child = spawn_snapshot(&src.url(), dir.path());
+    (src, dir, child)
+}
+
+/// `export --snapshot` of `url` into `dir`, once its temp file is there.
+fn spawn_snapshot(url: &str, dir: &Path) -> std::process::Child {
+    let file = dir.join("x.tar.zst");
     let child = spawn(&[
         "export",
         "--snapshot",
         "--source",
-        &url,
+        url,
         "-o",
         file.to_str().unwrap(),
     ]);
-    wait_for("the export to start writing", || entries(dir.path()) > 0);
-    (src, dir, child)
+    wait_for("the export to start writing", || entries(dir) > 0);
+    child
 }
 
 #[test]
@@ -592,28 +597,19 @@ fn slots_moving_during_a_cluster_snapshot_fail_it() {
     let seed = dir.path().join("seed.tar.zst");
     export(&single, &seed, &[]).ok();
     restore_url(&cluster.url(), &seed, &[]).ok();
-    // Each primary takes about 2 s to write its snapshot (10 ms a key).
+    // Each primary takes about 6 s to write its snapshot (30 ms a key):
+    // time enough to move a slot meanwhile, even on a busy machine.
     for node in cluster.primaries() {
         let _: () = redis::cmd("CONFIG")
             .arg("SET")
             .arg("rdb-key-save-delay")
-            .arg(10_000)
+            .arg(30_000)
             .query(&mut node.conn())
             .unwrap();
     }
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
-    let file = out_dir.join("a.tar.zst");
-    let url = cluster.url();
-    let child = spawn(&[
-        "export",
-        "--snapshot",
-        "--source",
-        &url,
-        "-o",
-        file.to_str().unwrap(),
-    ]);
-    wait_for("the export to start writing", || entries(&out_dir) > 0);
+    let child = spawn_snapshot(&cluster.url(), &out_dir);
     let slot = cluster.slot(&dataset::key_name(1));
     cluster.move_slot(slot, (cluster.owner_of_slot(slot) + 1) % 3);
     let out = output(child.wait_with_output().unwrap());
