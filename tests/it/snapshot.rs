@@ -597,13 +597,13 @@ fn slots_moving_during_a_cluster_snapshot_fail_it() {
     let seed = dir.path().join("seed.tar.zst");
     export(&single, &seed, &[]).ok();
     restore_url(&cluster.url(), &seed, &[]).ok();
-    // Each primary takes about 6 s to write its snapshot (30 ms a key):
+    // Each primary takes about 20 s to write its snapshot (100 ms a key):
     // time enough to move a slot meanwhile, even on a busy machine.
     for node in cluster.primaries() {
         let _: () = redis::cmd("CONFIG")
             .arg("SET")
             .arg("rdb-key-save-delay")
-            .arg(30_000)
+            .arg(100_000)
             .query(&mut node.conn())
             .unwrap();
     }
@@ -612,6 +612,11 @@ fn slots_moving_during_a_cluster_snapshot_fail_it() {
     let child = spawn_snapshot(&cluster.url(), &out_dir);
     let slot = cluster.slot(&dataset::key_name(1));
     cluster.move_slot(slot, (cluster.owner_of_slot(slot) + 1) % 3);
+    let mut child = child;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the slot moved while the snapshots streamed"
+    );
     let out = output(child.wait_with_output().unwrap());
     out.fails(6, "the slots moved during the export");
     assert_eq!(entries(&out_dir), 0, "nothing at the output path");
