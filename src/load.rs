@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::connection::ServerInfo;
 use crate::record::{
-    Bytes, ConsumerGroup, Expiry, FieldExpiry, Record, StreamMeta, Value, format_score,
+    Bytes, ConsumerGroup, Expiry, FieldExpiry, Record, StreamId, StreamMeta, Value, format_score,
 };
 
 /// Placeholder group used to create an empty stream; destroyed at once.
@@ -48,14 +48,78 @@ pub(crate) struct TargetFeatures {
     /// Hash fields can have their own expiry. Without it, restore refuses
     /// an archive that has some, unless told to drop them.
     pub(crate) field_expiry: bool,
+    /// The RDB version of `RESTORE` payloads this target reads, when small
+    /// keys are written with `RESTORE` (see [`add_restore`]); `None` when
+    /// the user may not run it.
+    pub(crate) restore_rdb: Option<u16>,
 }
 
 impl TargetFeatures {
     pub(crate) fn of(server: &ServerInfo) -> Self {
+        let stream_v7 = server.has_stream_v7();
         TargetFeatures {
-            stream_v7: server.has_stream_v7(),
+            stream_v7,
             field_expiry: server.has_field_expiry(),
+            restore_rdb: Some(if stream_v7 {
+                crate::rdb::STREAM_COUNTERS_RDB
+            } else {
+                9
+            }),
         }
+    }
+
+    /// The `RESTORE` payload that writes `record` in one command, when it
+    /// can be: a whole key (one record) without hash field expiry, of a
+    /// type [`crate::rdb::restore_payload`] encodes.
+    pub(crate) fn restore_payload(&self, record: &Record, ttl: TtlMode) -> Option<Vec<u8>> {
+        let rdb = self.restore_rdb?;
+        if record.part != 0 || record.more || record.void || !record.field_expiry.is_empty() {
+            return None;
+        }
+        // RESTORE reads a TTL of 0 as "no expiry"; PEXPIRE 0 deletes.
+        if ttl == TtlMode::Relative && record.expiry.is_some_and(|e| e.ttl_ms <= 0) {
+            return None;
+        }
+        crate::rdb::restore_payload(&record.value, rdb)
+    }
+}
+
+/// Write a whole key with one `RESTORE` of `payload` (from
+/// [`TargetFeatures::restore_payload`]), its expiry included. Without
+/// `replace` the server refuses (`BUSYKEY`) a key that exists, so a key
+/// created by someone since it was seen absent is left alone.
+pub(crate) fn add_restore(
+    pipe: &mut Pipeline,
+    record: &Record,
+    payload: &[u8],
+    ttl: TtlMode,
+    replace: bool,
+    roles: &mut Vec<Role>,
+) {
+    let c = cmd(pipe, roles, &record.key.0, "RESTORE");
+    let absolute = match (ttl, record.expiry) {
+        (TtlMode::Absolute, Some(e)) => {
+            c.arg(e.at_ms);
+            true
+        }
+        (TtlMode::Relative, Some(e)) => {
+            c.arg(e.ttl_ms);
+            false
+        }
+        _ => {
+            c.arg(0);
+            false
+        }
+    };
+    c.arg(payload);
+    if replace {
+        c.arg("REPLACE");
+    }
+    if absolute {
+        c.arg("ABSTTL");
+    }
+    if let Some(last) = roles.last_mut() {
+        *last = Role::Create;
     }
 }
 
@@ -64,6 +128,10 @@ impl TargetFeatures {
 pub(crate) struct KeyCarry {
     expiry: Option<Expiry>,
     stream_meta: Option<StreamMeta>,
+    /// Entries written so far into a stream being created, and the last
+    /// one's id: what the stream's metadata is without XSETID.
+    stream_written: u64,
+    stream_last: Option<StreamId>,
     /// Merge: groups whose pending entries follow, marked until the key's
     /// last record (see `pel`).
     marked_groups: Vec<Bytes>,
@@ -74,6 +142,9 @@ pub(crate) struct KeyCarry {
 pub(crate) enum Role {
     /// A write: an error reply fails the key.
     Write,
+    /// `RESTORE` of a key seen absent: `BUSYKEY` means someone created it
+    /// since, and it is left alone.
+    Create,
     /// A merge write whose integer reply is the number of members it added.
     Added,
     /// XADD in a merge: an id the target stream has already passed is left
@@ -238,10 +309,15 @@ pub(crate) fn add_record(
                             c.arg(&f.0[..]).arg(&v.0[..]);
                         }
                     }
+                    carry.stream_written += chunk.entries.len() as u64;
+                    if let Some(last) = chunk.entries.last() {
+                        carry.stream_last = Some(last.id);
+                    }
                     if !chunk.pending.is_empty() {
                         // The entries are all in: the groups come first.
                         if let Some(meta) = carry.stream_meta.take() {
-                            add_stream_meta(pipe, key, &meta, features, n);
+                            let set_id = !carry.left_by_xadd(&meta);
+                            add_stream_meta(pipe, key, &meta, set_id, features, n);
                         }
                         for run in &chunk.pending {
                             crate::pel::add_claims(pipe, key, run, n);
@@ -407,8 +483,9 @@ fn finish_key(
     carry: KeyCarry,
     roles: &mut Vec<Role>,
 ) {
-    if let Some(meta) = carry.stream_meta {
-        add_stream_meta(pipe, key, &meta, features, roles);
+    if let Some(meta) = &carry.stream_meta {
+        let set_id = !carry.left_by_xadd(meta);
+        add_stream_meta(pipe, key, meta, set_id, features, roles);
     }
     match (ttl, carry.expiry) {
         (TtlMode::Absolute, Some(e)) => {
@@ -423,24 +500,42 @@ fn finish_key(
     }
 }
 
-/// A stream's last id, counters, groups and consumers, once its entries
-/// are all in (pending entries, if any, are claimed after this).
+impl KeyCarry {
+    /// Whether the stream just created by XADDs already has `meta`'s last
+    /// id and counters, as a stream whose entries were never deleted or
+    /// trimmed does: then XSETID would change nothing (and it is a tenth of
+    /// a stream's restore).
+    fn left_by_xadd(&self, meta: &StreamMeta) -> bool {
+        self.stream_last == Some(meta.last_id)
+            && meta.entries_added.is_none_or(|n| n == self.stream_written)
+            && meta
+                .max_deleted_id
+                .is_none_or(|id| id == StreamId::default())
+    }
+}
+
+/// A stream's last id, counters (unless `set_id` is false: XADD left them
+/// right), groups and consumers, once its entries are all in (pending
+/// entries, if any, are claimed after this).
 fn add_stream_meta(
     pipe: &mut Pipeline,
     key: &[u8],
     meta: &StreamMeta,
+    set_id: bool,
     features: &TargetFeatures,
     roles: &mut Vec<Role>,
 ) {
-    let c = pipe.cmd("XSETID").arg(key).arg(meta.last_id.to_string());
-    if features.stream_v7
-        && let Some(added) = meta.entries_added
-    {
-        c.arg("ENTRIESADDED").arg(added);
-        c.arg("MAXDELETEDID")
-            .arg(meta.max_deleted_id.unwrap_or_default().to_string());
+    if set_id {
+        let c = pipe.cmd("XSETID").arg(key).arg(meta.last_id.to_string());
+        if features.stream_v7
+            && let Some(added) = meta.entries_added
+        {
+            c.arg("ENTRIESADDED").arg(added);
+            c.arg("MAXDELETEDID")
+                .arg(meta.max_deleted_id.unwrap_or_default().to_string());
+        }
+        roles.push(Role::Write);
     }
-    roles.push(Role::Write);
     for group in &meta.groups {
         add_group(pipe, key, group, features);
         roles.push(Role::Write);

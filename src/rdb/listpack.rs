@@ -184,8 +184,8 @@ pub(super) fn next<'a>(data: &'a [u8], walk: &mut Walk) -> Result<Option<Entry<'
     Ok(Some(entry))
 }
 
-/// Test helpers: listpacks built the way Redis builds them.
-#[cfg(test)]
+/// Listpacks built the way Redis builds them: for RESTORE payloads, and for
+/// the tests.
 pub(super) mod build {
     use super::*;
 
@@ -208,7 +208,8 @@ pub(super) mod build {
         }
     }
 
-    fn entry(out: &mut Vec<u8>, e: &E) {
+    /// Append one entry to a listpack being built.
+    pub fn entry(out: &mut Vec<u8>, e: &E) {
         let start = out.len();
         match *e {
             E::S(s) if s.len() < 64 => {
@@ -253,15 +254,26 @@ pub(super) mod build {
     }
 
     /// A listpack of `entries`.
+    #[cfg(test)]
     pub fn listpack(entries: &[E]) -> Vec<u8> {
-        let mut out = vec![0; HEADER];
+        let mut out = start();
         for e in entries {
             entry(&mut out, e);
         }
+        finish(out, entries.len())
+    }
+
+    /// An empty listpack's header, to append entries to.
+    pub fn start() -> Vec<u8> {
+        vec![0; HEADER]
+    }
+
+    /// Close a listpack of `count` entries: its end byte and header.
+    pub fn finish(mut out: Vec<u8>, count: usize) -> Vec<u8> {
         out.push(END);
-        let total = out.len() as u32;
+        let total = u32::try_from(out.len()).unwrap_or(u32::MAX);
         out[..4].copy_from_slice(&total.to_le_bytes());
-        let count = u16::try_from(entries.len()).unwrap_or(u16::MAX);
+        let count = u16::try_from(count).unwrap_or(u16::MAX);
         out[4..6].copy_from_slice(&count.to_le_bytes());
         out
     }

@@ -39,6 +39,7 @@ mod items;
 mod listpack;
 mod lzf;
 mod module;
+mod payload;
 mod skip;
 mod stream;
 mod strings;
@@ -56,6 +57,7 @@ pub use error::RdbError;
 use input::Input;
 pub use items::{KeyInfo, RdbItem, RdbOptions, RdbStats, SkipReason};
 pub use module::dump_payload;
+pub use payload::{STREAM_COUNTERS_RDB, restore_payload};
 use stream::StreamOut;
 use strings::StrHeader;
 

@@ -225,10 +225,57 @@ impl<'p> Applier<'p> {
         self.batch_bytes = 0;
         let (mode, ttl, now_ms) = (self.write.mode, self.write.ttl, self.now_ms);
 
-        let firsts = batch.iter().filter(|r| r.part == 0).map(|r| &r.key.0[..]);
-        let exists_task = send_exists(&self.conn, firsts);
-        self.settle().await?;
-        let mut exists = read_exists(&self.conn, exists_task).await?.into_iter();
+        // The plan's decision for each key, and the keys written with one
+        // RESTORE. Whether a key exists matters only for the others: a
+        // RESTORE without REPLACE refuses a key that appeared since the
+        // plan, and with REPLACE writes the key whether or not it is there.
+        // (With a journal, a key planned for creation is still asked first,
+        // so that one that appeared is never named as touched.)
+        let mut planned: Vec<Option<Action>> = Vec::new();
+        let mut payloads: Vec<Option<Vec<u8>>> = Vec::new();
+        let mut ask: Vec<&[u8]> = Vec::new();
+        for record in batch.iter().filter(|r| r.part == 0) {
+            let decision = match self.planned.as_mut() {
+                Some(plan) => Some(plan.next().ok_or_else(|| {
+                    Error::Internal("the archive has more keys than the plan".into())
+                })?),
+                None => None,
+            };
+            let payload = match decision {
+                Some(Action::Create | Action::Overwrite) => {
+                    self.features.restore_payload(record, ttl)
+                }
+                _ => None,
+            };
+            let asked = match decision {
+                None | Some(Action::Merge) => true,
+                Some(Action::Create) => payload.is_none() || self.journal.is_some(),
+                Some(Action::Overwrite) => payload.is_none(),
+                Some(_) => false,
+            };
+            if asked {
+                ask.push(&record.key.0);
+            }
+            planned.push(decision);
+            payloads.push(payload);
+        }
+        // With nothing to ask, this batch goes out before the previous one
+        // is accounted for, so the server always has the next batch queued
+        // (not when a key continues from the previous batch, whose failure
+        // must be known first, nor with a journal, which is written in order).
+        let early = ask.is_empty() && self.journal.is_none() && batch[0].part == 0;
+        let mut exists = if ask.is_empty() {
+            Vec::new().into_iter()
+        } else {
+            let exists_task = send_exists(&self.conn, ask);
+            self.settle().await?;
+            read_exists(exists_task).await?.into_iter()
+        };
+        if !early {
+            self.settle().await?;
+        }
+        let mut planned = planned.into_iter();
+        let mut payloads = payloads.into_iter();
 
         // One pipeline; each command remembers its key and what its reply means.
         let mut pipe = redis::pipe();
@@ -240,16 +287,21 @@ impl<'p> Applier<'p> {
         let mut replaced: BTreeMap<u64, usize> = BTreeMap::new();
         let mut touching: Vec<&[u8]> = Vec::new();
         let mut next_seq = self.current.as_ref().map_or(0, |c| c.seq + 1);
+        let mut payload: Option<Vec<u8>> = None;
         for (index, record) in batch.iter().enumerate() {
             if record.part == 0 {
-                let exists = exists.next().unwrap_or(false);
-                let action = match self.planned.as_mut() {
-                    Some(plan) => {
-                        let planned = plan.next().ok_or_else(|| {
-                            Error::Internal("the archive has more keys than the plan".into())
-                        })?;
-                        follow(planned, exists)
+                let decision = planned.next().flatten();
+                payload = payloads.next().flatten();
+                let exists = match decision {
+                    Some(Action::Create) if payload.is_some() && self.journal.is_none() => false,
+                    Some(Action::Overwrite) if payload.is_some() => true,
+                    Some(a) if !matches!(a, Action::Create | Action::Overwrite | Action::Merge) => {
+                        false
                     }
+                    _ => exists.next().unwrap_or(false),
+                };
+                let action = match decision {
+                    Some(planned) => follow(planned, exists),
                     None => Followed::Do(decide(
                         mode,
                         ttl,
@@ -294,15 +346,25 @@ impl<'p> Applier<'p> {
                 let before = roles.len();
                 match current.action {
                     Action::Create | Action::Overwrite => {
-                        add_record(
-                            &mut pipe,
-                            record,
-                            ttl,
-                            &self.features,
-                            &mut current.carry,
-                            &mut roles,
-                            current.action == Action::Create,
-                        );
+                        match payload.take() {
+                            Some(payload) => add_restore(
+                                &mut pipe,
+                                record,
+                                &payload,
+                                ttl,
+                                current.action == Action::Overwrite,
+                                &mut roles,
+                            ),
+                            None => add_record(
+                                &mut pipe,
+                                record,
+                                ttl,
+                                &self.features,
+                                &mut current.carry,
+                                &mut roles,
+                                current.action == Action::Create,
+                            ),
+                        }
                         replaced.insert(current.seq, index);
                     }
                     Action::Merge => add_merge(
@@ -365,6 +427,9 @@ impl<'p> Applier<'p> {
         }
         failpoint::hit("restore.batch");
         let task = spawn_pipeline(&self.conn, pipe, "writing keys");
+        if early {
+            self.settle().await?;
+        }
         self.in_flight = Some(InFlight {
             batch,
             task,
@@ -396,8 +461,13 @@ impl<'p> Applier<'p> {
         let mut replies = join(task).await?;
         failpoint::hit("restore.written");
         let measured = read_fingerprints(&fingerprint_groups, replies.split_off(roles.len()));
+        // Keys whose RESTORE found them created since the plan: left alone.
+        let mut appeared: HashSet<u64> = HashSet::new();
         for ((seq, role), reply) in owners.iter().zip(&roles).zip(replies) {
             match (role, reply) {
+                (Role::Create, Reply::ServerError(e)) if e.code() == "BUSYKEY" => {
+                    appeared.insert(*seq);
+                }
                 (Role::Added, Reply::Int(n)) => self.outcome.added += n.max(0) as u64,
                 (Role::StreamAdd, Reply::ServerError(e))
                     if e.to_string().contains("equal or smaller") => {}
@@ -444,6 +514,10 @@ impl<'p> Applier<'p> {
             match failures.get(&f.seq).cloned().or(carried) {
                 Some(reason) => self.outcome.fail(key, f.key_type, reason),
                 None if f.action == Action::Void => {}
+                None if appeared.contains(&f.seq) => {
+                    self.outcome.appeared += 1;
+                    self.outcome.done.add(f.key_type, Action::Skip);
+                }
                 None => {
                     self.outcome.done.add(f.key_type, f.action);
                     if matches!(f.action, Action::Create | Action::Overwrite) {

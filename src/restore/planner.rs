@@ -27,7 +27,7 @@ pub struct Planner<'p> {
     /// whether they are a shared index of a user archive.
     pending: Vec<PendingKey>,
     /// The previous batch, its EXISTS on the way.
-    in_flight: Option<(Vec<PendingKey>, Pending)>,
+    in_flight: Option<(Vec<PendingKey>, ExistsTask)>,
     /// The archive, as named in messages.
     pub archive: String,
     rewriter: Option<Rewriter>,
@@ -280,10 +280,7 @@ impl<'p> Planner<'p> {
         let Some((keys, task)) = self.in_flight.take() else {
             return Ok(());
         };
-        let Some(conn) = self.conn.as_ref() else {
-            return Err(Error::Internal("planning before connecting".into()));
-        };
-        let exists = read_exists(conn, task).await?;
+        let exists = read_exists(task).await?;
         let planned = keys.len() as u64;
         let mut decided = Vec::with_capacity(keys.len());
         for (p, exists) in keys.into_iter().zip(exists) {

@@ -597,25 +597,42 @@ fn slots_moving_during_a_cluster_snapshot_fail_it() {
     let seed = dir.path().join("seed.tar.zst");
     export(&single, &seed, &[]).ok();
     restore_url(&cluster.url(), &seed, &[]).ok();
-    // Each primary takes about 20 s to write its snapshot (100 ms a key):
-    // time enough to move a slot meanwhile, even on a busy machine.
+    assert_eq!(cluster.dbsize(), 600, "the cluster holds the data");
+    // Each primary takes about 8 s to write its snapshot (40 ms a key).
     for node in cluster.primaries() {
         let _: () = redis::cmd("CONFIG")
             .arg("SET")
             .arg("rdb-key-save-delay")
-            .arg(100_000)
+            .arg(40_000)
             .query(&mut node.conn())
             .unwrap();
     }
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
-    let child = spawn_snapshot(&cluster.url(), &out_dir);
+    let file = out_dir.join("x.tar.zst");
+    let child = spawn(&[
+        "export",
+        "--snapshot",
+        "--source",
+        &cluster.url(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    let saving = |node: &RedisServer| {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query(&mut node.conn())
+            .unwrap();
+        info.contains("rdb_bgsave_in_progress:1")
+    };
+    wait_for("every primary to be writing its snapshot", || {
+        cluster.primaries().into_iter().all(saving)
+    });
     let slot = cluster.slot(&dataset::key_name(1));
     cluster.move_slot(slot, (cluster.owner_of_slot(slot) + 1) % 3);
-    let mut child = child;
     assert!(
-        child.try_wait().unwrap().is_none(),
-        "the slot moved while the snapshots streamed"
+        cluster.primaries().into_iter().all(saving),
+        "the slot moved while every snapshot was being written"
     );
     let out = output(child.wait_with_output().unwrap());
     out.fails(6, "the slots moved during the export");

@@ -342,12 +342,17 @@ fn write_batches(
     Ok(writer)
 }
 
-async fn blocking<T: Send + 'static>(
+/// Run `work` on a thread of its own, started now (not when the result is
+/// awaited): the primaries of a cluster are asked for their snapshots at
+/// the same time, not one after the other.
+fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Error::Internal(format!("a reader thread failed: {e}")))?
+) -> impl Future<Output = Result<T>> {
+    let task = tokio::task::spawn_blocking(work);
+    async move {
+        task.await
+            .map_err(|e| Error::Internal(format!("a reader thread failed: {e}")))?
+    }
 }
 
 async fn server_time(conn: &mut Conn) -> Result<i64> {

@@ -2,6 +2,7 @@
 //! what rdb.c writes, byte by byte; each encoding's own tests are in its
 //! file.
 
+mod payloads;
 mod robust;
 mod streams;
 mod values;
