@@ -229,8 +229,6 @@ impl<'p> Applier<'p> {
         // RESTORE. Whether a key exists matters only for the others: a
         // RESTORE without REPLACE refuses a key that appeared since the
         // plan, and with REPLACE writes the key whether or not it is there.
-        // (With a journal, a key planned for creation is still asked first,
-        // so that one that appeared is never named as touched.)
         let mut planned: Vec<Option<Action>> = Vec::new();
         let mut payloads: Vec<Option<Vec<u8>>> = Vec::new();
         let mut ask: Vec<&[u8]> = Vec::new();
@@ -249,8 +247,7 @@ impl<'p> Applier<'p> {
             };
             let asked = match decision {
                 None | Some(Action::Merge) => true,
-                Some(Action::Create) => payload.is_none() || self.journal.is_some(),
-                Some(Action::Overwrite) => payload.is_none(),
+                Some(Action::Create | Action::Overwrite) => payload.is_none(),
                 Some(_) => false,
             };
             if asked {
@@ -262,8 +259,9 @@ impl<'p> Applier<'p> {
         // With nothing to ask, this batch goes out before the previous one
         // is accounted for, so the server always has the next batch queued
         // (not when a key continues from the previous batch, whose failure
-        // must be known first, nor with a journal, which is written in order).
-        let early = ask.is_empty() && self.journal.is_none() && batch[0].part == 0;
+        // must be known first). The journal then names this batch's keys
+        // before the previous batch's outcome: rollback reads it either way.
+        let early = ask.is_empty() && batch[0].part == 0;
         let mut exists = if ask.is_empty() {
             Vec::new().into_iter()
         } else {
@@ -293,7 +291,7 @@ impl<'p> Applier<'p> {
                 let decision = planned.next().flatten();
                 payload = payloads.next().flatten();
                 let exists = match decision {
-                    Some(Action::Create) if payload.is_some() && self.journal.is_none() => false,
+                    Some(Action::Create) if payload.is_some() => false,
                     Some(Action::Overwrite) if payload.is_some() => true,
                     Some(a) if !matches!(a, Action::Create | Action::Overwrite | Action::Merge) => {
                         false
@@ -393,10 +391,14 @@ impl<'p> Applier<'p> {
                 failures.insert(current.seq, current.failed.clone().unwrap_or_default());
             }
             if !record.more {
-                let journal = match (current.touched, current.small) {
-                    (false, _) => JournalEntry::Nothing,
-                    (true, true) => JournalEntry::Fingerprint,
-                    (true, false) => JournalEntry::Unknown,
+                // A key the restore creates is not fingerprinted: its
+                // rollback is a delete whatever it holds by then, and
+                // fingerprinting every created key (a DUMP and a SHA-1 each)
+                // would double the server's work.
+                let journal = match (current.touched, current.small, current.action) {
+                    (false, _, _) => JournalEntry::Nothing,
+                    (true, _, Action::Create) | (true, false, _) => JournalEntry::Unknown,
+                    (true, true, _) => JournalEntry::Fingerprint,
                 };
                 finished.push(FinishedKey {
                     seq: current.seq,
@@ -502,7 +504,7 @@ impl<'p> Applier<'p> {
         {
             current.failed = Some(reason.clone());
         }
-        self.journal_outcomes(&batch, &finished, &failures, &replaced, measured)?;
+        self.journal_outcomes(&batch, &finished, &failures, &replaced, &appeared, measured)?;
 
         for f in &finished {
             let key = &batch[f.index].key.0;
@@ -532,13 +534,15 @@ impl<'p> Applier<'p> {
 
     /// Journal what the restore left in the touched keys that finished:
     /// the fingerprints measured after their writes, except for keys that
-    /// failed and were removed, which it left absent.
+    /// failed and were removed, which it left absent, and keys that
+    /// appeared since the plan, which it left alone.
     fn journal_outcomes(
         &mut self,
         batch: &[Record],
         finished: &[FinishedKey],
         failures: &BTreeMap<u64, String>,
         replaced: &BTreeMap<u64, usize>,
+        appeared: &HashSet<u64>,
         measured: Vec<Option<String>>,
     ) -> Result<()> {
         let Some(journal) = self.journal.as_mut() else {
@@ -554,7 +558,14 @@ impl<'p> Applier<'p> {
                 JournalEntry::Fingerprint => measured.next().flatten(),
                 JournalEntry::Unknown => Some(UNKNOWN_FINGERPRINT.to_string()),
             };
-            entries.push((key, if removed { None } else { after }));
+            let after = if removed {
+                None
+            } else if appeared.contains(&f.seq) {
+                Some(LEFT_ALONE_FINGERPRINT.to_string())
+            } else {
+                after
+            };
+            entries.push((key, after));
         }
         journal.after(entries)
     }

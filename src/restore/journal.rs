@@ -7,7 +7,12 @@
 //!   about to change, in order;
 //! - `{"after": [[key, fingerprint], ...]}` once those keys are written:
 //!   the SHA-1 of each key's DUMP as the restore left it (`null`: absent),
-//!   computed by the server so no value crosses the wire. These lines are
+//!   computed by the server so no value crosses the wire; "unknown" for a
+//!   key the restore created (rollback deletes it whatever it holds, so
+//!   its fingerprint would cost the server a DUMP for nothing) or too big to
+//!   fingerprint; "left-alone" for one it found created by someone else
+//!   and did not write. A batch's `touch` can come before the previous
+//!   batch's `after`. These lines are
 //!   not fsynced on their own: the next `touch` (or the end) makes them
 //!   durable, and one lost in a crash only means rollback puts that batch
 //!   back without asking whether it changed since.
@@ -270,6 +275,10 @@ const FINGERPRINTS_PER_CALL: usize = 32;
 
 /// Journaled when the server cannot fingerprint (no scripting).
 pub const UNKNOWN_FINGERPRINT: &str = "unknown";
+
+/// The restore named the key but wrote nothing: someone created it after
+/// the plan. Rollback leaves it alone.
+pub const LEFT_ALONE_FINGERPRINT: &str = "left-alone";
 
 #[cfg(test)]
 mod tests {

@@ -29,7 +29,7 @@ pub mod remap;
 pub mod rollback;
 
 pub(crate) use applier::Applier;
-pub(crate) use journal::{UNKNOWN_FINGERPRINT, fingerprints};
+pub(crate) use journal::{LEFT_ALONE_FINGERPRINT, UNKNOWN_FINGERPRINT, fingerprints};
 pub(crate) use planner::Planner;
 
 use std::collections::{BTreeMap, HashSet};

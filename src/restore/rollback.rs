@@ -31,7 +31,10 @@ use crate::progress::{Cancel, Progress, Silent};
 use crate::record::{Record, Value, printable};
 use crate::report::{KeyError, Samples};
 use crate::restore::journal::{JournalReader, Touched, journal_path};
-use crate::restore::{Applier, Mode, UNKNOWN_FINGERPRINT, WriteOptions, fingerprints, open_target};
+use crate::restore::{
+    Applier, LEFT_ALONE_FINGERPRINT, Mode, UNKNOWN_FINGERPRINT, WriteOptions, fingerprints,
+    open_target,
+};
 
 /// What to roll back; [`RollbackOptions::new`] fills in the defaults.
 #[derive(Debug, Clone)]
@@ -319,6 +322,9 @@ impl Rollbacker<'_> {
         for (pending, current) in batch.into_iter().zip(now) {
             let key = pending.records[0].key.0.clone();
             let after = pending.touched.and_then(|t| t.after);
+            if matches!(&after, Some(Some(f)) if f == LEFT_ALONE_FINGERPRINT) {
+                continue;
+            }
             let changed = match (&after, &current) {
                 (Some(a), c) => {
                     a.as_deref() != c.as_deref()

@@ -350,6 +350,20 @@ fn keys_created_after_the_plan_are_left_alone() {
         }
         let v: String = d.get("k:other").unwrap();
         assert_eq!(v, "mine", "{extra}: the other key restored");
+        if extra.is_empty() {
+            // Rollback deletes what the restore created and leaves alone
+            // what it did not write.
+            let backup = text
+                .lines()
+                .find_map(|l| l.strip_prefix("to undo this restore: archive rollback "))
+                .unwrap_or_else(|| panic!("{text}"));
+            run(&["rollback", backup.trim(), "--yes"]).ok();
+            assert!(!d.exists::<_, bool>("k:other").unwrap());
+            for name in names {
+                let v: String = d.get(name).unwrap();
+                assert_eq!(v, "theirs", "{name} left alone by rollback");
+            }
+        }
     }
 }
 

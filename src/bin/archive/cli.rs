@@ -382,7 +382,9 @@ pub struct RollbackArgs {
     /// was taken from); the password can come from TARGET_REDIS_PASSWORD.
     #[arg(long, env = "TARGET_REDIS_URL", hide_env_values = true)]
     pub target: Option<String>,
-    /// Leave keys that someone changed after the restore as they are.
+    /// Leave keys that existed before the restore and that someone changed
+    /// after it as they are (keys the restore created are deleted whatever
+    /// they hold).
     #[arg(long)]
     pub skip_changed: bool,
     /// Print what would be put back; write nothing.
