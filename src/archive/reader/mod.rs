@@ -1,7 +1,8 @@
 //! file -> zstd -> tar -> verified records.
 //!
 //! The reader streams: it never writes an entry to the filesystem and holds
-//! at most one record line at a time. It checks as it goes that the entries
+//! a few hundred KiB of record lines at a time (decoded on a thread of
+//! their own, see `decode.rs`), or one big record. It checks as it goes that the entries
 //! are exactly `header.json`, `data/000000.jsonl`, ..., `manifest.json`, in
 //! that order, regular files, with sane sizes; that records parse and that
 //! a key split over several records is contiguous; and at the end that
@@ -17,10 +18,12 @@
 //! across files its order would be harder to follow.
 
 mod checks;
+mod decode;
 mod guard;
 mod problem;
 
 use checks::*;
+use decode::{Decoded, Decoder};
 pub(crate) use guard::MAX_RECORD_BYTES;
 use guard::{ClosingReader, Counted, Hashing, Meter};
 pub use guard::{LARGE_RECORD_BYTES, MAX_ENTRY_BYTES, MAX_EXPANSION, MAX_META_BYTES};
@@ -427,6 +430,8 @@ fn read_entries(
     let io_err = |e: io::Error| classify_io(name, e);
     let mut open_key: Option<OpenKey> = None;
     let mut line = Vec::new();
+    let mut lines = Decoder::new();
+    let mut decoded = Vec::new();
     let mut archive = tar::Archive::new(&mut *decoder);
     let entries = match archive.entries() {
         Ok(e) => e,
@@ -531,6 +536,9 @@ fn read_entries(
                 record: records,
             };
             if line.last() != Some(&b'\n') {
+                // Reported in order: after the lines before it.
+                lines.flush(&mut decoded)?;
+                take_decoded(&mut decoded, &mut open_key, problems, seen, visitor)?;
                 problems.report(
                     Problem::corrupt(format!(
                         "the record does not end with a newline (or is longer than {MAX_RECORD_BYTES} bytes)"
@@ -539,30 +547,11 @@ fn read_entries(
                 )?;
                 continue;
             }
-            let body = &line[..line.len() - 1];
-            let record = match Record::decode(body) {
-                Ok(r) => r,
-                Err(e) => {
-                    open_key = None;
-                    problems.report(
-                        Problem::corrupt(format!("record does not parse: {e}"))
-                            .at(&path, Some(records))
-                            .key(key_of_unparsed(body).as_deref()),
-                    )?;
-                    continue;
-                }
-            };
-            if let Err(e) = check_continuity(&mut open_key, &record) {
-                open_key = None;
-                problems.report(
-                    Problem::corrupt(e)
-                        .at(&path, Some(records))
-                        .key(Some(&record.key.0)),
-                )?;
-            }
-            seen.counts.add(&record);
-            visitor.record(record, &location)?;
+            lines.push(&line[..line.len() - 1], location, &mut decoded)?;
+            take_decoded(&mut decoded, &mut open_key, problems, seen, visitor)?;
         }
+        lines.flush(&mut decoded)?;
+        take_decoded(&mut decoded, &mut open_key, problems, seen, visitor)?;
         let hashing = hashing.into_inner();
         entries_seen.push(SeenEntry {
             name: path,
@@ -591,16 +580,40 @@ fn read_entries(
     Ok(Ok(()))
 }
 
-/// The key of a record line that did not parse, when the line is JSON
-/// enough to say it.
-fn key_of_unparsed(line: &[u8]) -> Option<Vec<u8>> {
-    #[derive(serde::Deserialize)]
-    struct KeyOnly {
-        key: crate::record::Bytes,
+/// Check and hand over decoded lines, in order: each record's continuity
+/// with the one before, the counts, the visitor.
+fn take_decoded(
+    decoded: &mut Vec<(Location, Decoded)>,
+    open_key: &mut Option<OpenKey>,
+    problems: &mut Problems,
+    seen: &mut Seen,
+    visitor: &mut dyn Visitor,
+) -> Result<()> {
+    for (location, line) in decoded.drain(..) {
+        let record = match line {
+            Decoded::Record(r) => r,
+            Decoded::Bad { reason, key } => {
+                *open_key = None;
+                problems.report(
+                    Problem::corrupt(format!("record does not parse: {reason}"))
+                        .at(&location.entry, Some(location.record))
+                        .key(key.as_deref()),
+                )?;
+                continue;
+            }
+        };
+        if let Err(e) = check_continuity(open_key, &record) {
+            *open_key = None;
+            problems.report(
+                Problem::corrupt(e)
+                    .at(&location.entry, Some(location.record))
+                    .key(Some(&record.key.0)),
+            )?;
+        }
+        seen.counts.add(&record);
+        visitor.record(record, &location)?;
     }
-    serde_json::from_slice::<KeyOnly>(line)
-        .ok()
-        .map(|k| k.key.0)
+    Ok(())
 }
 
 fn self_err(name: &str, err: io::Error) -> Error {

@@ -1,0 +1,171 @@
+//! Record lines decoded on a thread of their own.
+//!
+//! Decoding a record's JSON (and allocating its byte strings) is most of
+//! what reading an archive costs, more than decompressing and hashing it.
+//! So the reader's thread frames the lines and sends them, a chunk of about
+//! 256 KiB at a time, to a decoding thread, and takes the records back in
+//! the same order a chunk later: the two run side by side. Everything that
+//! depends on order (continuity of split keys, counts, problems, the
+//! visitor) stays on the reader's thread. A line over 1 MiB is decoded on
+//! the reader's thread once the lines before it are back, so no more than
+//! one big record is ever held, as before.
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use super::Location;
+use crate::error::{Error, Result};
+use crate::record::Record;
+
+/// Bytes of lines sent at once.
+const CHUNK_BYTES: usize = 256 << 10;
+/// Lines at least this long are decoded on the reader's thread.
+const INLINE_BYTES: usize = 1 << 20;
+
+/// A line, decoded.
+pub(super) enum Decoded {
+    Record(Record),
+    /// It does not parse: why, and its key when it is JSON enough to say.
+    Bad {
+        reason: String,
+        key: Option<Vec<u8>>,
+    },
+}
+
+impl Decoded {
+    fn of(line: &[u8]) -> Decoded {
+        match Record::decode(line) {
+            Ok(r) => Decoded::Record(r),
+            Err(reason) => Decoded::Bad {
+                reason,
+                key: key_of_unparsed(line),
+            },
+        }
+    }
+}
+
+/// The key of a record line that did not parse, when the line is JSON
+/// enough to say it.
+fn key_of_unparsed(line: &[u8]) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct KeyOnly {
+        key: crate::record::Bytes,
+    }
+    serde_json::from_slice::<KeyOnly>(line)
+        .ok()
+        .map(|k| k.key.0)
+}
+
+#[derive(Default)]
+struct Chunk {
+    data: Vec<u8>,
+    /// Where each line ends in `data`, and where it is in the archive.
+    lines: Vec<(usize, Location)>,
+}
+
+/// Lines in, decoded lines out, in order.
+pub(super) struct Decoder {
+    to_worker: Option<SyncSender<Chunk>>,
+    from_worker: Receiver<Vec<(Location, Decoded)>>,
+    chunk: Chunk,
+    in_flight: usize,
+}
+
+impl Decoder {
+    pub fn new() -> Decoder {
+        let (to_worker, work) = sync_channel::<Chunk>(2);
+        let (done, from_worker) = sync_channel(2);
+        // The worker ends when the reader drops its sender.
+        std::thread::spawn(move || {
+            while let Ok(chunk) = work.recv() {
+                let mut start = 0;
+                let mut out = Vec::with_capacity(chunk.lines.len());
+                for (end, location) in chunk.lines {
+                    out.push((location, Decoded::of(&chunk.data[start..end])));
+                    start = end;
+                }
+                if done.send(out).is_err() {
+                    return;
+                }
+            }
+        });
+        Decoder {
+            to_worker: Some(to_worker),
+            from_worker,
+            chunk: Chunk::default(),
+            in_flight: 0,
+        }
+    }
+
+    /// Take `line` (without its newline), found at `location`; lines that
+    /// are decoded by now are added to `out`, in order.
+    pub fn push(
+        &mut self,
+        line: &[u8],
+        location: Location,
+        out: &mut Vec<(Location, Decoded)>,
+    ) -> Result<()> {
+        if line.len() >= INLINE_BYTES {
+            self.flush(out)?;
+            out.push((location, Decoded::of(line)));
+            return Ok(());
+        }
+        self.chunk.data.extend_from_slice(line);
+        self.chunk.lines.push((self.chunk.data.len(), location));
+        if self.chunk.data.len() >= CHUNK_BYTES {
+            self.send(out);
+            // One chunk is decoded while the next is framed.
+            while self.in_flight > 1 {
+                self.receive(out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every line taken so far, decoded, added to `out`.
+    pub fn flush(&mut self, out: &mut Vec<(Location, Decoded)>) -> Result<()> {
+        self.send(out);
+        while self.in_flight > 0 {
+            self.receive(out)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, out: &mut Vec<(Location, Decoded)>) {
+        if self.chunk.lines.is_empty() {
+            return;
+        }
+        let chunk = std::mem::take(&mut self.chunk);
+        match &self.to_worker {
+            Some(tx) => match tx.send(chunk) {
+                Ok(()) => self.in_flight += 1,
+                // The worker is gone: decode here (what it held is
+                // reported lost by `receive`).
+                Err(e) => {
+                    self.to_worker = None;
+                    self.decode_here(e.0, out);
+                }
+            },
+            None => self.decode_here(chunk, out),
+        }
+    }
+
+    fn receive(&mut self, out: &mut Vec<(Location, Decoded)>) -> Result<()> {
+        self.in_flight -= 1;
+        match self.from_worker.recv() {
+            Ok(done) => {
+                out.extend(done);
+                Ok(())
+            }
+            // Only a panic stops the worker; what it held is lost.
+            Err(_) => Err(Error::Internal("the record decoding thread stopped".into())),
+        }
+    }
+
+    fn decode_here(&mut self, chunk: Chunk, out: &mut Vec<(Location, Decoded)>) {
+        let mut start = 0;
+        for (end, location) in chunk.lines {
+            out.push((location, Decoded::of(&chunk.data[start..end])));
+            start = end;
+        }
+    }
+}
