@@ -4,7 +4,9 @@
 # exports, `--snapshot` and `--from-rdb` of the same RDB), `redis-cli --pipe`
 # of the same data as plain commands for restore. The source server runs
 # with `repl-diskless-sync-delay 0`, so neither the reference nor
-# `--snapshot` waits the default 5 s for other replicas. Then one big hash and one big
+# `--snapshot` waits the default 5 s for other replicas. Restore is timed
+# into an empty server with its pre-restore backup and with `--no-backup`,
+# and with `--mode overwrite` (and its backup) over the same keys. Then one big hash and one big
 # sorted set, exported and restored on their own. Prints a table; copy it
 # into docs/PERFORMANCE.md.
 #
@@ -69,6 +71,10 @@ frdb=$(measure export-from-rdb "$bin" export --from-rdb "$work/dump.rdb" -o "$wo
 rm -f "$work/dump.rdb"
 res=$(measure restore "$bin" restore "$work/bench.tar.zst" --target "redis://127.0.0.1:$dst" --yes --backup-dir "$work/backups")
 restored=$(redis-cli -p "$dst" dbsize)
+# The same archive again, over the keys it just wrote: every key is
+# overwritten, and the pre-restore backup holds all of them.
+ovr=$(measure restore-overwrite "$bin" restore "$work/bench.tar.zst" --target "redis://127.0.0.1:$dst" --yes --mode overwrite --backup-dir "$work/backups")
+rm -rf "$work/backups"
 redis-cli -p "$dst" flushall >/dev/null
 nob=$(measure restore-nobackup "$bin" restore "$work/bench.tar.zst" --target "redis://127.0.0.1:$dst" --yes --no-backup)
 redis-cli -p "$dst" flushall >/dev/null
@@ -91,12 +97,13 @@ read -r _ s r <<<"$snap"; row "archive export --snapshot" "$s" "$r" "$(stat -c %
 read -r _ s r <<<"$frdb"; row "archive export --from-rdb" "$s" "$r" "$(stat -c %s "$work/from-rdb.tar.zst")"; fs=$s
 read -r _ s r <<<"$res"; row "archive restore (skip)" "$s" "$r" "-"; ts=$s
 read -r _ s r <<<"$nob"; row "  same, --no-backup" "$s" "$r" "-"; ns=$s
+read -r _ s r <<<"$ovr"; row "  overwrite, with backup" "$s" "$r" "-"; os=$s
 read -r _ s r <<<"$pip"; row "redis-cli --pipe" "$s" "$r" "-"; ps=$s
 awk -v a="$es" -v b="$rs" 'BEGIN{ if (b>0) printf "export / rdb reference:        %.2fx\n", a/b }'
 awk -v a="$ss" -v b="$rs" 'BEGIN{ if (b>0) printf "snapshot / rdb reference:      %.2fx\n", a/b }'
 awk -v a="$fs" -v b="$rs" 'BEGIN{ if (b>0) printf "from-rdb / rdb reference:      %.2fx\n", a/b }'
 awk -v a="$as" -v b="$es" 'BEGIN{ if (b>0) printf "age export / plain export:     %.2fx\n", a/b }'
-awk -v a="$ts" -v b="$ps" -v ns="$ns" 'BEGIN{ if (b>0) printf "restore / --pipe reference:    %.2fx (--no-backup: %.2fx)\n", a/b, ns/b }'
+awk -v a="$ts" -v b="$ps" -v ns="$ns" -v os="$os" 'BEGIN{ if (b>0) printf "restore / --pipe reference:    %.2fx (--no-backup: %.2fx; overwrite with backup: %.2fx)\n", a/b, ns/b, os/b }'
 [ "$piped" = "$total" ] || { echo "redis-cli --pipe loaded $piped keys, expected $total" >&2; exit 1; }
 [ "$restored" = "$total" ] || { echo "restore wrote $restored keys, expected $total" >&2; exit 1; }
 
@@ -141,10 +148,11 @@ if [ "$cluster" -gt 0 ]; then
   read -r _ s r <<<"$cex"; row "archive export" "$s" "$r" "$(stat -c %s "$work/cluster.tar.zst")"; ces=$s
   read -r _ s r <<<"$crdb"; row "--rdb | zstd, per primary" "$s" "$r" "$(cat "$work"/dump-*.rdb.zst | wc -c)"; crs=$s
   read -r _ s r <<<"$csn"; row "archive export --snapshot" "$s" "$r" "$(stat -c %s "$work/cluster-snap.tar.zst")"; css=$s
-  read -r _ s r <<<"$cre"; row "archive restore" "$s" "$r" "-"
-  read -r _ s r <<<"$cnb"; row "  same, --no-backup" "$s" "$r" "-"
+  read -r _ s r <<<"$cre"; row "archive restore" "$s" "$r" "-"; cres=$s
+  read -r _ s r <<<"$cnb"; row "  same, --no-backup" "$s" "$r" "-"; cnbs=$s
   awk -v a="$ces" -v b="$crs" 'BEGIN{ if (b>0) printf "cluster export / rdb reference: %.2fx\n", a/b }'
   awk -v a="$css" -v b="$crs" 'BEGIN{ if (b>0) printf "cluster snapshot / rdb reference: %.2fx\n", a/b }'
+  awk -v a="$cres" -v b="$ts" -v c="$cnbs" -v d="$ns" 'BEGIN{ if (b>0 && d>0) printf "cluster restore / single-server restore: %.2fx (--no-backup: %.2fx)\n", a/b, c/d }'
 fi
 
 [ "$big" -gt 0 ] || exit 0
