@@ -23,12 +23,14 @@
 
 mod applier;
 pub mod backup;
+mod exists;
 pub(crate) mod journal;
 mod planner;
 pub mod remap;
 pub mod rollback;
 
 pub(crate) use applier::Applier;
+use exists::{ExistsTask, read_exists, send_exists};
 pub(crate) use journal::{LEFT_ALONE_FINGERPRINT, UNKNOWN_FINGERPRINT, fingerprints};
 pub(crate) use planner::Planner;
 
@@ -402,52 +404,6 @@ pub fn decide(
         Mode::Merge => Action::Merge,
         Mode::Fail => Action::Conflict,
     }
-}
-
-/// Whether each key exists, asked as a task of its own: its answer is read
-/// once the next batch has been taken in.
-type ExistsTask = tokio::task::JoinHandle<Result<Vec<bool>>>;
-
-/// Ask whether each key exists. On one server a single `EXISTS k1 k2 ...`
-/// answers for the whole batch when none of its keys exists (a restore into
-/// an empty database, the usual case), which costs the server a tenth of one
-/// EXISTS per key; only a batch where some key exists is asked key by key.
-/// A cluster is asked key by key (a multi-key EXISTS must stay in one slot).
-fn send_exists<'k>(conn: &Conn, keys: impl IntoIterator<Item = &'k [u8]>) -> ExistsTask {
-    let keys: Vec<Vec<u8>> = keys.into_iter().map(<[u8]>::to_vec).collect();
-    let mut conn = conn.clone();
-    tokio::spawn(async move {
-        const ACTION: &str = "checking which keys exist";
-        if keys.len() > 1 && !conn.is_cluster() {
-            let mut all = redis::pipe();
-            all.cmd("EXISTS").arg(&keys);
-            if let [Reply::Int(0)] = conn.pipeline(&mut all, ACTION).await?[..] {
-                return Ok(vec![false; keys.len()]);
-            }
-        }
-        let mut pipe = redis::pipe();
-        for key in &keys {
-            pipe.cmd("EXISTS").arg(key);
-        }
-        let replies = conn.pipeline(&mut pipe, ACTION).await?;
-        replies
-            .into_iter()
-            .map(|r| match r {
-                Reply::Int(n) => Ok(n > 0),
-                other => Err(Error::Redis {
-                    endpoint: conn.endpoint().display(),
-                    action: ACTION.into(),
-                    reason: format!("unexpected reply {other:?}"),
-                }),
-            })
-            .collect()
-    })
-}
-
-/// The answer of [`send_exists`].
-async fn read_exists(task: ExistsTask) -> Result<Vec<bool>> {
-    task.await
-        .map_err(|e| Error::Internal(format!("a Redis task failed: {e}")))?
 }
 
 /// Start a pipeline as a task, so the server works while the caller goes

@@ -1,0 +1,109 @@
+//! Which keys of a batch exist in the target, asked as a task of its own
+//! (its answer is read once the next batch has been taken in), as cheaply
+//! as the target allows.
+//!
+//! - One server: a single `EXISTS k1 k2 ...` answers for the whole batch
+//!   when none of its keys exists (a restore into an empty database, the
+//!   usual case), at a tenth of the server's cost of one `EXISTS` per key;
+//!   only a batch where some key exists is asked key by key.
+//! - A cluster: a multi-key `EXISTS` must stay in one slot, so each node is
+//!   asked for its keys by one script (keys of many slots, one node: Redis
+//!   7.0's `allow-cross-slot-keys`), which saves the client a command and a
+//!   reply per key. A node that refuses (an older server, a slot that moved
+//!   meanwhile) is asked key by key.
+
+use redis::Value as Reply;
+
+use crate::connection::Conn;
+use crate::error::{Error, Result};
+
+/// The answer, one flag per key, in order.
+pub(super) type ExistsTask = tokio::task::JoinHandle<Result<Vec<bool>>>;
+
+const ACTION: &str = "checking which keys exist";
+
+/// Whether each key exists on its node, for keys that all live on one node
+/// of a cluster: `KEYS[1]` routes the call, the others are `ARGV`.
+const NODE_EXISTS_SCRIPT: &str = "#!lua flags=no-writes,allow-cross-slot-keys
+local r = {redis.call('EXISTS', KEYS[1])}
+for i, k in ipairs(ARGV) do r[i + 1] = redis.call('EXISTS', k) end
+return r";
+
+/// Ask whether each key exists.
+pub(super) fn send_exists<'k>(conn: &Conn, keys: impl IntoIterator<Item = &'k [u8]>) -> ExistsTask {
+    let keys: Vec<Vec<u8>> = keys.into_iter().map(<[u8]>::to_vec).collect();
+    let mut conn = conn.clone();
+    tokio::spawn(async move {
+        let mut answers: Vec<Option<bool>> = vec![None; keys.len()];
+        if keys.len() > 1 {
+            if conn.is_cluster() {
+                per_node(&mut conn, &keys, &mut answers).await?;
+            } else {
+                let mut all = redis::pipe();
+                all.cmd("EXISTS").arg(&keys);
+                if let [Reply::Int(0)] = conn.pipeline(&mut all, ACTION).await?[..] {
+                    return Ok(vec![false; keys.len()]);
+                }
+            }
+        }
+        let unknown: Vec<usize> = (0..keys.len()).filter(|&i| answers[i].is_none()).collect();
+        if !unknown.is_empty() {
+            let mut pipe = redis::pipe();
+            for &i in &unknown {
+                pipe.cmd("EXISTS").arg(&keys[i]);
+            }
+            let replies = conn.pipeline(&mut pipe, ACTION).await?;
+            for (&i, reply) in unknown.iter().zip(replies) {
+                answers[i] = Some(match reply {
+                    Reply::Int(n) => n > 0,
+                    other => {
+                        return Err(Error::Redis {
+                            endpoint: conn.endpoint().display(),
+                            action: ACTION.into(),
+                            reason: format!("unexpected reply {other:?}"),
+                        });
+                    }
+                });
+            }
+        }
+        Ok(answers.into_iter().map(|a| a.unwrap_or(false)).collect())
+    })
+}
+
+/// One script per node for its keys; the answers it gives are filled in.
+async fn per_node(conn: &mut Conn, keys: &[Vec<u8>], answers: &mut [Option<bool>]) -> Result<()> {
+    let mut nodes: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for (i, key) in keys.iter().enumerate() {
+        nodes
+            .entry(conn.dedicated_address(key))
+            .or_default()
+            .push(i);
+    }
+    let groups: Vec<Vec<usize>> = nodes.into_values().collect();
+    let mut pipe = redis::pipe();
+    for group in &groups {
+        let c = pipe.cmd("EVAL").arg(NODE_EXISTS_SCRIPT).arg(1);
+        for &i in group {
+            c.arg(&keys[i]);
+        }
+    }
+    let replies = conn.pipeline(&mut pipe, ACTION).await?;
+    for (group, reply) in groups.iter().zip(replies) {
+        if let Reply::Array(flags) = reply
+            && flags.len() == group.len()
+        {
+            for (&i, flag) in group.iter().zip(flags) {
+                if let Reply::Int(n) = flag {
+                    answers[i] = Some(n > 0);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The answer of [`send_exists`].
+pub(super) async fn read_exists(task: ExistsTask) -> Result<Vec<bool>> {
+    task.await
+        .map_err(|e| Error::Internal(format!("a Redis task failed: {e}")))?
+}
