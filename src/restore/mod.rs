@@ -123,7 +123,7 @@ impl Default for WriteOptions {
             mode: Mode::Skip,
             ttl: TtlMode::Absolute,
             remap: Remap::default(),
-            batch_keys: 512,
+            batch_keys: 2048,
             batch_bytes: 8 << 20,
             profile: None,
             as_user: None,

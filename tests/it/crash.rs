@@ -227,7 +227,7 @@ fn newest_backup(dir: &Path) -> Option<PathBuf> {
 #[test]
 fn a_restore_killed_at_any_stage_is_undone_exactly_by_rollback() {
     let src = RedisServer::start();
-    dataset::load(&mut src.conn(), 6_000, 0);
+    dataset::load(&mut src.conn(), 20_000, 0);
     let dst = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("a.tar.zst");
