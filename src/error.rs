@@ -252,7 +252,7 @@ pub enum Error {
         target: String,
     },
 
-    #[error("restore cancelled; nothing was written")]
+    #[error("cancelled at the prompt; nothing was written")]
     /// The user declined the confirmation; nothing was written.
     Cancelled,
 

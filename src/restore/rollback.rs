@@ -83,6 +83,10 @@ pub struct RollbackReport {
     pub restored: u64,
     /// Keys the restore created, deleted again.
     pub deleted: u64,
+    /// Keys the restore created that are gone already (a rollback run
+    /// before, or someone deleted them): nothing to do.
+    #[serde(default)]
+    pub already_gone: u64,
     /// Keys in the backup that the restore never touched: left alone.
     pub untouched: u64,
     /// Keys someone changed after the restore.
@@ -145,6 +149,7 @@ async fn run(
                 restored: 0,
                 deleted: 0,
                 untouched: 0,
+                already_gone: 0,
                 changed: 0,
                 skipped_changed: 0,
                 changed_samples: Vec::new(),
@@ -323,6 +328,11 @@ impl Rollbacker<'_> {
             let key = pending.records[0].key.0.clone();
             let after = pending.touched.and_then(|t| t.after);
             if matches!(&after, Some(Some(f)) if f == LEFT_ALONE_FINGERPRINT) {
+                continue;
+            }
+            if current.is_none() && matches!(pending.records[0].value, Value::Absent(_)) {
+                // Absent before the restore and absent now: as it was.
+                self.report.already_gone += 1;
                 continue;
             }
             let changed = match (&after, &current) {

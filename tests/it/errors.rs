@@ -314,3 +314,21 @@ fn an_invalid_url_never_shows_its_password() {
         assert!(!file.exists());
     }
 }
+
+/// `backup` names its own file: its help does not offer `-o`, which it
+/// would refuse, and it says what to use instead when given one.
+#[test]
+fn backup_does_not_offer_an_output_file() {
+    let help = run(&["backup", "--help"]).ok().stdout_text();
+    assert!(!help.contains("--output"), "{help}");
+    let export_help = run(&["export", "--help"]).ok().stdout_text();
+    assert!(export_help.contains("--output"), "{export_help}");
+    let out = run(&[
+        "backup",
+        "-o",
+        "x.tar.zst",
+        "--source",
+        "redis://127.0.0.1:1",
+    ]);
+    out.fails(2, "use `archive export -o FILE` to choose a file");
+}

@@ -266,7 +266,7 @@ fn on_a_terminal_restore_asks_first() {
     assert_eq!(code, Some(11), "{text}");
     assert!(text.contains("write 8 keys? [y/N]"), "{text}");
     assert!(
-        text.contains("restore cancelled; nothing was written"),
+        text.contains("cancelled at the prompt; nothing was written"),
         "{text}"
     );
     assert_eq!(dst.dbsize(0), 0);

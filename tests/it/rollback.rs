@@ -402,3 +402,31 @@ fn rollback_refuses_an_ordinary_archive() {
     let url = dst.url();
     rollback_run(&archive, &["--target", &url]).fails(2, "is not a pre-restore backup");
 }
+
+/// A second rollback of the same backup finds the keys the restore created
+/// gone already and says so, instead of deleting them again or calling
+/// them changed.
+#[test]
+fn a_second_rollback_finds_nothing_to_delete() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    dataset::load(&mut src.conn(), 50, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("a.tar.zst");
+    export(&src, &archive, &[]).ok();
+    let bd = dir.path().join("b");
+    restore(&dst, &archive, &["--backup-dir", bd.to_str().unwrap()]).ok();
+    let backup = backups(&bd).remove(0);
+    let first = rollback_run(&backup, &["--json"]).ok().json();
+    assert_eq!(first["deleted"], 50, "{first}");
+    assert_eq!(dst.dbsize(0), 0);
+    let second = rollback_run(&backup, &["--json"]).ok().json();
+    assert_eq!(second["deleted"], 0, "{second}");
+    assert_eq!(second["already_gone"], 50, "{second}");
+    assert_eq!(second["changed"], 0, "{second}");
+    let text = rollback_run(&backup, &[]).ok().stdout_text();
+    assert!(
+        text.contains("50 key(s) the restore created are gone already: nothing to do"),
+        "{text}"
+    );
+}

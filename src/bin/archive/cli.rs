@@ -400,7 +400,9 @@ pub struct RollbackArgs {
     pub connect: ConnectArgs,
 }
 
+// A backup's file name is the folder's to choose: `-o` is not offered.
 #[derive(Debug, Args)]
+#[command(mut_arg("output", |a| a.hide(true)))]
 pub struct BackupArgs {
     /// A name for the backup (in its file name and metadata).
     #[arg(long)]

@@ -551,6 +551,13 @@ pub fn rollback(out: &mut dyn Write, r: &RollbackReport) -> io::Result<()> {
         "{lead} put back {} keys, delete {} keys the restore created, leave {} untouched keys alone",
         r.restored, r.deleted, r.untouched
     )?;
+    if r.already_gone > 0 {
+        writeln!(
+            out,
+            "{} key(s) the restore created are gone already: nothing to do",
+            r.already_gone
+        )?;
+    }
     if r.changed > 0 {
         let what = if r.skipped_changed > 0 {
             "left as they are (--skip-changed)"
