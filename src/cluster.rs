@@ -64,21 +64,42 @@ pub fn command_key(cmd: &Cmd) -> Option<&[u8]> {
         Arg::Simple(bytes) => Some(bytes),
         _ => None,
     });
-    let name = args.next()?.to_ascii_uppercase();
-    match name.as_slice() {
-        b"SCAN" | b"INFO" | b"TIME" | b"DBSIZE" | b"PING" | b"ASKING" | b"CLUSTER" | b"SCRIPT"
-        | b"CLIENT" | b"CONFIG" | b"FLUSHDB" | b"FLUSHALL" | b"SELECT" => None,
-        b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" => {
-            args.next()?;
-            let keys: usize = std::str::from_utf8(args.next()?).ok()?.parse().ok()?;
-            if keys == 0 { None } else { args.next() }
-        }
+    // Called for every command of every pipeline: no allocation.
+    let name = args.next()?;
+    let any = |names: &[&[u8]]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
+    if any(&[
+        b"SCAN",
+        b"INFO",
+        b"TIME",
+        b"DBSIZE",
+        b"PING",
+        b"ASKING",
+        b"CLUSTER",
+        b"SCRIPT",
+        b"CLIENT",
+        b"CONFIG",
+        b"FLUSHDB",
+        b"FLUSHALL",
+        b"SELECT",
+    ]) {
+        None
+    } else if any(&[
+        b"EVAL",
+        b"EVALSHA",
+        b"EVAL_RO",
+        b"EVALSHA_RO",
+        b"FCALL",
+        b"FCALL_RO",
+    ]) {
+        args.next()?;
+        let keys: usize = std::str::from_utf8(args.next()?).ok()?.parse().ok()?;
+        if keys == 0 { None } else { args.next() }
+    } else if any(&[b"XGROUP", b"XINFO", b"OBJECT", b"MEMORY"]) {
         // A subcommand comes before the key.
-        b"XGROUP" | b"XINFO" | b"OBJECT" | b"MEMORY" => {
-            args.next()?;
-            args.next()
-        }
-        _ => args.next(),
+        args.next()?;
+        args.next()
+    } else {
+        args.next()
     }
 }
 
@@ -310,8 +331,9 @@ pub struct Router {
 
 struct State {
     topology: Topology,
-    /// Slot -> address of its primary, updated by MOVED between refreshes.
-    owners: Vec<String>,
+    /// Slot -> address of its primary, updated by MOVED between refreshes
+    /// (shared strings: every command of a pipeline takes one).
+    owners: Vec<Arc<str>>,
     nodes: HashMap<String, MultiplexedConnection>,
     redirects: u64,
 }
@@ -409,16 +431,15 @@ impl Router {
     /// The address of the primary serving `key`'s slot, as last known.
     pub fn owner_of_key(&self, key: &[u8]) -> String {
         let state = self.state.lock().expect("router state");
-        state.owners[usize::from(slot(key))].clone()
+        state.owners[usize::from(slot(key))].to_string()
     }
 
     /// The address a command goes to: its slot's primary, or the first
     /// primary for commands without a key.
-    fn address_of(&self, cmd: &Cmd) -> String {
-        let state = self.state.lock().expect("router state");
+    fn address_of(state: &State, cmd: &Cmd) -> Arc<str> {
         match command_key(cmd) {
             Some(key) => state.owners[usize::from(slot(key))].clone(),
-            None => state.topology.shards[0].address(),
+            None => state.topology.shards[0].address().into(),
         }
     }
 
@@ -432,11 +453,18 @@ impl Router {
         let mut pending: Vec<(usize, Option<String>)> =
             (0..cmds.len()).map(|i| (i, None)).collect();
         for round in 0..=MAX_REDIRECTS {
-            let mut by_node: BTreeMap<String, Vec<(usize, bool)>> = BTreeMap::new();
-            for (i, ask) in pending.drain(..) {
-                let asking = ask.is_some();
-                let address = ask.unwrap_or_else(|| self.address_of(cmds[i]));
-                by_node.entry(address).or_default().push((i, asking));
+            let mut by_node: BTreeMap<Arc<str>, Vec<(usize, bool)>> = BTreeMap::new();
+            {
+                // One lock for the whole pipeline.
+                let state = self.state.lock().expect("router state");
+                for (i, ask) in pending.drain(..) {
+                    let asking = ask.is_some();
+                    let address = match ask {
+                        Some(a) => a.into(),
+                        None => Self::address_of(&state, cmds[i]),
+                    };
+                    by_node.entry(address).or_default().push((i, asking));
+                }
             }
             let sends = by_node.into_iter().map(|(address, items)| {
                 let cmds = &cmds;
@@ -485,7 +513,7 @@ impl Router {
                         }
                         Some(Redirect::TryAgain) => {
                             wait = true;
-                            pending.push((i, asking.then(|| address.clone())));
+                            pending.push((i, asking.then(|| address.to_string())));
                         }
                         None => replies[i] = Some(value),
                     }
@@ -507,7 +535,7 @@ impl Router {
                 let _ = self.refresh().await;
                 let mut state = self.state.lock().expect("router state");
                 for (slot, address) in moved {
-                    state.owners[usize::from(slot)] = address;
+                    state.owners[usize::from(slot)] = address.into();
                 }
             }
         }
@@ -526,12 +554,12 @@ impl Router {
     }
 }
 
-fn owner_addresses(topology: &Topology) -> Vec<String> {
-    let fallback = topology.shards[0].address();
+fn owner_addresses(topology: &Topology) -> Vec<Arc<str>> {
+    let addresses: Vec<Arc<str>> = topology.shards.iter().map(|s| s.address().into()).collect();
     topology
         .owners()
         .into_iter()
-        .map(|o| o.map_or_else(|| fallback.clone(), |i| topology.shards[i].address()))
+        .map(|o| addresses[o.unwrap_or(0)].clone())
         .collect()
 }
 
