@@ -9,9 +9,11 @@
 mod endpoint;
 mod replica;
 mod server;
+mod wire;
 
 pub use endpoint::Endpoint;
 pub use replica::{Framing, ReplicaLink, SyncPoint};
+pub(crate) use wire::{Replies, Request, Wire};
 
 pub use crate::archive::manifest::{Address, ServerInfo};
 use std::sync::Arc;
@@ -106,6 +108,16 @@ enum Opened {
 /// Waits before reconnect attempt `n` (1-based): 100 ms doubling, at most 2 s.
 fn backoff(n: u32) -> Duration {
     Duration::from_millis(100u64 << (n - 1).min(5)).min(Duration::from_secs(2))
+}
+
+/// A redirection on a primary read directly: its slots moved under the reader.
+fn slots_moved(endpoint: &Endpoint, action: &str) -> Error {
+    Error::Cluster {
+        endpoint: endpoint.display(),
+        reason: format!(
+            "the cluster changed (a slot moved, or a replica took over) while {action}; nothing was written; run it again once the resharding or failover is over"
+        ),
+    }
 }
 
 /// A dropped or broken connection, as opposed to a reply or a timeout.
@@ -258,12 +270,7 @@ impl Conn {
     }
 
     fn slots_moved(&self, action: &str) -> Error {
-        Error::Cluster {
-            endpoint: self.endpoint.display(),
-            reason: format!(
-                "the cluster changed (a slot moved, or a replica took over) while {action}; nothing was written; run it again once the resharding or failover is over"
-            ),
-        }
+        slots_moved(&self.endpoint, action)
     }
 
     /// Send `pipe` over this connection's link, as it is.

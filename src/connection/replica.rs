@@ -181,12 +181,8 @@ struct Handshake {
 
 impl Handshake {
     fn send(&mut self, args: &[&[u8]]) -> Result<()> {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
+        let mut out = Vec::new();
+        super::wire::encode_command(&mut out, args);
         self.input
             .get_mut()
             .write_all(&out)

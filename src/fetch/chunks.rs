@@ -6,6 +6,7 @@
 use super::*;
 
 /// The first read of one key, sent in the second round trip.
+#[derive(Debug, Clone, Copy)]
 pub(super) enum FirstRead {
     String,
     Scan(&'static str),
@@ -98,18 +99,7 @@ impl Fetcher {
         parts: Vec<Reply>,
         now_ms: i64,
     ) -> std::result::Result<(Record, Resume), KeyFault> {
-        let expiry = match ok(pttl)? {
-            Reply::Int(-2) => return Err(KeyFault::Vanished),
-            Reply::Int(at) if at >= 0 && self.exact_expiry => Some(Expiry {
-                at_ms: at,
-                ttl_ms: (at - now_ms).max(1),
-            }),
-            Reply::Int(ms) if ms >= 0 => Some(Expiry {
-                at_ms: now_ms + ms,
-                ttl_ms: ms.max(1),
-            }),
-            _ => None,
-        };
+        let expiry = self.expiry_of(pttl, now_ms)?;
         let mut parts = parts.into_iter();
         let mut next = || ok(parts.next().unwrap_or(Reply::Nil));
         let n = self.chunks.first_elements;
@@ -201,6 +191,27 @@ impl Fetcher {
             },
             resume,
         ))
+    }
+
+    /// A key's expiry from its PEXPIRETIME (or PTTL) reply, at `now_ms`
+    /// by the server's clock.
+    pub(super) fn expiry_of(
+        &self,
+        reply: Reply,
+        now_ms: i64,
+    ) -> std::result::Result<Option<Expiry>, KeyFault> {
+        Ok(match ok(reply)? {
+            Reply::Int(-2) => return Err(KeyFault::Vanished),
+            Reply::Int(at) if at >= 0 && self.exact_expiry => Some(Expiry {
+                at_ms: at,
+                ttl_ms: (at - now_ms).max(1),
+            }),
+            Reply::Int(ms) if ms >= 0 => Some(Expiry {
+                at_ms: now_ms + ms,
+                ttl_ms: ms.max(1),
+            }),
+            _ => None,
+        })
     }
 
     pub(super) async fn read_more(

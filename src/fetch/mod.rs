@@ -1,8 +1,11 @@
 //! Reading keys from Redis as records.
 //!
-//! Keys are read in batches with two pipelined round trips: TYPE for every
-//! key, then PTTL and the first chunk of the value. Most keys are done after
-//! that. A key whose first chunk shows there is more (a SCAN cursor that is
+//! Keys are read in batches. From a single server (or one primary of a
+//! cluster) a batch goes over a lean link of the fetcher's own and is read
+//! by each key's encoding, compact values as `DUMP` payloads decoded by the
+//! RDB reader (`encoded.rs`). Otherwise, and for what that path hands back,
+//! it takes two pipelined round trips: TYPE for every key, then PTTL and the
+//! first chunk of the value. Most keys are done after that. A key whose first chunk shows there is more (a SCAN cursor that is
 //! not 0, a full LRANGE or GETRANGE page, a stream beyond the first page) is
 //! read on in further chunks and written as several records, so no reply and
 //! no record ever holds a whole big key.
@@ -20,6 +23,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 mod chunks;
+mod encoded;
 mod field_expiry;
 mod watched;
 
@@ -151,6 +155,18 @@ pub struct Fetcher {
     field_expiry: bool,
     /// A connection of its own per node, for WATCH while a big key is read.
     watchers: HashMap<String, Conn>,
+    /// The lean link that batches are read over, when there is one.
+    lean: encoded::Lean,
+    /// The server's `DUMP` payloads are of an RDB version the RDB reader
+    /// reads, so keys can be read by their encoding.
+    dumps_readable: bool,
+}
+
+/// Whether a refusal is WRONGTYPE: the key changed type since it was
+/// asked. (The driver shows the code of an error it has no name for in
+/// quotes.)
+fn is_wrong_type(reason: &str) -> bool {
+    reason.trim_start_matches('"').starts_with("WRONGTYPE")
 }
 
 /// What went wrong with one key.
@@ -175,6 +191,8 @@ impl Fetcher {
             exact_expiry: false,
             field_expiry: false,
             watchers: HashMap::new(),
+            lean: encoded::Lean::Untried,
+            dumps_readable: false,
         }
     }
 
@@ -192,12 +210,15 @@ impl Fetcher {
             exact_expiry: self.exact_expiry,
             field_expiry: self.field_expiry,
             watchers: HashMap::new(),
+            lean: encoded::Lean::Untried,
+            dumps_readable: self.dumps_readable,
         }
     }
 
     /// Read expiry times as the server holds them (PEXPIRETIME), when it can.
     pub(crate) fn for_server(mut self, server: &ServerInfo) -> Self {
         self.exact_expiry = server.has_pexpiretime();
+        self.dumps_readable = encoded::dumps_readable(server);
         self
     }
 
@@ -222,6 +243,9 @@ impl Fetcher {
         known_type: Option<KeyType>,
         accept: &(dyn Fn(KeyType) -> bool + Sync),
     ) -> Result<()> {
+        let Some(keys) = self.fetch_encoded(keys, known_type, accept).await? else {
+            return Ok(());
+        };
         let mut retry = Vec::new();
         self.fetch_once(keys, known_type, accept, Some(&mut retry))
             .await?;
@@ -265,7 +289,7 @@ impl Fetcher {
                 Ok(_) => read.push(Err((key, t, type_name))),
                 Err(KeyFault::Vanished) => self.stats.vanish(Some(t)),
                 Err(KeyFault::Refused(reason)) => match retry.as_deref_mut() {
-                    Some(list) if reason.starts_with("WRONGTYPE") => list.push(key),
+                    Some(list) if is_wrong_type(&reason) => list.push(key),
                     _ => self.stats.fail(&key, t, reason),
                 },
             }
@@ -277,24 +301,7 @@ impl Fetcher {
         }
         for next in read {
             match next {
-                Ok(record) => {
-                    let t = record.key_type();
-                    if record.value.is_empty() && t == KeyType::Hash {
-                        // Every field expired between the reads: the key is gone.
-                        self.stats.vanish(Some(t));
-                        continue;
-                    }
-                    self.send_pieces(
-                        &record.key,
-                        &mut 0,
-                        record.expiry,
-                        record.value,
-                        record.field_expiry,
-                        false,
-                    )
-                    .await?;
-                    self.stats.by_type.entry(t).or_default().exported += 1;
-                }
+                Ok(record) => self.send_whole(record).await?,
                 Err((key, t, type_name)) => self.read_watched(key, t, type_name).await?,
             }
         }
@@ -358,6 +365,27 @@ impl Fetcher {
             }
         }
         Ok(typed)
+    }
+
+    /// Send a key read whole: a hash all of whose fields expired since is
+    /// gone.
+    async fn send_whole(&mut self, record: Record) -> Result<()> {
+        let t = record.key_type();
+        if record.value.is_empty() && t == KeyType::Hash {
+            self.stats.vanish(Some(t));
+            return Ok(());
+        }
+        self.send_pieces(
+            &record.key,
+            &mut 0,
+            record.expiry,
+            record.value,
+            record.field_expiry,
+            false,
+        )
+        .await?;
+        self.stats.by_type.entry(t).or_default().exported += 1;
+        Ok(())
     }
 
     /// Send one chunk of a key as one or more records of at most
@@ -471,8 +499,13 @@ pub(crate) fn empty_value(t: KeyType) -> Value {
 /// Keys SCAN returned in one step, without duplicates within the step.
 pub(crate) fn dedupe(keys: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     let mut seen = HashSet::with_capacity(keys.len());
+    let first: Vec<bool> = keys.iter().map(|k| seen.insert(&k[..])).collect();
+    if first.iter().all(|&f| f) {
+        return keys;
+    }
     keys.into_iter()
-        .filter(|k| seen.insert(k.clone()))
+        .zip(first)
+        .filter_map(|(k, f)| f.then_some(k))
         .collect()
 }
 

@@ -32,6 +32,7 @@
 
 mod collection;
 mod crc64;
+mod dump;
 mod error;
 mod input;
 mod intset;
@@ -53,6 +54,7 @@ use crate::record::{Bytes, DumpValue, Expiry, KeyType, Record, Value};
 
 use collection::Chunker;
 pub use crc64::crc64;
+pub use dump::DumpBatch;
 pub use error::RdbError;
 use input::Input;
 pub use items::{KeyInfo, RdbItem, RdbOptions, RdbStats, SkipReason};

@@ -8,6 +8,7 @@ mod support;
 mod cluster;
 mod compare;
 mod crash;
+mod encodings;
 mod encryption;
 mod errors;
 mod exit_codes;

@@ -18,7 +18,7 @@ fn start(kind: ServerKind) -> RedisServer {
 /// sets, integer and compressible strings, binary data, expiries, streams
 /// with groups and pending entries, and hash field TTLs where the server
 /// has them.
-fn load_every_encoding(c: &mut Connection, field_ttls: bool) {
+pub(crate) fn load_every_encoding(c: &mut Connection, field_ttls: bool) {
     load_mixed(c);
     let big: Vec<(String, String)> = (0..2_000)
         .map(|i| (format!("field-{i}"), format!("value-{i}")))
