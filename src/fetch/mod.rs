@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 mod chunks;
 mod encoded;
 mod field_expiry;
+mod shapes;
 mod watched;
 
 use chunks::{FirstRead, Resume};
@@ -160,6 +161,8 @@ pub struct Fetcher {
     /// The server's `DUMP` payloads are of an RDB version the RDB reader
     /// reads, so keys can be read by their encoding.
     dumps_readable: bool,
+    /// Types seen per key shape, to read keys without asking first.
+    shapes: shapes::Shapes,
 }
 
 /// Whether a refusal is WRONGTYPE: the key changed type since it was
@@ -193,6 +196,7 @@ impl Fetcher {
             watchers: HashMap::new(),
             lean: encoded::Lean::Untried,
             dumps_readable: false,
+            shapes: Default::default(),
         }
     }
 
@@ -212,6 +216,7 @@ impl Fetcher {
             watchers: HashMap::new(),
             lean: encoded::Lean::Untried,
             dumps_readable: self.dumps_readable,
+            shapes: Default::default(),
         }
     }
 
