@@ -179,7 +179,7 @@ impl Fetcher {
                     .await?;
             }
             match g {
-                Got::Ready(record) => self.send_whole(record).await?,
+                Got::Ready(record) => self.send_whole(record),
                 Got::Dumped {
                     expiry,
                     wanted,
@@ -231,7 +231,7 @@ impl Fetcher {
                             record.expiry = expiry;
                         }
                         part += 1;
-                        self.send(record).await?;
+                        self.outbox.push(record);
                     }
                     if !more {
                         if let Some(t) = t.filter(|_| wanted) {
