@@ -3,8 +3,6 @@
 //! the fetcher. The other walk, over one user's records, is
 //! `profile::select::UserWalk`; both feed the same fetcher and writer.
 
-use tokio::sync::mpsc;
-
 use crate::connection::{Conn, Request, ServerInfo, Wire};
 use crate::error::{Error, Result};
 use crate::fetch::{FetchStats, Fetcher, dedupe};
@@ -16,9 +14,9 @@ use crate::reply::{bytes_of, scan_reply};
 /// byte budget, but each holds a batch of its own.
 const PARALLEL_SHARDS: usize = 8;
 
-/// Readers per primary: enough that the server always has a batch to
-/// answer while the client decodes another.
-const LANES: usize = 2;
+/// Readers per primary: enough that the server nearly always has a batch
+/// to answer while the client decodes others (docs/PERFORMANCE.md).
+const LANES: usize = 4;
 
 /// Walks a selection with `SCAN` and reads every key it matches.
 pub(crate) struct ScanWalk<'a> {
@@ -64,70 +62,80 @@ impl ScanWalk<'_> {
 
     /// Walk one server's keys with SCAN (with MATCH and TYPE when one
     /// pattern or one type covers the selection; the rest filtered here),
-    /// each step's keys read by one of `lanes` readers: while one reader
-    /// works through a batch's replies, the server answers another's, and
-    /// the next SCAN step is already asked for.
+    /// by `lanes` readers that take turns at the next SCAN step and read
+    /// its keys: while one reader works through a batch's replies, the
+    /// server answers another's. Each reader reads the keys of the step it
+    /// took itself right away, while the server still has them in its
+    /// caches.
     async fn walk(&self, conn: &mut Conn, fetcher: &mut Fetcher, lanes: usize) -> Result<bool> {
-        let selection = self.selection;
-        let server_type = selection.server_type();
-        let accept = |t| selection.matches_type(t);
-        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Vec<u8>>>(lanes);
-        let rx = tokio::sync::Mutex::new(rx);
+        let server_type = self.selection.server_type();
+        let accept = |t| self.selection.matches_type(t);
         let mut readers: Vec<Fetcher> = (0..lanes).map(|_| fetcher.sharing(conn.clone())).collect();
+        let scan = tokio::sync::Mutex::new(Scan {
+            steps: Steps::open(conn).await,
+            cursor: Some(String::from("0")),
+        });
         let read = futures_util::future::try_join_all(readers.iter_mut().map(|reader| {
-            let (rx, accept) = (&rx, &accept);
+            let (scan, accept) = (&scan, &accept);
             async move {
-                // Each batch goes to whichever reader is free.
-                while let Some(keys) = { rx.lock().await.recv().await } {
-                    reader.fetch_batch(keys, server_type, accept).await?;
+                loop {
+                    // The turn at SCAN is given back before the keys are read.
+                    let step = {
+                        let mut scan = scan.lock().await;
+                        self.next_step(&mut scan).await?
+                    };
+                    match step {
+                        Some(keys) if keys.is_empty() => {}
+                        Some(keys) => reader.fetch_batch(keys, server_type, accept).await?,
+                        None => return Ok::<(), Error>(()),
+                    }
                 }
-                Ok::<(), Error>(())
             }
         }));
-        let (done, _) = futures_util::future::try_join(self.scan(conn, tx), read).await?;
+        read.await?;
         for reader in readers {
             fetcher.stats.absorb(reader.stats);
         }
-        Ok(done)
+        // The walk went to the end unless it was cancelled.
+        Ok(scan.into_inner().cursor.is_none() && !self.cancel.is_cancelled())
     }
 
-    /// SCAN one server to the end (true) or until cancelled (false),
-    /// sending each step's selected keys to `batches`.
-    async fn scan(&self, conn: &mut Conn, batches: mpsc::Sender<Vec<Vec<u8>>>) -> Result<bool> {
+    /// The selected keys of the next SCAN step; `None` once the server was
+    /// scanned to the end, or the walk was cancelled.
+    async fn next_step(&self, scan: &mut Scan<'_>) -> Result<Option<Vec<Vec<u8>>>> {
+        let Some(cursor) = scan.cursor.take() else {
+            return Ok(None);
+        };
+        if self.cancel.is_cancelled() {
+            return Ok(None);
+        }
         let selection = self.selection;
-        let mut steps = Steps::open(conn).await;
         let count = self.scan_count.to_string();
-        let mut cursor = String::from("0");
-        loop {
-            if self.cancel.is_cancelled() {
-                return Ok(false);
-            }
-            let mut args: Vec<&[u8]> = vec![b"SCAN", cursor.as_bytes()];
-            if let Some(pattern) = selection.server_pattern() {
-                args.extend([&b"MATCH"[..], pattern.as_bytes()]);
-            }
-            args.extend([&b"COUNT"[..], count.as_bytes()]);
-            if let Some(t) = selection.server_type() {
-                args.extend([&b"TYPE"[..], t.name().as_bytes()]);
-            }
-            let (next, keys) = steps.step(&args).await?;
-            let found = keys.len() as u64;
-            let keys: Vec<Vec<u8>> = dedupe(keys)
+        let mut args: Vec<&[u8]> = vec![b"SCAN", cursor.as_bytes()];
+        if let Some(pattern) = selection.server_pattern() {
+            args.extend([&b"MATCH"[..], pattern.as_bytes()]);
+        }
+        args.extend([&b"COUNT"[..], count.as_bytes()]);
+        if let Some(t) = selection.server_type() {
+            args.extend([&b"TYPE"[..], t.name().as_bytes()]);
+        }
+        let (next, keys) = scan.steps.step(&args).await?;
+        self.progress.advance(keys.len() as u64);
+        scan.cursor = (next != "0").then_some(next);
+        Ok(Some(
+            dedupe(keys)
                 .into_iter()
                 .filter(|k| selection.matches_key(k))
-                .collect();
-            // The readers are gone only when one failed; its error is the
-            // walk's.
-            if !keys.is_empty() && batches.send(keys).await.is_err() {
-                return Ok(true);
-            }
-            self.progress.advance(found);
-            if next == "0" {
-                return Ok(true);
-            }
-            cursor = next;
-        }
+                .collect(),
+        ))
     }
+}
+
+/// Where one server's SCAN is: its link and the next cursor (`None` once
+/// the server was scanned to the end).
+struct Scan<'a> {
+    steps: Steps<'a>,
+    cursor: Option<String>,
 }
 
 /// SCAN steps, over a lean link of their own when there is one.

@@ -63,6 +63,7 @@ enum Got {
     /// (`late`: the streams', read in the third round trip).
     Dumped {
         expiry: Option<Expiry>,
+        t: KeyType,
         wanted: bool,
         late: bool,
     },
@@ -178,11 +179,12 @@ impl Fetcher {
                     .await?;
             }
             match g {
-                Got::Ready(record) => self.send_whole(record).await?,
+                Got::Ready(record) => self.send_whole(record),
                 Got::Dumped {
                     expiry,
                     wanted,
                     late,
+                    ..
                 } => {
                     let reader = &mut readers[usize::from(late)];
                     let sent = match reader.as_mut() {
@@ -229,7 +231,7 @@ impl Fetcher {
                             record.expiry = expiry;
                         }
                         part += 1;
-                        self.send(record).await?;
+                        self.outbox.push(record);
                     }
                     if !more {
                         if let Some(t) = t.filter(|_| wanted) {
@@ -272,33 +274,57 @@ async fn read_batch(
     let action = "reading keys";
     // Room for a few commands per key, so the requests are not regrown.
     let room = keys.iter().map(|k| k.len() + 48).sum::<usize>();
+    // A key whose type SCAN filtered by, or whose shape says it, is read
+    // straight away; the others are asked their encoding first.
+    let mut plans = Vec::with_capacity(keys.len());
+    let mut guessed = vec![false; keys.len()];
     let mut ask = Request::with_capacity(room);
-    for key in keys {
-        ask.cmd(&[b"OBJECT", b"ENCODING", key]);
+    for (i, key) in keys.iter().enumerate() {
+        let guess = fetcher.shapes.guess(key).filter(|&t| accept(t));
+        match known_type.or(guess).and_then(Plan::of_type) {
+            Some(plan) => {
+                guessed[i] = known_type.is_none();
+                plans.push(Some(plan));
+            }
+            None => {
+                ask.cmd(&[b"OBJECT", b"ENCODING", key]);
+                plans.push(None);
+            }
+        }
     }
-    let mut encodings = wire.round_trip(&ask, 0, action).await?;
+    let mut encodings = match ask.is_empty() {
+        true => Replies::default(),
+        false => wire.round_trip(&ask, 0, action).await?,
+    };
     if encodings
         .values()
         .any(|r| matches!(r, Reply::ServerError(_)))
     {
         return Ok(Err(Refused));
     }
-    let mut plans = Vec::with_capacity(keys.len());
-    for i in 0..keys.len() {
-        plans.push(match encodings.bytes(i) {
-            Some(name) => match plan(name, known_type) {
-                (_, Some(t)) if !accept(t) => Plan::Nothing,
-                (plan, _) => plan,
-            },
-            None => match encodings.take(i) {
-                Reply::Nil => {
-                    fetcher.stats.vanish(None);
-                    Plan::Nothing
-                }
-                _ => Plan::Usual,
-            },
-        });
-    }
+    let mut asked = 0;
+    let plans: Vec<Plan> = plans
+        .into_iter()
+        .map(|chosen| {
+            if let Some(chosen) = chosen {
+                return chosen;
+            }
+            asked += 1;
+            match encodings.bytes(asked - 1) {
+                Some(name) => match plan(name, known_type) {
+                    (_, Some(t)) if !accept(t) => Plan::Nothing,
+                    (plan, _) => plan,
+                },
+                None => match encodings.take(asked - 1) {
+                    Reply::Nil => {
+                        fetcher.stats.vanish(None);
+                        Plan::Nothing
+                    }
+                    _ => Plan::Usual,
+                },
+            }
+        })
+        .collect();
 
     let sizes = Sizes::of(&fetcher.chunks);
     let mut read = Request::with_capacity(3 * room);
@@ -411,12 +437,38 @@ async fn read_batch(
             }
         }
     }
+    for ((key, g), guessed) in keys.iter().zip(&got).zip(guessed) {
+        match g {
+            Got::Ready(record) => fetcher.shapes.learn(key, record.key_type()),
+            Got::Dumped { t, .. } | Got::Watched(t) => fetcher.shapes.learn(key, *t),
+            // A read of the guessed type was refused: the guess was wrong.
+            Got::Usual if guessed => fetcher.shapes.missed(key),
+            Got::Usual | Got::Nothing => {}
+        }
+    }
     Ok(Ok(Read {
         got,
         dumps,
         late,
         now_ms,
     }))
+}
+
+impl Plan {
+    /// How to read a key known (or guessed) to be of type `t`, without
+    /// asking its encoding: with the usual first reads, which are bounded
+    /// whatever the encoding.
+    fn of_type(t: KeyType) -> Option<Plan> {
+        Some(match t {
+            KeyType::String => Plan::Read(FirstRead::String),
+            KeyType::Hash => Plan::Read(FirstRead::Scan("HSCAN")),
+            KeyType::Set => Plan::Read(FirstRead::Scan("SSCAN")),
+            KeyType::Zset => Plan::Read(FirstRead::Scan("ZSCAN")),
+            KeyType::List => Plan::Read(FirstRead::List),
+            KeyType::Stream => Plan::Stream,
+            KeyType::Dump | KeyType::Absent => return None,
+        })
+    }
 }
 
 /// How to read a key of `encoding`, and its type where the encoding says
@@ -567,6 +619,7 @@ impl Fetcher {
             Some(payload) => match batch.push(key, payload) {
                 Ok(t) => Got::Dumped {
                     expiry,
+                    t,
                     wanted: accept(t),
                     late: false,
                 },

@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 mod chunks;
 mod encoded;
 mod field_expiry;
+mod shapes;
 mod watched;
 
 use chunks::{FirstRead, Resume};
@@ -160,6 +161,10 @@ pub struct Fetcher {
     /// The server's `DUMP` payloads are of an RDB version the RDB reader
     /// reads, so keys can be read by their encoding.
     dumps_readable: bool,
+    /// Types seen per key shape, to read keys without asking first.
+    shapes: shapes::Shapes,
+    /// Records of the batch at hand, sent together (see `flush`).
+    outbox: Vec<Record>,
 }
 
 /// Whether a refusal is WRONGTYPE: the key changed type since it was
@@ -193,6 +198,8 @@ impl Fetcher {
             watchers: HashMap::new(),
             lean: encoded::Lean::Untried,
             dumps_readable: false,
+            shapes: Default::default(),
+            outbox: Vec::new(),
         }
     }
 
@@ -212,6 +219,8 @@ impl Fetcher {
             watchers: HashMap::new(),
             lean: encoded::Lean::Untried,
             dumps_readable: self.dumps_readable,
+            shapes: Default::default(),
+            outbox: Vec::new(),
         }
     }
 
@@ -243,16 +252,15 @@ impl Fetcher {
         known_type: Option<KeyType>,
         accept: &(dyn Fn(KeyType) -> bool + Sync),
     ) -> Result<()> {
-        let Some(keys) = self.fetch_encoded(keys, known_type, accept).await? else {
-            return Ok(());
-        };
-        let mut retry = Vec::new();
-        self.fetch_once(keys, known_type, accept, Some(&mut retry))
-            .await?;
-        if !retry.is_empty() {
-            self.fetch_once(retry, None, accept, None).await?;
+        if let Some(keys) = self.fetch_encoded(keys, known_type, accept).await? {
+            let mut retry = Vec::new();
+            self.fetch_once(keys, known_type, accept, Some(&mut retry))
+                .await?;
+            if !retry.is_empty() {
+                self.fetch_once(retry, None, accept, None).await?;
+            }
         }
-        Ok(())
+        self.flush().await
     }
 
     async fn fetch_once(
@@ -301,7 +309,7 @@ impl Fetcher {
         }
         for next in read {
             match next {
-                Ok(record) => self.send_whole(record).await?,
+                Ok(record) => self.send_whole(record),
                 Err((key, t, type_name)) => self.read_watched(key, t, type_name).await?,
             }
         }
@@ -367,25 +375,25 @@ impl Fetcher {
         Ok(typed)
     }
 
-    /// Send a key read whole: a hash all of whose fields expired since is
-    /// gone.
-    async fn send_whole(&mut self, record: Record) -> Result<()> {
+    /// Queue a key read whole (sent with the rest of its batch): a hash
+    /// all of whose fields expired since is gone.
+    fn send_whole(&mut self, record: Record) {
         let t = record.key_type();
         if record.value.is_empty() && t == KeyType::Hash {
             self.stats.vanish(Some(t));
-            return Ok(());
+            return;
         }
-        self.send_pieces(
+        let mut part = 0;
+        let pieces = pieces(
             &record.key,
-            &mut 0,
+            &mut part,
             record.expiry,
             record.value,
             record.field_expiry,
             false,
-        )
-        .await?;
+        );
+        self.outbox.extend(pieces);
         self.stats.by_type.entry(t).or_default().exported += 1;
-        Ok(())
     }
 
     /// Send one chunk of a key as one or more records of at most
@@ -400,50 +408,50 @@ impl Fetcher {
         field_expiry: Vec<FieldExpiry>,
         more: bool,
     ) -> Result<()> {
-        let pieces = value.split(RECORD_TARGET_BYTES);
-        let last = pieces.len() - 1;
-        let mut field_expiry = FieldExpiries::new(field_expiry, pieces.len() > 1);
-        for (i, value) in pieces.into_iter().enumerate() {
-            let record = Record {
-                key: key.clone(),
-                expiry: if *part == 0 { expiry } else { None },
-                part: *part,
-                more: i < last || more,
-                field_expiry: field_expiry.take_for(&value),
-                void: false,
-                value,
-            };
-            *part += 1;
+        for record in pieces(key, part, expiry, value, field_expiry, more) {
             self.send(record).await?;
         }
         Ok(())
     }
 
-    /// Wait for room in the in-flight byte budget, then hand the record to
-    /// the writer; the budget is given back once it has been written.
+    /// Send what was queued and then `record`: the records of a key read
+    /// in parts go out as they are read, so that no more of it is held.
     pub(crate) async fn send(&mut self, record: Record) -> Result<()> {
+        self.outbox.push(record);
+        self.flush().await
+    }
+
+    /// Send the queued records. They go out in one burst, so that the
+    /// writer thread is woken once for a batch, not once per record (each
+    /// wake also took the CPU from the thread reading the next batch).
+    pub(crate) async fn flush(&mut self) -> Result<()> {
         let stopped = || Error::Internal("the archive writer stopped early".into());
+        let Some(last) = self.outbox.last() else {
+            return Ok(());
+        };
+        let ends_key = !last.more;
         // The turn first, then the budget: a reader waiting for its turn
         // holds no budget that the one sending a split key needs.
         if self.held.is_none() {
             self.held = Some(self.sequence.clone().lock_owned().await);
         }
-        let last = !record.more;
-        let bytes = record.value.approx_bytes().clamp(1, IN_FLIGHT_BYTES) as u32;
-        let budget = self
-            .budget
-            .clone()
-            .acquire_many_owned(bytes)
-            .await
-            .map_err(|_| stopped())?;
-        self.out
-            .send(Outgoing {
-                record,
-                _budget: budget,
-            })
-            .await
-            .map_err(|_| stopped())?;
-        if last {
+        for record in std::mem::take(&mut self.outbox) {
+            let bytes = record.value.approx_bytes().clamp(1, IN_FLIGHT_BYTES) as u32;
+            let budget = self
+                .budget
+                .clone()
+                .acquire_many_owned(bytes)
+                .await
+                .map_err(|_| stopped())?;
+            self.out
+                .send(Outgoing {
+                    record,
+                    _budget: budget,
+                })
+                .await
+                .map_err(|_| stopped())?;
+        }
+        if ends_key {
             self.held = None;
         }
         Ok(())
@@ -456,6 +464,36 @@ impl Fetcher {
             reason,
         }
     }
+}
+
+/// One chunk of a key as records of at most RECORD_TARGET_BYTES each (bar
+/// a single bigger element), numbered on from `part`; `more` says whether
+/// the key goes on after it.
+fn pieces(
+    key: &Bytes,
+    part: &mut u32,
+    expiry: Option<Expiry>,
+    value: Value,
+    field_expiry: Vec<FieldExpiry>,
+    more: bool,
+) -> Vec<Record> {
+    let pieces = value.split(RECORD_TARGET_BYTES);
+    let last = pieces.len() - 1;
+    let mut field_expiry = FieldExpiries::new(field_expiry, pieces.len() > 1);
+    let mut records = Vec::with_capacity(pieces.len());
+    for (i, value) in pieces.into_iter().enumerate() {
+        records.push(Record {
+            key: key.clone(),
+            expiry: if *part == 0 { expiry } else { None },
+            part: *part,
+            more: i < last || more,
+            field_expiry: field_expiry.take_for(&value),
+            void: false,
+            value,
+        });
+        *part += 1;
+    }
+    records
 }
 
 /// A stream with consumer groups, whose consumers and pending entries are
