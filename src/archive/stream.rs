@@ -24,7 +24,7 @@ use crate::record::Record;
 
 /// Records per batch sent.
 const BATCH_RECORDS: usize = 512;
-/// Bytes of values per batch sent, to bound a batch of big records.
+/// Bytes a batch sent holds in memory, to bound a batch of big records.
 const BATCH_BYTES: usize = 8 << 20;
 /// Batches decoded ahead of the async side.
 const AHEAD: usize = 2;
@@ -147,7 +147,7 @@ impl Visitor for Sender {
     }
 
     fn record(&mut self, record: Record, _location: &Location) -> Result<()> {
-        self.bytes += record.value.approx_bytes();
+        self.bytes += record.held_bytes();
         self.batch.push(record);
         if self.batch.len() >= BATCH_RECORDS || self.bytes >= BATCH_BYTES {
             self.send()?;

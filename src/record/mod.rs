@@ -210,6 +210,28 @@ impl Value {
         }
     }
 
+    /// Bytes this chunk takes in memory once decoded: its data, plus a
+    /// vector header and an allocator block for each byte string in it. A
+    /// member of a few bytes takes several times its size, so batches held
+    /// in memory are bounded by this rather than by the data alone.
+    pub(crate) fn held_bytes(&self) -> usize {
+        let strings = match self {
+            Value::String(_) | Value::Dump(_) => 1,
+            Value::Hash(v) => 2 * v.len(),
+            Value::List(v) | Value::Set(v) => v.len(),
+            Value::Zset(v) => v.len(),
+            Value::Stream(s) => {
+                s.entries
+                    .iter()
+                    .map(|e| 1 + 2 * e.fields.len())
+                    .sum::<usize>()
+                    + pending_len(&s.pending)
+            }
+            Value::Absent(_) => 0,
+        };
+        self.approx_bytes() + strings * HELD_PER_STRING
+    }
+
     /// Split a chunk into pieces of about `max_bytes` each, keeping element
     /// order; an element larger than `max_bytes` is a piece of its own.
     /// Strings and DUMP payloads are not split here (strings are read in
@@ -274,6 +296,10 @@ impl Value {
         }
     }
 }
+
+/// What one decoded byte string costs beyond its bytes: a `Vec` header
+/// (24 bytes) and the allocator's block header and rounding (about 16).
+const HELD_PER_STRING: usize = 40;
 
 // Sizes of one element, with a little for its bookkeeping: used both to
 // bound memory and to split chunks, so they must agree.
@@ -420,6 +446,11 @@ impl Record {
     /// The key type of the value.
     pub fn key_type(&self) -> KeyType {
         self.value.key_type()
+    }
+
+    /// Bytes this record takes in memory once decoded, roughly.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.key.0.len() + HELD_PER_STRING + self.value.held_bytes()
     }
 
     /// Append this record as one JSON line.

@@ -94,7 +94,9 @@ struct FinishedKey {
 
 /// A batch whose writes were sent and not yet accounted for.
 struct InFlight {
-    batch: Vec<Record>,
+    /// The batch's keys, by record index: its values are in the pipeline
+    /// now, and are not held twice while the server works.
+    keys: Vec<Bytes>,
     task: Pending,
     roles: Vec<Role>,
     /// The key (seq) each command belongs to.
@@ -150,7 +152,7 @@ impl Applier<'_> {
         if self.write.ttl == TtlMode::Absolute {
             drop_expired_fields(&mut record, self.now_ms);
         }
-        self.batch_bytes += record.value.approx_bytes();
+        self.batch_bytes += record.held_bytes();
         self.batch.push(record);
         if self.batch.len() >= self.write.batch_keys || self.batch_bytes >= self.write.batch_bytes {
             self.flush().await?;
@@ -429,11 +431,12 @@ impl<'p> Applier<'p> {
         }
         failpoint::hit("restore.batch");
         let task = spawn_pipeline(&self.conn, pipe, "writing keys");
+        let keys = batch.into_iter().map(|r| r.key).collect();
         if early {
             self.settle().await?;
         }
         self.in_flight = Some(InFlight {
-            batch,
+            keys,
             task,
             roles,
             owners,
@@ -448,7 +451,7 @@ impl<'p> Applier<'p> {
     /// Wait for the batch in flight, if any, and account for it.
     async fn settle(&mut self) -> Result<()> {
         let Some(InFlight {
-            batch,
+            keys,
             task,
             roles,
             owners,
@@ -491,7 +494,7 @@ impl<'p> Applier<'p> {
         let mut cleanup = redis::pipe();
         for seq in failures.keys() {
             if let Some(&index) = replaced.get(seq) {
-                cleanup.cmd("DEL").arg(&batch[index].key.0[..]);
+                cleanup.cmd("DEL").arg(&keys[index].0[..]);
             }
         }
         self.conn
@@ -504,10 +507,10 @@ impl<'p> Applier<'p> {
         {
             current.failed = Some(reason.clone());
         }
-        self.journal_outcomes(&batch, &finished, &failures, &replaced, &appeared, measured)?;
+        self.journal_outcomes(&keys, &finished, &failures, &replaced, &appeared, measured)?;
 
         for f in &finished {
-            let key = &batch[f.index].key.0;
+            let key = &keys[f.index].0;
             let carried = self
                 .current
                 .as_ref()
@@ -538,7 +541,7 @@ impl<'p> Applier<'p> {
     /// appeared since the plan, which it left alone.
     fn journal_outcomes(
         &mut self,
-        batch: &[Record],
+        keys: &[Bytes],
         finished: &[FinishedKey],
         failures: &BTreeMap<u64, String>,
         replaced: &BTreeMap<u64, usize>,
@@ -551,7 +554,7 @@ impl<'p> Applier<'p> {
         let mut measured = measured.into_iter();
         let mut entries = Vec::new();
         for f in finished {
-            let key = batch[f.index].key.0.clone();
+            let key = keys[f.index].0.clone();
             let removed = failures.contains_key(&f.seq) && replaced.contains_key(&f.seq);
             let after = match f.journal {
                 JournalEntry::Nothing => continue,

@@ -91,7 +91,8 @@ pub struct WriteOptions {
     pub remap: Remap,
     /// Keys per EXISTS and write batch.
     pub batch_keys: usize,
-    /// Bytes of values per write batch, to bound a batch of big records.
+    /// Bytes a write batch holds in memory (its decoded records), to bound a
+    /// batch of big records.
     pub batch_bytes: usize,
     /// The profile of a user archive: upgrades old records, and with
     /// `as_user` writes the user's records under another id.
