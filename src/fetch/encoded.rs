@@ -274,13 +274,16 @@ async fn read_batch(
     let action = "reading keys";
     // Room for a few commands per key, so the requests are not regrown.
     let room = keys.iter().map(|k| k.len() + 48).sum::<usize>();
-    // A key whose type SCAN filtered by, or whose shape says it, is read
-    // straight away; the others are asked their encoding first.
+    // A key whose type SCAN filtered by, the caller expects, or its shape
+    // says, is read straight away; the others are asked their encoding first.
     let mut plans = Vec::with_capacity(keys.len());
     let mut guessed = vec![false; keys.len()];
     let mut ask = Request::with_capacity(room);
     for (i, key) in keys.iter().enumerate() {
-        let guess = fetcher.shapes.guess(key).filter(|&t| accept(t));
+        let hint = fetcher.hints.get(i).copied();
+        let guess = hint
+            .or_else(|| fetcher.shapes.guess(key))
+            .filter(|&t| accept(t));
         match known_type.or(guess).and_then(Plan::of_type) {
             Some(plan) => {
                 guessed[i] = known_type.is_none();

@@ -163,6 +163,9 @@ pub struct Fetcher {
     dumps_readable: bool,
     /// Types seen per key shape, to read keys without asking first.
     shapes: shapes::Shapes,
+    /// The type each key of the batch at hand most likely has, when the
+    /// caller knows (see [`Fetcher::fetch_batch_typed`]).
+    hints: Vec<KeyType>,
     /// Records of the batch at hand, sent together (see `flush`).
     outbox: Vec<Record>,
 }
@@ -199,6 +202,7 @@ impl Fetcher {
             lean: encoded::Lean::Untried,
             dumps_readable: false,
             shapes: Default::default(),
+            hints: Vec::new(),
             outbox: Vec::new(),
         }
     }
@@ -220,6 +224,7 @@ impl Fetcher {
             lean: encoded::Lean::Untried,
             dumps_readable: self.dumps_readable,
             shapes: Default::default(),
+            hints: Vec::new(),
             outbox: Vec::new(),
         }
     }
@@ -261,6 +266,20 @@ impl Fetcher {
             }
         }
         self.flush().await
+    }
+
+    /// Read a batch of keys, each first read as the type given for it
+    /// (which the caller expects it to have): no question is asked before
+    /// the read, and a key of another type is read the usual way.
+    pub(crate) async fn fetch_batch_typed(
+        &mut self,
+        keys: Vec<Vec<u8>>,
+        types: Vec<KeyType>,
+    ) -> Result<()> {
+        self.hints = types;
+        let read = self.fetch_batch(keys, None, &|_| true).await;
+        self.hints.clear();
+        read
     }
 
     async fn fetch_once(

@@ -68,8 +68,8 @@ struct Current {
 }
 
 /// Keys bigger than this are journaled as "unknown" instead of being
-/// fingerprinted: DUMP and SHA-1 of a big key in one script would block the
-/// server for as long as they take.
+/// fingerprinted: a DUMP of a big key would block the server for as long as
+/// it takes, and its reply would be held whole.
 const FINGERPRINT_MAX_BYTES: usize = 1 << 20;
 
 /// What to journal of a finished key.
@@ -106,8 +106,6 @@ struct InFlight {
     failures: BTreeMap<u64, String>,
     /// Keys created or replaced (seq -> a record index): a failure deletes them.
     replaced: BTreeMap<u64, usize>,
-    /// Keys per fingerprint call at the end of the pipeline.
-    fingerprint_groups: Vec<Vec<usize>>,
 }
 
 /// Writes records in pipelined batches.
@@ -414,16 +412,14 @@ impl<'p> Applier<'p> {
 
         // What each finished key is left as, measured in the same pipeline,
         // after its writes: no round trip of its own.
-        let fingerprint_groups = if self.journal.is_some() {
+        if self.journal.is_some() {
             let small: Vec<&[u8]> = finished
                 .iter()
                 .filter(|f| f.journal == JournalEntry::Fingerprint)
                 .map(|f| &batch[f.index].key.0[..])
                 .collect();
-            add_fingerprints(&mut pipe, &small, self.conn.is_cluster())
-        } else {
-            Vec::new()
-        };
+            add_fingerprints(&mut pipe, &small);
+        }
 
         // Durably name the keys about to change before changing them.
         if let Some(journal) = self.journal.as_mut() {
@@ -443,7 +439,6 @@ impl<'p> Applier<'p> {
             finished,
             failures,
             replaced,
-            fingerprint_groups,
         });
         Ok(())
     }
@@ -458,14 +453,14 @@ impl<'p> Applier<'p> {
             finished,
             mut failures,
             replaced,
-            fingerprint_groups,
         }) = self.in_flight.take()
         else {
             return Ok(());
         };
         let mut replies = join(task).await?;
         failpoint::hit("restore.written");
-        let measured = read_fingerprints(&fingerprint_groups, replies.split_off(roles.len()));
+        // The fingerprints follow the writes' replies.
+        let measured = read_fingerprints(replies.split_off(roles.len()));
         // Keys whose RESTORE found them created since the plan: left alone.
         let mut appeared: HashSet<u64> = HashSet::new();
         for ((seq, role), reply) in owners.iter().zip(&roles).zip(replies) {

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::fetch::{ChunkSizes, Fetcher, Outgoing};
 use crate::folder::catalog::{Meta, archive_file_name, commit, create_private_dir};
 use crate::keyspace::Selection;
-use crate::record::{Bytes, Record, Value};
+use crate::record::{Bytes, KeyType, Record, Value};
 use crate::report::Action;
 
 /// The default folder for backups: `$ARCHIVE_BACKUP_DIR` is read by the
@@ -37,12 +37,15 @@ pub fn default_dir() -> PathBuf {
 pub(crate) struct PreRestoreBackup {
     writer: ArchiveWriter,
     conn: Conn,
-    server: ServerInfo,
-    /// Whether the target has hash fields with their own expiry to save.
-    field_expiry: bool,
     pub path: PathBuf,
     /// The file's name in the folder, for its metadata.
     file: String,
+    /// One reader for the whole backup, so what it learns of the keyspace
+    /// (key shapes, its link to the server) serves every batch; it is out
+    /// of this slot while a batch is read.
+    fetcher: Option<Fetcher>,
+    /// What the reader sends, in the order it was asked.
+    rx: mpsc::Receiver<Outgoing>,
 }
 
 impl std::fmt::Debug for PreRestoreBackup {
@@ -88,44 +91,50 @@ impl PreRestoreBackup {
             WriterOptions::default(),
             None,
         )?;
+        let (tx, rx) = mpsc::channel::<Outgoing>(64);
+        let fetcher = Fetcher::new(conn.clone(), ChunkSizes::default(), tx)
+            .for_server(&server_info)
+            .reading_field_expiry(field_expiry);
         Ok(PreRestoreBackup {
             writer,
             conn: conn.clone(),
-            server: server_info,
-            field_expiry,
             path,
             file,
+            fetcher: Some(fetcher),
+            rx,
         })
     }
 
     /// Save the current state of `wanted` keys, in order: the value of
-    /// keys to overwrite or merge into, `absent` for keys to create.
-    /// Returns the positions (in `wanted`) of keys that turned out not to
-    /// exist, which were saved as absent. A key that cannot be read stops
-    /// the restore: without its backup it must not be changed.
-    pub async fn save(&mut self, wanted: &[(&[u8], Action)]) -> Result<Vec<usize>> {
-        let to_read: Vec<Vec<u8>> = wanted
+    /// keys to overwrite or merge into, `absent` for keys to create. Each
+    /// key's type in the archive is what it is first read as (the target's
+    /// key most likely has it; a key of another type is read the usual
+    /// way). Returns the positions (in `wanted`) of keys that turned out
+    /// not to exist, which were saved as absent. A key that cannot be read
+    /// stops the restore: without its backup it must not be changed.
+    pub async fn save(&mut self, wanted: &[(&[u8], KeyType, Action)]) -> Result<Vec<usize>> {
+        let (to_read, types): (Vec<Vec<u8>>, Vec<KeyType>) = wanted
             .iter()
-            .filter(|(_, a)| *a != Action::Create)
-            .map(|(k, _)| k.to_vec())
-            .collect();
-        let (tx, rx) = mpsc::channel::<Outgoing>(64);
-        let fetcher = Fetcher::new(self.conn.clone(), ChunkSizes::default(), tx)
-            .for_server(&self.server)
-            .reading_field_expiry(self.field_expiry);
+            .filter(|(_, _, a)| *a != Action::Create)
+            .map(|(k, t, _)| (k.to_vec(), *t))
+            .unzip();
+        let mut fetcher = self
+            .fetcher
+            .take()
+            .ok_or_else(|| Error::Internal("a backup batch after a failed one".into()))?;
         let writer = &mut self.writer;
+        let rx = &mut self.rx;
         // The fetcher fills a bounded channel while the drain writes records
         // in `wanted` order, so neither waits on the other and memory stays flat.
         let fetch = async move {
-            let mut fetcher = fetcher;
-            let read = fetcher.fetch_batch(to_read, None, &|_| true).await;
-            (read, std::mem::take(&mut fetcher.stats))
+            let read = fetcher.fetch_batch_typed(to_read, types).await;
+            let stats = std::mem::take(&mut fetcher.stats);
+            (read, stats, fetcher)
         };
         let drain = async move {
-            let mut rx = rx;
             let mut gone = Vec::new();
             let mut pending: Option<Record> = None;
-            for (i, (key, action)) in wanted.iter().enumerate() {
+            for (i, (key, _, action)) in wanted.iter().enumerate() {
                 if *action == Action::Create {
                     writer.write_record(&absent(key))?;
                     continue;
@@ -169,8 +178,16 @@ impl PreRestoreBackup {
             }
             Ok::<_, Error>(gone)
         };
-        let ((read, stats), gone) = tokio::join!(fetch, drain);
+        let ((read, stats, fetcher), gone) = tokio::join!(fetch, drain);
         read?;
+        // Everything asked was taken: the next batch starts clean.
+        if let Ok(stray) = self.rx.try_recv() {
+            return Err(Error::Internal(format!(
+                "the backup read {} out of turn",
+                crate::record::printable(&stray.record.key.0)
+            )));
+        }
+        self.fetcher = Some(fetcher);
         if let Some(e) = stats.errors.examples().first() {
             return Err(Error::Redis {
                 endpoint: self.conn.endpoint().display(),

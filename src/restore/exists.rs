@@ -4,8 +4,9 @@
 //!
 //! - One server: a single `EXISTS k1 k2 ...` answers for the whole batch
 //!   when none of its keys exists (a restore into an empty database, the
-//!   usual case), at a tenth of the server's cost of one `EXISTS` per key;
-//!   only a batch where some key exists is asked key by key.
+//!   usual case) or all of them do (an overwrite of the same keys), at a
+//!   tenth of the server's cost of one `EXISTS` per key; a batch where only
+//!   some exist is asked by one script, as a cluster node is.
 //! - A cluster: a multi-key `EXISTS` must stay in one slot, so each node is
 //!   asked for its keys by one script (keys of many slots, one node: Redis
 //!   7.0's `allow-cross-slot-keys`), which saves the client a command and a
@@ -41,8 +42,14 @@ pub(super) fn send_exists<'k>(conn: &Conn, keys: impl IntoIterator<Item = &'k [u
             } else {
                 let mut all = redis::pipe();
                 all.cmd("EXISTS").arg(&keys);
-                if let [Reply::Int(0)] = conn.pipeline(&mut all, ACTION).await?[..] {
-                    return Ok(vec![false; keys.len()]);
+                // EXISTS counts a key named twice twice, so a count equal to
+                // the number of names means every one exists.
+                match conn.pipeline(&mut all, ACTION).await?[..] {
+                    [Reply::Int(0)] => return Ok(vec![false; keys.len()]),
+                    [Reply::Int(n)] if n as usize == keys.len() => {
+                        return Ok(vec![true; keys.len()]);
+                    }
+                    _ => per_node(&mut conn, &keys, &mut answers).await?,
                 }
             }
         }
@@ -70,7 +77,8 @@ pub(super) fn send_exists<'k>(conn: &Conn, keys: impl IntoIterator<Item = &'k [u
     })
 }
 
-/// One script per node for its keys; the answers it gives are filled in.
+/// One script per node for its keys (one call on a single server); the
+/// answers it gives are filled in, the others are asked key by key.
 async fn per_node(conn: &mut Conn, keys: &[Vec<u8>], answers: &mut [Option<bool>]) -> Result<()> {
     let mut nodes: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
     for (i, key) in keys.iter().enumerate() {

@@ -30,21 +30,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use std::collections::BTreeMap;
-
 use redis::Value as Reply;
 
 use crate::connection::Conn;
 use crate::error::{Error, Result};
 use crate::record::Bytes;
-
-/// Returns, for each key, the SHA-1 of its DUMP, or nil when it does not exist.
-pub const FINGERPRINT_SCRIPT: &str = "local out = {} \
-for i, k in ipairs(KEYS) do \
-local d = redis.call('DUMP', k) \
-if d then out[i] = redis.sha1hex(d) else out[i] = false end \
-end \
-return out";
 
 pub(crate) use crate::folder::catalog::journal_path;
 
@@ -193,87 +183,53 @@ impl JournalReader {
     }
 }
 
-/// SHA-1 of each key's DUMP, computed by the server (`None`: the key does
-/// not exist). A server without scripting gives "unknown".
+/// SHA-1 of each key's DUMP (`None`: the key does not exist). A server
+/// that refuses DUMP gives "unknown".
 pub(crate) async fn fingerprints(conn: &mut Conn, keys: &[&[u8]]) -> Result<Vec<Option<String>>> {
     let mut pipe = redis::pipe();
-    let groups = add_fingerprints(&mut pipe, keys, conn.is_cluster());
+    add_fingerprints(&mut pipe, keys);
     let replies = conn.pipeline(&mut pipe, "fingerprinting keys").await?;
-    Ok(read_fingerprints(&groups, replies))
+    Ok(read_fingerprints(replies))
 }
 
-/// Add the script calls that fingerprint `keys`, a few keys per call: each
-/// key is at most FINGERPRINT_MAX_BYTES, so no call holds the server long,
-/// and the calls are few. In a cluster a call's keys share a slot (a script
-/// may not touch keys of two slots). Returns the indexes of each call's keys.
-pub(crate) fn add_fingerprints(
-    pipe: &mut redis::Pipeline,
-    keys: &[&[u8]],
-    cluster: bool,
-) -> Vec<Vec<usize>> {
-    let groups: Vec<Vec<usize>> = if cluster {
-        let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
-        for (i, key) in keys.iter().enumerate() {
-            by_slot
-                .entry(crate::cluster::slot(key))
-                .or_default()
-                .push(i);
-        }
-        by_slot
-            .into_values()
-            .flat_map(|v| {
-                v.chunks(FINGERPRINTS_PER_CALL)
-                    .map(<[usize]>::to_vec)
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    } else {
-        (0..keys.len())
-            .collect::<Vec<usize>>()
-            .chunks(FINGERPRINTS_PER_CALL)
-            .map(<[usize]>::to_vec)
-            .collect()
-    };
-    for group in &groups {
-        let call = pipe.cmd("EVAL").arg(FINGERPRINT_SCRIPT).arg(group.len());
-        for &i in group {
-            call.arg(keys[i]);
-        }
+/// Add one `DUMP` per key; the client hashes the payloads. Each key is at
+/// most FINGERPRINT_MAX_BYTES, so no reply is big. Hashing here rather than
+/// in a server script (`redis.sha1hex`, the same digest) halves the
+/// server's cost of a fingerprint, and the server is what a restore waits
+/// for; the digests are equal, so journals stay comparable either way.
+pub(crate) fn add_fingerprints(pipe: &mut redis::Pipeline, keys: &[&[u8]]) {
+    for key in keys {
+        pipe.cmd("DUMP").arg(*key);
     }
-    groups
 }
 
-/// The fingerprints in the replies to [`add_fingerprints`]' calls, in the
-/// order of the keys.
-pub(crate) fn read_fingerprints(groups: &[Vec<usize>], replies: Vec<Reply>) -> Vec<Option<String>> {
-    let mut out = vec![None; groups.iter().map(Vec::len).sum()];
-    for (group, reply) in groups.iter().zip(replies) {
-        match reply {
-            Reply::Array(items) if items.len() == group.len() => {
-                for (&i, r) in group.iter().zip(items) {
-                    out[i] = match r {
-                        Reply::Nil => None,
-                        other => Some(
-                            String::from_utf8_lossy(&crate::reply::bytes_of(other)).into_owned(),
-                        ),
-                    };
-                }
-            }
-            // No scripting (or no DUMP) on this server: not known.
-            _ => {
-                for &i in group {
-                    out[i] = Some(UNKNOWN_FINGERPRINT.to_string());
-                }
-            }
-        }
-    }
-    out
+/// The fingerprints in the replies to [`add_fingerprints`]' commands, in
+/// the order of the keys.
+pub(crate) fn read_fingerprints(replies: Vec<Reply>) -> Vec<Option<String>> {
+    replies
+        .into_iter()
+        .map(|reply| match reply {
+            Reply::Nil => None,
+            Reply::BulkString(payload) => Some(sha1_hex(&payload)),
+            // DUMP refused (an ACL, a managed service): not known.
+            _ => Some(UNKNOWN_FINGERPRINT.to_string()),
+        })
+        .collect()
 }
 
-/// Keys fingerprinted per script call.
-const FINGERPRINTS_PER_CALL: usize = 32;
+/// Lowercase hex SHA-1, as Lua's `redis.sha1hex` gives it.
+fn sha1_hex(data: &[u8]) -> String {
+    use sha1::Digest;
+    use std::fmt::Write;
+    let digest = sha1::Sha1::digest(data);
+    digest.iter().fold(String::with_capacity(40), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
 
-/// Journaled when the server cannot fingerprint (no scripting).
+/// Journaled when a key is not fingerprinted (created by the restore, too
+/// big, or DUMP refused).
 pub const UNKNOWN_FINGERPRINT: &str = "unknown";
 
 /// The restore named the key but wrote nothing: someone created it after

@@ -311,10 +311,10 @@ impl<'p> Planner<'p> {
         if let Some(backup) = self.backup.as_mut() {
             let writes =
                 |a: &Action| matches!(a, Action::Create | Action::Overwrite | Action::Merge);
-            let wanted: Vec<(&[u8], Action)> = decided
+            let wanted: Vec<(&[u8], KeyType, Action)> = decided
                 .iter()
                 .filter(|(_, _, a, _)| writes(a))
-                .map(|(k, _, a, _)| (&k[..], *a))
+                .map(|(k, t, a, _)| (&k[..], *t, *a))
                 .collect();
             let gone = backup.save(&wanted).await?;
             // A key that vanished between EXISTS and its backup gets created.

@@ -122,6 +122,24 @@ fn overwrite_or_merge_then_rollback(mode: &str, touched: u64) {
     assert_eq!(text["restore"]["archive"], archive.to_str().unwrap());
     assert_eq!(text["restore"]["mode"], mode);
     assert_eq!(text["source"]["port"], dst.port);
+    // The journal's fingerprint of a key the restore replaced is the one a
+    // server script gives (`redis.sha1hex` of its DUMP), so journals of
+    // either making compare alike.
+    let journal = std::fs::read_to_string(format!("{}.journal", backup.display())).unwrap();
+    let journaled = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|l| l["after"].as_array().cloned())
+        .flatten()
+        .find(|e| e[0] == "hash:1")
+        .expect("hash:1 journaled");
+    let by_server: String = redis::cmd("EVAL")
+        .arg("return redis.sha1hex(redis.call('DUMP', KEYS[1]))")
+        .arg(1)
+        .arg("hash:1")
+        .query(&mut dst.conn())
+        .unwrap();
+    assert_eq!(journaled[1], by_server.as_str(), "{journal}");
     // The restore changed the target.
     let url = dst.url();
     assert_eq!(
