@@ -15,6 +15,7 @@
 //! Kept in one file, though long: slot map, router and redirections are one
 //! protocol, and each part is only correct together with the others.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -332,8 +333,9 @@ pub struct Router {
 struct State {
     topology: Topology,
     /// Slot -> address of its primary, updated by MOVED between refreshes
-    /// (shared strings: every command of a pipeline takes one).
-    owners: Vec<Arc<str>>,
+    /// (shared strings: every command of a pipeline takes one; the map is
+    /// shared too, with the split pipelines being built).
+    owners: Arc<Vec<Arc<str>>>,
     nodes: HashMap<String, MultiplexedConnection>,
     redirects: u64,
 }
@@ -349,7 +351,7 @@ impl std::fmt::Debug for Router {
 
 impl Router {
     pub fn new(topology: Topology, seed_host: String, open: Open) -> Self {
-        let owners = owner_addresses(&topology);
+        let owners = Arc::new(owner_addresses(&topology));
         Router {
             open,
             seed_host,
@@ -415,7 +417,7 @@ impl Router {
             match result {
                 Ok(topology) => {
                     let mut state = self.state.lock().expect("router state");
-                    state.owners = owner_addresses(&topology);
+                    state.owners = Arc::new(owner_addresses(&topology));
                     state.topology = topology.clone();
                     return Ok(topology);
                 }
@@ -443,50 +445,102 @@ impl Router {
         }
     }
 
+    /// An empty pipeline to be built per node (see [`Split`]).
+    pub fn split(&self) -> Split {
+        Split {
+            owners: self.state.lock().expect("router state").owners.clone(),
+            parts: Vec::new(),
+            order: Vec::new(),
+            open: None,
+        }
+    }
+
     /// Run the commands of `pipe` on their slots' primaries: one pipeline
     /// per node, all at once, following MOVED and ASK. Replies come back in
     /// the order of the commands; a refused command is a `ServerError`.
     pub async fn pipeline(&self, pipe: &redis::Pipeline) -> redis::RedisResult<Vec<Value>> {
         let cmds: Vec<&Cmd> = pipe.cmd_iter().collect();
+        self.run(&cmds, Vec::new()).await
+    }
+
+    /// Run a pipeline built per node: each node's part goes out as it was
+    /// built, with no copy of its commands; only commands redirected
+    /// elsewhere are copied. Replies come back in the order the commands
+    /// were added.
+    pub async fn pipeline_split(&self, split: &mut Split) -> redis::RedisResult<Vec<Value>> {
+        split.close();
+        let per_part: Vec<Vec<&Cmd>> = split
+            .parts
+            .iter()
+            .map(|(_, p)| p.cmd_iter().collect())
+            .collect();
+        let cmds: Vec<&Cmd> = split
+            .order
+            .iter()
+            .map(|&(k, j)| per_part[k as usize][j as usize])
+            .collect();
+        let mut first: Vec<Part<'_>> = split
+            .parts
+            .iter()
+            .map(|(a, p)| (a.clone(), Vec::with_capacity(p.len()), Cow::Borrowed(p)))
+            .collect();
+        for (g, &(k, _)) in split.order.iter().enumerate() {
+            first[k as usize].1.push((g, false));
+        }
+        self.run(&cmds, first).await
+    }
+
+    /// Send `cmds` (those of `first`, as built, in the first round) and
+    /// follow redirections until every command has its reply.
+    async fn run(&self, cmds: &[&Cmd], mut first: Vec<Part<'_>>) -> redis::RedisResult<Vec<Value>> {
         let mut replies: Vec<Option<Value>> = vec![None; cmds.len()];
         // (command index, ASK address when it must go there once)
-        let mut pending: Vec<(usize, Option<String>)> =
-            (0..cmds.len()).map(|i| (i, None)).collect();
+        let mut pending: Vec<(usize, Option<String>)> = match first.is_empty() {
+            true => (0..cmds.len()).map(|i| (i, None)).collect(),
+            false => Vec::new(),
+        };
         for round in 0..=MAX_REDIRECTS {
-            let mut by_node: BTreeMap<Arc<str>, Vec<(usize, bool)>> = BTreeMap::new();
-            {
-                // One lock for the whole pipeline.
-                let state = self.state.lock().expect("router state");
-                for (i, ask) in pending.drain(..) {
-                    let asking = ask.is_some();
-                    let address = match ask {
-                        Some(a) => a.into(),
-                        None => Self::address_of(&state, cmds[i]),
-                    };
-                    by_node.entry(address).or_default().push((i, asking));
-                }
-            }
-            let sends = by_node.into_iter().map(|(address, items)| {
-                let cmds = &cmds;
-                async move {
-                    let mut part = redis::pipe();
-                    part.ignore_errors();
-                    for &(i, asking) in &items {
-                        if asking {
-                            part.cmd("ASKING");
-                        }
-                        part.add_command(cmds[i].clone());
+            let parts: Vec<Part<'_>> = if round == 0 && !first.is_empty() {
+                std::mem::take(&mut first)
+            } else {
+                let mut by_node: BTreeMap<Arc<str>, Vec<(usize, bool)>> = BTreeMap::new();
+                {
+                    // One lock for the whole pipeline.
+                    let state = self.state.lock().expect("router state");
+                    for (i, ask) in pending.drain(..) {
+                        let asking = ask.is_some();
+                        let address = match ask {
+                            Some(a) => a.into(),
+                            None => Self::address_of(&state, cmds[i]),
+                        };
+                        by_node.entry(address).or_default().push((i, asking));
                     }
-                    let mut conn = self.node(&address).await?;
-                    let values: Vec<Value> = match part.query_async(&mut conn).await {
-                        Ok(v) => v,
-                        Err(e) => {
-                            self.forget(&address);
-                            return Err(e);
-                        }
-                    };
-                    Ok::<_, RedisError>((address, items, values))
                 }
+                by_node
+                    .into_iter()
+                    .map(|(address, items)| {
+                        let mut part = redis::pipe();
+                        part.ignore_errors();
+                        for &(i, asking) in &items {
+                            if asking {
+                                part.cmd("ASKING");
+                            }
+                            part.add_command(cmds[i].clone());
+                        }
+                        (address, items, Cow::Owned(part))
+                    })
+                    .collect()
+            };
+            let sends = parts.into_iter().map(|(address, items, part)| async move {
+                let mut conn = self.node(&address).await?;
+                let values: Vec<Value> = match part.query_async(&mut conn).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.forget(&address);
+                        return Err(e);
+                    }
+                };
+                Ok::<_, RedisError>((address, items, values))
             });
             let results = futures_util::future::join_all(sends).await;
             // Slots MOVED said are elsewhere now, with where.
@@ -535,7 +589,7 @@ impl Router {
                 let _ = self.refresh().await;
                 let mut state = self.state.lock().expect("router state");
                 for (slot, address) in moved {
-                    state.owners[usize::from(slot)] = address.into();
+                    Arc::make_mut(&mut state.owners)[usize::from(slot)] = address.into();
                 }
             }
         }
@@ -550,6 +604,68 @@ impl Router {
         match address.rsplit_once(':') {
             Some(("", port)) => format!("{}:{port}", self.seed_host),
             _ => address.to_string(),
+        }
+    }
+}
+
+/// One node's pipeline: its address, the commands' indexes (and whether
+/// each is sent after `ASKING`), and the pipeline itself.
+type Part<'a> = (Arc<str>, Vec<(usize, bool)>, Cow<'a, redis::Pipeline>);
+
+/// A pipeline built per node: each command goes straight into the pipeline
+/// of its key's primary (by the slot map as it was when the split began),
+/// so that sending it copies nothing; a node that no longer owns a slot
+/// redirects, as for any pipeline.
+pub struct Split {
+    owners: Arc<Vec<Arc<str>>>,
+    parts: Vec<(Arc<str>, redis::Pipeline)>,
+    /// (part, position in it) of each command, in the order they were added.
+    order: Vec<(u32, u32)>,
+    /// The part commands are being added to, and its length before.
+    open: Option<(usize, usize)>,
+}
+
+impl std::fmt::Debug for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Split")
+            .field("parts", &self.parts.len())
+            .finish()
+    }
+}
+
+impl Split {
+    /// The pipeline to add `key`'s commands to; every command added to it
+    /// before the next call is `key`'s.
+    pub fn for_key(&mut self, key: &[u8]) -> &mut redis::Pipeline {
+        self.close();
+        let owner = &self.owners[usize::from(slot(key))];
+        let k = match self.parts.iter().position(|(a, _)| Arc::ptr_eq(a, owner)) {
+            Some(k) => k,
+            None => {
+                let mut part = redis::pipe();
+                part.ignore_errors();
+                self.parts.push((owner.clone(), part));
+                self.parts.len() - 1
+            }
+        };
+        self.open = Some((k, self.parts[k].1.len()));
+        &mut self.parts[k].1
+    }
+
+    /// Commands added so far.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|(_, p)| p.len()).sum()
+    }
+
+    /// True when no command was added.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn close(&mut self) {
+        if let Some((k, from)) = self.open.take() {
+            let to = self.parts[k].1.len();
+            self.order.extend((from..to).map(|j| (k as u32, j as u32)));
         }
     }
 }
@@ -582,6 +698,63 @@ mod tests {
         assert_ne!(slot(b"foo{}{bar}"), slot(b"bar"));
         assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
         assert_eq!(slot(b"foo{bar}{zap}"), slot(b"bar"));
+    }
+
+    #[test]
+    fn a_split_pipeline_keeps_the_order_commands_were_added_in() {
+        // Slots 0..8192 on one node, the rest on another.
+        let (a, b): (Arc<str>, Arc<str>) = ("a:1".into(), "b:2".into());
+        let owners = (0..SLOTS)
+            .map(|s| if s < SLOTS / 2 { a.clone() } else { b.clone() })
+            .collect();
+        let mut split = Split {
+            owners: Arc::new(owners),
+            parts: Vec::new(),
+            order: Vec::new(),
+            open: None,
+        };
+        let keys: Vec<String> = (0..40).map(|i| format!("key:{i}")).collect();
+        let mut added = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            // One to three commands per key, all on its own node.
+            for n in 0..=(i % 3) {
+                split.for_key(key.as_bytes()).cmd("SET").arg(key).arg(n);
+                added.push((key.clone(), n));
+            }
+        }
+        split.close();
+        assert_eq!(split.len(), added.len());
+        assert_eq!(split.parts.len(), 2, "both nodes have keys");
+        let per_part: Vec<Vec<&Cmd>> = split
+            .parts
+            .iter()
+            .map(|(_, p)| p.cmd_iter().collect())
+            .collect();
+        for ((k, j), (key, n)) in split.order.iter().zip(&added) {
+            let (owner, _) = &split.parts[*k as usize];
+            let expected = if usize::from(slot(key.as_bytes())) < SLOTS / 2 {
+                &a
+            } else {
+                &b
+            };
+            assert!(Arc::ptr_eq(owner, expected), "{key} on its slot's node");
+            let cmd = per_part[*k as usize][*j as usize];
+            let args: Vec<Vec<u8>> = cmd
+                .args_iter()
+                .map(|a| match a {
+                    Arg::Simple(b) => b.to_vec(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            assert_eq!(
+                args,
+                [
+                    b"SET".to_vec(),
+                    key.as_bytes().to_vec(),
+                    n.to_string().into_bytes()
+                ]
+            );
+        }
     }
 
     #[test]

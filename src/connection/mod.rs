@@ -82,6 +82,24 @@ pub struct Conn {
     in_cluster: bool,
 }
 
+/// Commands to send together, built per node in a cluster (see
+/// [`Conn::pipes`]).
+pub(crate) enum Pipes {
+    One(redis::Pipeline),
+    Split(crate::cluster::Split),
+}
+
+impl Pipes {
+    /// The pipeline to add `key`'s commands to; every command added to it
+    /// before the next call must be `key`'s.
+    pub(crate) fn for_key(&mut self, key: &[u8]) -> &mut redis::Pipeline {
+        match self {
+            Pipes::One(pipe) => pipe,
+            Pipes::Split(split) => split.for_key(key),
+        }
+    }
+}
+
 /// A single server (or one cluster node), or a whole cluster.
 #[derive(Clone)]
 enum Link {
@@ -220,6 +238,28 @@ impl Conn {
         self.endpoint.node_endpoint(address)
     }
 
+    /// How many keys the node at `address` holds (a cluster's primary as
+    /// [`Conn::dedicated_address`] names it; the server itself otherwise).
+    pub(crate) async fn node_dbsize(&mut self, address: &str) -> Result<u64> {
+        let mut node = match &self.link {
+            Link::Single(_) => return self.query(&mut redis::cmd("DBSIZE"), "counting keys").await,
+            Link::Cluster(router) => {
+                let endpoint = self.node_endpoint(address);
+                let node = router
+                    .node(address)
+                    .await
+                    .map_err(|e| endpoint.classify(e, "connecting"))?;
+                Conn {
+                    link: Link::Single(node),
+                    endpoint,
+                    retries: self.retries,
+                    in_cluster: true,
+                }
+            }
+        };
+        node.query(&mut redis::cmd("DBSIZE"), "counting keys").await
+    }
+
     /// Which node [`Conn::dedicated`] connects to for `key`.
     pub(crate) fn dedicated_address(&self, key: &[u8]) -> String {
         match &self.link {
@@ -271,6 +311,45 @@ impl Conn {
 
     fn slots_moved(&self, action: &str) -> Error {
         slots_moved(&self.endpoint, action)
+    }
+
+    /// An empty pipeline for [`Conn::pipeline_pipes`]: one pipeline on a
+    /// single server, one per node in a cluster.
+    pub(crate) fn pipes(&self) -> Pipes {
+        match &self.link {
+            Link::Single(_) => Pipes::One(redis::pipe()),
+            Link::Cluster(router) => Pipes::Split(router.split()),
+        }
+    }
+
+    /// Run `pipes` as [`Conn::pipeline`] runs a pipeline: in a cluster each
+    /// node's part goes out as built, with no copy of its commands.
+    pub(crate) async fn pipeline_pipes(
+        &mut self,
+        pipes: &mut Pipes,
+        action: &str,
+    ) -> Result<Vec<Value>> {
+        let split = match pipes {
+            Pipes::One(pipe) => return self.pipeline(pipe, action).await,
+            Pipes::Split(split) if split.is_empty() => return Ok(Vec::new()),
+            Pipes::Split(split) => split,
+        };
+        let mut attempt = 0;
+        loop {
+            let sent = match &self.link {
+                Link::Cluster(router) => router.pipeline_split(split).await,
+                Link::Single(_) => {
+                    return Err(Error::Internal(
+                        "a cluster's pipeline sent to a single server".into(),
+                    ));
+                }
+            };
+            match sent {
+                Ok(v) => return Ok(v),
+                Err(e) if self.recover(&e, attempt).await => attempt += 1,
+                Err(e) => return Err(self.exhausted(e, action, attempt)),
+            }
+        }
     }
 
     /// Send `pipe` over this connection's link, as it is.

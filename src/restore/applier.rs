@@ -276,7 +276,7 @@ impl<'p> Applier<'p> {
         let mut payloads = payloads.into_iter();
 
         // One pipeline; each command remembers its key and what its reply means.
-        let mut pipe = redis::pipe();
+        let mut pipes = self.conn.pipes();
         let mut roles: Vec<Role> = Vec::new();
         let mut owners: Vec<u64> = Vec::new();
         let mut finished: Vec<FinishedKey> = Vec::new();
@@ -346,7 +346,7 @@ impl<'p> Applier<'p> {
                     Action::Create | Action::Overwrite => {
                         match payload.take() {
                             Some(payload) => add_restore(
-                                &mut pipe,
+                                pipes.for_key(&record.key.0),
                                 record,
                                 &payload,
                                 ttl,
@@ -354,7 +354,7 @@ impl<'p> Applier<'p> {
                                 &mut roles,
                             ),
                             None => add_record(
-                                &mut pipe,
+                                pipes.for_key(&record.key.0),
                                 record,
                                 ttl,
                                 &self.features,
@@ -366,7 +366,7 @@ impl<'p> Applier<'p> {
                         replaced.insert(current.seq, index);
                     }
                     Action::Merge => add_merge(
-                        &mut pipe,
+                        pipes.for_key(&record.key.0),
                         record,
                         ttl,
                         &self.features,
@@ -418,7 +418,9 @@ impl<'p> Applier<'p> {
                 .filter(|f| f.journal == JournalEntry::Fingerprint)
                 .map(|f| &batch[f.index].key.0[..])
                 .collect();
-            add_fingerprints(&mut pipe, &small);
+            for key in small {
+                add_fingerprints(pipes.for_key(key), &[key]);
+            }
         }
 
         // Durably name the keys about to change before changing them.
@@ -426,7 +428,7 @@ impl<'p> Applier<'p> {
             journal.touch(&touching)?;
         }
         failpoint::hit("restore.batch");
-        let task = spawn_pipeline(&self.conn, pipe, "writing keys");
+        let task = spawn_pipeline(&self.conn, pipes, "writing keys");
         let keys = batch.into_iter().map(|r| r.key).collect();
         if early {
             self.settle().await?;

@@ -47,7 +47,7 @@ use crate::archive::manifest::RestoreLink;
 use crate::archive::reader::ArchiveSource;
 use crate::archive::stream::Batches;
 use crate::archive::{Decryption, Header, Manifest};
-use crate::connection::{Conn, Endpoint, ServerInfo};
+use crate::connection::{Conn, Endpoint, Pipes, ServerInfo};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::load::{KeyCarry, Role, TargetFeatures, TtlMode, add_merge, add_record, add_restore};
@@ -409,9 +409,9 @@ pub fn decide(
 
 /// Start a pipeline as a task, so the server works while the caller goes
 /// on; its replies are collected by [`join`].
-fn spawn_pipeline(conn: &Conn, mut pipe: redis::Pipeline, action: &'static str) -> Pending {
+fn spawn_pipeline(conn: &Conn, mut pipes: Pipes, action: &'static str) -> Pending {
     let mut conn = conn.clone();
-    tokio::spawn(async move { conn.pipeline(&mut pipe, action).await })
+    tokio::spawn(async move { conn.pipeline_pipes(&mut pipes, action).await })
 }
 
 async fn join(task: Pending) -> Result<Vec<Reply>> {
