@@ -242,7 +242,7 @@ impl Conn {
     /// [`Conn::dedicated_address`] names it; the server itself otherwise).
     pub(crate) async fn node_dbsize(&mut self, address: &str) -> Result<u64> {
         let mut node = match &self.link {
-            Link::Single(_) => return self.query(&mut redis::cmd("DBSIZE"), "counting keys").await,
+            Link::Single(_) => return self.query(&redis::cmd("DBSIZE"), "counting keys").await,
             Link::Cluster(router) => {
                 let endpoint = self.node_endpoint(address);
                 let node = router
@@ -257,7 +257,7 @@ impl Conn {
                 }
             }
         };
-        node.query(&mut redis::cmd("DBSIZE"), "counting keys").await
+        node.query(&redis::cmd("DBSIZE"), "counting keys").await
     }
 
     /// Which node [`Conn::dedicated`] connects to for `key`.
