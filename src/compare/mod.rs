@@ -573,17 +573,17 @@ impl Checker<'_> {
             presence: self.mode == CompareMode::Merge,
         };
         state.partial |= state.presence;
+        if matches!(record.expiry, Some(e) if e.at_ms <= self.now_ms) {
+            state.expired = true;
+            state.settled = true;
+            return state;
+        }
         if !self.remap.is_empty() && !self.renamed_from.contains_key(&key) {
             state.settled = true;
             state.early = Some(Err((
                 DiffKind::NotRenamed,
                 "no --rename-prefix or --rename-token rule renames it, so restore writes it under its own name".into(),
             )));
-            return state;
-        }
-        if matches!(record.expiry, Some(e) if e.at_ms <= self.now_ms) {
-            state.expired = true;
-            state.settled = true;
             return state;
         }
         let target_type = std::str::from_utf8(type_reply)

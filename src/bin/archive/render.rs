@@ -533,12 +533,44 @@ pub fn validation(out: &mut dyn Write, r: &ValidationReport) -> io::Result<()> {
     Ok(())
 }
 
+/// The verdict first (`copy --verify` puts it after "verify: "), then what
+/// was not compared and what the renames found, then the differences.
 pub fn comparison(out: &mut dyn Write, c: &Comparison) -> io::Result<()> {
     let expired = if c.expired_in_archive > 0 {
         format!(", {} expired in the archive", c.expired_in_archive)
     } else {
         String::new()
     };
+    if c.is_identical() {
+        let verdict = match c.mode {
+            CompareMode::Subset => "in the target, equal (keys only in the target not looked at):",
+            CompareMode::Merge => {
+                "merged: every field, member and entry is in the target (values and expiry its own):"
+            }
+            _ => "identical:",
+        };
+        writeln!(
+            out,
+            "{verdict} {} and {} ({} keys compared{expired})",
+            c.archive, c.target, c.compared
+        )?;
+    } else {
+        let kinds: Vec<String> = c
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{n} {}", k.name()))
+            .collect();
+        writeln!(
+            out,
+            "DIFFERENT: {} and {}: {} difference(s) ({}); {} keys compared, {} identical{expired}",
+            c.archive,
+            c.target,
+            c.differences,
+            kinds.join(", "),
+            c.compared,
+            c.identical
+        )?;
+    }
     if c.not_compared > 0 {
         writeln!(
             out,
@@ -559,42 +591,11 @@ pub fn comparison(out: &mut dyn Write, c: &Comparison) -> io::Result<()> {
             r.renamed, r.not_renamed
         )?;
     }
-    if c.is_identical() {
-        let verdict = match c.mode {
-            CompareMode::Subset => "in the target, equal (keys only in the target not looked at):",
-            CompareMode::Merge => {
-                "merged: every field, member and entry is in the target (values and expiry its own):"
-            }
-            _ => "identical:",
-        };
-        writeln!(
-            out,
-            "{verdict} {} and {} ({} keys compared{expired})",
-            c.archive, c.target, c.compared
-        )?;
-        return Ok(());
-    }
-    let kinds: Vec<String> = c
-        .by_kind
-        .iter()
-        .map(|(k, n)| format!("{n} {}", k.name()))
-        .collect();
-    writeln!(
-        out,
-        "DIFFERENT: {} and {}: {} difference(s) ({}); {} keys compared, {} identical{expired}",
-        c.archive,
-        c.target,
-        c.differences,
-        kinds.join(", "),
-        c.compared,
-        c.identical
-    )?;
     for d in &c.examples {
         let kind = d.kind.name();
         writeln!(out, "  {kind:<14} \"{}\": {}", d.key, d.detail)?;
     }
-    and_more(out, c.differences, c.examples.len())?;
-    Ok(())
+    and_more(out, c.differences, c.examples.len())
 }
 
 pub fn rollback(out: &mut dyn Write, r: &RollbackReport) -> io::Result<()> {
