@@ -23,7 +23,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 5 database index out of range, 6 Redis command failed, 7 archive not valid (not an archive, corrupt, truncated; \
 with --profile: records breaking its rules), 8 archive or data schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
 11 confirmation required or cancelled, 12 cannot decrypt (no key given, wrong identity or passphrase), \
-13 keys exist in the target (--mode fail), 14 compare found differences, 15 backup folder locked, \
+13 keys exist in the target (--mode fail), 14 compare (or copy --verify) found differences, 15 backup folder locked, \
 16 the target cannot hold what the archive holds (field expiry, DUMP payloads, module types), 130 interrupted (SIGINT/SIGTERM)."
 )]
 pub struct Cli {

@@ -281,7 +281,11 @@ const RENAME_EXAMPLES: usize = 5;
 /// What the rename rules do: how many keys they rename, the first few
 /// `old -> new`, and the keys no rule renames.
 pub fn renames(out: &mut dyn Write, r: &RenameSummary) -> io::Result<()> {
-    writeln!(out, "renames: {} key(s) renamed, e.g.", r.renamed)?;
+    if r.examples.is_empty() {
+        writeln!(out, "renames: no key renamed")?;
+    } else {
+        writeln!(out, "renames: {} key(s) renamed, e.g.", r.renamed)?;
+    }
     for e in r.examples.iter().take(RENAME_EXAMPLES) {
         writeln!(out, "  {} -> {}", e.from, e.to)?;
     }
