@@ -169,7 +169,7 @@ fn subset_ignores_the_targets_other_keys_after_a_skip_mode_copy() {
     let _: () = d.set("theirs:1", "kept").unwrap();
     let _: () = d.hset("theirs:2", "f", "kept").unwrap();
     let (from, to) = (src.url(), dst.url());
-    run(&[
+    let copied = run(&[
         "copy",
         "--source",
         &from,
@@ -177,8 +177,14 @@ fn subset_ignores_the_targets_other_keys_after_a_skip_mode_copy() {
         &to,
         "--yes",
         "--no-backup",
+        "--verify",
+        "--json",
     ])
-    .ok();
+    .ok()
+    .json();
+    let verification = &copied["verification"];
+    assert_eq!(verification["mode"], "subset", "{copied}");
+    assert_eq!(verification["differences"], 0, "{copied}");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("s.tar.zst");
     export(&src, &file, &[]).ok();

@@ -170,7 +170,13 @@ fn token_copy_names_the_keys_no_rule_renames_and_spares_the_neighbour() {
         "{text}"
     );
 
-    copy(&["--yes", "--no-backup"]).ok();
+    // --verify checks the copy under the new names; the neighbour, which
+    // no rule renames, is named.
+    let done = copy(&["--yes", "--no-backup", "--verify", "--json"]);
+    assert_eq!(done.code, 14, "{}", done.stderr);
+    let verification = &done.json()["verification"];
+    assert_eq!(verification["by_kind"]["not-renamed"], 1, "{verification}");
+    assert_eq!(verification["identical"], 4, "{verification}");
     let mut c = server.conn();
     for (old, new) in MOVED {
         assert_eq!(
