@@ -85,8 +85,8 @@ fn parse_rule(spec: &str, kind: Kind) -> Result<(String, String)> {
         )));
     }
     if let Kind::Token = kind {
-        let edge = |s: &str| s.bytes().next().is_some_and(is_separator);
-        if edge(old) || old.bytes().next_back().is_some_and(is_separator) {
+        let mut ends = [old.bytes().next(), old.bytes().next_back()].into_iter();
+        if ends.any(|b| b.is_some_and(is_separator)) {
             return Err(bad(
                 "OLD starts or ends with a separator (: _ { } - . /), so it is no whole token; leave the separators out, e.g. siraya=tenant_7692".into(),
             ));
@@ -129,8 +129,11 @@ impl Remap {
             .renames
             .iter()
             .find(|(old, _)| key.starts_with(old.as_bytes()));
+        if prefix.is_none() && self.tokens.is_empty() {
+            return Cow::Borrowed(key);
+        }
         let from = prefix.map_or(0, |(old, _)| old.len());
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(key.len());
         if let Some((_, new)) = prefix {
             out.extend_from_slice(new.as_bytes());
         }
@@ -181,10 +184,10 @@ impl Remap {
     }
 }
 
-/// How many names a target key's inverse may try: each NEW token in it
-/// may have been an OLD one or not, so a key full of NEW tokens would
-/// otherwise cost 2^n. Past the bound only the two extremes are tried.
-const MAX_SOURCE_NAMES: usize = 256;
+/// How many places of NEW tokens a target key's inverse tries every
+/// combination of: each may have been an OLD token or not, 2^n names. Past
+/// the bound only the two extremes are tried (all renamed, none).
+const MAX_TOKEN_PLACES: usize = 8;
 
 impl Remap {
     /// The source names a target key can have come from: every name that
@@ -248,7 +251,7 @@ impl Remap {
             out.extend_from_slice(&target[copied..]);
             Some(out)
         };
-        if places.len() > MAX_SOURCE_NAMES.trailing_zeros() as usize {
+        if places.len() > MAX_TOKEN_PLACES {
             return [build(&[]), build(&places)].into_iter().flatten().collect();
         }
         (0u32..1 << places.len())
