@@ -9,6 +9,11 @@
 //! it shows is the plan it carries out, and it can be rolled back exactly
 //! like a restore. The spool costs disk space about the size of a
 //! compressed export of the selection, and is removed when the copy ends.
+//!
+//! `--verify` compares the spool with the target after writing, as
+//! `compare --subset` does (or `--subset=merge` after a merge), with the
+//! copy's renames: the check reads what was copied, not the source as it
+//! is by then.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,14 +21,16 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{ArchiveSource, Decryption, Destination, Encryption};
+use crate::compare::{CompareMode, CompareOptions, Comparison, compare};
 use crate::connection::Endpoint;
 use crate::error::{Error, Result};
 use crate::export::{ExportOptions, export};
 use crate::fetch::ChunkSizes;
 use crate::keyspace::Selection;
+use crate::load::TtlMode;
 use crate::progress::{Cancel, Progress};
-use crate::report::{ActionCounts, ExportReport, KeyError, RestoreReport};
-use crate::restore::{self, Plan, RestoreOptions, WriteOptions};
+use crate::report::{ActionCounts, ExportReport, KeyError, RenameSummary, RestoreReport};
+use crate::restore::{self, Mode, Plan, RestoreOptions, WriteOptions};
 
 /// What to copy from one live server to another; [`CopyOptions::new`] fills
 /// in the defaults.
@@ -50,6 +57,8 @@ pub struct CopyOptions {
     /// Copy one user's records, or whole groups, as a profile describes
     /// them (instead of `selection`).
     pub profile: Option<crate::profile::select::ProfileExport>,
+    /// After writing, check that the target holds what was copied.
+    pub verify: bool,
 }
 
 impl CopyOptions {
@@ -68,6 +77,7 @@ impl CopyOptions {
             backup_dir: None,
             snapshot: false,
             profile: None,
+            verify: false,
         }
     }
 }
@@ -86,6 +96,7 @@ pub struct CopyPlan {
     read: ExportReport,
     restore: Plan,
     restore_options: RestoreOptions,
+    verify: bool,
     _spool: tempfile::TempDir,
 }
 
@@ -103,6 +114,9 @@ pub struct CopyReport {
     pub read_errors: u64,
     /// The first keys that could not be read, with why.
     pub read_error_samples: Vec<KeyError>,
+    /// With `verify`: the target compared with what was copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Comparison>,
 }
 
 impl CopyReport {
@@ -110,23 +124,38 @@ impl CopyReport {
     pub fn is_partial(&self) -> bool {
         self.restore.is_partial() || self.read_errors > 0
     }
+
+    /// True when a verification ran and found differences.
+    pub fn verification_failed(&self) -> bool {
+        self.verification
+            .as_ref()
+            .is_some_and(|c| !c.is_identical())
+    }
 }
 
 impl CopyPlan {
     /// The report of a dry run: what would be done, nothing written.
     pub fn into_dry_run_report(self) -> CopyReport {
+        let mut restore = RestoreReport::planned(self.source, self.target, self.actions);
+        restore.renames = self.restore.renames;
         CopyReport {
-            restore: RestoreReport::planned(self.source, self.target, self.actions),
+            restore,
             selection: self.selection,
             vanished: self.read.vanished,
             read_errors: self.read.errors,
             read_error_samples: self.read.error_samples,
+            verification: None,
         }
     }
 
     /// Where the pre-restore backup will be, when there is one.
     pub fn backup_path(&self) -> Option<&std::path::Path> {
         self.restore.backup_path()
+    }
+
+    /// With rename rules: what they do to the selected keys.
+    pub fn renames(&self) -> Option<&RenameSummary> {
+        self.restore.renames.as_ref()
     }
 }
 
@@ -138,7 +167,7 @@ pub async fn plan(options: &CopyOptions, progress: &dyn Progress) -> Result<Copy
         && same_database(&options.source, &options.target).await?
     {
         return Err(Error::InvalidArgument(format!(
-            "the source {} and the target {} are the same database: every key would be skipped or written over itself; name another target or --db, or rename with --rename-prefix",
+            "the source {} and the target {} are the same database: every key would be skipped or written over itself; name another target or --db, or rename with --rename-prefix or --rename-token",
             options.source.display(),
             options.target.display()
         )));
@@ -182,6 +211,7 @@ pub async fn plan(options: &CopyOptions, progress: &dyn Progress) -> Result<Copy
         read,
         restore,
         restore_options,
+        verify: options.verify,
         _spool: spool,
     })
 }
@@ -213,7 +243,15 @@ async fn same_database(source: &Endpoint, target: &Endpoint) -> Result<bool> {
 
 /// Carry out a copy planned by [`plan`].
 pub async fn perform(plan: CopyPlan, progress: &dyn Progress) -> Result<CopyReport> {
+    let target = plan.restore.target.clone();
     let mut report = restore::perform(plan.restore, &plan.restore_options, progress).await?;
+    let verification = if plan.verify {
+        let mut c = verify(&plan.restore_options, target, progress).await?;
+        c.archive = plan.source.clone();
+        Some(c)
+    } else {
+        None
+    };
     report.source = plan.source;
     Ok(CopyReport {
         restore: report,
@@ -221,5 +259,29 @@ pub async fn perform(plan: CopyPlan, progress: &dyn Progress) -> Result<CopyRepo
         vanished: plan.read.vanished,
         read_errors: plan.read.errors,
         read_error_samples: plan.read.error_samples,
+        verification,
     })
+}
+
+/// Compare what was copied (the spool) with the target as the write mode
+/// leaves it: every key equal, or after a merge every member present;
+/// keys the target has besides are its own. Expiry is compared only when
+/// the copy wrote the archive's own times (`--ttl absolute`).
+async fn verify(
+    restored: &RestoreOptions,
+    target: Endpoint,
+    progress: &dyn Progress,
+) -> Result<Comparison> {
+    let write = &restored.write;
+    let mut options = CompareOptions::new(restored.source.clone(), target);
+    options.decryption = restored.decryption.clone();
+    options.remap = write.remap.clone();
+    options.profile = write.profile.clone();
+    options.as_user = write.as_user.clone();
+    options.mode = match write.mode {
+        Mode::Merge => CompareMode::Merge,
+        _ => CompareMode::Subset,
+    };
+    options.compare_expiry = write.ttl == TtlMode::Absolute;
+    compare(&options, progress).await
 }

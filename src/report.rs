@@ -246,6 +246,37 @@ pub struct RestoreReport {
     /// trimmed): XCLAIM cannot create them.
     #[serde(default)]
     pub pending_not_restored: u64,
+    /// With rename rules: what they do to the selected keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renames: Option<RenameSummary>,
+}
+
+/// One key's rename, as a plan or a comparison shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenameExample {
+    /// The name in the archive (or source), printable.
+    pub from: String,
+    /// The name in the target, printable.
+    pub to: String,
+}
+
+/// What `--rename-prefix` and `--rename-token` rules do to the selected
+/// keys: how many they rename (with the first few `from -> to`) and how
+/// many no rule renames, which keep their name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenameSummary {
+    /// Keys a rule renames.
+    pub renamed: u64,
+    /// The first of them.
+    pub examples: Vec<RenameExample>,
+    /// Keys of the selection no rule renames.
+    pub not_renamed: u64,
+    /// The first of them.
+    pub not_renamed_examples: Vec<String>,
+    /// For compare: renamed keys the target does not hold under their new
+    /// name.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missing: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -291,6 +322,7 @@ impl RestoreReport {
             dropped_field_expiries: 0,
             redirects: 0,
             pending_not_restored: 0,
+            renames: None,
         }
     }
 

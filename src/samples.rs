@@ -40,6 +40,12 @@ impl<T> Samples<T> {
         self.first.extend(other.first.into_iter().take(room));
     }
 
+    /// Take back one count (something counted that turned out not to
+    /// count); an example already kept stays, as an example.
+    pub(crate) fn uncount(&mut self) {
+        self.total = self.total.saturating_sub(1);
+    }
+
     /// Everything counted.
     pub fn total(&self) -> u64 {
         self.total

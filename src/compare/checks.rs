@@ -37,6 +37,9 @@ pub(super) struct KeyState {
     pub(super) pel: crate::pel::PelCompare,
     /// A DUMP-kept type the server re-encodes, whose payload differs.
     pub(super) not_comparable: Option<String>,
+    /// Only look for the archive's fields, members and entries, whatever
+    /// their values (`--subset=merge`): what a merge leaves.
+    pub(super) presence: bool,
 }
 
 /// How hash field expiry is compared on this target.
@@ -78,6 +81,13 @@ pub(super) enum Check {
     StreamMeta,
     /// Consumer groups: their consumers and pending entries.
     Pel(crate::pel::PelCheck),
+    /// Fields or members that must be in the target, whatever their value
+    /// (HMGET, SMISMEMBER, ZMSCORE: a nil or a 0 is one it lacks).
+    Present(Vec<Bytes>),
+    /// A list value that must be somewhere in the target's list (LPOS).
+    InList(Bytes),
+    /// Stream entry ids that must be in the target's XRANGE.
+    EntriesPresent(Vec<crate::record::StreamId>),
 }
 
 pub(super) fn add_checks(
@@ -85,6 +95,9 @@ pub(super) fn add_checks(
     record: &Record,
     state: &mut KeyState,
 ) -> Vec<Check> {
+    if state.presence {
+        return add_presence_checks(pipe, record, state);
+    }
     let key = &record.key.0[..];
     let mut checks = Vec::new();
     match &record.value {
@@ -212,6 +225,75 @@ pub(super) fn add_checks(
         checks.push(Check::Length);
     }
     checks
+}
+
+/// What a merge leaves, checked: the archive's hash fields, set and
+/// sorted-set members, list values and stream entry ids are in the target
+/// key, whatever their values there (a merge keeps the target's). A string
+/// or DUMP-kept key only has to exist with its type, settled by `begin`.
+fn add_presence_checks(
+    pipe: &mut redis::Pipeline,
+    record: &Record,
+    state: &mut KeyState,
+) -> Vec<Check> {
+    let key = &record.key.0[..];
+    let mut members = |command: &str, names: Vec<Bytes>| {
+        state.total += names.len() as u64;
+        if names.is_empty() {
+            return Vec::new();
+        }
+        let c = pipe.cmd(command).arg(key);
+        for name in &names {
+            c.arg(&name.0[..]);
+        }
+        vec![Check::Present(names)]
+    };
+    match &record.value {
+        Value::Hash(fields) => {
+            // A field whose own expiry has passed is not written, so not looked for.
+            let now_ms = state.fields.now_ms;
+            let gone = |f: &Bytes| {
+                record
+                    .field_expiry
+                    .iter()
+                    .any(|e| e.field == *f && e.at_ms <= now_ms)
+            };
+            let names = fields
+                .iter()
+                .filter(|(f, _)| !gone(f))
+                .map(|(f, _)| f.clone())
+                .collect();
+            members("HMGET", names)
+        }
+        Value::Set(set) => members("SMISMEMBER", set.clone()),
+        Value::Zset(zset) => members("ZMSCORE", zset.iter().map(|(m, _)| m.clone()).collect()),
+        Value::List(items) => {
+            state.total += items.len() as u64;
+            items
+                .iter()
+                .map(|item| {
+                    pipe.cmd("LPOS").arg(key).arg(&item.0[..]);
+                    Check::InList(item.clone())
+                })
+                .collect()
+        }
+        Value::Stream(chunk) => {
+            state.total += chunk.entries.len() as u64;
+            match (chunk.entries.first(), chunk.entries.last()) {
+                (Some(first), Some(last)) => {
+                    pipe.cmd("XRANGE")
+                        .arg(key)
+                        .arg(first.id.to_string())
+                        .arg(last.id.to_string());
+                    vec![Check::EntriesPresent(
+                        chunk.entries.iter().map(|e| e.id).collect(),
+                    )]
+                }
+                _ => Vec::new(),
+            }
+        }
+        Value::String(_) | Value::Dump(_) | Value::Absent(_) => Vec::new(),
+    }
 }
 
 /// Types kept as DUMP payloads whose payload the server writes anew on
@@ -348,6 +430,28 @@ pub(super) fn evaluate(state: &mut KeyState, check: Check, reply: Reply) {
             };
             if len > state.total {
                 state.note(format!("the target has {} more", len - state.total));
+            }
+        }
+        Check::Present(names) => {
+            for (name, got) in names.iter().zip(array_of(reply)) {
+                if matches!(got, Reply::Nil | Reply::Int(0)) {
+                    state.note(format!("\"{}\" missing in the target", short(&name.0)));
+                }
+            }
+        }
+        Check::InList(item) => {
+            if matches!(reply, Reply::Nil) {
+                state.note(format!("\"{}\" missing in the target", short(&item.0)));
+            }
+        }
+        Check::EntriesPresent(ids) => {
+            let got: HashSet<_> = stream_entries(reply)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.id)
+                .collect();
+            for id in ids.iter().filter(|id| !got.contains(id)) {
+                state.note(format!("entry {id} missing in the target"));
             }
         }
         Check::Pel(check) => {

@@ -45,6 +45,7 @@ impl Outcome {
             dropped_field_expiries: 0,
             redirects: self.redirects,
             pending_not_restored: self.pending_not_restored,
+            renames: None,
         }
     }
 

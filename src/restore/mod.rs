@@ -55,10 +55,12 @@ use crate::profile::Profile;
 use crate::profile::rewrite::Rewriter;
 use crate::progress::{Cancel, Progress};
 use crate::record::{Bytes, Expiry, KeyType, Record, Value, printable};
-use crate::report::{Action, ActionCounts, KeyError, ProfileRestore, RestoreReport, Samples};
+use crate::report::{
+    Action, ActionCounts, KeyError, ProfileRestore, RenameSummary, RestoreReport, Samples,
+};
 use backup::PreRestoreBackup;
 use journal::{Journal, journal_path};
-use remap::Remap;
+use remap::{Remap, RenameTally};
 
 /// A pipeline running as a task of its own.
 type Pending = tokio::task::JoinHandle<Result<Vec<Reply>>>;
@@ -184,6 +186,8 @@ pub struct Plan {
     pub profile: Option<ProfileRestore>,
     /// Hash field expiries the target cannot hold, dropped on request.
     pub dropped_field_expiries: u64,
+    /// With rename rules: what they do to the keys.
+    pub renames: Option<RenameSummary>,
     /// The decision for each key, in archive order: perform follows it.
     decisions: Vec<Action>,
     /// The pre-restore backup, complete but not yet in place: perform
@@ -201,6 +205,7 @@ impl Plan {
         let mut report = RestoreReport::planned(self.source, self.target.display(), self.actions);
         report.profile = self.profile;
         report.dropped_field_expiries = self.dropped_field_expiries;
+        report.renames = self.renames;
         report
     }
 
@@ -262,6 +267,7 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
         actions: planned.actions,
         profile: planned.profile,
         dropped_field_expiries: planned.dropped_field_expiries,
+        renames: planned.renames,
         decisions: planned.decisions,
         backup: planned.backup,
         archive,
@@ -317,6 +323,7 @@ pub async fn perform(
     let mut report = outcome.into_report(plan.source, target.display(), started);
     report.profile = plan.profile.take();
     report.dropped_field_expiries = plan.dropped_field_expiries;
+    report.renames = plan.renames.take();
     report.backup = backup.as_ref().map(|p| p.display().to_string());
     report.rollback = backup.as_deref().map(rollback_command);
     Ok(report)

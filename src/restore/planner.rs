@@ -50,6 +50,8 @@ pub struct Planner<'p> {
     needs: Needs,
     /// The target's version, for what it can hold.
     server: Option<ServerInfo>,
+    /// What the rename rules do to the keys.
+    renames: RenameTally,
 }
 
 /// What the archive holds that not every server can: hash field expiry,
@@ -72,6 +74,7 @@ pub struct Planned {
     pub actions: ActionCounts,
     pub profile: Option<ProfileRestore>,
     pub dropped_field_expiries: u64,
+    pub renames: Option<RenameSummary>,
     pub(super) decisions: Vec<Action>,
     pub(super) backup: Option<PreRestoreBackup>,
 }
@@ -113,6 +116,7 @@ impl<'p> Planner<'p> {
             voided: Vec::new(),
             needs: Needs::default(),
             server: None,
+            renames: RenameTally::default(),
         }
     }
 
@@ -168,6 +172,7 @@ impl<'p> Planner<'p> {
             p.upgrade = r.upgrade_summary().cloned();
         }
         Ok(Planned {
+            renames: (!self.write.remap.is_empty()).then(|| self.renames.into_summary()),
             target: self.target,
             actions: self.actions,
             profile: self.profile,
@@ -372,8 +377,15 @@ impl Planner<'_> {
         if record.void {
             if let Some((index, _)) = self.open_key {
                 self.voided.push((index, record.key_type()));
+                if !self.write.remap.is_empty() {
+                    self.renames.take_back(&self.write.remap, &record.key.0);
+                }
             }
             return Ok(());
+        }
+        if record.part == 0 && !self.write.remap.is_empty() {
+            self.renames
+                .add(&record.key.0, &self.write.remap.key(&record.key.0));
         }
         if record.part == 0 {
             let expired = self.write.ttl.is_expired(record.expiry, self.now_ms);

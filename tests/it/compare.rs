@@ -4,16 +4,7 @@ use crate::support::*;
 use redis::Commands;
 
 fn compare(archive: &std::path::Path, target: &RedisServer, extra: &[&str]) -> Run {
-    let url = target.url();
-    let mut args = vec![
-        "compare",
-        archive.to_str().unwrap(),
-        "--target",
-        &url,
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    run(&args)
+    compare_with(target, archive, &[&["--json"], extra].concat())
 }
 
 #[test]
@@ -164,4 +155,157 @@ fn compare_follows_renames_and_databases_and_writes_nothing() {
     let out = compare(&file, &dst, &[]);
     assert_eq!(out.json()["by_kind"]["missing"], 2);
     assert_eq!(dst.dbsize(3), before, "compare is read-only");
+}
+
+/// After a skip-mode copy into a database with other data, plain compare
+/// reports the target's own keys as extra; `--subset` asks only whether
+/// the archive is in the target, and still sees a value that differs.
+#[test]
+fn subset_ignores_the_targets_other_keys_after_a_skip_mode_copy() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    load_mixed(&mut src.conn());
+    let mut d = dst.conn();
+    let _: () = d.set("theirs:1", "kept").unwrap();
+    let _: () = d.hset("theirs:2", "f", "kept").unwrap();
+    let (from, to) = (src.url(), dst.url());
+    let copied = run(&[
+        "copy",
+        "--source",
+        &from,
+        "--target",
+        &to,
+        "--yes",
+        "--no-backup",
+        "--verify",
+        "--json",
+    ])
+    .ok()
+    .json();
+    let verification = &copied["verification"];
+    assert_eq!(verification["mode"], "subset", "{copied}");
+    assert_eq!(verification["differences"], 0, "{copied}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.tar.zst");
+    export(&src, &file, &[]).ok();
+
+    let plain = compare(&file, &dst, &[]);
+    assert_eq!(plain.code, 14, "{}", plain.stderr);
+    assert_eq!(plain.json()["by_kind"]["extra"], 2, "{}", plain.json());
+
+    let subset = compare(&file, &dst, &["--subset"]).ok().json();
+    assert_eq!(subset["differences"], 0, "{subset}");
+    assert_eq!(subset["mode"], "subset");
+    assert_eq!(subset["compared"], src.dbsize(0));
+    let text = run(&[
+        "compare",
+        file.to_str().unwrap(),
+        "--target",
+        &to,
+        "--subset",
+    ])
+    .ok()
+    .stdout_text();
+    assert!(text.starts_with("in the target, equal"), "{text}");
+
+    let _: () = d.hset("hash:1", "name", "Bob").unwrap();
+    let out = compare(&file, &dst, &["--subset"]);
+    assert_eq!(out.code, 14);
+    let diff = out.json();
+    assert_eq!(diff["by_kind"]["value-differs"], 1, "{diff}");
+    assert_eq!(diff["differences"], 1, "{diff}");
+}
+
+/// `--subset=merge` asks what a merge leaves: the archive's members are
+/// in the target whatever their values; one the target lacks is named.
+#[test]
+fn subset_merge_checks_members_not_values() {
+    let src = RedisServer::start();
+    let dst = RedisServer::start();
+    let (mut s, mut d) = (src.conn(), dst.conn());
+    redis::pipe()
+        .cmd("HSET")
+        .arg("h")
+        .arg("a")
+        .arg("1")
+        .arg("b")
+        .arg("2")
+        .cmd("ZADD")
+        .arg("z")
+        .arg(1)
+        .arg("m1")
+        .arg(2)
+        .arg("m2")
+        .cmd("RPUSH")
+        .arg("l")
+        .arg("x")
+        .arg("y")
+        .cmd("SADD")
+        .arg("s")
+        .arg("p")
+        .arg("q")
+        .cmd("XADD")
+        .arg("st")
+        .arg("2-1")
+        .arg("f")
+        .arg("v")
+        .cmd("SET")
+        .arg("str")
+        .arg("archive")
+        .query::<()>(&mut s)
+        .unwrap();
+    redis::pipe()
+        .cmd("HSET")
+        .arg("h")
+        .arg("a")
+        .arg("theirs")
+        .arg("c")
+        .arg("3")
+        .cmd("ZADD")
+        .arg("z")
+        .arg(9)
+        .arg("m1")
+        .cmd("RPUSH")
+        .arg("l")
+        .arg("y")
+        .arg("w")
+        .cmd("XADD")
+        .arg("st")
+        .arg("1-1")
+        .arg("f")
+        .arg("theirs")
+        .cmd("SET")
+        .arg("str")
+        .arg("theirs")
+        .cmd("EXPIRE")
+        .arg("str")
+        .arg(100)
+        .query::<()>(&mut d)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.tar.zst");
+    export(&src, &file, &[]).ok();
+    restore(&dst, &file, &["--mode", "merge"]).ok();
+
+    let merged = compare(&file, &dst, &["--subset=merge"]).ok().json();
+    assert_eq!(merged["differences"], 0, "{merged}");
+    assert_eq!(merged["mode"], "merge");
+    // The same target is not equal to the archive.
+    assert_eq!(compare(&file, &dst, &["--subset"]).code, 14);
+
+    let _: () = d.lrem("l", 0, "x").unwrap();
+    let _: () = d.hdel("h", "b").unwrap();
+    let out = compare(&file, &dst, &["--subset=merge"]);
+    assert_eq!(out.code, 14);
+    let diff = out.json();
+    assert_eq!(diff["by_kind"]["value-differs"], 2, "{diff}");
+    let details = diff["examples"].to_string();
+    assert!(
+        details.contains("\\\"x\\\" missing in the target"),
+        "{details}"
+    );
+    assert!(
+        details.contains("\\\"b\\\" missing in the target"),
+        "{details}"
+    );
 }

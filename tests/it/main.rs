@@ -23,6 +23,7 @@ mod library;
 mod mutations;
 mod profiles;
 mod rdb;
+mod renames;
 mod restore_modes;
 mod rollback;
 mod roundtrip;

@@ -489,3 +489,105 @@ fn copy_onto_itself_is_refused_unless_it_renames() {
     let v: String = server.conn_db(2).get("tenant:b:k").unwrap();
     assert_eq!(v, "v");
 }
+
+/// DB 1 -> DB 0 with `--mode merge --verify` into a database with data of
+/// its own: the check passes and keeps the target's values; entries a
+/// merge cannot add (older than the target stream's last id) fail it.
+#[test]
+fn merge_copy_from_db1_into_db0_verifies() {
+    let server = RedisServer::start();
+    let (mut one, mut zero) = (server.conn_db(1), server.conn_db(0));
+    redis::pipe()
+        .cmd("HSET")
+        .arg("session:1")
+        .arg("user")
+        .arg("42")
+        .arg("seen")
+        .arg("now")
+        .cmd("ZADD")
+        .arg("session:index")
+        .arg(1)
+        .arg("s1")
+        .arg(2)
+        .arg("s2")
+        .cmd("SADD")
+        .arg("session:tags")
+        .arg("a")
+        .arg("b")
+        .cmd("RPUSH")
+        .arg("session:log")
+        .arg("login")
+        .arg("view")
+        .cmd("SET")
+        .arg("session:cfg")
+        .arg("db1")
+        .cmd("XADD")
+        .arg("events:1")
+        .arg("1-1")
+        .arg("f")
+        .arg("db1")
+        .query::<()>(&mut one)
+        .unwrap();
+    redis::pipe()
+        .cmd("SET")
+        .arg("other:x")
+        .arg("db0")
+        .cmd("ZADD")
+        .arg("session:index")
+        .arg(5)
+        .arg("s0")
+        .arg(9)
+        .arg("s1")
+        .cmd("HSET")
+        .arg("session:1")
+        .arg("user")
+        .arg("db0")
+        .cmd("RPUSH")
+        .arg("session:log")
+        .arg("boot")
+        .cmd("XADD")
+        .arg("events:1")
+        .arg("5-1")
+        .arg("f")
+        .arg("db0")
+        .query::<()>(&mut zero)
+        .unwrap();
+    let (db1, db0) = (server.url_db(1), server.url_db(0));
+    let copy = |selection: &str, json: bool| {
+        let mut args = vec![
+            "copy",
+            "--source",
+            &db1,
+            "--target",
+            &db0,
+            "--match",
+            selection,
+            "--mode",
+            "merge",
+            "--verify",
+            "--yes",
+            "--no-backup",
+        ];
+        if json {
+            args.push("--json");
+        }
+        run(&args)
+    };
+    let report = copy("session:*", true).ok().json();
+    let verification = &report["verification"];
+    assert_eq!(verification["mode"], "merge", "{report}");
+    assert_eq!(verification["differences"], 0, "{report}");
+    assert_eq!(verification["compared"], 5, "{report}");
+    let score: f64 = zero.zscore("session:index", "s1").unwrap();
+    assert_eq!(score, 9.0, "merge keeps the target's score");
+    let user: String = zero.hget("session:1", "user").unwrap();
+    assert_eq!(user, "db0");
+    let other: String = zero.get("other:x").unwrap();
+    assert_eq!(other, "db0");
+
+    let out = copy("events:*", false);
+    assert_eq!(out.code, 14, "{}\n{}", out.stderr, out.stdout_text());
+    let text = out.stdout_text();
+    assert!(text.contains("verify: DIFFERENT"), "{text}");
+    assert!(text.contains("entry 1-1 missing in the target"), "{text}");
+}

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use redis_archive::archive::manifest::ArchiveKind;
+use redis_archive::compare::CompareMode;
 use redis_archive::load::TtlMode;
 use redis_archive::restore::Mode;
 
@@ -22,7 +23,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 5 database index out of range, 6 Redis command failed, 7 archive not valid (not an archive, corrupt, truncated; \
 with --profile: records breaking its rules), 8 archive or data schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
 11 confirmation required or cancelled, 12 cannot decrypt (no key given, wrong identity or passphrase), \
-13 keys exist in the target (--mode fail), 14 compare found differences, 15 backup folder locked, \
+13 keys exist in the target (--mode fail), 14 compare (or copy --verify) found differences, 15 backup folder locked, \
 16 the target cannot hold what the archive holds (field expiry, DUMP payloads, module types), 130 interrupted (SIGINT/SIGTERM)."
 )]
 pub struct Cli {
@@ -168,9 +169,17 @@ pub struct WriteArgs {
     #[arg(long, value_enum, default_value_t = TtlArg::Absolute)]
     pub ttl: TtlArg,
     /// Write keys starting with OLD as NEW + the rest (e.g. tenant_a:=tenant_b:);
-    /// repeatable, the first match wins.
+    /// repeatable, the first match wins. Literal text: glob characters are refused.
     #[arg(long = "rename-prefix", value_name = "OLD=NEW")]
     pub rename_prefix: Vec<String>,
+    /// Replace the token OLD by NEW wherever it stands whole in a key, between
+    /// the key's start or end and the separators : _ { } - . / (e.g.
+    /// siraya=tenant_7692 renames lightrag:siraya:x, embed:ab12:siraya and
+    /// siraya_kv_x, never siraya2_x); repeatable. Applied after the first
+    /// matching --rename-prefix, to the rest of the key; no rule sees another
+    /// rule's output.
+    #[arg(long = "rename-token", value_name = "OLD=NEW")]
+    pub rename_token: Vec<String>,
     /// Restore what the target can hold when it cannot hold everything:
     /// hash field expiry it has no feature for is dropped, keys of types it
     /// cannot load (module types, newer DUMP payloads) are not written;
@@ -288,6 +297,12 @@ pub struct CopyArgs {
     pub selection: SelectionArgs,
     #[command(flatten)]
     pub write: WriteArgs,
+    /// After writing, check the target against what was copied, with the
+    /// same renames: every key equal (as `compare --subset`), or with
+    /// --mode merge every field, member and entry present (as `compare
+    /// --subset=merge`). The result is in the report; a failed check exits 14.
+    #[arg(long)]
+    pub verify: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -324,8 +339,31 @@ pub struct CompareArgs {
     #[arg(long)]
     pub db: Option<i64>,
     /// Compare as restore with these renames would write (OLD=NEW, repeatable).
+    /// With rename rules, a key of the archive that no rule renames is a
+    /// difference (not-renamed).
     #[arg(long = "rename-prefix", value_name = "OLD=NEW")]
     pub rename_prefix: Vec<String>,
+    /// Compare as restore with these token renames would write (OLD=NEW,
+    /// repeatable; see restore --help).
+    #[arg(long = "rename-token", value_name = "OLD=NEW")]
+    pub rename_token: Vec<String>,
+    /// Only check that the archive is in the target: extra target keys are
+    /// ignored. `--subset` (or `--subset=equal`): every archive key equals
+    /// the target's (type, value, expiry); for after a skip or overwrite
+    /// restore into a database with other data. `--subset=merge`: what a
+    /// `--mode merge` restore leaves: every field, member, list value and
+    /// stream entry id of the archive is in the target, whatever its value
+    /// (the target keeps its own); strings only need to exist; expiry is not
+    /// compared.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "equal|merge",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "equal"
+    )]
+    pub subset: Option<SubsetArg>,
     /// Profile of a user archive: compare its records as restore writes them
     /// (upgraded to the profile's data schema_version; default:
     /// ARCHIVE_PROFILE, else archive.toml in the current directory).
@@ -508,6 +546,25 @@ impl From<ModeArg> for Mode {
             ModeArg::Overwrite => Mode::Overwrite,
             ModeArg::Merge => Mode::Merge,
             ModeArg::Fail => Mode::Fail,
+        }
+    }
+}
+
+/// The values of `compare --subset`; the library's [`CompareMode`] has no
+/// command-line parsing of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SubsetArg {
+    /// Every key of the archive equals the target's.
+    Equal,
+    /// Every field, member and entry of the archive is in the target.
+    Merge,
+}
+
+impl From<SubsetArg> for CompareMode {
+    fn from(arg: SubsetArg) -> Self {
+        match arg {
+            SubsetArg::Equal => CompareMode::Subset,
+            SubsetArg::Merge => CompareMode::Merge,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis_archive::archive::{ArchiveSource, Destination, WriterOptions, read_manifest};
-use redis_archive::compare::{CompareOptions, compare};
+use redis_archive::compare::{CompareMode, CompareOptions, compare};
 use redis_archive::connection::{Endpoint, Side, Timeouts};
 use redis_archive::copy::{self, CopyOptions};
 use redis_archive::error::Error;
@@ -120,7 +120,7 @@ fn write_options(args: &WriteArgs) -> Result<WriteOptions, Error> {
     Ok(WriteOptions {
         mode: args.mode.into(),
         ttl: args.ttl.into(),
-        remap: Remap::parse(&args.rename_prefix)?,
+        remap: Remap::with_rules(&args.rename_prefix, &args.rename_token)?,
         drop_unsupported: args.drop_unsupported,
         ..WriteOptions::default()
     })
@@ -335,7 +335,8 @@ pub(crate) fn run_validate(args: ValidateArgs) -> Result<u8, Failure> {
 pub(crate) async fn run_compare(args: CompareArgs) -> Result<u8, Failure> {
     let target = endpoint(args.target.as_deref(), args.db, Side::Target, &args.connect)?;
     let mut options = CompareOptions::new(ArchiveSource::from_arg(&args.file), target);
-    options.remap = Remap::parse(&args.rename_prefix)?;
+    options.remap = Remap::with_rules(&args.rename_prefix, &args.rename_token)?;
+    options.mode = args.subset.map_or(CompareMode::Exact, CompareMode::from);
     options.ttl_tolerance_ms = args.ttl_tolerance;
     options.decryption = secrets::decryption(&args.decrypt)?;
     options.profile = Profile::locate(args.profile.as_deref())?.map(Arc::new);
@@ -374,6 +375,7 @@ pub(crate) async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8,
             to: &planned.target.display(),
             selection: &planned.header().selection,
             backup: planned.backup_path(),
+            renames: planned.renames.as_ref(),
         };
         confirm(&ends, &planned.actions, source == ArchiveSource::Stdin)?;
     }
@@ -396,6 +398,7 @@ pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failu
     options.cancel = cancel;
     options.backup_dir = backup_dir(&args.write, args.write.dry_run);
     options.snapshot = args.snapshot;
+    options.verify = args.verify;
     options.profile = profile_selection(&args.by_profile, &args.selection)?;
     options.write.profile = options.profile.as_ref().map(|p| p.profile.clone());
     if let Some(id) = &args.as_user {
@@ -418,13 +421,21 @@ pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failu
             to: &planned.target,
             selection: &planned.selection,
             backup: planned.backup_path(),
+            renames: planned.renames(),
         };
         confirm(&ends, &planned.actions, false)?;
     }
     let copying = Bar::new("copying");
     let done = copy::perform(planned, &copying).await?;
     emit(args.write.json, &done, render::copy)?;
-    Ok(partial_code(done.is_partial()))
+    // Keys that failed are the cause of any difference verification finds.
+    Ok(if done.is_partial() {
+        exit::PARTIAL
+    } else if done.verification_failed() {
+        exit::DIFFERENT
+    } else {
+        exit::OK
+    })
 }
 
 pub(crate) async fn run_rollback(args: RollbackArgs, cancel: Cancel) -> Result<u8, Failure> {

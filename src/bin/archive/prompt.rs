@@ -5,7 +5,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 
 use redis_archive::error::Error;
 use redis_archive::keyspace::Selection;
-use redis_archive::report::{Action, ActionCounts};
+use redis_archive::report::{Action, ActionCounts, RenameSummary};
 
 use crate::{Failure, render};
 
@@ -15,6 +15,7 @@ pub(crate) struct Ends<'a> {
     pub(crate) to: &'a str,
     pub(crate) selection: &'a Selection,
     pub(crate) backup: Option<&'a std::path::Path>,
+    pub(crate) renames: Option<&'a RenameSummary>,
 }
 
 /// Ask on the terminal; without one, refuse (pass --yes).
@@ -35,6 +36,9 @@ pub(crate) fn confirm(
             )?,
         }
         render::plan_table(err, actions)?;
+        if let Some(renames) = ends.renames {
+            render::renames(err, renames)?;
+        }
         let merges = actions.total(Action::Merge);
         if merges > 0 {
             write!(

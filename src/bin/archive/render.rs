@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use redis_archive::archive::manifest::ArchiveKind;
 use redis_archive::archive::{Header, Manifest};
-use redis_archive::compare::Comparison;
+use redis_archive::compare::{CompareMode, Comparison};
 use redis_archive::copy::CopyReport;
 use redis_archive::folder::catalog::Entry;
 use redis_archive::folder::prune::PruneReport;
@@ -15,7 +15,9 @@ use redis_archive::keyspace::Selection;
 use redis_archive::profile::ProfileScope;
 use redis_archive::profile::upgrade::UpgradeSummary;
 use redis_archive::record::KeyType;
-use redis_archive::report::{Action, ActionCounts, ExportReport, KeyError, RestoreReport};
+use redis_archive::report::{
+    Action, ActionCounts, ExportReport, KeyError, RenameSummary, RestoreReport,
+};
 use redis_archive::restore::rollback::RollbackReport;
 use redis_archive::validate::ValidationReport;
 use serde::Serialize;
@@ -198,6 +200,9 @@ pub fn restore(out: &mut dyn Write, r: &RestoreReport, verb: &str) -> io::Result
         }
     }
     table(out, &r.plan, &r.errors_by_type)?;
+    if let Some(renames) = &r.renames {
+        self::renames(out, renames)?;
+    }
     let merged = r.plan.total(Action::Merge);
     if merged > 0 && !r.dry_run {
         writeln!(
@@ -262,6 +267,43 @@ pub fn copy(out: &mut dyn Write, r: &CopyReport) -> io::Result<()> {
         for e in &r.read_error_samples {
             writeln!(out, "  \"{}\": {}", e.key, e.reason)?;
         }
+    }
+    if let Some(c) = &r.verification {
+        write!(out, "verify: ")?;
+        comparison(out, c)?;
+    }
+    Ok(())
+}
+
+/// How many `old -> new` examples and unrenamed keys a plan shows.
+const RENAME_EXAMPLES: usize = 5;
+
+/// What the rename rules do: how many keys they rename, the first few
+/// `old -> new`, and the keys no rule renames.
+pub fn renames(out: &mut dyn Write, r: &RenameSummary) -> io::Result<()> {
+    if r.examples.is_empty() {
+        writeln!(out, "renames: no key renamed")?;
+    } else {
+        writeln!(out, "renames: {} key(s) renamed, e.g.", r.renamed)?;
+    }
+    for e in r.examples.iter().take(RENAME_EXAMPLES) {
+        writeln!(out, "  {} -> {}", e.from, e.to)?;
+    }
+    and_more(out, r.renamed, r.examples.len().min(RENAME_EXAMPLES))?;
+    if r.not_renamed > 0 {
+        writeln!(
+            out,
+            "{} selected key(s) no rule renames (they keep their name):",
+            r.not_renamed
+        )?;
+        for key in r.not_renamed_examples.iter().take(RENAME_EXAMPLES) {
+            writeln!(out, "  {key}")?;
+        }
+        and_more(
+            out,
+            r.not_renamed,
+            r.not_renamed_examples.len().min(RENAME_EXAMPLES),
+        )?;
     }
     Ok(())
 }
@@ -495,12 +537,44 @@ pub fn validation(out: &mut dyn Write, r: &ValidationReport) -> io::Result<()> {
     Ok(())
 }
 
+/// The verdict first (`copy --verify` puts it after "verify: "), then what
+/// was not compared and what the renames found, then the differences.
 pub fn comparison(out: &mut dyn Write, c: &Comparison) -> io::Result<()> {
     let expired = if c.expired_in_archive > 0 {
         format!(", {} expired in the archive", c.expired_in_archive)
     } else {
         String::new()
     };
+    if c.is_identical() {
+        let verdict = match c.mode {
+            CompareMode::Subset => "in the target, equal (keys only in the target not looked at):",
+            CompareMode::Merge => {
+                "merged: every field, member and entry is in the target (values and expiry its own):"
+            }
+            _ => "identical:",
+        };
+        writeln!(
+            out,
+            "{verdict} {} and {} ({} keys compared{expired})",
+            c.archive, c.target, c.compared
+        )?;
+    } else {
+        let kinds: Vec<String> = c
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{n} {}", k.name()))
+            .collect();
+        writeln!(
+            out,
+            "DIFFERENT: {} and {}: {} difference(s) ({}); {} keys compared, {} identical{expired}",
+            c.archive,
+            c.target,
+            c.differences,
+            kinds.join(", "),
+            c.compared,
+            c.identical
+        )?;
+    }
     if c.not_compared > 0 {
         writeln!(
             out,
@@ -509,35 +583,23 @@ pub fn comparison(out: &mut dyn Write, c: &Comparison) -> io::Result<()> {
             c.not_compared_examples.join(", ")
         )?;
     }
-    if c.is_identical() {
+    if let Some(r) = &c.renames {
+        let missing = if r.missing > 0 {
+            format!(", {} not found under their new names", r.missing)
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "identical: {} and {} ({} keys compared{expired})",
-            c.archive, c.target, c.compared
+            "renames: {} key(s) looked up under their new names{missing}, {} no rule renames",
+            r.renamed, r.not_renamed
         )?;
-        return Ok(());
     }
-    let kinds: Vec<String> = c
-        .by_kind
-        .iter()
-        .map(|(k, n)| format!("{n} {}", k.name()))
-        .collect();
-    writeln!(
-        out,
-        "DIFFERENT: {} and {}: {} difference(s) ({}); {} keys compared, {} identical{expired}",
-        c.archive,
-        c.target,
-        c.differences,
-        kinds.join(", "),
-        c.compared,
-        c.identical
-    )?;
     for d in &c.examples {
         let kind = d.kind.name();
         writeln!(out, "  {kind:<14} \"{}\": {}", d.key, d.detail)?;
     }
-    and_more(out, c.differences, c.examples.len())?;
-    Ok(())
+    and_more(out, c.differences, c.examples.len())
 }
 
 pub fn rollback(out: &mut dyn Write, r: &RollbackReport) -> io::Result<()> {

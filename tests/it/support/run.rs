@@ -179,6 +179,14 @@ pub fn export_url(url: &str, path: &Path, extra: &[&str]) -> Run {
     run(&args)
 }
 
+/// `archive compare ARCHIVE --target SERVER EXTRA...`.
+pub fn compare_with(target: &RedisServer, archive: &Path, extra: &[&str]) -> Run {
+    let url = target.url();
+    let mut args = vec!["compare", archive.to_str().unwrap(), "--target", &url];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 pub fn restore(server: &RedisServer, path: &Path, extra: &[&str]) -> Run {
     restore_url(&server.url(), path, extra)
 }
