@@ -29,7 +29,9 @@ use crate::fetch::ChunkSizes;
 use crate::keyspace::Selection;
 use crate::load::TtlMode;
 use crate::progress::{Cancel, Progress};
-use crate::report::{ActionCounts, ExportReport, KeyError, RenameSummary, RestoreReport};
+use crate::report::{
+    ActionCounts, ExportReport, KeyError, PlanNames, RenameSummary, RestoreReport,
+};
 use crate::restore::{self, Mode, Plan, RestoreOptions, WriteOptions};
 
 /// What to copy from one live server to another; [`CopyOptions::new`] fills
@@ -138,6 +140,7 @@ impl CopyPlan {
     pub fn into_dry_run_report(self) -> CopyReport {
         let mut restore = RestoreReport::planned(self.source, self.target, self.actions);
         restore.renames = self.restore.renames;
+        restore.names = self.restore.names;
         CopyReport {
             restore,
             selection: self.selection,
@@ -156,6 +159,11 @@ impl CopyPlan {
     /// With rename rules: what they do to the selected keys.
     pub fn renames(&self) -> Option<&RenameSummary> {
         self.restore.renames.as_ref()
+    }
+
+    /// The first existing keys the plan skips, overwrites or merges into.
+    pub fn names(&self) -> &PlanNames {
+        &self.restore.names
     }
 }
 

@@ -249,6 +249,50 @@ pub struct RestoreReport {
     /// With rename rules: what they do to the selected keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renames: Option<RenameSummary>,
+    /// The first keys of the target the plan skips, overwrites or merges
+    /// into, by name (their counts are in `plan`).
+    #[serde(default, skip_serializing_if = "PlanNames::is_empty")]
+    pub names: PlanNames,
+}
+
+/// The first keys that already exist in the target and that a plan
+/// leaves as they are, overwrites or merges into: what a person checks
+/// before saying yes. Counts are in the plan's table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanNames {
+    /// Existing keys left as they are (skip mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip: Vec<String>,
+    /// Existing keys replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overwrite: Vec<String>,
+    /// Existing keys merged into.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merge: Vec<String>,
+}
+
+impl PlanNames {
+    /// Keys named per action.
+    pub const MAX: usize = 20;
+
+    /// Name `key` under `action` if that action still has room; other
+    /// actions are not named. The name is made only when kept.
+    pub(crate) fn add(&mut self, action: Action, key: impl FnOnce() -> String) {
+        let list = match action {
+            Action::Skip => &mut self.skip,
+            Action::Overwrite => &mut self.overwrite,
+            Action::Merge => &mut self.merge,
+            _ => return,
+        };
+        if list.len() < Self::MAX {
+            list.push(key());
+        }
+    }
+
+    /// True when no key is named.
+    pub fn is_empty(&self) -> bool {
+        self.skip.is_empty() && self.overwrite.is_empty() && self.merge.is_empty()
+    }
 }
 
 /// One key's rename, as a plan or a comparison shows it.
@@ -323,6 +367,7 @@ impl RestoreReport {
             redirects: 0,
             pending_not_restored: 0,
             renames: None,
+            names: PlanNames::default(),
         }
     }
 
@@ -330,5 +375,35 @@ impl RestoreReport {
     /// of the archive.
     pub fn is_partial(&self) -> bool {
         self.errors > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_names_the_first_existing_keys_per_action_only() {
+        let mut names = PlanNames::default();
+        let mut made = 0;
+        for i in 0..50 {
+            for action in [Action::Skip, Action::Create, Action::Overwrite] {
+                names.add(action, || {
+                    made += 1;
+                    format!("k{i}")
+                });
+            }
+        }
+        names.add(Action::Merge, || "m".into());
+        assert_eq!(names.skip.len(), PlanNames::MAX);
+        assert_eq!(names.overwrite.len(), PlanNames::MAX);
+        assert_eq!(names.skip[0], "k0");
+        assert_eq!(
+            names.skip[PlanNames::MAX - 1],
+            format!("k{}", PlanNames::MAX - 1)
+        );
+        assert_eq!(names.merge, ["m"]);
+        // Names past the first are never made, and created keys are not named.
+        assert_eq!(made, 2 * PlanNames::MAX);
     }
 }

@@ -46,6 +46,7 @@ impl Outcome {
             redirects: self.redirects,
             pending_not_restored: self.pending_not_restored,
             renames: None,
+            names: Default::default(),
         }
     }
 

@@ -56,7 +56,8 @@ use crate::profile::rewrite::Rewriter;
 use crate::progress::{Cancel, Progress};
 use crate::record::{Bytes, Expiry, KeyType, Record, Value, printable};
 use crate::report::{
-    Action, ActionCounts, KeyError, ProfileRestore, RenameSummary, RestoreReport, Samples,
+    Action, ActionCounts, KeyError, PlanNames, ProfileRestore, RenameSummary, RestoreReport,
+    Samples,
 };
 use backup::PreRestoreBackup;
 use journal::{Journal, journal_path};
@@ -188,6 +189,8 @@ pub struct Plan {
     pub dropped_field_expiries: u64,
     /// With rename rules: what they do to the keys.
     pub renames: Option<RenameSummary>,
+    /// The first existing keys the plan skips, overwrites or merges into.
+    pub names: PlanNames,
     /// The decision for each key, in archive order: perform follows it.
     decisions: Vec<Action>,
     /// The pre-restore backup, complete but not yet in place: perform
@@ -206,6 +209,7 @@ impl Plan {
         report.profile = self.profile;
         report.dropped_field_expiries = self.dropped_field_expiries;
         report.renames = self.renames;
+        report.names = self.names;
         report
     }
 
@@ -268,6 +272,7 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
         profile: planned.profile,
         dropped_field_expiries: planned.dropped_field_expiries,
         renames: planned.renames,
+        names: planned.names,
         decisions: planned.decisions,
         backup: planned.backup,
         archive,
@@ -324,6 +329,7 @@ pub async fn perform(
     report.profile = plan.profile.take();
     report.dropped_field_expiries = plan.dropped_field_expiries;
     report.renames = plan.renames.take();
+    report.names = std::mem::take(&mut plan.names);
     report.backup = backup.as_ref().map(|p| p.display().to_string());
     report.rollback = backup.as_deref().map(rollback_command);
     Ok(report)

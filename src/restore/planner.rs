@@ -37,6 +37,8 @@ pub struct Planner<'p> {
     actions: ActionCounts,
     decisions: Vec<Action>,
     conflicts: Vec<String>,
+    /// The first existing keys skipped, overwritten or merged into.
+    names: PlanNames,
     /// Where to put a pre-restore backup, and the archive it is for.
     backup_to: Option<(PathBuf, String)>,
     backup: Option<PreRestoreBackup>,
@@ -75,6 +77,7 @@ pub struct Planned {
     pub profile: Option<ProfileRestore>,
     pub dropped_field_expiries: u64,
     pub renames: Option<RenameSummary>,
+    pub names: PlanNames,
     pub(super) decisions: Vec<Action>,
     pub(super) backup: Option<PreRestoreBackup>,
 }
@@ -109,6 +112,7 @@ impl<'p> Planner<'p> {
             actions: ActionCounts::default(),
             decisions: Vec::new(),
             conflicts: Vec::new(),
+            names: PlanNames::default(),
             backup_to: None,
             backup: None,
             progress,
@@ -173,6 +177,7 @@ impl<'p> Planner<'p> {
         }
         Ok(Planned {
             renames: (!self.write.remap.is_empty()).then(|| self.renames.into_summary()),
+            names: self.names,
             target: self.target,
             actions: self.actions,
             profile: self.profile,
@@ -308,6 +313,7 @@ impl<'p> Planner<'p> {
             if shared && matches!(action, Action::Skip | Action::Overwrite | Action::Conflict) {
                 action = Action::Merge;
             }
+            self.names.add(action, || printable(&key));
             if action == Action::Conflict && self.conflicts.len() < 10 {
                 self.conflicts.push(printable(&key));
             }

@@ -162,6 +162,18 @@ fn dry_run_writes_nothing() {
     let text = restore(&dst, &file, &["--dry-run"]).ok().stdout_text();
     assert!(text.contains("nothing was written"), "{text}");
     assert!(text.contains("create"), "{text}");
+    // The plan names the existing keys it leaves alone or replaces.
+    assert!(
+        text.contains("existing keys skipped (left as they are): 1\n  str:plain\n"),
+        "{text}"
+    );
+    let text = restore(&dst, &file, &["--dry-run", "--mode", "overwrite"])
+        .ok()
+        .stdout_text();
+    assert!(
+        text.contains("existing keys overwritten: 1\n  str:plain\n"),
+        "{text}"
+    );
     for mode in ["skip", "overwrite"] {
         let plan = restore(&dst, &file, &["--dry-run", "--json", "--mode", mode])
             .ok()
@@ -170,6 +182,11 @@ fn dry_run_writes_nothing() {
         assert_eq!(plan["written"], 0);
         let action = if mode == "skip" { "skip" } else { "overwrite" };
         assert_eq!(plan["plan"]["by_type"]["string"][action], 1, "{plan}");
+        assert_eq!(
+            plan["names"][action],
+            serde_json::json!(["str:plain"]),
+            "{plan}"
+        );
     }
     assert_eq!(dst.dbsize(0), 1);
     assert_eq!(d.get::<_, String>("str:plain").unwrap(), "live");

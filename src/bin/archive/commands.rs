@@ -376,6 +376,7 @@ pub(crate) async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8,
             selection: &planned.header().selection,
             backup: planned.backup_path(),
             renames: planned.renames.as_ref(),
+            names: &planned.names,
         };
         confirm(&ends, &planned.actions, source == ArchiveSource::Stdin)?;
     }
@@ -422,6 +423,7 @@ pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failu
             selection: &planned.selection,
             backup: planned.backup_path(),
             renames: planned.renames(),
+            names: planned.names(),
         };
         confirm(&ends, &planned.actions, false)?;
     }

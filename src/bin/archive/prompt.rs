@@ -5,7 +5,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 
 use redis_archive::error::Error;
 use redis_archive::keyspace::Selection;
-use redis_archive::report::{Action, ActionCounts, RenameSummary};
+use redis_archive::report::{Action, ActionCounts, PlanNames, RenameSummary};
 
 use crate::{Failure, render};
 
@@ -16,6 +16,7 @@ pub(crate) struct Ends<'a> {
     pub(crate) selection: &'a Selection,
     pub(crate) backup: Option<&'a std::path::Path>,
     pub(crate) renames: Option<&'a RenameSummary>,
+    pub(crate) names: &'a PlanNames,
 }
 
 /// Ask on the terminal; without one, refuse (pass --yes).
@@ -39,6 +40,7 @@ pub(crate) fn confirm(
         if let Some(renames) = ends.renames {
             render::renames(err, renames)?;
         }
+        render::plan_names(err, ends.names, actions)?;
         let merges = actions.total(Action::Merge);
         if merges > 0 {
             write!(

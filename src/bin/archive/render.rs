@@ -16,7 +16,7 @@ use redis_archive::profile::ProfileScope;
 use redis_archive::profile::upgrade::UpgradeSummary;
 use redis_archive::record::KeyType;
 use redis_archive::report::{
-    Action, ActionCounts, ExportReport, KeyError, RenameSummary, RestoreReport,
+    Action, ActionCounts, ExportReport, KeyError, PlanNames, RenameSummary, RestoreReport,
 };
 use redis_archive::restore::rollback::RollbackReport;
 use redis_archive::validate::ValidationReport;
@@ -203,6 +203,7 @@ pub fn restore(out: &mut dyn Write, r: &RestoreReport, verb: &str) -> io::Result
     if let Some(renames) = &r.renames {
         self::renames(out, renames)?;
     }
+    plan_names(out, &r.names, &r.plan)?;
     let merged = r.plan.total(Action::Merge);
     if merged > 0 && !r.dry_run {
         writeln!(
@@ -277,6 +278,36 @@ pub fn copy(out: &mut dyn Write, r: &CopyReport) -> io::Result<()> {
 
 /// How many `old -> new` examples and unrenamed keys a plan shows.
 const RENAME_EXAMPLES: usize = 5;
+
+/// The first existing keys the plan skips, overwrites or merges into,
+/// under their counts.
+pub fn plan_names(out: &mut dyn Write, names: &PlanNames, plan: &ActionCounts) -> io::Result<()> {
+    let lists = [
+        (
+            &names.skip,
+            Action::Skip,
+            "existing keys skipped (left as they are)",
+        ),
+        (
+            &names.overwrite,
+            Action::Overwrite,
+            "existing keys overwritten",
+        ),
+        (&names.merge, Action::Merge, "existing keys merged into"),
+    ];
+    for (list, action, label) in lists {
+        if list.is_empty() {
+            continue;
+        }
+        let total = plan.total(action);
+        writeln!(out, "{label}: {total}")?;
+        for key in list {
+            writeln!(out, "  {key}")?;
+        }
+        and_more(out, total, list.len())?;
+    }
+    Ok(())
+}
 
 /// What the rename rules do: how many keys they rename, the first few
 /// `old -> new`, and the keys no rule renames.
