@@ -141,6 +141,7 @@ impl CopyPlan {
         let mut restore = RestoreReport::planned(self.source, self.target, self.actions);
         restore.renames = self.restore.renames;
         restore.names = self.restore.names;
+        restore.groups = self.restore.groups;
         CopyReport {
             restore,
             selection: self.selection,

@@ -253,6 +253,40 @@ pub struct RestoreReport {
     /// into, by name (their counts are in `plan`).
     #[serde(default, skip_serializing_if = "PlanNames::is_empty")]
     pub names: PlanNames,
+    /// With a profile: what was done (or would be) per group.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, GroupCounts>,
+}
+
+/// What a restore or copy did (or would do) to one profile group's keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCounts {
+    /// Keys created.
+    pub created: u64,
+    /// Existing keys left as they were.
+    pub skipped: u64,
+    /// Existing keys replaced.
+    pub overwritten: u64,
+    /// Existing keys merged into.
+    pub merged: u64,
+    /// Keys not written for another reason (expired, unsupported, ...).
+    pub other: u64,
+    /// Keys whose writes failed.
+    pub failed: u64,
+}
+
+impl GroupCounts {
+    /// Count one key dealt with by `action`.
+    pub(crate) fn add(&mut self, action: Action) {
+        match action {
+            Action::Create => self.created += 1,
+            Action::Skip => self.skipped += 1,
+            Action::Overwrite => self.overwritten += 1,
+            Action::Merge => self.merged += 1,
+            Action::Void => {}
+            _ => self.other += 1,
+        }
+    }
 }
 
 /// The first keys that already exist in the target and that a plan
@@ -368,6 +402,7 @@ impl RestoreReport {
             pending_not_restored: 0,
             renames: None,
             names: PlanNames::default(),
+            groups: BTreeMap::new(),
         }
     }
 

@@ -22,6 +22,8 @@ pub struct Outcome {
     /// Pending entries of consumer groups not restored: their message is
     /// not in the stream.
     pub pending_not_restored: u64,
+    /// With a profile: what was done per group.
+    pub groups: BTreeMap<String, GroupCounts>,
 }
 
 impl Outcome {
@@ -47,6 +49,7 @@ impl Outcome {
             pending_not_restored: self.pending_not_restored,
             renames: None,
             names: Default::default(),
+            groups: self.groups,
         }
     }
 
@@ -130,6 +133,7 @@ pub struct Applier<'p> {
     /// The archive, as named in messages.
     pub archive: String,
     rewriter: Option<Rewriter>,
+    groups: GroupTally,
 }
 
 impl std::fmt::Debug for Applier<'_> {
@@ -141,6 +145,7 @@ impl std::fmt::Debug for Applier<'_> {
 impl Applier<'_> {
     pub fn header(&mut self, header: &Header) -> Result<()> {
         self.rewriter = self.write.rewriter(header, &self.archive)?;
+        self.groups = GroupTally::new(&self.write, header);
         Ok(())
     }
 
@@ -186,6 +191,7 @@ impl<'p> Applier<'p> {
             progress,
             archive: "the archive".into(),
             rewriter: None,
+            groups: GroupTally::default(),
         }
     }
 
@@ -203,6 +209,7 @@ impl<'p> Applier<'p> {
             journal.finish()?;
         }
         self.outcome.redirects = self.conn.redirects();
+        self.outcome.groups = std::mem::take(&mut self.groups).into_counts();
         Ok(self.outcome)
     }
 
@@ -516,14 +523,19 @@ impl<'p> Applier<'p> {
                 .filter(|c| c.seq == f.seq)
                 .and_then(|c| c.failed.clone());
             match failures.get(&f.seq).cloned().or(carried) {
-                Some(reason) => self.outcome.fail(key, f.key_type, reason),
+                Some(reason) => {
+                    self.groups.fail(key);
+                    self.outcome.fail(key, f.key_type, reason)
+                }
                 None if f.action == Action::Void => {}
                 None if appeared.contains(&f.seq) => {
                     self.outcome.appeared += 1;
                     self.outcome.done.add(f.key_type, Action::Skip);
+                    self.groups.add(key, Action::Skip);
                 }
                 None => {
                     self.outcome.done.add(f.key_type, f.action);
+                    self.groups.add(key, f.action);
                     if matches!(f.action, Action::Create | Action::Overwrite) {
                         self.outcome.written += 1;
                     }

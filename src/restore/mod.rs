@@ -24,6 +24,7 @@
 mod applier;
 pub mod backup;
 mod exists;
+mod groups;
 pub(crate) mod journal;
 mod planner;
 pub mod remap;
@@ -31,6 +32,7 @@ pub mod rollback;
 
 pub(crate) use applier::Applier;
 use exists::{ExistsTask, read_exists, send_exists};
+use groups::GroupTally;
 pub(crate) use journal::{LEFT_ALONE_FINGERPRINT, UNKNOWN_FINGERPRINT, fingerprints};
 pub(crate) use planner::Planner;
 
@@ -56,8 +58,8 @@ use crate::profile::rewrite::Rewriter;
 use crate::progress::{Cancel, Progress};
 use crate::record::{Bytes, Expiry, KeyType, Record, Value, printable};
 use crate::report::{
-    Action, ActionCounts, KeyError, PlanNames, ProfileRestore, RenameSummary, RestoreReport,
-    Samples,
+    Action, ActionCounts, GroupCounts, KeyError, PlanNames, ProfileRestore, RenameSummary,
+    RestoreReport, Samples,
 };
 use backup::PreRestoreBackup;
 use journal::{Journal, journal_path};
@@ -191,6 +193,8 @@ pub struct Plan {
     pub renames: Option<RenameSummary>,
     /// The first existing keys the plan skips, overwrites or merges into.
     pub names: PlanNames,
+    /// With a profile: the plan per group.
+    pub groups: BTreeMap<String, GroupCounts>,
     /// The decision for each key, in archive order: perform follows it.
     decisions: Vec<Action>,
     /// The pre-restore backup, complete but not yet in place: perform
@@ -210,6 +214,7 @@ impl Plan {
         report.dropped_field_expiries = self.dropped_field_expiries;
         report.renames = self.renames;
         report.names = self.names;
+        report.groups = self.groups;
         report
     }
 
@@ -273,6 +278,7 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
         dropped_field_expiries: planned.dropped_field_expiries,
         renames: planned.renames,
         names: planned.names,
+        groups: planned.groups,
         decisions: planned.decisions,
         backup: planned.backup,
         archive,

@@ -39,6 +39,8 @@ pub struct Planner<'p> {
     conflicts: Vec<String>,
     /// The first existing keys skipped, overwritten or merged into.
     names: PlanNames,
+    /// With a profile: the plan per group.
+    groups: GroupTally,
     /// Where to put a pre-restore backup, and the archive it is for.
     backup_to: Option<(PathBuf, String)>,
     backup: Option<PreRestoreBackup>,
@@ -78,6 +80,7 @@ pub struct Planned {
     pub dropped_field_expiries: u64,
     pub renames: Option<RenameSummary>,
     pub names: PlanNames,
+    pub groups: BTreeMap<String, GroupCounts>,
     pub(super) decisions: Vec<Action>,
     pub(super) backup: Option<PreRestoreBackup>,
 }
@@ -113,6 +116,7 @@ impl<'p> Planner<'p> {
             decisions: Vec::new(),
             conflicts: Vec::new(),
             names: PlanNames::default(),
+            groups: GroupTally::default(),
             backup_to: None,
             backup: None,
             progress,
@@ -178,6 +182,7 @@ impl<'p> Planner<'p> {
         Ok(Planned {
             renames: (!self.write.remap.is_empty()).then(|| self.renames.into_summary()),
             names: self.names,
+            groups: self.groups.into_counts(),
             target: self.target,
             actions: self.actions,
             profile: self.profile,
@@ -314,6 +319,7 @@ impl<'p> Planner<'p> {
                 action = Action::Merge;
             }
             self.names.add(action, || printable(&key));
+            self.groups.add(&key, action);
             if action == Action::Conflict && self.conflicts.len() < 10 {
                 self.conflicts.push(printable(&key));
             }
@@ -352,6 +358,7 @@ impl Planner<'_> {
     async fn header(&mut self, header: &Header) -> Result<()> {
         self.target = self.target.or_db(header.source.address.db);
         self.rewriter = self.write.rewriter(header, &self.archive)?;
+        self.groups = GroupTally::new(&self.write, header);
         if let Some(scope) = &header.profile {
             if scope.user.is_some() {
                 self.shared = scope

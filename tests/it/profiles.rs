@@ -699,3 +699,51 @@ fn compare_verifies_a_clone_under_its_new_id() {
         out.stdout_text()
     );
 }
+
+/// A prod -> QA group copy in one command reports per group, in the
+/// profile's words, as well as per type.
+#[test]
+fn a_group_copy_reports_per_group() {
+    let source = RedisServer::start();
+    source.load_commands(&fixture("relay-data.redis"));
+    let relay = profile("relay.toml");
+    let target = RedisServer::start();
+    let _: () = redis::cmd("SET")
+        .arg("apikey:k-ada-1")
+        .arg("already here")
+        .query(&mut target.conn())
+        .unwrap();
+    let (s, t) = (source.url(), target.url());
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "copy",
+            "--types",
+            "apikeys,admins",
+            "--profile",
+            relay.as_str(),
+            "--source",
+            s.as_str(),
+            "--target",
+            t.as_str(),
+            "--no-backup",
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let plan = run(&args(&["--dry-run", "--json"])).ok().json();
+    assert_eq!(plan["groups"]["apikeys"]["created"], 8, "{plan}");
+    assert_eq!(plan["groups"]["apikeys"]["skipped"], 1, "{plan}");
+    assert_eq!(plan["groups"]["admins"]["created"], 4, "{plan}");
+
+    let text = run(&args(&["--yes"])).ok().stdout_text();
+    assert!(
+        text.contains(
+            "per group:\n  admins: 4 created, 0 skipped, 0 overwritten, 0 merged, 0 failed\n  apikeys: 8 created, 1 skipped, 0 overwritten, 0 merged, 0 failed\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("existing keys skipped (left as they are): 1\n  apikey:k-ada-1\n"),
+        "{text}"
+    );
+}

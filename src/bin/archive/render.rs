@@ -16,7 +16,8 @@ use redis_archive::profile::ProfileScope;
 use redis_archive::profile::upgrade::UpgradeSummary;
 use redis_archive::record::KeyType;
 use redis_archive::report::{
-    Action, ActionCounts, ExportReport, KeyError, PlanNames, RenameSummary, RestoreReport,
+    Action, ActionCounts, ExportReport, GroupCounts, KeyError, PlanNames, RenameSummary,
+    RestoreReport,
 };
 use redis_archive::restore::rollback::RollbackReport;
 use redis_archive::validate::ValidationReport;
@@ -203,6 +204,7 @@ pub fn restore(out: &mut dyn Write, r: &RestoreReport, verb: &str) -> io::Result
     if let Some(renames) = &r.renames {
         self::renames(out, renames)?;
     }
+    group_counts(out, &r.groups)?;
     plan_names(out, &r.names, &r.plan)?;
     let merged = r.plan.total(Action::Merge);
     if merged > 0 && !r.dry_run {
@@ -278,6 +280,26 @@ pub fn copy(out: &mut dyn Write, r: &CopyReport) -> io::Result<()> {
 
 /// How many `old -> new` examples and unrenamed keys a plan shows.
 const RENAME_EXAMPLES: usize = 5;
+
+/// What was done (or would be) to each profile group's keys.
+pub fn group_counts(out: &mut dyn Write, groups: &BTreeMap<String, GroupCounts>) -> io::Result<()> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "per group:")?;
+    for (name, c) in groups {
+        write!(
+            out,
+            "  {name}: {} created, {} skipped, {} overwritten, {} merged, {} failed",
+            c.created, c.skipped, c.overwritten, c.merged, c.failed
+        )?;
+        if c.other > 0 {
+            write!(out, ", {} not written (expired or unsupported)", c.other)?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
 
 /// The first existing keys the plan skips, overwrites or merges into,
 /// under their counts.
