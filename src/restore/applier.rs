@@ -127,7 +127,7 @@ pub struct Applier<'p> {
     outcome: Outcome,
     /// The plan's decision per key, followed in order (restore); without
     /// it each key is decided on the spot.
-    planned: Option<std::vec::IntoIter<Action>>,
+    planned: Option<DecisionReader>,
     journal: Option<Journal>,
     progress: &'p dyn Progress,
     /// The archive, as named in messages.
@@ -196,8 +196,8 @@ impl<'p> Applier<'p> {
     }
 
     /// Follow a plan's decisions, and journal every key before writing it.
-    pub fn following(mut self, decisions: Vec<Action>, journal: Option<Journal>) -> Self {
-        self.planned = Some(decisions.into_iter());
+    pub fn following(mut self, decisions: DecisionReader, journal: Option<Journal>) -> Self {
+        self.planned = Some(decisions);
         self.journal = journal;
         self
     }
@@ -243,7 +243,7 @@ impl<'p> Applier<'p> {
         let mut ask: Vec<&[u8]> = Vec::new();
         for record in batch.iter().filter(|r| r.part == 0) {
             let decision = match self.planned.as_mut() {
-                Some(plan) => Some(plan.next().ok_or_else(|| {
+                Some(plan) => Some(plan.next()?.ok_or_else(|| {
                     Error::Internal("the archive has more keys than the plan".into())
                 })?),
                 None => None,

@@ -23,6 +23,7 @@
 
 mod applier;
 pub mod backup;
+mod decisions;
 mod exists;
 mod groups;
 pub(crate) mod journal;
@@ -31,6 +32,7 @@ pub mod remap;
 pub mod rollback;
 
 pub(crate) use applier::Applier;
+use decisions::{DecisionReader, Decisions};
 use exists::{ExistsTask, read_exists, send_exists};
 use groups::GroupTally;
 pub(crate) use journal::{LEFT_ALONE_FINGERPRINT, UNKNOWN_FINGERPRINT, fingerprints};
@@ -196,7 +198,7 @@ pub struct Plan {
     /// With a profile: the plan per group.
     pub groups: BTreeMap<String, GroupCounts>,
     /// The decision for each key, in archive order: perform follows it.
-    decisions: Vec<Action>,
+    decisions: Decisions,
     /// The pre-restore backup, complete but not yet in place: perform
     /// finishes it before its first write; a plan dropped unused leaves
     /// nothing behind.
@@ -306,7 +308,7 @@ pub async fn perform(
         None => None,
     };
     progress.start(Some(plan.manifest.counts.keys));
-    let decisions = std::mem::take(&mut plan.decisions);
+    let decisions = std::mem::take(&mut plan.decisions).into_reader()?;
     let applied = async {
         let mut applier = Applier::new(
             conn,

@@ -35,7 +35,7 @@ pub struct Planner<'p> {
     shared: HashSet<Vec<u8>>,
     profile: Option<ProfileRestore>,
     actions: ActionCounts,
-    decisions: Vec<Action>,
+    decisions: Decisions,
     conflicts: Vec<String>,
     /// The first existing keys skipped, overwritten or merged into.
     names: PlanNames,
@@ -81,7 +81,7 @@ pub struct Planned {
     pub renames: Option<RenameSummary>,
     pub names: PlanNames,
     pub groups: BTreeMap<String, GroupCounts>,
-    pub(super) decisions: Vec<Action>,
+    pub(super) decisions: Decisions,
     pub(super) backup: Option<PreRestoreBackup>,
 }
 
@@ -113,7 +113,7 @@ impl<'p> Planner<'p> {
             shared: HashSet::new(),
             profile: None,
             actions: ActionCounts::default(),
-            decisions: Vec::new(),
+            decisions: Decisions::default(),
             conflicts: Vec::new(),
             names: PlanNames::default(),
             groups: GroupTally::default(),
@@ -164,7 +164,7 @@ impl<'p> Planner<'p> {
         self.flush().await?;
         self.settle().await?;
         for (index, t) in std::mem::take(&mut self.voided) {
-            let planned = std::mem::replace(&mut self.decisions[index], Action::Void);
+            let planned = self.decisions.replace(index, Action::Void)?;
             self.actions.remove(t, planned);
         }
         let dropped_field_expiries = self.check_target().await?;
@@ -261,7 +261,7 @@ impl<'p> Planner<'p> {
         }
         for type_name in unloadable {
             for &index in &self.needs.dumps[&type_name].0 {
-                let planned = std::mem::replace(&mut self.decisions[index], Action::Unsupported);
+                let planned = self.decisions.replace(index, Action::Unsupported)?;
                 self.actions.remove(KeyType::Dump, planned);
                 self.actions.add(KeyType::Dump, Action::Unsupported);
             }
@@ -286,6 +286,9 @@ impl<'p> Planner<'p> {
         let keys = std::mem::take(&mut self.pending);
         let task = send_exists(conn, keys.iter().map(|k| &k.key[..]));
         self.settle().await?;
+        // Every key before this batch's is decided.
+        let first = keys.first().map_or(self.decisions.len(), |k| k.index);
+        self.decisions.settled_before(first)?;
         self.in_flight = Some((keys, task));
         Ok(())
     }
@@ -347,7 +350,7 @@ impl<'p> Planner<'p> {
         }
         for (_, t, action, index) in decided {
             self.actions.add(t, action);
-            self.decisions[index] = action;
+            self.decisions.replace(index, action)?;
         }
         self.progress.advance(planned);
         Ok(())
