@@ -172,8 +172,8 @@ pub async fn plan(options: &CopyOptions, progress: &dyn Progress) -> Result<Copy
     restore_options.decryption = Decryption::none().with_identity(Arc::new(key));
     let restore = restore::plan(&restore_options, progress).await?;
     Ok(CopyPlan {
-        source: options.source.display(),
-        target: restore.target.display(),
+        source: options.source.describe(),
+        target: restore.target.describe(),
         selection: match &options.profile {
             Some(p) => p.selection()?,
             None => options.selection.clone(),
@@ -211,15 +211,25 @@ async fn same_database(source: &Endpoint, target: &Endpoint) -> Result<bool> {
     }
 }
 
-/// Carry out a copy planned by [`plan`].
+/// Carry out a copy planned by [`plan`]. A copy that takes a pre-restore
+/// backup is logged in the audit log of the backup's folder.
 pub async fn perform(plan: CopyPlan, progress: &dyn Progress) -> Result<CopyReport> {
-    let mut report = restore::perform(plan.restore, &plan.restore_options, progress).await?;
-    report.source = plan.source;
-    Ok(CopyReport {
-        restore: report,
-        selection: plan.selection,
-        vanished: plan.read.vanished,
-        read_errors: plan.read.errors,
-        read_error_samples: plan.read.error_samples,
-    })
+    let dir = plan.restore_options.backup_dir.clone();
+    let result = async {
+        let mut report =
+            restore::perform_unlogged(plan.restore, &plan.restore_options, progress).await?;
+        report.source = plan.source;
+        Ok(CopyReport {
+            restore: report,
+            selection: plan.selection,
+            vanished: plan.read.vanished,
+            read_errors: plan.read.errors,
+            read_error_samples: plan.read.error_samples,
+        })
+    }
+    .await;
+    match dir {
+        Some(dir) => crate::folder::audit::record(&dir, "copy", result, |r| r.is_partial()),
+        None => result,
+    }
 }

@@ -119,6 +119,56 @@ impl Program {
     }
 }
 
+/// Who wrote an archive, where, and with which command: an audit trail
+/// that travels with the archive. The tool version is [`Program`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operator {
+    /// The operating-system user (`USER`, else `LOGNAME`, else the uid).
+    pub user: String,
+    /// The machine's host name.
+    pub host: String,
+    /// The command line, secrets removed (see [`crate::redact::redact_args`]).
+    pub command: String,
+}
+
+impl Operator {
+    /// The user, host and command line of this process.
+    pub fn current() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        Operator {
+            user: current_user(),
+            host: host_name(),
+            command: crate::redact::join_args(&crate::redact::redact_args(args)),
+        }
+    }
+}
+
+fn current_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|v| !v.trim().is_empty())
+        .or_else(|| {
+            // No login variables (cron, containers): the uid, as `id -u`
+            // would say, from the owner of this process's own /proc entry.
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self")
+                .ok()
+                .map(|m| format!("uid {}", m.uid()))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .chain(std::env::var("HOSTNAME").ok())
+        .find(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Where the data came from; no credentials, ever.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
@@ -187,6 +237,11 @@ pub struct Header {
     /// For a snapshot: where its instant comes from, per node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotSource>,
+    /// Who wrote the archive, on which host, with which command. Absent in
+    /// archives written before it was recorded; readers that do not know
+    /// it pass over it, so it needs no new schema_version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<Operator>,
 }
 
 /// How the keys of an archive relate in time.
@@ -278,6 +333,7 @@ impl Header {
             closing_checksum: true,
             consistency: Consistency::Live,
             snapshot: None,
+            operator: Some(Operator::current()),
         }
     }
 }
@@ -493,8 +549,17 @@ mod tests {
         assert_eq!(json["selection"]["match"][0], "user:*");
         assert_eq!(json["counts"]["by_type"]["hash"]["records"], 2);
         assert_eq!(json["counts"]["keys"], 2);
+        assert!(json["operator"]["user"].is_string());
         let back: Manifest = serde_json::from_value(json).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn headers_without_an_operator_still_read() {
+        let mut json = serde_json::to_value(sample()).unwrap();
+        json.as_object_mut().unwrap().remove("operator");
+        let back: Manifest = serde_json::from_value(json).unwrap();
+        assert_eq!(back.header.operator, None);
     }
 
     #[test]

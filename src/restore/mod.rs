@@ -197,7 +197,7 @@ pub struct Plan {
 impl Plan {
     /// The report of a dry run: the plan, nothing written.
     pub fn into_dry_run_report(self) -> RestoreReport {
-        let mut report = RestoreReport::planned(self.source, self.target.display(), self.actions);
+        let mut report = RestoreReport::planned(self.source, self.target.describe(), self.actions);
         report.profile = self.profile;
         report.dropped_field_expiries = self.dropped_field_expiries;
         report
@@ -268,8 +268,23 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
     })
 }
 
-/// Carry out a plan made by [`plan`] with the same options.
+/// Carry out a plan made by [`plan`] with the same options. A restore that
+/// takes a pre-restore backup is logged in the audit log of the backup's
+/// folder.
 pub async fn perform(
+    plan: Plan,
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let result = perform_unlogged(plan, options, progress).await;
+    match &options.backup_dir {
+        Some(dir) => crate::folder::audit::record(dir, "restore", result, |r| r.is_partial()),
+        None => result,
+    }
+}
+
+/// [`perform`] without the audit log entry (copy logs its own).
+pub(crate) async fn perform_unlogged(
     mut plan: Plan,
     options: &RestoreOptions,
     progress: &dyn Progress,
@@ -313,7 +328,7 @@ pub async fn perform(
         },
         None => cause,
     })?;
-    let mut report = outcome.into_report(plan.source, target.display(), started);
+    let mut report = outcome.into_report(plan.source, target.describe(), started);
     report.profile = plan.profile.take();
     report.dropped_field_expiries = plan.dropped_field_expiries;
     report.backup = backup.as_ref().map(|p| p.display().to_string());
