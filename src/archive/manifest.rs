@@ -132,9 +132,16 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// The user, host and command line of this process.
+    /// The user, host and command line of this process. The program is
+    /// named by its file name: where it was installed says nothing about
+    /// who ran it, and a path can name a home directory.
     pub fn current() -> Self {
-        let args: Vec<String> = std::env::args().collect();
+        let mut args: Vec<String> = std::env::args().collect();
+        if let Some(program) = args.first_mut()
+            && let Some(name) = std::path::Path::new(program.as_str()).file_name()
+        {
+            *program = name.to_string_lossy().into_owned();
+        }
         Operator {
             user: current_user(),
             host: host_name(),
