@@ -156,12 +156,18 @@ fn current_user() -> String {
         .filter_map(|v| std::env::var(v).ok())
         .find(|v| !v.trim().is_empty())
         .or_else(|| {
-            // No login variables (cron, containers): the uid, as `id -u`
-            // would say, from the owner of this process's own /proc entry.
+            // No login variables (cron, containers): the owner of this
+            // process's own /proc entry, by its name in /etc/passwd as
+            // `id -un` would say, else by number.
             use std::os::unix::fs::MetadataExt;
-            std::fs::metadata("/proc/self")
-                .ok()
-                .map(|m| format!("uid {}", m.uid()))
+            let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            let name = passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == uid).then(|| name.to_string())
+            });
+            Some(name.unwrap_or_else(|| format!("uid {uid}")))
         })
         .unwrap_or_else(|| "unknown".into())
 }
