@@ -1,9 +1,8 @@
 //! Issue 16: who did what. The archive header's operator, the backup
-//! folder's audit log and `archive log`; completions and the man page; a
-//! port that is not Redis; the default endpoint named when nothing is
-//! configured.
+//! folder's audit log and `archive log`; completions and the man page; the
+//! default endpoint named when nothing is configured. (A port that is not
+//! Redis: exit_codes.rs, code 17.)
 
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -225,25 +224,6 @@ fn completions_and_man_page() {
     ] {
         assert!(man.contains(command), "the man page names {command}");
     }
-}
-
-#[test]
-fn a_port_that_is_not_redis_is_named_so() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut buf = [0u8; 256];
-            let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
-        }
-    });
-    let url = format!("redis://127.0.0.1:{port}");
-    let file = tempfile::tempdir().unwrap();
-    let out = file.path().join("x.tar.zst");
-    export_url(&url, &out, &[]).fails(17, "is not a Redis server");
-    assert!(!out.exists());
 }
 
 #[test]
