@@ -228,8 +228,6 @@ pub async fn perform(plan: CopyPlan, progress: &dyn Progress) -> Result<CopyRepo
         })
     }
     .await;
-    match dir {
-        Some(dir) => crate::folder::audit::record(&dir, "copy", result, |r| r.is_partial()),
-        None => result,
-    }
+    let dirs: Vec<_> = dir.into_iter().collect();
+    crate::folder::audit::record(&dirs, "copy", result, |r| r.is_partial())
 }

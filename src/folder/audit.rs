@@ -12,11 +12,12 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::archive::ArchiveSource;
 use crate::archive::manifest::Operator;
 use crate::error::{Error, Result};
 
@@ -124,23 +125,55 @@ pub fn append(dir: &Path, entry: &AuditEntry) -> Result<()> {
     file.write_all(&line).map_err(|e| Error::output(&path, e))
 }
 
-/// Log the run of `action` that ended with `result` in `dir`, and hand the
-/// result back. A run that succeeded but cannot be logged fails with the
-/// log's error (an audit that silently misses runs is no audit); a failed
-/// run keeps its own error.
+/// Log the run of `action` that ended with `result` in each folder of
+/// `dirs`, and hand the result back. A run that succeeded but cannot be
+/// logged fails with the log's error (an audit that silently misses runs is
+/// no audit); a failed run keeps its own error.
 pub(crate) fn record<T: Serialize>(
-    dir: &Path,
+    dirs: &[PathBuf],
     action: &str,
     result: Result<T>,
     partial: impl FnOnce(&T) -> bool,
 ) -> Result<T> {
-    // The folder may not exist yet (a restore that had nothing to back up).
-    let _ = super::catalog::create_private_dir(dir);
-    let logged = append(dir, &AuditEntry::of(action, &result, partial));
+    if dirs.is_empty() {
+        return result;
+    }
+    let entry = AuditEntry::of(action, &result, partial);
+    let mut logged = Ok(());
+    for dir in dirs {
+        // The folder may not exist yet (a restore that had nothing to back up).
+        let _ = super::catalog::create_private_dir(dir);
+        logged = logged.and(append(dir, &entry));
+    }
     match (result, logged) {
         (Ok(_), Err(e)) => Err(e),
         (result, _) => result,
     }
+}
+
+/// The folders a restore or copy is logged in: the one its pre-restore
+/// backup goes to, and the one the restored archive lives in when that is
+/// a backup folder's archive (it has its metadata sidecar), once each.
+pub(crate) fn restore_folders(backup_dir: Option<&Path>, archive: &ArchiveSource) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = backup_dir.map(Path::to_path_buf).into_iter().collect();
+    if let ArchiveSource::File(path) = archive
+        && super::catalog::meta_path(path).is_file()
+        && let Some(dir) = path.parent()
+    {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        if !dirs.iter().any(|d| same(d, dir)) {
+            dirs.push(dir.to_path_buf());
+        }
+    }
+    dirs
 }
 
 /// The audit log of the folder `dir`, oldest first; an empty list when the
@@ -177,7 +210,7 @@ mod tests {
         );
         append(dir.path(), &AuditEntry::of("backup", &ok, |_| false)).unwrap();
         let failed: Result<serde_json::Value> = Err(Error::Cancelled);
-        let r = record(dir.path(), "restore", failed, |_| false);
+        let r = record(&[dir.path().to_path_buf()], "restore", failed, |_| false);
         assert!(matches!(r, Err(Error::Cancelled)));
         let path = dir.path().join(AUDIT_FILE);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();

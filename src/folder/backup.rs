@@ -22,7 +22,7 @@ pub async fn backup(
 ) -> Result<ExportReport> {
     super::catalog::create_private_dir(dir)?;
     let result = write_backup(options, dir, progress).await;
-    super::audit::record(dir, "backup", result, |r| r.errors > 0)
+    super::audit::record(&[dir.to_path_buf()], "backup", result, |r| r.errors > 0)
 }
 
 async fn write_backup(

@@ -79,7 +79,9 @@ pub struct PruneReport {
 pub fn prune(options: &PruneOptions, apply: bool) -> Result<PruneReport> {
     let result = prune_folder(options, apply);
     if apply {
-        super::audit::record(&options.dir, "prune", result, |_| false)
+        super::audit::record(std::slice::from_ref(&options.dir), "prune", result, |_| {
+            false
+        })
     } else {
         result
     }

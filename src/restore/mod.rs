@@ -268,19 +268,18 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
     })
 }
 
-/// Carry out a plan made by [`plan`] with the same options. A restore that
-/// takes a pre-restore backup is logged in the audit log of the backup's
-/// folder.
+/// Carry out a plan made by [`plan`] with the same options. The restore is
+/// logged in the audit log of its pre-restore backup's folder, and in that
+/// of the backup folder the archive comes from.
 pub async fn perform(
     plan: Plan,
     options: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let result = perform_unlogged(plan, options, progress).await;
-    match &options.backup_dir {
-        Some(dir) => crate::folder::audit::record(dir, "restore", result, |r| r.is_partial()),
-        None => result,
-    }
+    let dirs =
+        crate::folder::audit::restore_folders(options.backup_dir.as_deref(), &options.source);
+    crate::folder::audit::record(&dirs, "restore", result, |r| r.is_partial())
 }
 
 /// [`perform`] without the audit log entry (copy logs its own).

@@ -126,7 +126,7 @@ pub async fn perform(options: &RollbackOptions, progress: &dyn Progress) -> Resu
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => std::path::Path::new("."),
     };
-    crate::folder::audit::record(dir, "rollback", result, |r| r.is_partial())
+    crate::folder::audit::record(&[dir.to_path_buf()], "rollback", result, |r| r.is_partial())
 }
 
 async fn run(

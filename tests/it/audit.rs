@@ -117,6 +117,17 @@ fn issue_16_audit_log_after_backup_restore_copy_rollback_and_prune() {
         value, "changed",
         "the rollback put back the value before the restore"
     );
+    // A restore of the folder's own archive is logged there even when its
+    // pre-restore backup is not taken.
+    run(&[
+        "restore",
+        &archive,
+        "--target",
+        &url(2),
+        "--no-backup",
+        "--yes",
+    ])
+    .ok();
     run(&["prune", dir_arg, "--keep-last", "1", "--yes"]).ok();
 
     let lines = log_lines(dir);
@@ -124,7 +135,10 @@ fn issue_16_audit_log_after_backup_restore_copy_rollback_and_prune() {
         .iter()
         .map(|l| l["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["backup", "restore", "copy", "rollback", "prune"]);
+    assert_eq!(
+        actions,
+        ["backup", "restore", "copy", "rollback", "restore", "prune"]
+    );
     for line in &lines {
         assert_eq!(line["outcome"], "ok", "{line}");
         assert!(line["time"].as_str().is_some(), "{line}");
@@ -146,9 +160,9 @@ fn issue_16_audit_log_after_backup_restore_copy_rollback_and_prune() {
     assert_eq!(lines[1]["summary"]["written"], 20, "{}", lines[1]);
     assert_eq!(lines[3]["summary"]["restored"], 20, "{}", lines[3]);
     assert!(
-        lines[4]["summary"]["removed"].as_u64().unwrap() >= 1,
+        lines[5]["summary"]["removed"].as_u64().unwrap() >= 1,
         "{}",
-        lines[4]
+        lines[5]
     );
 
     // `archive log`: text, JSON, the last N.
@@ -171,7 +185,7 @@ fn issue_16_audit_log_after_backup_restore_copy_rollback_and_prune() {
         .iter()
         .map(|l| l["action"].as_str().unwrap())
         .collect();
-    assert_eq!(last, ["rollback", "prune"]);
+    assert_eq!(last, ["restore", "prune"]);
     // The log is the folder's own: list does not take it for a stray file.
     let listed = run(&["list", dir_arg, "--json"]).ok().stdout_text();
     assert!(!listed.contains("audit.jsonl"), "{listed}");
