@@ -151,6 +151,14 @@ pub(crate) fn record<T: Serialize>(
     }
 }
 
+/// The folder a file of the backup folder lives in (`.` for a bare name).
+pub(crate) fn folder_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// The folders a restore or copy is logged in: the one its pre-restore
 /// backup goes to, and the one the restored archive lives in when that is
 /// a backup folder's archive (it has its metadata sidecar), once each.
@@ -158,19 +166,14 @@ pub(crate) fn restore_folders(backup_dir: Option<&Path>, archive: &ArchiveSource
     let mut dirs: Vec<PathBuf> = backup_dir.map(Path::to_path_buf).into_iter().collect();
     if let ArchiveSource::File(path) = archive
         && super::catalog::meta_path(path).is_file()
-        && let Some(dir) = path.parent()
     {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
+        let dir = folder_of(path);
         let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
             (Ok(a), Ok(b)) => a == b,
             _ => a == b,
         };
-        if !dirs.iter().any(|d| same(d, dir)) {
-            dirs.push(dir.to_path_buf());
+        if !dirs.iter().any(|d| same(d, &dir)) {
+            dirs.push(dir);
         }
     }
     dirs

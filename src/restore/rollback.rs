@@ -122,11 +122,8 @@ pub async fn plan(options: &RollbackOptions, progress: &dyn Progress) -> Result<
 /// Roll back, and log it in the audit log of the backup's folder.
 pub async fn perform(options: &RollbackOptions, progress: &dyn Progress) -> Result<RollbackReport> {
     let result = run(options, progress, true).await;
-    let dir = match options.backup.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => std::path::Path::new("."),
-    };
-    crate::folder::audit::record(&[dir.to_path_buf()], "rollback", result, |r| r.is_partial())
+    let dir = crate::folder::audit::folder_of(&options.backup);
+    crate::folder::audit::record(&[dir], "rollback", result, |r| r.is_partial())
 }
 
 async fn run(
