@@ -210,8 +210,8 @@ pub async fn plan(options: &CopyOptions, progress: &dyn Progress) -> Result<Copy
     restore_options.decryption = Decryption::none().with_identity(Arc::new(key));
     let restore = restore::plan(&restore_options, progress).await?;
     Ok(CopyPlan {
-        source: options.source.display(),
-        target: restore.target.display(),
+        source: options.source.describe(),
+        target: restore.target.describe(),
         selection: match &options.profile {
             Some(p) => p.selection()?,
             None => options.selection.clone(),
@@ -250,26 +250,34 @@ async fn same_database(source: &Endpoint, target: &Endpoint) -> Result<bool> {
     }
 }
 
-/// Carry out a copy planned by [`plan`].
+/// Carry out a copy planned by [`plan`]. A copy that takes a pre-restore
+/// backup is logged in the audit log of the backup's folder.
 pub async fn perform(plan: CopyPlan, progress: &dyn Progress) -> Result<CopyReport> {
-    let target = plan.restore.target.clone();
-    let mut report = restore::perform(plan.restore, &plan.restore_options, progress).await?;
-    let verification = if plan.verify {
-        let mut c = verify(&plan.restore_options, target, progress).await?;
-        c.archive = plan.source.clone();
-        Some(c)
-    } else {
-        None
-    };
-    report.source = plan.source;
-    Ok(CopyReport {
-        restore: report,
-        selection: plan.selection,
-        vanished: plan.read.vanished,
-        read_errors: plan.read.errors,
-        read_error_samples: plan.read.error_samples,
-        verification,
-    })
+    let dir = plan.restore_options.backup_dir.clone();
+    let result = async {
+        let target = plan.restore.target.clone();
+        let mut report =
+            restore::perform_unlogged(plan.restore, &plan.restore_options, progress).await?;
+        let verification = if plan.verify {
+            let mut c = verify(&plan.restore_options, target, progress).await?;
+            c.archive = plan.source.clone();
+            Some(c)
+        } else {
+            None
+        };
+        report.source = plan.source;
+        Ok(CopyReport {
+            restore: report,
+            selection: plan.selection,
+            vanished: plan.read.vanished,
+            read_errors: plan.read.errors,
+            read_error_samples: plan.read.error_samples,
+            verification,
+        })
+    }
+    .await;
+    let dirs: Vec<_> = dir.into_iter().collect();
+    crate::folder::audit::record(&dirs, "copy", result, |r| r.is_partial())
 }
 
 /// Compare what was copied (the spool) with the target as the write mode

@@ -32,6 +32,16 @@ pub enum Error {
     },
 
     #[error(
+        "{endpoint} is not a Redis server: it answered, but not in the Redis protocol; check the host and port (and use rediss:// if it expects TLS)"
+    )]
+    /// Something listens at the address but does not speak RESP (an HTTP
+    /// server, another database, a TLS port reached without TLS).
+    NotRedis {
+        /// The endpoint, with any password left out.
+        endpoint: String,
+    },
+
+    #[error(
         "Redis at {endpoint} refused authentication: {reason}; check the user name and the password (URL or {password_env})"
     )]
     /// The server answered but refused the user name or password.

@@ -58,6 +58,7 @@ pub mod progress;
 /// records, streaming, in bounded memory.
 pub mod rdb;
 pub mod record;
+pub mod redact;
 pub(crate) mod reply;
 pub mod report;
 pub mod restore;

@@ -119,6 +119,69 @@ impl Program {
     }
 }
 
+/// Who wrote an archive, where, and with which command: an audit trail
+/// that travels with the archive. The tool version is [`Program`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operator {
+    /// The operating-system user (`USER`, else `LOGNAME`, else the uid).
+    pub user: String,
+    /// The machine's host name.
+    pub host: String,
+    /// The command line, secrets removed (see [`crate::redact::redact_args`]).
+    pub command: String,
+}
+
+impl Operator {
+    /// The user, host and command line of this process. The program is
+    /// named by its file name: where it was installed says nothing about
+    /// who ran it, and a path can name a home directory.
+    pub fn current() -> Self {
+        let mut args: Vec<String> = std::env::args().collect();
+        if let Some(program) = args.first_mut()
+            && let Some(name) = std::path::Path::new(program.as_str()).file_name()
+        {
+            *program = name.to_string_lossy().into_owned();
+        }
+        Operator {
+            user: current_user(),
+            host: host_name(),
+            command: crate::redact::join_args(&crate::redact::redact_args(args)),
+        }
+    }
+}
+
+fn current_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|v| !v.trim().is_empty())
+        .or_else(|| {
+            // No login variables (cron, containers): the owner of this
+            // process's own /proc entry, by its name in /etc/passwd as
+            // `id -un` would say, else by number.
+            use std::os::unix::fs::MetadataExt;
+            let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            let name = passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == uid).then(|| name.to_string())
+            });
+            Some(name.unwrap_or_else(|| format!("uid {uid}")))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .chain(std::env::var("HOSTNAME").ok())
+        .find(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Where the data came from; no credentials, ever.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
@@ -187,6 +250,11 @@ pub struct Header {
     /// For a snapshot: where its instant comes from, per node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotSource>,
+    /// Who wrote the archive, on which host, with which command. Absent in
+    /// archives written before it was recorded; readers that do not know
+    /// it pass over it, so it needs no new schema_version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<Operator>,
 }
 
 /// How the keys of an archive relate in time.
@@ -278,6 +346,7 @@ impl Header {
             closing_checksum: true,
             consistency: Consistency::Live,
             snapshot: None,
+            operator: Some(Operator::current()),
         }
     }
 }
@@ -493,8 +562,17 @@ mod tests {
         assert_eq!(json["selection"]["match"][0], "user:*");
         assert_eq!(json["counts"]["by_type"]["hash"]["records"], 2);
         assert_eq!(json["counts"]["keys"], 2);
+        assert!(json["operator"]["user"].is_string());
         let back: Manifest = serde_json::from_value(json).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn headers_without_an_operator_still_read() {
+        let mut json = serde_json::to_value(sample()).unwrap();
+        json.as_object_mut().unwrap().remove("operator");
+        let back: Manifest = serde_json::from_value(json).unwrap();
+        assert_eq!(back.header.operator, None);
     }
 
     #[test]

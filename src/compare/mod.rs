@@ -266,7 +266,7 @@ pub async fn compare(options: &CompareOptions, progress: &dyn Progress) -> Resul
     let (not_compared, not_compared_examples) = not_compared.into_parts();
     Ok(Comparison {
         archive: options.source.display(),
-        target: checker.target.display(),
+        target: checker.target.describe(),
         compared,
         identical,
         expired_in_archive: expired,

@@ -4,6 +4,7 @@
 //! driver errors turned into errors a user can act on.
 
 use super::*;
+use crate::redact::redact_url;
 
 /// A resolved endpoint: connection info with credentials, and a display form
 /// without them.
@@ -15,6 +16,10 @@ pub struct Endpoint {
     /// Whether the database was chosen (URL path or --db), as opposed to
     /// the default 0; restore and copy pick their own default otherwise.
     explicit_db: bool,
+    /// Whether this is the default address, taken because nothing was
+    /// configured (no URL, no variables): messages say so, since a local
+    /// server that happens to run there is rarely the one meant.
+    defaulted: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -62,7 +67,28 @@ impl Endpoint {
             side,
             timeouts,
             explicit_db: db.is_some() || url_names_db(url),
+            defaulted: false,
         })
+    }
+
+    /// Mark this endpoint as the default one, used because nothing was
+    /// configured; [`Endpoint::describe`] then says so.
+    pub fn defaulted(self) -> Self {
+        Endpoint {
+            defaulted: true,
+            ..self
+        }
+    }
+
+    /// [`Endpoint::display`], followed by `(default; nothing configured)`
+    /// when the address is the default one: for plans, prompts, reports and
+    /// errors, where a surprising address must be noticed.
+    pub fn describe(&self) -> String {
+        if self.defaulted {
+            format!("{} (default; nothing configured)", self.display())
+        } else {
+            self.display()
+        }
     }
 
     /// Whether the database was named (in the URL or explicitly), as
@@ -79,6 +105,7 @@ impl Endpoint {
             side: self.side,
             timeouts: self.timeouts,
             explicit_db: true,
+            defaulted: self.defaulted,
         }
     }
 
@@ -287,7 +314,7 @@ impl Endpoint {
 
     /// Turn a driver error into the error a user can act on.
     pub(crate) fn classify(&self, err: RedisError, action: &str) -> Error {
-        let endpoint = self.display();
+        let endpoint = self.describe();
         let reason = describe_redis_error(&err);
         let lower = reason.to_ascii_lowercase();
         if err.kind() == ErrorKind::AuthenticationFailed
@@ -308,6 +335,11 @@ impl Endpoint {
                 db: self.db(),
                 reason,
             };
+        }
+        // The first reply did not parse as RESP: whatever answers is not a
+        // Redis server (the driver says "Parse error ... Unexpected '33'").
+        if action == "connecting" && err.kind() == ErrorKind::Parse {
+            return Error::NotRedis { endpoint };
         }
         if action == "connecting" || err.is_connection_refusal() {
             return Error::Unreachable { endpoint, reason };
@@ -342,29 +374,6 @@ pub(super) fn url_names_db(url: &str) -> bool {
     }
 }
 
-/// Strip the password from a URL before it is shown anywhere.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    // A password may hold '/', '#', '?' and '@' (a URL that does not parse
-    // is shown here precisely because it was not encoded): everything
-    // before the last '@' is taken for credentials. A '@' later in the
-    // path at worst hides more than it must.
-    match rest.rfind('@') {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            let redacted = match userinfo.split_once(':') {
-                Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:***"),
-                _ => "***".to_string(),
-            };
-            format!("{}{}{}", &url[..scheme_end + 3], redacted, &rest[at..])
-        }
-        None => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,24 +389,6 @@ mod tests {
         assert!(!ep.has_explicit_db());
         let moved = ep.with_db(4);
         assert_eq!((moved.db(), moved.has_explicit_db()), (4, true));
-    }
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(redact_url("redis://u:secret@h:1/2"), "redis://u:***@h:1/2");
-        assert_eq!(redact_url("redis://:secret@h:1"), "redis://:***@h:1");
-        assert_eq!(redact_url("rediss://secret@h"), "rediss://***@h");
-        assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
-        // Passwords that were not URL-encoded: nothing of them shows.
-        assert_eq!(
-            redact_url("redis://:secret/part@127.0.0.1:6390"),
-            "redis://:***@127.0.0.1:6390"
-        );
-        assert_eq!(
-            redact_url("redis://:p@ss:w/rd#1%@host/0"),
-            "redis://:***@host/0"
-        );
-        assert_eq!(redact_url("redis://u:a@b@h/1"), "redis://u:***@h/1");
     }
 
     #[test]

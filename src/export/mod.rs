@@ -257,7 +257,7 @@ async fn conclude(
     let report = ExportReport {
         id,
         output,
-        source: options.source.display(),
+        source: options.source.describe(),
         bytes,
         keys: manifest.counts.keys,
         records: manifest.counts.records,

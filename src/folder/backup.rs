@@ -13,13 +13,23 @@ use crate::export::{ExportOptions, export_archive};
 use crate::progress::Progress;
 use crate::report::ExportReport;
 
-/// Export into the backup folder `dir` (created 0700 if need be).
+/// Export into the backup folder `dir` (created 0700 if need be), and log
+/// the run in the folder's audit log.
 pub async fn backup(
-    mut options: ExportOptions,
+    options: ExportOptions,
     dir: &Path,
     progress: &dyn Progress,
 ) -> Result<ExportReport> {
     super::catalog::create_private_dir(dir)?;
+    let result = write_backup(options, dir, progress).await;
+    super::audit::record(&[dir.to_path_buf()], "backup", result, |r| r.errors > 0)
+}
+
+async fn write_backup(
+    mut options: ExportOptions,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<ExportReport> {
     let _lock = Lock::acquire(dir, "backup")?;
     let id = new_archive_id();
     let created = Utc::now();

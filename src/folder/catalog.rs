@@ -180,7 +180,7 @@ fn is_archive_name(name: &str) -> bool {
 
 /// Everything in the folder, archives sorted by creation time, then the
 /// problems (files that are not archives, damaged or missing metadata,
-/// unfinished writes) sorted by name. Journals and the lock are the
+/// unfinished writes) sorted by name. Journals, the lock and the audit log are the
 /// folder's own and not listed.
 pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -197,7 +197,7 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
         problem: why.to_string(),
     };
     for name in &names {
-        if name == LOCK_FILE || name.ends_with(".journal") {
+        if name == LOCK_FILE || name == super::audit::AUDIT_FILE || name.ends_with(".journal") {
             continue;
         }
         if name.ends_with(".archive-partial") {

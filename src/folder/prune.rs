@@ -74,8 +74,20 @@ pub struct PruneReport {
     pub freed: u64,
 }
 
-/// Plan, and with `apply` delete what the plan removes.
+/// Plan, and with `apply` delete what the plan removes; an applied prune
+/// is logged in the folder's audit log.
 pub fn prune(options: &PruneOptions, apply: bool) -> Result<PruneReport> {
+    let result = prune_folder(options, apply);
+    if apply {
+        super::audit::record(std::slice::from_ref(&options.dir), "prune", result, |_| {
+            false
+        })
+    } else {
+        result
+    }
+}
+
+fn prune_folder(options: &PruneOptions, apply: bool) -> Result<PruneReport> {
     let _lock = Lock::acquire(&options.dir, "prune")?;
     let entries = scan(&options.dir)?;
     let mut archives = Vec::new();

@@ -211,7 +211,7 @@ pub struct Plan {
 impl Plan {
     /// The report of a dry run: the plan, nothing written.
     pub fn into_dry_run_report(self) -> RestoreReport {
-        let mut report = RestoreReport::planned(self.source, self.target.display(), self.actions);
+        let mut report = RestoreReport::planned(self.source, self.target.describe(), self.actions);
         report.profile = self.profile;
         report.dropped_field_expiries = self.dropped_field_expiries;
         report.renames = self.renames;
@@ -288,8 +288,22 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
     })
 }
 
-/// Carry out a plan made by [`plan`] with the same options.
+/// Carry out a plan made by [`plan`] with the same options. The restore is
+/// logged in the audit log of its pre-restore backup's folder, and in that
+/// of the backup folder the archive comes from.
 pub async fn perform(
+    plan: Plan,
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let result = perform_unlogged(plan, options, progress).await;
+    let dirs =
+        crate::folder::audit::restore_folders(options.backup_dir.as_deref(), &options.source);
+    crate::folder::audit::record(&dirs, "restore", result, |r| r.is_partial())
+}
+
+/// [`perform`] without the audit log entry (copy logs its own).
+pub(crate) async fn perform_unlogged(
     mut plan: Plan,
     options: &RestoreOptions,
     progress: &dyn Progress,
@@ -333,7 +347,7 @@ pub async fn perform(
         },
         None => cause,
     })?;
-    let mut report = outcome.into_report(plan.source, target.display(), started);
+    let mut report = outcome.into_report(plan.source, target.describe(), started);
     report.profile = plan.profile.take();
     report.dropped_field_expiries = plan.dropped_field_expiries;
     report.renames = plan.renames.take();

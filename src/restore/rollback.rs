@@ -119,9 +119,11 @@ pub async fn plan(options: &RollbackOptions, progress: &dyn Progress) -> Result<
     run(options, progress, false).await
 }
 
-/// Roll back.
+/// Roll back, and log it in the audit log of the backup's folder.
 pub async fn perform(options: &RollbackOptions, progress: &dyn Progress) -> Result<RollbackReport> {
-    run(options, progress, true).await
+    let result = run(options, progress, true).await;
+    let dir = crate::folder::audit::folder_of(&options.backup);
+    crate::folder::audit::record(&[dir], "rollback", result, |r| r.is_partial())
 }
 
 async fn run(

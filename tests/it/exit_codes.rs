@@ -231,6 +231,25 @@ fn code_16_target_cannot_hold_the_archive() {
 }
 
 #[test]
+fn code_17_not_a_redis_server() {
+    // Issue 16: an HTTP server on the port used to give the driver's
+    // "Incompatible type - Parse error at 1 Unexpected '33'".
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 256];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let url = format!("redis://127.0.0.1:{port}");
+    one_line(export_to_nowhere(&url, &[]), 17, "is not a Redis server");
+}
+
+#[test]
 fn code_130_interrupted() {
     let src = RedisServer::start();
     dataset::load(&mut src.conn(), 100_000, 0);

@@ -207,6 +207,8 @@ fn list_and_prune_a_folder_of_sixty_archives() {
     remaining.insert(damaged.clone());
     remaining.insert(format!("{damaged}.meta.json"));
     remaining.insert("notes.txt".into());
+    // The prune itself is logged in the folder.
+    remaining.insert("audit.jsonl".into());
     assert_eq!(files(d), remaining, "exactly the planned files remain");
 }
 

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod audit;
 mod cluster;
 mod compare;
 mod crash;

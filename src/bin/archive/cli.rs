@@ -24,7 +24,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 with --profile: records breaking its rules), 8 archive or data schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
 11 confirmation required or cancelled, 12 cannot decrypt (no key given, wrong identity or passphrase), \
 13 keys exist in the target (--mode fail), 14 compare (or copy --verify) found differences, 15 backup folder locked, \
-16 the target cannot hold what the archive holds (field expiry, DUMP payloads, module types), 130 interrupted (SIGINT/SIGTERM)."
+16 the target cannot hold what the archive holds (field expiry, DUMP payloads, module types), 17 not a Redis server (the port answers another protocol), 130 interrupted (SIGINT/SIGTERM)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -53,6 +53,34 @@ pub enum Command {
     List(ListArgs),
     /// Delete old archives of a backup folder by a retention policy.
     Prune(PruneArgs),
+    /// Show a backup folder's audit log: who ran which backup, restore,
+    /// copy, rollback or prune against it, and how it ended.
+    Log(LogArgs),
+    /// Print the completion script for a shell (e.g. `archive completions
+    /// bash > /etc/bash_completion.d/archive`).
+    Completions(CompletionsArgs),
+    /// Print the manual page as roff (e.g. `archive man > archive.1`).
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The backup folder (default as for `backup`).
+    #[arg(long, value_name = "DIR", env = "ARCHIVE_BACKUP_DIR")]
+    pub folder: Option<PathBuf>,
+    /// Only the last N runs.
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
+    /// Print the entries as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -29,8 +29,9 @@ use redis_archive::restore::{self, RestoreOptions, WriteOptions};
 use redis_archive::validate::{ProfileCheck, validate};
 
 use crate::cli::{
-    BackupArgs, CompareArgs, ConnectArgs, CopyArgs, ExportArgs, InspectArgs, ListArgs, PruneArgs,
-    RestoreArgs, RollbackArgs, SelectionArgs, ValidateArgs, WriteArgs,
+    BackupArgs, CompareArgs, CompletionsArgs, ConnectArgs, CopyArgs, ExportArgs, InspectArgs,
+    ListArgs, LogArgs, PruneArgs, RestoreArgs, RollbackArgs, SelectionArgs, ValidateArgs,
+    WriteArgs,
 };
 
 use crate::progress::Bar;
@@ -132,17 +133,25 @@ fn endpoint(
     side: Side,
     connect: &ConnectArgs,
 ) -> Result<Endpoint, Error> {
-    let url = match url {
-        Some(url) => url.to_string(),
-        None => url_from_env(side)?,
+    let (url, defaulted) = match url {
+        Some(url) => (url.to_string(), false),
+        None => match url_from_env(side)? {
+            Some(url) => (url, false),
+            None => (crate::cli::DEFAULT_URL.to_string(), true),
+        },
     };
-    Endpoint::resolve(&url, db, env_password(side), side, timeouts(connect)?)
+    let endpoint = Endpoint::resolve(&url, db, env_password(side), side, timeouts(connect)?)?;
+    Ok(if defaulted {
+        endpoint.defaulted()
+    } else {
+        endpoint
+    })
 }
 
 /// The URL that SOURCE_REDIS_HOST, _PORT and _DB (or TARGET_...) make, the
 /// variables many teams' `.env` files already set; each defaults to
-/// 127.0.0.1, 6379 and the URL's default database.
-fn url_from_env(side: Side) -> Result<String, Error> {
+/// 127.0.0.1, 6379 and the URL's default database. `None` when none is set.
+fn url_from_env(side: Side) -> Result<Option<String>, Error> {
     let prefix = match side {
         Side::Source => "SOURCE_REDIS",
         Side::Target => "TARGET_REDIS",
@@ -167,7 +176,7 @@ fn url_from_env(side: Side) -> Result<String, Error> {
         number("DB", "database index")?,
     );
     if host.is_none() && port.is_none() && db.is_none() {
-        return Ok(crate::cli::DEFAULT_URL.to_string());
+        return Ok(None);
     }
     let host = host.map_or_else(|| "127.0.0.1".to_string(), |h| h.trim().to_string());
     let host = if host.contains(':') && !host.starts_with('[') {
@@ -180,7 +189,7 @@ fn url_from_env(side: Side) -> Result<String, Error> {
         url.push('/');
         url.push_str(&db);
     }
-    Ok(url)
+    Ok(Some(url))
 }
 
 /// Export options from the command line; the destination is `-o`, stdout
@@ -292,6 +301,33 @@ pub(crate) fn run_prune(args: PruneArgs) -> Result<u8, Failure> {
     Ok(exit::OK)
 }
 
+pub(crate) fn run_log(args: LogArgs) -> Result<u8, Failure> {
+    let dir = args.folder.clone().unwrap_or_else(default_dir);
+    let mut entries = redis_archive::folder::audit::read(&dir)?;
+    if let Some(last) = args.last {
+        entries.drain(..entries.len().saturating_sub(last));
+    }
+    emit(args.json, &entries, |out, e| render::audit_log(out, e))?;
+    Ok(exit::OK)
+}
+
+pub(crate) fn run_completions(args: CompletionsArgs) -> Result<u8, Failure> {
+    let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(
+        args.shell,
+        &mut command,
+        "archive",
+        &mut io::stdout().lock(),
+    );
+    Ok(exit::OK)
+}
+
+pub(crate) fn run_man() -> Result<u8, Failure> {
+    let command = <crate::cli::Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(command).render(&mut io::stdout().lock())?;
+    Ok(exit::OK)
+}
+
 pub(crate) fn run_inspect(args: InspectArgs) -> Result<u8, Failure> {
     let decryption = secrets::decryption(&args.decrypt)?;
     let verified = read_manifest(&ArchiveSource::from_arg(&args.file), &decryption)?;
@@ -372,7 +408,7 @@ pub(crate) async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8,
     if !args.write.yes {
         let ends = Ends {
             from: &planned.source,
-            to: &planned.target.display(),
+            to: &planned.target.describe(),
             selection: &planned.header().selection,
             backup: planned.backup_path(),
             renames: planned.renames.as_ref(),

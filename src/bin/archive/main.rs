@@ -42,6 +42,7 @@ mod exit {
     pub const DIFFERENT: u8 = 14;
     pub const LOCKED: u8 = 15;
     pub const UNSUPPORTED: u8 = 16;
+    pub const NOT_REDIS: u8 = 17;
     /// 128 + SIGINT, as shells report a command stopped by Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -50,6 +51,7 @@ fn exit_code(err: &Error) -> u8 {
     match err {
         Error::RestoreFailed { cause, .. } => exit_code(cause),
         Error::Unreachable { .. } => exit::UNREACHABLE,
+        Error::NotRedis { .. } => exit::NOT_REDIS,
         Error::AuthRefused { .. } => exit::AUTH,
         Error::DbOutOfRange { .. } => exit::DB_RANGE,
         Error::Redis { .. }
@@ -139,6 +141,9 @@ async fn run(cli: Cli, cancel: Cancel) -> Result<u8, Failure> {
         Command::Backup(args) => commands::run_backup(args, cancel).await,
         Command::List(args) => commands::run_list(args),
         Command::Prune(args) => commands::run_prune(args),
+        Command::Log(args) => commands::run_log(args),
+        Command::Completions(args) => commands::run_completions(args),
+        Command::Man => commands::run_man(),
     }
 }
 

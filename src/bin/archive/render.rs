@@ -9,6 +9,7 @@ use redis_archive::archive::manifest::ArchiveKind;
 use redis_archive::archive::{Header, Manifest};
 use redis_archive::compare::{CompareMode, Comparison};
 use redis_archive::copy::CopyReport;
+use redis_archive::folder::audit::{AuditEntry, Outcome};
 use redis_archive::folder::catalog::Entry;
 use redis_archive::folder::prune::PruneReport;
 use redis_archive::keyspace::Selection;
@@ -468,6 +469,10 @@ pub fn manifest(out: &mut dyn Write, m: &Manifest, encrypted: bool) -> io::Resul
         "written by:      {} {}",
         h.program.name, h.program.version
     )?;
+    if let Some(o) = &h.operator {
+        writeln!(out, "operator:        {}@{}", o.user, o.host)?;
+        writeln!(out, "command:         {}", o.command)?;
+    }
     writeln!(out, "started:         {}", h.started_at.to_rfc3339())?;
     writeln!(out, "finished:        {}", m.finished_at.to_rfc3339())?;
     let s = &h.source;
@@ -778,4 +783,53 @@ pub fn prune(out: &mut dyn Write, r: &PruneReport) -> io::Result<()> {
             r.kept
         )
     }
+}
+
+/// The counts of a run's summary worth a glance, in this order.
+const LOG_COUNTS: [&str; 9] = [
+    "keys", "bytes", "written", "added", "restored", "deleted", "removed", "kept", "errors",
+];
+
+/// The audit log: one line per run (time, action, outcome, who and where,
+/// the counts), its command line under it.
+pub fn audit_log(out: &mut dyn Write, entries: &[AuditEntry]) -> io::Result<()> {
+    if entries.is_empty() {
+        return writeln!(out, "no runs logged in this folder yet");
+    }
+    for e in entries {
+        let outcome = match e.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+            _ => "?",
+        };
+        let summary = e.summary.get("restore").unwrap_or(&e.summary);
+        let counts: Vec<String> = LOG_COUNTS
+            .iter()
+            .filter_map(|name| {
+                let n = summary.get(*name)?.as_u64()?;
+                Some(if *name == "bytes" {
+                    human_bytes(n)
+                } else {
+                    format!("{name} {n}")
+                })
+            })
+            .collect();
+        let detail = match &e.error {
+            Some(error) => error.clone(),
+            None => counts.join(", "),
+        };
+        writeln!(
+            out,
+            "{}  {:<8} {:<7}  {}@{}  {}",
+            e.time.format("%Y-%m-%d %H:%M:%SZ"),
+            e.action,
+            outcome,
+            e.operator.user,
+            e.operator.host,
+            detail
+        )?;
+        writeln!(out, "    {}", e.operator.command)?;
+    }
+    Ok(())
 }
