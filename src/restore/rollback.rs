@@ -326,6 +326,12 @@ impl Rollbacker<'_> {
         };
         let now = fingerprints(conn, &keys).await?;
         let count = batch.len() as u64;
+        // Deletes go first: they free memory on a target the restore left
+        // full (a restore stopped by OOM), where the values put back would
+        // otherwise be refused. Keys are distinct, so order does not matter
+        // otherwise.
+        let mut deletes = Vec::new();
+        let mut puts = Vec::new();
         for (pending, current) in batch.into_iter().zip(now) {
             let key = pending.records[0].key.0.clone();
             let after = pending.touched.and_then(|t| t.after);
@@ -355,21 +361,21 @@ impl Rollbacker<'_> {
             }
             let first = &pending.records[0];
             let expired = matches!(first.expiry, Some(e) if e.at_ms <= self.now_ms);
-            let records = if expired || matches!(first.value, Value::Absent(_)) {
+            if expired || matches!(first.value, Value::Absent(_)) {
                 // Absent before the restore (or since expired): delete it.
                 self.report.deleted += 1;
-                vec![Record::new(
+                deletes.push(Record::new(
                     first.key.clone(),
                     Value::Absent(Default::default()),
-                )]
+                ));
             } else {
                 self.report.restored += 1;
-                pending.records
-            };
-            if let Some(applier) = self.applier.as_mut() {
-                for r in records {
-                    applier.record(r).await?;
-                }
+                puts.extend(pending.records);
+            }
+        }
+        if let Some(applier) = self.applier.as_mut() {
+            for r in deletes.into_iter().chain(puts) {
+                applier.record(r).await?;
             }
         }
         self.progress.advance(count);
