@@ -71,7 +71,14 @@ impl TargetFeatures {
     /// The `RESTORE` payload that writes `record` in one command, when it
     /// can be: a whole key (one record) without hash field expiry, of a
     /// type [`crate::rdb::restore_payload`] encodes.
-    pub(crate) fn restore_payload(&self, record: &Record, ttl: TtlMode) -> Option<Vec<u8>> {
+    /// `held` is what the record holds in memory ([`Record::held_bytes`]),
+    /// more than its payload takes.
+    pub(crate) fn restore_payload(
+        &self,
+        record: &Record,
+        ttl: TtlMode,
+        held: usize,
+    ) -> Option<Vec<u8>> {
         let rdb = self.restore_rdb?;
         if record.part != 0 || record.more || record.void || !record.field_expiry.is_empty() {
             return None;
@@ -80,7 +87,7 @@ impl TargetFeatures {
         if ttl == TtlMode::Relative && record.expiry.is_some_and(|e| e.ttl_ms <= 0) {
             return None;
         }
-        crate::rdb::restore_payload(&record.value, rdb)
+        crate::rdb::restore_payload_within(&record.value, rdb, held)
     }
 }
 

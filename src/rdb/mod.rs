@@ -59,6 +59,7 @@ pub use error::RdbError;
 use input::Input;
 pub use items::{KeyInfo, RdbItem, RdbOptions, RdbStats, SkipReason};
 pub use module::dump_payload;
+pub(crate) use payload::restore_payload_within;
 pub use payload::{STREAM_COUNTERS_RDB, restore_payload};
 use stream::StreamOut;
 use strings::StrHeader;

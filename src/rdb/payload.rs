@@ -33,7 +33,18 @@ const NODE_ENTRIES: usize = 100;
 /// RDB `rdb_version` (9 or later), or `None` when the value keeps its
 /// commands.
 pub fn restore_payload(value: &Value, rdb_version: u16) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(value.approx_bytes() + 32);
+    restore_payload_within(value, rdb_version, value.approx_bytes())
+}
+
+/// [`restore_payload`] for a value already known to take about `bytes`
+/// (an upper bound saves growing the payload; the caller has measured the
+/// value once already, and measuring walks every element).
+pub(crate) fn restore_payload_within(
+    value: &Value,
+    rdb_version: u16,
+    bytes: usize,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes + 32);
     match value {
         Value::String(s) => {
             out.push(types::STRING);

@@ -121,6 +121,8 @@ pub struct Applier<'p> {
     cancel: Cancel,
     now_ms: i64,
     batch: Vec<Record>,
+    /// What each record of the batch holds in memory, measured once.
+    batch_held: Vec<usize>,
     batch_bytes: usize,
     in_flight: Option<InFlight>,
     current: Option<Current>,
@@ -157,7 +159,9 @@ impl Applier<'_> {
         if self.write.ttl == TtlMode::Absolute {
             drop_expired_fields(&mut record, self.now_ms);
         }
-        self.batch_bytes += record.held_bytes();
+        let held = record.held_bytes();
+        self.batch_bytes += held;
+        self.batch_held.push(held);
         self.batch.push(record);
         if self.batch.len() >= self.write.batch_keys || self.batch_bytes >= self.write.batch_bytes {
             self.flush().await?;
@@ -182,6 +186,7 @@ impl<'p> Applier<'p> {
             cancel,
             now_ms,
             batch: Vec::new(),
+            batch_held: Vec::new(),
             batch_bytes: 0,
             in_flight: None,
             current: None,
@@ -231,6 +236,7 @@ impl<'p> Applier<'p> {
             )));
         }
         let batch = std::mem::take(&mut self.batch);
+        let held = std::mem::take(&mut self.batch_held);
         self.batch_bytes = 0;
         let (mode, ttl, now_ms) = (self.write.mode, self.write.ttl, self.now_ms);
 
@@ -241,7 +247,7 @@ impl<'p> Applier<'p> {
         let mut planned: Vec<Option<Action>> = Vec::new();
         let mut payloads: Vec<Option<Vec<u8>>> = Vec::new();
         let mut ask: Vec<&[u8]> = Vec::new();
-        for record in batch.iter().filter(|r| r.part == 0) {
+        for (record, &held) in batch.iter().zip(&held).filter(|(r, _)| r.part == 0) {
             let decision = match self.planned.as_mut() {
                 Some(plan) => Some(plan.next()?.ok_or_else(|| {
                     Error::Internal("the archive has more keys than the plan".into())
@@ -250,7 +256,7 @@ impl<'p> Applier<'p> {
             };
             let payload = match decision {
                 Some(Action::Create | Action::Overwrite) => {
-                    self.features.restore_payload(record, ttl)
+                    self.features.restore_payload(record, ttl, held)
                 }
                 _ => None,
             };
@@ -339,7 +345,7 @@ impl<'p> Applier<'p> {
                     carry: KeyCarry::default(),
                     failed,
                     touched,
-                    small: !record.more && record.value.approx_bytes() <= FINGERPRINT_MAX_BYTES,
+                    small: !record.more && held[index] <= FINGERPRINT_MAX_BYTES,
                 });
                 next_seq += 1;
             }
