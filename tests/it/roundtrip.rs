@@ -418,4 +418,24 @@ fn progress_goes_to_logs_as_lines() {
         "{lines:?}"
     );
     assert!(run.stdout_text().starts_with("exported 60000 keys"));
+
+    // --progress none: no lines, the same summary.
+    let out = command(&[
+        "export",
+        "--source",
+        &url,
+        "-o",
+        file.to_str().unwrap(),
+        "--progress",
+        "none",
+    ])
+    .env("ARCHIVE_PROGRESS_INTERVAL", "0.01")
+    .output()
+    .unwrap();
+    let quiet = output(out).ok();
+    assert!(!quiet.stderr.contains("exporting: "), "{}", quiet.stderr);
+    assert!(quiet.stdout_text().starts_with("exported 60000 keys"));
+    // An unknown mode is a usage error.
+    let bad = crate::support::run(&["export", "--source", &url, "--progress", "loud"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
 }

@@ -29,6 +29,24 @@ with --profile: records breaking its rules), 8 archive or data schema too new, 9
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How to show progress on stderr: a bar on a terminal and a line every
+    /// 30 seconds otherwise (auto), only the bar (shown on a terminal),
+    /// only lines, or nothing.
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+}
+
+/// `--progress`: what progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// A bar on a terminal, lines otherwise.
+    Auto,
+    /// A bar, on a terminal only.
+    Bar,
+    /// Lines (`exporting: 120000/1000000 keys, ...`), terminal or not.
+    Lines,
+    /// Nothing.
+    None,
 }
 
 #[derive(Debug, Subcommand)]

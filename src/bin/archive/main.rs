@@ -83,6 +83,7 @@ fn exit_code(err: &Error) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    progress::set_mode(cli.progress);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,14 +1,16 @@
 //! Progress: a bar on stderr when it is a terminal; otherwise (CI, a
 //! `tee`d log) a line every 30 seconds, so a long run is never silent
-//! until its end. The library reports progress through its `Progress`
+//! until its end. `--progress` picks one of them, or neither. The library reports progress through its `Progress`
 //! trait and never draws.
 
 use std::io::{self, IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use redis_archive::progress::Progress;
+
+use crate::cli::ProgressMode;
 
 /// Seconds between progress lines when stderr is not a terminal
 /// (`ARCHIVE_PROGRESS_INTERVAL` overrides it; 0 turns them off).
@@ -32,12 +34,29 @@ struct Log {
     total: Option<u64>,
 }
 
+/// The `--progress` mode, set once by `main` before any work starts.
+static MODE: OnceLock<ProgressMode> = OnceLock::new();
+
+/// Set what progress every bar of this run shows.
+pub(crate) fn set_mode(mode: ProgressMode) {
+    let _ = MODE.set(mode);
+}
+
 impl Bar {
     pub(crate) fn new(verb: &'static str) -> Self {
-        if io::stderr().is_terminal() {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        let mode = MODE.get().copied().unwrap_or(ProgressMode::Auto);
+        let terminal = io::stderr().is_terminal();
+        let (bar, lines) = match mode {
+            ProgressMode::Auto => (terminal, !terminal),
+            ProgressMode::Bar => (terminal, false),
+            ProgressMode::Lines => (false, true),
+            ProgressMode::None => (false, false),
+        };
+        if !lines {
+            let bar =
+                bar.then(|| ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()));
             return Bar {
-                bar: Some(bar),
+                bar,
                 log: None,
                 verb,
             };
