@@ -1,6 +1,8 @@
 //! Progress reporting without printing: the library calls an observer, the
 //! binary decides whether that is a progress bar, a log line or nothing.
 
+use crate::report::Action;
+
 /// Observer of a long-running command. Calls come from worker tasks, so an
 /// implementation must be cheap and thread-safe.
 pub trait Progress: Send + Sync {
@@ -10,6 +12,12 @@ pub trait Progress: Send + Sync {
     fn advance(&self, _n: u64) {}
     /// The work has ended, successfully or not.
     fn finish(&self) {}
+    /// A restore's or copy's plan decided `key` (for a listing of every
+    /// key, `--verbose`).
+    fn planned(&self, _key: &[u8], _action: Action) {}
+    /// A restore or copy dealt with `key`: `action` was done, or its writes
+    /// failed for `failed`.
+    fn done(&self, _key: &[u8], _action: Action, _failed: Option<&str>) {}
 }
 
 /// Reports nothing.

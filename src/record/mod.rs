@@ -556,7 +556,7 @@ fn check_groups(chunk: &StreamChunk) -> Result<(), String> {
 
 /// Show a key to a person: printable ASCII as is, other bytes as `\xNN`
 /// (the redis-cli convention), so a binary key still fits on one line.
-pub(crate) fn printable(bytes: &[u8]) -> String {
+pub fn printable(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
         match b {

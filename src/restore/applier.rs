@@ -531,6 +531,7 @@ impl<'p> Applier<'p> {
             match failures.get(&f.seq).cloned().or(carried) {
                 Some(reason) => {
                     self.groups.fail(key);
+                    self.progress.done(key, f.action, Some(&reason));
                     self.outcome.fail(key, f.key_type, reason)
                 }
                 None if f.action == Action::Void => {}
@@ -538,10 +539,12 @@ impl<'p> Applier<'p> {
                     self.outcome.appeared += 1;
                     self.outcome.done.add(f.key_type, Action::Skip);
                     self.groups.add(key, Action::Skip);
+                    self.progress.done(key, Action::Skip, None);
                 }
                 None => {
                     self.outcome.done.add(f.key_type, f.action);
                     self.groups.add(key, f.action);
+                    self.progress.done(key, f.action, None);
                     if matches!(f.action, Action::Create | Action::Overwrite) {
                         self.outcome.written += 1;
                     }

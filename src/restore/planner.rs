@@ -348,7 +348,8 @@ impl<'p> Planner<'p> {
                 decided[positions[g]].2 = Action::Create;
             }
         }
-        for (_, t, action, index) in decided {
+        for (key, t, action, index) in decided {
+            self.progress.planned(&key, action);
             self.actions.add(t, action);
             self.decisions.replace(index, action)?;
         }
@@ -417,6 +418,8 @@ impl Planner<'_> {
         if self.write.ttl.is_expired(record.expiry, self.now_ms) {
             self.actions.add(record.key_type(), Action::Expired);
             self.decisions.push(Action::Expired);
+            self.progress
+                .planned(&self.write.remap.key(&record.key.0), Action::Expired);
             return Ok(());
         }
         // Decided at the next flush.

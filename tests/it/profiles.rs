@@ -730,12 +730,29 @@ fn a_group_copy_reports_per_group() {
         a.extend_from_slice(extra);
         a
     };
-    let plan = run(&args(&["--dry-run", "--json"])).ok().json();
+    let dry = run(&args(&["--dry-run", "--json", "--verbose"])).ok();
+    // --verbose lists every key with what the plan would do to it.
+    assert!(
+        dry.stderr.contains("to skip (exists): apikey:k-ada-1\n"),
+        "{}",
+        dry.stderr
+    );
+    assert_eq!(dry.stderr.matches("to create: ").count(), 12, "{}", dry.stderr);
+    let plan = dry.json();
     assert_eq!(plan["groups"]["apikeys"]["created"], 8, "{plan}");
     assert_eq!(plan["groups"]["apikeys"]["skipped"], 1, "{plan}");
     assert_eq!(plan["groups"]["admins"]["created"], 4, "{plan}");
 
-    let text = run(&args(&["--yes"])).ok().stdout_text();
+    let done = run(&args(&["--yes", "-v"])).ok();
+    // -v names each key with what was done to it, as the runbooks' "Copied: ...".
+    assert!(
+        done.stderr.contains("created: admin:adm-1\n")
+            && done.stderr.contains("skipped (exists): apikey:k-ada-1\n"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(done.stderr.matches("created: ").count(), 12, "{}", done.stderr);
+    let text = done.stdout_text();
     assert!(
         text.contains(
             "per group:\n  admins: 4 created, 0 skipped, 0 overwritten, 0 merged, 0 failed\n  apikeys: 8 created, 1 skipped, 0 overwritten, 0 merged, 0 failed\n"

@@ -206,6 +206,11 @@ pub struct SelectionArgs {
 /// How keys are written into the target (restore and copy).
 #[derive(Debug, Args)]
 pub struct WriteArgs {
+    /// List every key on stderr with what is done to it ("created:
+    /// user:42"); with --dry-run (or before the confirmation), with what the
+    /// plan would do to it.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
     /// What to do with keys that already exist in the target: skip them,
     /// overwrite them, merge into them (add missing fields, members and
     /// stream entries; change nothing), or fail before writing anything.

@@ -398,7 +398,9 @@ pub(crate) async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8,
     options.write.profile = Profile::locate(args.profile.as_deref())?.map(Arc::new);
     options.write.as_user = args.as_user.clone();
 
-    let verifying = Bar::new("verifying");
+    let listing = args.write.verbose;
+    let verifying =
+        Bar::new("verifying").listing(listing && (args.write.dry_run || !args.write.yes));
     let planned = restore::plan(&options, &verifying).await?;
     let text = |out: &mut dyn Write, r: &RestoreReport| render::restore(out, r, "restore");
     if args.write.dry_run {
@@ -416,7 +418,7 @@ pub(crate) async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8,
         };
         confirm(&ends, &planned.actions, source == ArchiveSource::Stdin)?;
     }
-    let writing = Bar::new("restoring");
+    let writing = Bar::new("restoring").listing(listing);
     let done = restore::perform(planned, &options, &writing).await?;
     emit(args.write.json, &done, text)?;
     Ok(partial_code(done.is_partial()))
@@ -442,7 +444,8 @@ pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failu
         check_user_id(id)?;
     }
     options.write.as_user = args.as_user.clone();
-    let planning = Bar::new("reading");
+    let listing = args.write.verbose;
+    let planning = Bar::new("reading").listing(listing && (args.write.dry_run || !args.write.yes));
     let planned = copy::plan(&options, &planning).await?;
     if args.write.dry_run {
         emit(
@@ -463,7 +466,7 @@ pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failu
         };
         confirm(&ends, &planned.actions, false)?;
     }
-    let copying = Bar::new("copying");
+    let copying = Bar::new("copying").listing(listing);
     let done = copy::perform(planned, &copying).await?;
     emit(args.write.json, &done, render::copy)?;
     // Keys that failed are the cause of any difference verification finds.

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use redis_archive::progress::Progress;
+use redis_archive::record::printable;
+use redis_archive::report::Action;
 
 use crate::cli::ProgressMode;
 
@@ -23,6 +25,8 @@ pub(crate) struct Bar {
     bar: Option<ProgressBar>,
     log: Option<Mutex<Log>>,
     verb: &'static str,
+    /// List every key with its action on stderr (`--verbose`).
+    listing: bool,
 }
 
 /// Where a run stands, for its progress lines.
@@ -59,6 +63,7 @@ impl Bar {
                 bar,
                 log: None,
                 verb,
+                listing: false,
             };
         }
         let secs = std::env::var("ARCHIVE_PROGRESS_INTERVAL")
@@ -80,6 +85,24 @@ impl Bar {
             bar: None,
             log,
             verb,
+            listing: false,
+        }
+    }
+
+    /// Also list every key with what is (or would be) done to it.
+    pub(crate) fn listing(mut self, on: bool) -> Self {
+        self.listing = on;
+        self
+    }
+
+    /// One line of the listing, above the bar when there is one.
+    fn list(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            // A listing that cannot be written is no reason to stop the work.
+            None => {
+                let _ = writeln!(io::stderr().lock(), "{line}");
+            }
         }
     }
 
@@ -152,5 +175,39 @@ impl Progress for Bar {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+    fn planned(&self, key: &[u8], action: Action) {
+        if self.listing {
+            let what = match action {
+                Action::Create => "to create",
+                Action::Skip => "to skip (exists)",
+                Action::Overwrite => "to overwrite",
+                Action::Merge => "to merge into",
+                Action::Expired => "expired, not written",
+                Action::Conflict => "exists (--mode fail)",
+                Action::Unsupported => "unsupported, not written",
+                _ => return,
+            };
+            self.list(format!("{what}: {}", printable(key)));
+        }
+    }
+    fn done(&self, key: &[u8], action: Action, failed: Option<&str>) {
+        if !self.listing {
+            return;
+        }
+        if let Some(reason) = failed {
+            self.list(format!("failed: {} ({reason})", printable(key)));
+            return;
+        }
+        let what = match action {
+            Action::Create => "created",
+            Action::Skip => "skipped (exists)",
+            Action::Overwrite => "overwritten",
+            Action::Merge => "merged into",
+            Action::Expired => "expired, not written",
+            Action::Unsupported => "unsupported, not written",
+            _ => return,
+        };
+        self.list(format!("{what}: {}", printable(key)));
     }
 }
