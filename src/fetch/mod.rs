@@ -243,6 +243,13 @@ impl Fetcher {
         Ok(())
     }
 
+    /// Send records to `out` from now on. The channel sent to before sees
+    /// its end once no other sender holds it: a reader kept across batches
+    /// (the pre-restore backup's) gives each batch a channel of its own.
+    pub(crate) fn sending_to(&mut self, out: mpsc::Sender<Outgoing>) {
+        self.out = out;
+    }
+
     /// Read hash field expiry too (or not), as found out before.
     pub(crate) fn reading_field_expiry(mut self, on: bool) -> Self {
         self.field_expiry = on;

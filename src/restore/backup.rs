@@ -44,8 +44,6 @@ pub(crate) struct PreRestoreBackup {
     /// (key shapes, its link to the server) serves every batch; it is out
     /// of this slot while a batch is read.
     fetcher: Option<Fetcher>,
-    /// What the reader sends, in the order it was asked.
-    rx: mpsc::Receiver<Outgoing>,
 }
 
 impl std::fmt::Debug for PreRestoreBackup {
@@ -91,7 +89,8 @@ impl PreRestoreBackup {
             WriterOptions::default(),
             None,
         )?;
-        let (tx, rx) = mpsc::channel::<Outgoing>(64);
+        // Each batch gets a channel of its own (see `save`).
+        let (tx, _) = mpsc::channel::<Outgoing>(1);
         let fetcher = Fetcher::new(conn.clone(), ChunkSizes::default(), tx)
             .for_server(&server_info)
             .reading_field_expiry(field_expiry);
@@ -101,7 +100,6 @@ impl PreRestoreBackup {
             path,
             file,
             fetcher: Some(fetcher),
-            rx,
         })
     }
 
@@ -123,11 +121,16 @@ impl PreRestoreBackup {
             .take()
             .ok_or_else(|| Error::Internal("a backup batch after a failed one".into()))?;
         let writer = &mut self.writer;
-        let rx = &mut self.rx;
         // The fetcher fills a bounded channel while the drain writes records
-        // in `wanted` order, so neither waits on the other and memory stays flat.
+        // in `wanted` order, so neither waits on the other and memory stays
+        // flat. The channel is this batch's: once the fetcher lets go of it
+        // the drain sees its end (keys gone since EXISTS send nothing), and
+        // a drain that stops early closes it under the fetcher.
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
+        fetcher.sending_to(tx);
         let fetch = async move {
             let read = fetcher.fetch_batch_typed(to_read, types).await;
+            fetcher.sending_to(mpsc::channel(1).0);
             let stats = std::mem::take(&mut fetcher.stats);
             (read, stats, fetcher)
         };
@@ -180,13 +183,6 @@ impl PreRestoreBackup {
         };
         let ((read, stats, fetcher), gone) = tokio::join!(fetch, drain);
         read?;
-        // Everything asked was taken: the next batch starts clean.
-        if let Ok(stray) = self.rx.try_recv() {
-            return Err(Error::Internal(format!(
-                "the backup read {} out of turn",
-                crate::record::printable(&stray.record.key.0)
-            )));
-        }
         self.fetcher = Some(fetcher);
         if let Some(e) = stats.errors.examples().first() {
             return Err(Error::Redis {

@@ -737,7 +737,12 @@ fn a_group_copy_reports_per_group() {
         "{}",
         dry.stderr
     );
-    assert_eq!(dry.stderr.matches("to create: ").count(), 12, "{}", dry.stderr);
+    assert_eq!(
+        dry.stderr.matches("to create: ").count(),
+        12,
+        "{}",
+        dry.stderr
+    );
     let plan = dry.json();
     assert_eq!(plan["groups"]["apikeys"]["created"], 8, "{plan}");
     assert_eq!(plan["groups"]["apikeys"]["skipped"], 1, "{plan}");
@@ -751,7 +756,12 @@ fn a_group_copy_reports_per_group() {
         "{}",
         done.stderr
     );
-    assert_eq!(done.stderr.matches("created: ").count(), 12, "{}", done.stderr);
+    assert_eq!(
+        done.stderr.matches("created: ").count(),
+        12,
+        "{}",
+        done.stderr
+    );
     let text = done.stdout_text();
     assert!(
         text.contains(
