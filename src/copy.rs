@@ -142,6 +142,7 @@ impl CopyPlan {
         restore.renames = self.restore.renames;
         restore.names = self.restore.names;
         restore.groups = self.restore.groups;
+        restore.merge_would_add = self.restore.merge_would_add;
         CopyReport {
             restore,
             selection: self.selection,
@@ -165,6 +166,11 @@ impl CopyPlan {
     /// The first existing keys the plan skips, overwrites or merges into.
     pub fn names(&self) -> &PlanNames {
         &self.restore.names
+    }
+
+    /// What the plan's merges would add, when counted.
+    pub fn merge_would_add(&self) -> Option<u64> {
+        self.restore.merge_would_add
     }
 }
 

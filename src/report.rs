@@ -256,6 +256,10 @@ pub struct RestoreReport {
     /// With a profile: what was done (or would be) per group.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, GroupCounts>,
+    /// A plan's count of what its merges would add (fields, members, list
+    /// values, stream entries), when counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_would_add: Option<u64>,
 }
 
 /// What a restore or copy did (or would do) to one profile group's keys.
@@ -403,6 +407,7 @@ impl RestoreReport {
             renames: None,
             names: PlanNames::default(),
             groups: BTreeMap::new(),
+            merge_would_add: None,
         }
     }
 

@@ -50,6 +50,7 @@ impl Outcome {
             renames: None,
             names: Default::default(),
             groups: self.groups,
+            merge_would_add: None,
         }
     }
 

@@ -27,6 +27,7 @@ mod decisions;
 mod exists;
 mod groups;
 pub(crate) mod journal;
+mod merges;
 mod planner;
 pub mod remap;
 pub mod rollback;
@@ -36,6 +37,7 @@ use decisions::{DecisionReader, Decisions};
 use exists::{ExistsTask, read_exists, send_exists};
 use groups::GroupTally;
 pub(crate) use journal::{LEFT_ALONE_FINGERPRINT, UNKNOWN_FINGERPRINT, fingerprints};
+use merges::MergeCounts;
 pub(crate) use planner::Planner;
 
 use std::collections::{BTreeMap, HashSet};
@@ -110,6 +112,9 @@ pub struct WriteOptions {
     /// Write what the target can hold and drop the rest (counted), instead
     /// of refusing the restore.
     pub drop_unsupported: bool,
+    /// Count what the plan's merges would add (a read-only script per
+    /// record of a key that may be merged into): for a plan a person reads.
+    pub count_merges: bool,
 }
 
 impl WriteOptions {
@@ -136,6 +141,7 @@ impl Default for WriteOptions {
             profile: None,
             as_user: None,
             drop_unsupported: false,
+            count_merges: false,
         }
     }
 }
@@ -197,6 +203,9 @@ pub struct Plan {
     pub names: PlanNames,
     /// With a profile: the plan per group.
     pub groups: BTreeMap<String, GroupCounts>,
+    /// What the merges would add (fields, members, list values, stream
+    /// entries), when counted (`WriteOptions::count_merges`).
+    pub merge_would_add: Option<u64>,
     /// The decision for each key, in archive order: perform follows it.
     decisions: Decisions,
     /// The pre-restore backup, complete but not yet in place: perform
@@ -217,6 +226,7 @@ impl Plan {
         report.renames = self.renames;
         report.names = self.names;
         report.groups = self.groups;
+        report.merge_would_add = self.merge_would_add;
         report
     }
 
@@ -281,6 +291,7 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
         renames: planned.renames,
         names: planned.names,
         groups: planned.groups,
+        merge_would_add: planned.merge_would_add,
         decisions: planned.decisions,
         backup: planned.backup,
         archive,

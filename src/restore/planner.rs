@@ -41,6 +41,8 @@ pub struct Planner<'p> {
     names: PlanNames,
     /// With a profile: the plan per group.
     groups: GroupTally,
+    /// What the merges would add, when counted.
+    merges: Option<MergeCounts>,
     /// Where to put a pre-restore backup, and the archive it is for.
     backup_to: Option<(PathBuf, String)>,
     backup: Option<PreRestoreBackup>,
@@ -81,6 +83,7 @@ pub struct Planned {
     pub renames: Option<RenameSummary>,
     pub names: PlanNames,
     pub groups: BTreeMap<String, GroupCounts>,
+    pub merge_would_add: Option<u64>,
     pub(super) decisions: Decisions,
     pub(super) backup: Option<PreRestoreBackup>,
 }
@@ -100,7 +103,9 @@ impl<'p> Planner<'p> {
         cancel: Cancel,
         progress: &'p dyn Progress,
     ) -> Self {
+        let merges = write.count_merges.then(MergeCounts::new);
         Planner {
+            merges,
             target,
             conn: None,
             write,
@@ -179,7 +184,17 @@ impl<'p> Planner<'p> {
         if let (Some(p), Some(r)) = (self.profile.as_mut(), &self.rewriter) {
             p.upgrade = r.upgrade_summary().cloned();
         }
+        // Every key is decided now: the last counts are kept or dropped.
+        let merge_would_add = match (self.merges.as_mut(), self.conn.as_mut()) {
+            (Some(m), Some(conn)) => {
+                m.ask(conn).await?;
+                m.resolve(&self.decisions, usize::MAX)?;
+                m.known.then_some(m.total)
+            }
+            _ => None,
+        };
         Ok(Planned {
+            merge_would_add,
             renames: (!self.write.remap.is_empty()).then(|| self.renames.into_summary()),
             names: self.names,
             groups: self.groups.into_counts(),
@@ -285,9 +300,15 @@ impl<'p> Planner<'p> {
         // backed up) and the next one decoded.
         let keys = std::mem::take(&mut self.pending);
         let task = send_exists(conn, keys.iter().map(|k| &k.key[..]));
+        if let Some(m) = self.merges.as_mut() {
+            m.ask(&mut conn.clone()).await?;
+        }
         self.settle().await?;
         // Every key before this batch's is decided.
         let first = keys.first().map_or(self.decisions.len(), |k| k.index);
+        if let Some(m) = self.merges.as_mut() {
+            m.resolve(&self.decisions, first)?;
+        }
         self.decisions.settled_before(first)?;
         self.in_flight = Some((keys, task));
         Ok(())
@@ -410,6 +431,11 @@ impl Planner<'_> {
         }
         if let Some((index, false)) = self.open_key {
             self.needs.note(&record, index);
+            if let Some(m) = self.merges.as_mut()
+                && (self.write.mode == Mode::Merge || self.shared.contains(&record.key.0))
+            {
+                m.queue(index, &self.write.remap.key(&record.key.0), &record);
+            }
         }
         if record.part != 0 {
             return Ok(());

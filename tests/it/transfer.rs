@@ -591,3 +591,109 @@ fn merge_copy_from_db1_into_db0_verifies() {
     assert!(text.contains("verify: DIFFERENT"), "{text}");
     assert!(text.contains("entry 1-1 missing in the target"), "{text}");
 }
+
+/// A merge plan says how much it would add, member by member, and the
+/// merge then adds exactly that: a sorted set, a hash, a list (a value
+/// twice in the archive, once in the target), a stream (entries at or
+/// below the target's last id are not added) and a set.
+#[test]
+fn a_merge_plan_counts_what_it_would_add() {
+    let server = RedisServer::start();
+    let mut one = server.conn_db(1);
+    let mut zero = server.conn_db(0);
+    redis::pipe()
+        .cmd("ZADD")
+        .arg("idx")
+        .arg(1)
+        .arg("a")
+        .arg(2)
+        .arg("b")
+        .arg(3)
+        .arg("c")
+        .cmd("HSET")
+        .arg("h")
+        .arg("f1")
+        .arg(1)
+        .arg("f2")
+        .arg(2)
+        .arg("f3")
+        .arg(3)
+        .cmd("RPUSH")
+        .arg("l")
+        .arg("a")
+        .arg("b")
+        .arg("c")
+        .arg("a")
+        .cmd("XADD")
+        .arg("s")
+        .arg("1-1")
+        .arg("f")
+        .arg("v")
+        .cmd("XADD")
+        .arg("s")
+        .arg("5-0")
+        .arg("f")
+        .arg("v")
+        .cmd("XADD")
+        .arg("s")
+        .arg("10-2")
+        .arg("f")
+        .arg("v")
+        .cmd("SADD")
+        .arg("st")
+        .arg("a")
+        .arg("b")
+        .cmd("SET")
+        .arg("str")
+        .arg("v")
+        .query::<()>(&mut one)
+        .unwrap();
+    redis::pipe()
+        .cmd("ZADD")
+        .arg("idx")
+        .arg(9)
+        .arg("a")
+        .cmd("HSET")
+        .arg("h")
+        .arg("f1")
+        .arg("x")
+        .cmd("RPUSH")
+        .arg("l")
+        .arg("b")
+        .cmd("XADD")
+        .arg("s")
+        .arg("5-0")
+        .arg("f")
+        .arg("v")
+        .cmd("SADD")
+        .arg("st")
+        .arg("b")
+        .query::<()>(&mut zero)
+        .unwrap();
+    let (from, to) = (server.url_db(1), server.url_db(0));
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "copy",
+            "--source",
+            from.as_str(),
+            "--target",
+            to.as_str(),
+            "--mode",
+            "merge",
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let text = run(&args(&["--dry-run"])).ok().stdout_text();
+    assert!(
+        text.contains("merge would add 8 fields, members or entries to 5 existing keys"),
+        "{text}"
+    );
+    let plan = run(&args(&["--dry-run", "--json"])).ok().json();
+    assert_eq!(plan["merge_would_add"], 8, "{plan}");
+    assert_eq!(server.dbsize(0), 5, "a dry run writes nothing");
+    let done = run(&args(&["--yes", "--no-backup", "--json"])).ok().json();
+    assert_eq!(done["added"], 8, "{done}");
+    // With --yes nothing is shown before writing, so nothing is counted.
+    assert!(done.get("merge_would_add").is_none(), "{done}");
+}

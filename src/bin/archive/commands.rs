@@ -123,6 +123,8 @@ fn write_options(args: &WriteArgs) -> Result<WriteOptions, Error> {
         ttl: args.ttl.into(),
         remap: Remap::with_rules(&args.rename_prefix, &args.rename_token)?,
         drop_unsupported: args.drop_unsupported,
+        // A plan a person reads says what its merges would add.
+        count_merges: args.dry_run || !args.yes,
         ..WriteOptions::default()
     })
 }
@@ -415,6 +417,7 @@ pub(crate) async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8,
             backup: planned.backup_path(),
             renames: planned.renames.as_ref(),
             names: &planned.names,
+            merge_would_add: planned.merge_would_add,
         };
         confirm(&ends, &planned.actions, source == ArchiveSource::Stdin)?;
     }
@@ -463,6 +466,7 @@ pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failu
             backup: planned.backup_path(),
             renames: planned.renames(),
             names: planned.names(),
+            merge_would_add: planned.merge_would_add(),
         };
         confirm(&ends, &planned.actions, false)?;
     }

@@ -17,6 +17,7 @@ pub(crate) struct Ends<'a> {
     pub(crate) backup: Option<&'a std::path::Path>,
     pub(crate) renames: Option<&'a RenameSummary>,
     pub(crate) names: &'a PlanNames,
+    pub(crate) merge_would_add: Option<u64>,
 }
 
 /// Ask on the terminal; without one, refuse (pass --yes).
@@ -41,6 +42,7 @@ pub(crate) fn confirm(
             render::renames(err, renames)?;
         }
         render::plan_names(err, ends.names, actions)?;
+        render::merge_would_add(err, ends.merge_would_add, actions)?;
         let merges = actions.total(Action::Merge);
         if merges > 0 {
             write!(

@@ -207,6 +207,9 @@ pub fn restore(out: &mut dyn Write, r: &RestoreReport, verb: &str) -> io::Result
     }
     group_counts(out, &r.groups)?;
     plan_names(out, &r.names, &r.plan)?;
+    if r.dry_run {
+        merge_would_add(out, r.merge_would_add, &r.plan)?;
+    }
     let merged = r.plan.total(Action::Merge);
     if merged > 0 && !r.dry_run {
         writeln!(
@@ -281,6 +284,18 @@ pub fn copy(out: &mut dyn Write, r: &CopyReport) -> io::Result<()> {
 
 /// How many `old -> new` examples and unrenamed keys a plan shows.
 const RENAME_EXAMPLES: usize = 5;
+
+/// What a plan's merges would add, when it was counted.
+pub fn merge_would_add(out: &mut dyn Write, n: Option<u64>, plan: &ActionCounts) -> io::Result<()> {
+    let merged = plan.total(Action::Merge);
+    match n {
+        Some(n) if merged > 0 => writeln!(
+            out,
+            "merge would add {n} fields, members or entries to {merged} existing keys"
+        ),
+        _ => Ok(()),
+    }
+}
 
 /// What was done (or would be) to each profile group's keys.
 pub fn group_counts(out: &mut dyn Write, groups: &BTreeMap<String, GroupCounts>) -> io::Result<()> {
