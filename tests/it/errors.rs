@@ -312,6 +312,40 @@ fn an_invalid_url_never_shows_its_password() {
             assert!(!out.stderr.contains(part), "{url}: {}", out.stderr);
         }
         assert!(!file.exists());
+        // Every command that takes a URL, on either side, and through the
+        // environment: nothing it prints holds the password.
+        let valid = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/valid.tar.zst");
+        let valid = valid.to_str().unwrap();
+        let folder = dir.path().join("folder");
+        let folder = folder.to_str().unwrap();
+        let elsewhere = "redis://127.0.0.1:1";
+        let commands: Vec<Vec<&str>> = vec![
+            vec!["backup", "--source", url, "--backup-dir", folder],
+            vec!["restore", valid, "--target", url, "--yes"],
+            vec!["restore", valid, "--target", url, "--dry-run", "--json"],
+            vec!["copy", "--source", url, "--target", elsewhere, "--yes"],
+            vec!["copy", "--source", elsewhere, "--target", url, "--yes"],
+            vec!["compare", valid, "--target", url, "--json"],
+            vec!["rollback", valid, "--target", url, "--yes"],
+        ];
+        for args in &commands {
+            let out = run(args);
+            assert_ne!(out.code, 0, "{args:?}");
+            let all = format!("{}{}", out.stdout_text(), out.stderr);
+            for part in secret_parts {
+                assert!(!all.contains(part), "{args:?}: {all}");
+            }
+        }
+        let out = command(&["restore", valid, "--yes"])
+            .env("TARGET_REDIS_URL", url)
+            .output()
+            .unwrap();
+        let out = output(out);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        let all = format!("{}{}", out.stdout_text(), out.stderr);
+        for part in secret_parts {
+            assert!(!all.contains(part), "TARGET_REDIS_URL: {all}");
+        }
     }
 }
 
