@@ -460,6 +460,39 @@ fn connection_variables_name_both_ends() {
         .unwrap();
     output(out).fails(2, "SOURCE_REDIS_PORT=\"63x79\" is not a port");
     assert!(!std::path::Path::new("/tmp/never.tar.zst").exists());
+
+    // A user of its own (an ACL user, its name needing percent-encoding),
+    // and TLS asked for in words.
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("copy@er")
+        .arg("on")
+        .arg(">copy-pw")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .query(&mut c)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("by-user.tar.zst");
+    let out = command(&["export", "-o", file.to_str().unwrap(), "--json"])
+        .env("SOURCE_REDIS_HOST", "127.0.0.1")
+        .env("SOURCE_REDIS_PORT", &src_port)
+        .env("SOURCE_REDIS_USERNAME", "copy@er")
+        .env("SOURCE_REDIS_PASSWORD", "copy-pw")
+        .env("SOURCE_REDIS_DB", "3")
+        .env("SOURCE_REDIS_TLS", "no")
+        .output()
+        .unwrap();
+    let report = output(out).ok().json();
+    assert_eq!(report["keys"], 1, "{report}");
+    assert!(!report.to_string().contains("copy-pw"), "{report}");
+    let out = command(&["export", "-o", file.to_str().unwrap()])
+        .env("SOURCE_REDIS_PORT", &src_port)
+        .env("SOURCE_REDIS_TLS", "maybe")
+        .output()
+        .unwrap();
+    output(out).fails(2, "SOURCE_REDIS_TLS=\"maybe\" is neither yes nor no");
 }
 
 /// A copy of a database onto itself would skip (or rewrite) every key:

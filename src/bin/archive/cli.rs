@@ -147,7 +147,7 @@ pub struct ExportArgs {
     /// Source Redis URL: redis://[user[:password]@]host[:port][/db], rediss:// for TLS;
     /// any node of a Redis Cluster stands for the whole cluster.
     /// The password can come from SOURCE_REDIS_PASSWORD instead. Default:
-    /// SOURCE_REDIS_URL, else SOURCE_REDIS_HOST, _PORT and _DB, else
+    /// SOURCE_REDIS_URL, else SOURCE_REDIS_HOST, _PORT, _DB, _USERNAME and _TLS, else
     /// redis://127.0.0.1:6379.
     #[arg(long, env = "SOURCE_REDIS_URL", hide_env_values = true)]
     pub source: Option<String>,
@@ -292,7 +292,7 @@ pub struct RestoreArgs {
     pub file: String,
     /// Target Redis URL (a cluster node stands for its cluster); the password
     /// can come from TARGET_REDIS_PASSWORD. Default: TARGET_REDIS_URL, else
-    /// TARGET_REDIS_HOST, _PORT and _DB, else redis://127.0.0.1:6379.
+    /// TARGET_REDIS_HOST, _PORT, _DB, _USERNAME and _TLS, else redis://127.0.0.1:6379.
     #[arg(long, env = "TARGET_REDIS_URL", hide_env_values = true)]
     pub target: Option<String>,
     /// Database to restore into (default: the URL's, else the archive's;
@@ -325,7 +325,7 @@ pub struct CopyArgs {
     #[arg(long, value_name = "NEW_ID", requires = "user")]
     pub as_user: Option<String>,
     /// Source Redis URL; the password can come from SOURCE_REDIS_PASSWORD.
-    /// Default: SOURCE_REDIS_URL, else SOURCE_REDIS_HOST, _PORT and _DB,
+    /// Default: SOURCE_REDIS_URL, else SOURCE_REDIS_HOST, _PORT, _DB, _USERNAME and _TLS,
     /// else redis://127.0.0.1:6379.
     #[arg(long, env = "SOURCE_REDIS_URL", hide_env_values = true)]
     pub source: Option<String>,
@@ -333,7 +333,7 @@ pub struct CopyArgs {
     #[arg(long)]
     pub source_db: Option<i64>,
     /// Target Redis URL; the password can come from TARGET_REDIS_PASSWORD.
-    /// Default: TARGET_REDIS_URL, else TARGET_REDIS_HOST, _PORT and _DB,
+    /// Default: TARGET_REDIS_URL, else TARGET_REDIS_HOST, _PORT, _DB, _USERNAME and _TLS,
     /// else redis://127.0.0.1:6379.
     #[arg(long, env = "TARGET_REDIS_URL", hide_env_values = true)]
     pub target: Option<String>,
@@ -382,7 +382,7 @@ pub struct CompareArgs {
     /// Archive file; `-` reads stdin.
     pub file: String,
     /// Redis URL to compare with; the password can come from TARGET_REDIS_PASSWORD.
-    /// Default: TARGET_REDIS_URL, else TARGET_REDIS_HOST, _PORT and _DB,
+    /// Default: TARGET_REDIS_URL, else TARGET_REDIS_HOST, _PORT, _DB, _USERNAME and _TLS,
     /// else redis://127.0.0.1:6379.
     #[arg(long, env = "TARGET_REDIS_URL", hide_env_values = true)]
     pub target: Option<String>,

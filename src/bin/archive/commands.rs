@@ -150,9 +150,11 @@ fn endpoint(
     })
 }
 
-/// The URL that SOURCE_REDIS_HOST, _PORT and _DB (or TARGET_...) make, the
-/// variables many teams' `.env` files already set; each defaults to
-/// 127.0.0.1, 6379 and the URL's default database. `None` when none is set.
+/// The URL that SOURCE_REDIS_HOST, _PORT, _DB, _USERNAME and _TLS (or
+/// TARGET_...) make, the variables many teams' `.env` files already set;
+/// they default to 127.0.0.1, 6379, the URL's default database, no user
+/// name and no TLS (the password comes from _PASSWORD, as for any URL).
+/// `None` when none is set.
 fn url_from_env(side: Side) -> Result<Option<String>, Error> {
     let prefix = match side {
         Side::Source => "SOURCE_REDIS",
@@ -172,12 +174,23 @@ fn url_from_env(side: Side) -> Result<Option<String>, Error> {
             None => Ok(None),
         }
     };
-    let (host, port, db) = (
+    let (host, port, db, username) = (
         var("HOST"),
         number("PORT", "port")?,
         number("DB", "database index")?,
+        var("USERNAME"),
     );
-    if host.is_none() && port.is_none() && db.is_none() {
+    let tls = match var("TLS").map(|v| v.trim().to_ascii_lowercase()) {
+        None => None,
+        Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Some(true),
+        Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Some(false),
+        Some(v) => {
+            return Err(Error::InvalidArgument(format!(
+                "{prefix}_TLS={v:?} is neither yes nor no; set it to true or false, or unset it"
+            )));
+        }
+    };
+    if host.is_none() && port.is_none() && db.is_none() && username.is_none() && tls.is_none() {
         return Ok(None);
     }
     let host = host.map_or_else(|| "127.0.0.1".to_string(), |h| h.trim().to_string());
@@ -186,12 +199,30 @@ fn url_from_env(side: Side) -> Result<Option<String>, Error> {
     } else {
         host
     };
-    let mut url = format!("redis://{host}:{}", port.as_deref().unwrap_or("6379"));
+    let scheme = if tls == Some(true) { "rediss" } else { "redis" };
+    let user = username.map_or_else(String::new, |u| format!("{}@", percent_encode(&u)));
+    let mut url = format!(
+        "{scheme}://{user}{host}:{}",
+        port.as_deref().unwrap_or("6379")
+    );
     if let Some(db) = db {
         url.push('/');
         url.push_str(&db);
     }
     Ok(Some(url))
+}
+
+/// `text` as a URL's user name may hold it: unreserved characters as they
+/// are, every other byte as `%XX`.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Export options from the command line; the destination is `-o`, stdout
