@@ -74,7 +74,7 @@ impl DumpBatch {
             self.version = Some(version);
         }
         self.stream.push(type_byte);
-        push_len(&mut self.stream, key.len() as u64);
+        super::payload::len(&mut self.stream, key.len() as u64);
         self.stream.extend_from_slice(key);
         self.stream.extend_from_slice(&value[1..]);
         self.keys += 1;
@@ -96,21 +96,6 @@ impl DumpBatch {
 /// `REDIS` and the 4-digit format version.
 fn header(version: u16) -> Vec<u8> {
     format!("REDIS{version:04}").into_bytes()
-}
-
-/// An RDB length: 6, 14, 32 or 64 bits, by size.
-fn push_len(out: &mut Vec<u8>, n: u64) {
-    if n < 1 << 6 {
-        out.push(n as u8);
-    } else if n < 1 << 14 {
-        out.extend_from_slice(&[0x40 | (n >> 8) as u8, n as u8]);
-    } else if let Ok(n) = u32::try_from(n) {
-        out.push(0x80);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(0x81);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ pub(crate) fn restore_payload_within(
 }
 
 /// An RDB length: 6 bits, 14 bits, or a 32- or 64-bit big-endian number.
-fn len(out: &mut Vec<u8>, n: u64) {
+pub(super) fn len(out: &mut Vec<u8>, n: u64) {
     if n < 1 << 6 {
         out.push(n as u8);
     } else if n < 1 << 14 {
