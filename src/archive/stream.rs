@@ -46,12 +46,26 @@ pub struct Batches {
 impl Batches {
     /// Start reading `source`.
     pub fn start(source: ArchiveSource, decryption: Decryption) -> Self {
+        Batches::start_for(source, decryption, |_| true)
+    }
+
+    /// Start reading `source` for a reader that, once it knows the
+    /// header, may need only the records' keys and shapes: where
+    /// `wants_values` says no, records come hollow (see
+    /// `Record::decode_hollow`), checked as strictly.
+    pub(crate) fn start_for(
+        source: ArchiveSource,
+        decryption: Decryption,
+        wants_values: impl Fn(&Header) -> bool + Send + 'static,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(AHEAD);
         let reader = tokio::task::spawn_blocking(move || {
             let mut sender = Sender {
                 tx,
                 batch: Vec::new(),
                 bytes: 0,
+                wants_values: Box::new(wants_values),
+                values: true,
             };
             let verified = read_archive(&source, &decryption, &mut sender)?;
             sender.send()?;
@@ -124,6 +138,9 @@ struct Sender {
     tx: mpsc::Sender<Batch>,
     batch: Vec<Record>,
     bytes: usize,
+    wants_values: Box<dyn Fn(&Header) -> bool + Send>,
+    /// What `wants_values` said of the header.
+    values: bool,
 }
 
 impl Sender {
@@ -141,6 +158,7 @@ impl Sender {
 
 impl Visitor for Sender {
     fn header(&mut self, header: &Header) -> Result<()> {
+        self.values = (self.wants_values)(header);
         self.tx
             .blocking_send(Batch::Header(Box::new(header.clone())))
             .map_err(|_| Error::Internal("the archive is no longer being read".into()))
@@ -153,5 +171,9 @@ impl Visitor for Sender {
             self.send()?;
         }
         Ok(())
+    }
+
+    fn wants_values(&self) -> bool {
+        self.values
     }
 }

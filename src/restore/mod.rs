@@ -271,9 +271,12 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
         planner.archive = options.source.display();
         // The plan and its backup count only once the whole archive has
         // checked out.
-        let verified = Batches::start(archive.clone(), options.decryption.clone())
-            .visit(&mut planner)
-            .await?;
+        let verified = Batches::start_for(archive.clone(), options.decryption.clone(), {
+            let write = options.write.clone();
+            move |header| planner_needs_values(&write, header)
+        })
+        .visit(&mut planner)
+        .await?;
         let planned = planner.finish().await?;
         Ok::<_, Error>((verified, planned))
     }
@@ -297,6 +300,15 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
         archive,
         _spool: spool,
     })
+}
+
+/// Whether the plan must see the records' values, or their keys and
+/// shapes are enough (then the plan's pass over the archive decodes them
+/// hollow, which is most of what it costs). What a merge would add is
+/// counted from the values, and a profile's upgrades, checks and shared
+/// indexes look at them.
+fn planner_needs_values(write: &WriteOptions, header: &crate::archive::Header) -> bool {
+    write.mode == Mode::Merge || header.profile.is_some()
 }
 
 /// Carry out a plan made by [`plan`] with the same options. The restore is
