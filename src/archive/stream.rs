@@ -33,7 +33,9 @@ const AHEAD: usize = 2;
 #[derive(Debug)]
 pub enum Batch {
     Header(Box<Header>),
-    Records(Vec<Record>),
+    /// Records, each with what it holds in memory (`Record::held_bytes`,
+    /// bounded from its line).
+    Records(Vec<(Record, usize)>),
 }
 
 /// An archive being read on a blocking thread.
@@ -106,8 +108,8 @@ impl Batches {
 pub(crate) trait BatchVisitor {
     /// The header, before any record.
     fn header(&mut self, header: &Header) -> impl Future<Output = Result<()>> + Send;
-    /// The next record.
-    fn record(&mut self, record: Record) -> impl Future<Output = Result<()>> + Send;
+    /// The next record, with the bytes it holds in memory.
+    fn record(&mut self, record: Record, held: usize) -> impl Future<Output = Result<()>> + Send;
 }
 
 impl Batches {
@@ -119,8 +121,8 @@ impl Batches {
                 match batch {
                     Batch::Header(header) => visitor.header(&header).await?,
                     Batch::Records(records) => {
-                        for record in records {
-                            visitor.record(record).await?;
+                        for (record, held) in records {
+                            visitor.record(record, held).await?;
                         }
                     }
                 }
@@ -136,7 +138,7 @@ impl Batches {
 /// sends them, waiting while the channel is full.
 struct Sender {
     tx: mpsc::Sender<Batch>,
-    batch: Vec<Record>,
+    batch: Vec<(Record, usize)>,
     bytes: usize,
     wants_values: Box<dyn Fn(&Header) -> bool + Send>,
     /// What `wants_values` said of the header.
@@ -164,9 +166,10 @@ impl Visitor for Sender {
             .map_err(|_| Error::Internal("the archive is no longer being read".into()))
     }
 
-    fn record(&mut self, record: Record, _location: &Location) -> Result<()> {
-        self.bytes += record.held_bytes();
-        self.batch.push(record);
+    fn record(&mut self, record: Record, location: &Location) -> Result<()> {
+        let held = record.held_bytes_by_line(location.bytes);
+        self.bytes += held;
+        self.batch.push((record, held));
         if self.batch.len() >= BATCH_RECORDS || self.bytes >= BATCH_BYTES {
             self.send()?;
         }

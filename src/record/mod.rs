@@ -219,7 +219,12 @@ impl Value {
     /// member of a few bytes takes several times its size, so batches held
     /// in memory are bounded by this rather than by the data alone.
     pub(crate) fn held_bytes(&self) -> usize {
-        let strings = match self {
+        self.approx_bytes() + self.strings() * HELD_PER_STRING
+    }
+
+    /// Byte strings this chunk holds.
+    fn strings(&self) -> usize {
+        match self {
             Value::String(_) | Value::Dump(_) => 1,
             Value::Hash(v) => 2 * v.len(),
             Value::List(v) | Value::Set(v) => v.len(),
@@ -232,8 +237,7 @@ impl Value {
                     + pending_len(&s.pending)
             }
             Value::Absent(_) => 0,
-        };
-        self.approx_bytes() + strings * HELD_PER_STRING
+        }
     }
 
     /// Split a chunk into pieces of about `max_bytes` each, keeping element
@@ -455,6 +459,14 @@ impl Record {
     /// Bytes this record takes in memory once decoded, roughly.
     pub(crate) fn held_bytes(&self) -> usize {
         self.key.0.len() + HELD_PER_STRING + self.value.held_bytes()
+    }
+
+    /// [`Record::held_bytes`], bounded from above without walking the
+    /// value, for a record read from a line of `line_bytes`: a line holds
+    /// every byte of the record at least once (text as itself or escaped,
+    /// binary as base64).
+    pub(crate) fn held_bytes_by_line(&self, line_bytes: usize) -> usize {
+        line_bytes + (1 + self.value.strings()) * HELD_PER_STRING
     }
 
     /// Append this record as one JSON line.

@@ -98,10 +98,12 @@ impl ArchiveSource {
 /// Where a record sits, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
-    /// The data entry's name.
-    pub entry: String,
+    /// The data entry's name, shared by the entry's records.
+    pub entry: std::sync::Arc<str>,
     /// 1-based line number inside the entry.
     pub record: u64,
+    /// The length of the record's line, in bytes.
+    pub bytes: usize,
 }
 
 impl std::fmt::Display for Location {
@@ -532,6 +534,7 @@ fn read_entries(
                 bytes: 0,
             },
         );
+        let entry_name: std::sync::Arc<str> = path.as_str().into();
         let mut records = 0u64;
         loop {
             line.clear();
@@ -544,8 +547,9 @@ fn read_entries(
             }
             records += 1;
             let location = Location {
-                entry: path.clone(),
+                entry: entry_name.clone(),
                 record: records,
+                bytes: line.len(),
             };
             if line.last() != Some(&b'\n') {
                 // Reported in order: after the lines before it.
