@@ -212,6 +212,20 @@ pub enum Error {
     },
 
     #[error(
+        "user {user} has no keys in the groups of profile {profile:?} ({}); nothing was written; check the user id, or --types and the profile's templates",
+        groups.join(", ")
+    )]
+    /// A user export (or backup) found none of the user's keys.
+    NoRecords {
+        /// The user id asked for.
+        user: String,
+        /// The profile's name.
+        profile: String,
+        /// The groups looked in.
+        groups: Vec<String>,
+    },
+
+    #[error(
         "{path}: the records are in data schema_version {found} of {profile:?}, newer than the profile's {supported}; restore with the profile of the application version that wrote them"
     )]
     /// A user archive's records are newer than the profile used to restore
