@@ -43,15 +43,35 @@ pub struct Batches {
     reader: JoinHandle<Result<Verified>>,
 }
 
+/// A second reader of the records, on the reader's thread, where each
+/// record's place in the archive is known (restore's profile checks, which
+/// name that place).
+pub(crate) trait Tee: Send {
+    /// The header, before any record.
+    fn header(&mut self, header: &Header) -> Result<()>;
+    /// The next record, and where it is.
+    fn record(&mut self, record: &Record, location: &Location) -> Result<()>;
+}
+
 impl Batches {
     /// Start reading `source`.
     pub fn start(source: ArchiveSource, decryption: Decryption) -> Self {
+        Batches::start_with(source, decryption, None)
+    }
+
+    /// Start reading `source`, showing every record to `tee` too.
+    pub(crate) fn start_with(
+        source: ArchiveSource,
+        decryption: Decryption,
+        tee: Option<Box<dyn Tee>>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(AHEAD);
         let reader = tokio::task::spawn_blocking(move || {
             let mut sender = Sender {
                 tx,
                 batch: Vec::new(),
                 bytes: 0,
+                tee,
             };
             let verified = read_archive(&source, &decryption, &mut sender)?;
             sender.send()?;
@@ -124,6 +144,7 @@ struct Sender {
     tx: mpsc::Sender<Batch>,
     batch: Vec<Record>,
     bytes: usize,
+    tee: Option<Box<dyn Tee>>,
 }
 
 impl Sender {
@@ -141,12 +162,18 @@ impl Sender {
 
 impl Visitor for Sender {
     fn header(&mut self, header: &Header) -> Result<()> {
+        if let Some(tee) = self.tee.as_mut() {
+            tee.header(header)?;
+        }
         self.tx
             .blocking_send(Batch::Header(Box::new(header.clone())))
             .map_err(|_| Error::Internal("the archive is no longer being read".into()))
     }
 
-    fn record(&mut self, record: Record, _location: &Location) -> Result<()> {
+    fn record(&mut self, record: Record, location: &Location) -> Result<()> {
+        if let Some(tee) = self.tee.as_mut() {
+            tee.record(&record, location)?;
+        }
         self.bytes += record.held_bytes();
         self.batch.push(record);
         if self.batch.len() >= BATCH_RECORDS || self.bytes >= BATCH_BYTES {

@@ -51,13 +51,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::manifest::RestoreLink;
 use crate::archive::reader::ArchiveSource;
-use crate::archive::stream::Batches;
+use crate::archive::stream::{Batches, Tee};
 use crate::archive::{Decryption, Header, Manifest};
 use crate::connection::{Conn, Endpoint, Pipes, ServerInfo};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::load::{KeyCarry, Role, TargetFeatures, TtlMode, add_merge, add_record, add_restore};
 use crate::profile::Profile;
+use crate::profile::check::CheckTee;
 use crate::profile::rewrite::Rewriter;
 use crate::progress::{Cancel, Progress};
 use crate::record::{Bytes, Expiry, KeyType, Record, Value, printable};
@@ -68,6 +69,9 @@ use crate::report::{
 use backup::PreRestoreBackup;
 use journal::{Journal, journal_path};
 use remap::{Remap, RenameTally};
+
+/// Problems a refused restore names (the rest are counted).
+const INVALID_EXAMPLES: usize = 5;
 
 /// A pipeline running as a task of its own.
 type Pending = tokio::task::JoinHandle<Result<Vec<Reply>>>;
@@ -163,6 +167,10 @@ pub struct RestoreOptions {
     pub decryption: Decryption,
     /// Where the pre-restore backup goes; `None` writes none (`--no-backup`).
     pub backup_dir: Option<PathBuf>,
+    /// With a profile and an archive exported through it: check the
+    /// records as `validate --profile` does while planning, and refuse
+    /// the restore (dry run or not) when one breaks the profile's rules.
+    pub validate: bool,
 }
 
 impl RestoreOptions {
@@ -176,6 +184,7 @@ impl RestoreOptions {
             cancel: Cancel::new(),
             decryption: Decryption::none(),
             backup_dir: None,
+            validate: true,
         }
     }
 }
@@ -269,11 +278,38 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
             planner = planner.with_backup(dir.clone(), options.source.display());
         }
         planner.archive = options.source.display();
+        let (tee, checks) = match (&options.write.profile, options.validate) {
+            (Some(profile), true) => {
+                let (tee, checks) = CheckTee::new(profile.clone(), options.source.display());
+                (Some(Box::new(tee) as Box<dyn Tee>), Some(checks))
+            }
+            _ => (None, None),
+        };
         // The plan and its backup count only once the whole archive has
         // checked out.
-        let verified = Batches::start(archive.clone(), options.decryption.clone())
+        let verified = Batches::start_with(archive.clone(), options.decryption.clone(), tee)
             .visit(&mut planner)
             .await?;
+        if let Some(checked) = checks.and_then(CheckTee::finish)
+            && !checked.findings.is_empty()
+        {
+            return Err(Error::RecordsInvalid {
+                archive: options.source.display(),
+                profile: options
+                    .write
+                    .profile
+                    .as_ref()
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                count: checked.findings.len() as u64,
+                examples: checked
+                    .findings
+                    .iter()
+                    .take(INVALID_EXAMPLES)
+                    .map(|f| f.message.clone())
+                    .collect(),
+            });
+        }
         let planned = planner.finish().await?;
         Ok::<_, Error>((verified, planned))
     }

@@ -500,6 +500,77 @@ fn validate_reports_a_dangling_reference_and_a_missing_required_field() {
     run(&["validate", bad.to_str().unwrap()]).ok();
 }
 
+/// Issue 17: a restore through a profile checks the records as `validate
+/// --profile` does, in the dry run too, and stops before the first write.
+#[test]
+fn restore_stops_at_records_that_break_the_profile_unless_told_not_to() {
+    let server = RedisServer::start();
+    server.load_commands(&fixture("review-data.redis"));
+    let dir = tempfile::tempdir().unwrap();
+    let review = profile("review.toml");
+    // User 13 has a task referencing a project it does not own and an
+    // issue without its severity.
+    let bad = export_user(
+        &server,
+        dir.path(),
+        "u13.tar.zst",
+        &["13", "--profile", &review],
+    );
+    let target = RedisServer::start();
+    let names_both = |stderr: &str| {
+        assert!(
+            stderr.contains(
+                "audit:task:t13 references projects p9 (field projectId), which is not in the archive"
+            ),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("issues record audit:issue:i13 lacks required field severity"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("2 record(s) break the rules of profile \"code-review\""),
+            "{stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    };
+    let dry = restore(&target, &bad, &["--profile", &review, "--dry-run"]);
+    assert_eq!(dry.code, 7, "{}", dry.stderr);
+    names_both(&dry.stderr);
+    let real = restore(&target, &bad, &["--profile", &review]);
+    assert_eq!(real.code, 7, "{}", real.stderr);
+    names_both(&real.stderr);
+    assert_eq!(target.dbsize(0), 0, "refused before the first write");
+
+    let planned = restore(
+        &target,
+        &bad,
+        &["--profile", &review, "--dry-run", "--no-validate", "--json"],
+    )
+    .ok()
+    .json();
+    assert_eq!(planned["plan"]["by_type"]["hash"]["create"], 4, "{planned}");
+    assert_eq!(target.dbsize(0), 0);
+    restore(&target, &bad, &["--profile", &review, "--no-validate"]).ok();
+    assert!(keys_of(&target).contains("audit:issue:i13"));
+
+    // A valid archive restores as before, and without a profile nothing
+    // is checked.
+    let good = export_user(
+        &server,
+        dir.path(),
+        "u42.tar.zst",
+        &["42", "--profile", &review],
+    );
+    restore(
+        &RedisServer::start(),
+        &good,
+        &["--profile", &review, "--dry-run"],
+    )
+    .ok();
+    restore(&RedisServer::start(), &bad, &["--dry-run"]).ok();
+}
+
 #[test]
 fn a_schema_1_archive_restores_in_schema_2_shape() {
     let server = RedisServer::start();

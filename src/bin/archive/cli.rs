@@ -308,6 +308,11 @@ pub struct RestoreArgs {
     /// index members and the profile's owner and reference fields).
     #[arg(long, value_name = "NEW_ID")]
     pub as_user: Option<String>,
+    /// With a profile: restore (or plan) records that break its rules
+    /// (missing required fields, another owner, dangling references)
+    /// instead of stopping with exit code 7 before the first write.
+    #[arg(long)]
+    pub no_validate: bool,
     #[command(flatten)]
     pub write: WriteArgs,
     #[command(flatten)]

@@ -67,7 +67,8 @@ fn exit_code(err: &Error) -> u8 {
         Error::NotAnArchive { .. }
         | Error::Corrupt { .. }
         | Error::Truncated { .. }
-        | Error::BadRdb { .. } => exit::BAD_ARCHIVE,
+        | Error::BadRdb { .. }
+        | Error::RecordsInvalid { .. } => exit::BAD_ARCHIVE,
         Error::UnsupportedSchema { .. } | Error::DataSchemaTooNew { .. } => exit::SCHEMA,
         Error::Decrypt { .. } => exit::DECRYPT,
         Error::Input { .. } | Error::Output { .. } => exit::IO,
