@@ -680,6 +680,156 @@ fn a_schema_1_archive_restores_in_schema_2_shape() {
     restore(&plain, &new, &["--as-user", "99"]).fails(2, "--profile");
 }
 
+/// Issue 17: upgrade steps with defaults of every TOML type, the run's
+/// `now`, and `keep = true`, through the binary.
+#[test]
+fn upgrade_steps_write_typed_defaults_now_and_keep_the_legacy_fields() {
+    let server = RedisServer::start();
+    server.load_commands(&fixture("relay-legacy.redis"));
+    let dir = tempfile::tempdir().unwrap();
+    let current = std::fs::read_to_string(fixture("relay.toml")).unwrap();
+    let cut = current.find("# Version 1 kept").unwrap();
+    let v1 = current[..cut].replace("schema_version = 2", "schema_version = 1");
+    let v1_path = dir.path().join("relay-v1.toml");
+    std::fs::write(&v1_path, &v1).unwrap();
+    let file = export_user(
+        &server,
+        dir.path(),
+        "old.tar.zst",
+        &["42", "--profile", v1_path.to_str().unwrap()],
+    );
+    let steps = r#"
+[[upgrade]]
+from = 1
+to = 2
+
+[[upgrade.step]]
+op = "rename"
+group = "user"
+field = "stripe_id"
+to = "stripeCustomerId"
+keep = true
+
+[[upgrade.step]]
+op = "nest"
+group = "user"
+fields = ["subscriptionStatus", "subscriptionPlan"]
+into = "subscription"
+names = { subscriptionStatus = "status", subscriptionPlan = "plan" }
+keep = true
+
+[[upgrade.step]]
+op = "default"
+group = "user"
+field = "role"
+value = "user"
+
+[[upgrade.step]]
+op = "default"
+group = "user"
+field = "quota"
+value = 100
+
+[[upgrade.step]]
+op = "default"
+group = "user"
+field = "flags"
+value = { beta = true }
+
+[[upgrade.step]]
+op = "default"
+group = "user"
+field = "migratedAt"
+now = "iso8601"
+
+[[upgrade.step]]
+op = "default"
+group = "settings"
+field = "prefs"
+value = { views = 0, langs = ["en"] }
+
+[[upgrade.step]]
+op = "default"
+group = "settings"
+field = "limit"
+value = 2.5
+
+[[upgrade.step]]
+op = "default"
+group = "settings"
+field = "updatedAt"
+now = "ms"
+
+[[upgrade.step]]
+op = "default"
+group = "apikeys"
+field = "scopes"
+value = ["read", "write"]
+
+[[upgrade.step]]
+op = "default"
+group = "apikeys"
+field = "active"
+value = true
+"#;
+    let v2_path = dir.path().join("relay-v2.toml");
+    std::fs::write(&v2_path, format!("{}{steps}", &current[..cut])).unwrap();
+    let v2 = v2_path.to_str().unwrap();
+
+    let target = RedisServer::start();
+    let dry = restore(&target, &file, &["--profile", v2, "--dry-run"])
+        .ok()
+        .stdout_text();
+    assert!(dry.contains("copy stripe_id to stripeCustomerId"), "{dry}");
+    assert!(dry.contains("default updatedAt = now (ms)"), "{dry}");
+    let before = chrono::Utc::now().timestamp_millis();
+    restore(&target, &file, &["--profile", v2]).ok();
+    let after = chrono::Utc::now().timestamp_millis();
+
+    let user = hash(&target, "user:42");
+    assert_eq!(user["stripe_id"], "cus_42", "keep: the legacy field stays");
+    assert_eq!(user["stripeCustomerId"], "cus_42");
+    assert_eq!(user["subscriptionStatus"], "active");
+    let subscription: serde_json::Value = serde_json::from_str(&user["subscription"]).unwrap();
+    assert_eq!(
+        subscription,
+        serde_json::json!({"status": "active", "plan": "team"})
+    );
+    assert_eq!(user["quota"], "100");
+    assert_eq!(user["flags"], r#"{"beta":true}"#);
+    let migrated = chrono::DateTime::parse_from_rfc3339(&user["migratedAt"]).unwrap();
+    assert!(user["migratedAt"].ends_with('Z'), "{}", user["migratedAt"]);
+
+    let settings: serde_json::Value = serde_json::from_slice(
+        &redis::cmd("GET")
+            .arg("user:42:settings")
+            .query::<Vec<u8>>(&mut target.conn())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(settings["theme"], "dark");
+    assert_eq!(
+        settings["prefs"],
+        serde_json::json!({"views": 0, "langs": ["en"]})
+    );
+    assert_eq!(settings["limit"], 2.5);
+    let updated = settings["updatedAt"].as_i64().expect("a JSON number");
+    assert!(
+        (before..=after).contains(&updated),
+        "{before} {updated} {after}"
+    );
+    assert_eq!(
+        updated,
+        migrated.timestamp_millis(),
+        "one instant for every record of the run"
+    );
+
+    let key = hash(&target, "apikey:k-ada-1");
+    assert_eq!(key["scopes"], r#"["read","write"]"#);
+    assert_eq!(key["active"], "true");
+    assert_eq!(key["legacyQuota"], "500", "no drop step in this profile");
+}
+
 /// `copy 42` takes user 42's records straight to another server, and
 /// `copy 42 --as-user 99` clones them in one command, as export + restore
 /// do in two.
