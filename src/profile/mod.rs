@@ -632,6 +632,15 @@ value = 0
             .to_string()
     }
 
+    /// The error of LONG with `from` replaced by `to`, which must name the
+    /// position of `needle` (in the changed text).
+    fn reported_at(from: &str, to: &str, needle: &str) -> String {
+        let text = LONG.replace(from, to);
+        let e = error(&text);
+        assert!(e.contains(&spot(&text, needle)), "{e}");
+        e
+    }
+
     #[test]
     fn the_long_profile_is_valid() {
         let p = Profile::parse(LONG, Path::new("test.toml")).unwrap();
@@ -640,62 +649,45 @@ value = 0
 
     #[test]
     fn a_parse_error_names_the_line_and_column_of_the_value() {
-        let text = LONG.replace("value = 0", "value = [1, 2");
-        let e = error(&text);
-        let line = spot(&text, "value = [1");
-        assert!(e.contains(&line[..line.rfind(':').unwrap()]), "{e}");
-        let text = LONG.replace("to = 2", "to = \"two\"");
-        let e = error(&text);
-        assert!(e.contains(&spot(&text, "\"two\"")), "{e}");
+        // An unclosed array is found at the end of its line.
+        let e = error(&LONG.replace("value = 0", "value = [1, 2"));
+        assert!(e.contains("test.toml:29:14: "), "{e}");
+        reported_at("to = 2", "to = \"two\"", "\"two\"");
     }
 
     #[test]
     fn an_unknown_field_is_named_where_it_is() {
-        let text = LONG.replace("owner_field = \"userId\"", "owner_feld = \"userId\"");
-        let e = error(&text);
-        assert!(e.contains(&spot(&text, "owner_feld")), "{e}");
-        assert!(e.contains("owner_feld"), "{e}");
-        let text = LONG.replace("value = 0", "value = 0\nvalu = 1");
-        let e = error(&text);
-        assert!(e.contains(&spot(&text, "valu =")), "{e}");
+        let e = reported_at("owner_field", "owner_feld", "owner_feld");
+        assert!(e.contains("unknown field `owner_feld`"), "{e}");
+        reported_at("value = 0", "value = 0\nvalu = 1", "valu =");
     }
 
     #[test]
     fn a_bad_step_is_named_at_its_value() {
-        let text = LONG.replace("value = 0", "now = \"soon\"");
-        let e = error(&text);
-        assert!(e.contains(&spot(&text, "\"soon\"")), "{e}");
-        let text = LONG.replace("value = 0", "value = 0\nnow = \"ms\"");
-        let e = error(&text);
-        assert!(e.contains(&spot(&text, "\"ms\"")), "{e}");
+        // Line 29, twelve lines below the start of the [[upgrade]] table.
+        let e = reported_at("value = 0", "now = \"soon\"", "\"soon\"");
+        assert!(e.contains("test.toml:29:7: "), "{e}");
+        let e = reported_at("value = 0", "value = 0\nnow = \"ms\"", "\"ms\"");
         assert!(e.contains("not both"), "{e}");
-        let text = LONG.replace(
-            "group = \"user\"\nfield = \"views\"",
-            "group = \"users\"\nfield = \"views\"",
-        );
-        let e = error(&text);
-        assert!(e.contains(&spot(&text, "\"users\"")), "{e}");
-        let text = LONG.replace("op = \"default\"", "op = \"defualt\"");
-        let e = error(&text);
-        assert!(e.contains(&spot(&text, "\"defualt\"")), "{e}");
-        let text = LONG.replace("value = 0", "value = 0\nkeep = true");
-        let e = error(&text);
-        assert!(e.contains(&spot(&text, "true")), "{e}");
+        let user = "group = \"user\"\nfield = \"views\"";
+        reported_at(user, &user.replace("user", "users"), "\"users\"");
+        reported_at("op = \"default\"", "op = \"defualt\"", "\"defualt\"");
+        reported_at("value = 0", "value = 0\nkeep = true", "true");
     }
 
     #[test]
     fn a_bad_template_is_named_at_its_value() {
-        let text = LONG.replace("user:{user}:apikeys", "user:[a]:{user}");
-        let e = error(&text);
-        assert!(e.contains(&spot(&text, "\"user:[a]:{user}\"")), "{e}");
-        let text = LONG.replace("key = \"apikey:{id}\"", "key = \"apikey:{id}:{id}\"");
-        let e = error(&text);
-        assert!(e.contains(&spot(&text, "\"apikey:{id}:{id}\"")), "{e}");
-        let text = LONG.replace(
-            "keys = [\"user:{user}\"]",
-            "keys = [\"user:{user}\", \"u:*\"]",
+        let e = reported_at(
+            "user:{user}:apikeys",
+            "user:[a]:{user}",
+            "\"user:[a]:{user}\"",
         );
-        let e = error(&text);
-        assert!(e.contains(&spot(&text, "\"u:*\"")), "{e}");
+        assert!(e.contains("test.toml:12:9: "), "{e}");
+        reported_at(
+            "apikey:{id}\"",
+            "apikey:{id}:{id}\"",
+            "\"apikey:{id}:{id}\"",
+        );
+        reported_at("[\"user:{user}\"]", "[\"user:{user}\", \"u:*\"]", "\"u:*\"");
     }
 }

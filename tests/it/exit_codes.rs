@@ -258,18 +258,8 @@ fn code_18_no_records() {
     let relay = relay.to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("u.tar.zst");
-    let out = run(&[
-        "export",
-        "--source",
-        &src.url(),
-        "-o",
-        file.to_str().unwrap(),
-        "12345",
-        "--profile",
-        relay,
-    ]);
     one_line(
-        out,
+        export(&src, &file, &["12345", "--profile", relay]),
         18,
         "user 12345 has no keys in the groups of profile \"api-relay\" (user, settings, apikeys,",
     );
@@ -302,17 +292,7 @@ fn code_18_no_records() {
     assert_eq!(archives, 0, "the backup folder holds no archive");
 
     // The same user id with keys exports as before.
-    run(&[
-        "export",
-        "--source",
-        &src.url(),
-        "-o",
-        file.to_str().unwrap(),
-        "42",
-        "--profile",
-        relay,
-    ])
-    .ok();
+    export(&src, &file, &["42", "--profile", relay]).ok();
     assert!(file.exists());
 }
 

@@ -442,12 +442,31 @@ fn types_exports_only_those_groups() {
     export(&server, &dir.path().join("x"), &["42"]).fails(2, "needs a profile");
 }
 
-#[test]
-fn validate_reports_a_dangling_reference_and_a_missing_required_field() {
+/// User 13 of review-data.redis has a task referencing a project it does
+/// not own and an issue without its severity.
+const T13_DANGLING: &str =
+    "audit:task:t13 references projects p9 (field projectId), which is not in the archive";
+const I13_MISSING: &str = "issues record audit:issue:i13 lacks required field severity";
+
+/// A server loaded with review-data.redis, a folder, the review profile,
+/// and user 13's archive in that folder.
+fn review_13() -> (RedisServer, tempfile::TempDir, String, PathBuf) {
     let server = RedisServer::start();
     server.load_commands(&fixture("review-data.redis"));
     let dir = tempfile::tempdir().unwrap();
     let review = profile("review.toml");
+    let bad = export_user(
+        &server,
+        dir.path(),
+        "u13.tar.zst",
+        &["13", "--profile", &review],
+    );
+    (server, dir, review, bad)
+}
+
+#[test]
+fn validate_reports_a_dangling_reference_and_a_missing_required_field() {
+    let (server, dir, review, bad) = review_13();
 
     let good = export_user(
         &server,
@@ -460,25 +479,11 @@ fn validate_reports_a_dangling_reference_and_a_missing_required_field() {
         .stdout_text();
     assert!(ok.contains("0 record problem(s)"), "{ok}");
 
-    let bad = export_user(
-        &server,
-        dir.path(),
-        "u13.tar.zst",
-        &["13", "--profile", &review],
-    );
     let out = run(&["validate", bad.to_str().unwrap(), "--profile", &review]);
     assert_eq!(out.code, 7, "{}", out.stderr);
     let text = out.stdout_text();
-    assert!(
-        text.contains(
-            "audit:task:t13 references projects p9 (field projectId), which is not in the archive"
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains("issues record audit:issue:i13 lacks required field severity"),
-        "{text}"
-    );
+    assert!(text.contains(T13_DANGLING), "{text}");
+    assert!(text.contains(I13_MISSING), "{text}");
     let json = run(&[
         "validate",
         bad.to_str().unwrap(),
@@ -504,30 +509,11 @@ fn validate_reports_a_dangling_reference_and_a_missing_required_field() {
 /// --profile` does, in the dry run too, and stops before the first write.
 #[test]
 fn restore_stops_at_records_that_break_the_profile_unless_told_not_to() {
-    let server = RedisServer::start();
-    server.load_commands(&fixture("review-data.redis"));
-    let dir = tempfile::tempdir().unwrap();
-    let review = profile("review.toml");
-    // User 13 has a task referencing a project it does not own and an
-    // issue without its severity.
-    let bad = export_user(
-        &server,
-        dir.path(),
-        "u13.tar.zst",
-        &["13", "--profile", &review],
-    );
+    let (server, dir, review, bad) = review_13();
     let target = RedisServer::start();
     let names_both = |stderr: &str| {
-        assert!(
-            stderr.contains(
-                "audit:task:t13 references projects p9 (field projectId), which is not in the archive"
-            ),
-            "{stderr}"
-        );
-        assert!(
-            stderr.contains("issues record audit:issue:i13 lacks required field severity"),
-            "{stderr}"
-        );
+        assert!(stderr.contains(T13_DANGLING), "{stderr}");
+        assert!(stderr.contains(I13_MISSING), "{stderr}");
         assert!(
             stderr.contains("2 record(s) break the rules of profile \"code-review\""),
             "{stderr}"
@@ -571,23 +557,50 @@ fn restore_stops_at_records_that_break_the_profile_unless_told_not_to() {
     restore(&RedisServer::start(), &bad, &["--dry-run"]).ok();
 }
 
-#[test]
-fn a_schema_1_archive_restores_in_schema_2_shape() {
+/// User 42 of relay-legacy.redis, exported with the relay profile as the
+/// application shipped it at data schema_version 1.
+struct Legacy {
+    _server: RedisServer,
+    dir: tempfile::TempDir,
+    v1_path: PathBuf,
+    file: PathBuf,
+    /// relay.toml without its upgrades.
+    groups: String,
+}
+
+fn legacy_42() -> Legacy {
     let server = RedisServer::start();
     server.load_commands(&fixture("relay-legacy.redis"));
     let dir = tempfile::tempdir().unwrap();
-    // The profile as the application shipped it at data schema_version 1.
     let current = std::fs::read_to_string(fixture("relay.toml")).unwrap();
     let cut = current.find("# Version 1 kept").unwrap();
-    let v1 = current[..cut].replace("schema_version = 2", "schema_version = 1");
+    let groups = current[..cut].to_string();
     let v1_path = dir.path().join("relay-v1.toml");
-    std::fs::write(&v1_path, v1).unwrap();
+    std::fs::write(
+        &v1_path,
+        groups.replace("schema_version = 2", "schema_version = 1"),
+    )
+    .unwrap();
     let file = export_user(
         &server,
         dir.path(),
         "old.tar.zst",
         &["42", "--profile", v1_path.to_str().unwrap()],
     );
+    Legacy {
+        _server: server,
+        dir,
+        v1_path,
+        file,
+        groups,
+    }
+}
+
+#[test]
+fn a_schema_1_archive_restores_in_schema_2_shape() {
+    let Legacy {
+        dir, v1_path, file, ..
+    } = legacy_42();
     let relay = profile("relay.toml");
 
     // validate and the dry run both count what the upgrade will do.
@@ -684,20 +697,9 @@ fn a_schema_1_archive_restores_in_schema_2_shape() {
 /// `now`, and `keep = true`, through the binary.
 #[test]
 fn upgrade_steps_write_typed_defaults_now_and_keep_the_legacy_fields() {
-    let server = RedisServer::start();
-    server.load_commands(&fixture("relay-legacy.redis"));
-    let dir = tempfile::tempdir().unwrap();
-    let current = std::fs::read_to_string(fixture("relay.toml")).unwrap();
-    let cut = current.find("# Version 1 kept").unwrap();
-    let v1 = current[..cut].replace("schema_version = 2", "schema_version = 1");
-    let v1_path = dir.path().join("relay-v1.toml");
-    std::fs::write(&v1_path, &v1).unwrap();
-    let file = export_user(
-        &server,
-        dir.path(),
-        "old.tar.zst",
-        &["42", "--profile", v1_path.to_str().unwrap()],
-    );
+    let Legacy {
+        dir, file, groups, ..
+    } = legacy_42();
     let steps = r#"
 [[upgrade]]
 from = 1
@@ -773,7 +775,7 @@ field = "active"
 value = true
 "#;
     let v2_path = dir.path().join("relay-v2.toml");
-    std::fs::write(&v2_path, format!("{}{steps}", &current[..cut])).unwrap();
+    std::fs::write(&v2_path, format!("{groups}{steps}")).unwrap();
     let v2 = v2_path.to_str().unwrap();
 
     let target = RedisServer::start();
