@@ -676,6 +676,16 @@ value = 0
     }
 
     #[test]
+    fn a_reference_to_an_unknown_group_is_named_at_the_group() {
+        let e = reported_at(
+            "required = [\"id\", \"userId\"]",
+            "required = [\"id\"]\nreferences = [{ field = \"p\", group = \"projects\" }]",
+            "\"projects\"",
+        );
+        assert!(e.contains("not defined"), "{e}");
+    }
+
+    #[test]
     fn a_bad_template_is_named_at_its_value() {
         let e = reported_at(
             "user:{user}:apikeys",
