@@ -523,10 +523,22 @@ fn restore_stops_at_records_that_break_the_profile_unless_told_not_to() {
     let dry = restore(&target, &bad, &["--profile", &review, "--dry-run"]);
     assert_eq!(dry.code, 7, "{}", dry.stderr);
     names_both(&dry.stderr);
-    let real = restore(&target, &bad, &["--profile", &review]);
+    let backups = dir.path().join("backups");
+    let real = restore(
+        &target,
+        &bad,
+        &[
+            "--profile",
+            &review,
+            "--backup-dir",
+            backups.to_str().unwrap(),
+        ],
+    );
     assert_eq!(real.code, 7, "{}", real.stderr);
     names_both(&real.stderr);
     assert_eq!(target.dbsize(0), 0, "refused before the first write");
+    let left = std::fs::read_dir(&backups).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "and before its pre-restore backup");
 
     let planned = restore(
         &target,
