@@ -430,7 +430,6 @@ impl Upgrader {
 
     /// Take `now` as the instant of the run instead of the clock at
     /// [`new`](Self::new).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn with_now(mut self, now: DateTime<Utc>) -> Upgrader {
         self.now = now;
         self

@@ -119,18 +119,22 @@ pub struct WriteOptions {
     /// Count what the plan's merges would add (a read-only script per
     /// record of a key that may be merged into): for a plan a person reads.
     pub count_merges: bool,
+    /// The instant of the run, which upgrade steps with `now` write: taken
+    /// once, so the plan and the writes, and every record, see the same.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 impl WriteOptions {
     /// What the records of the archive with `header` need on their way in
     /// (the same for the plan and the writes, so both see the same records).
     fn rewriter(&self, header: &Header, archive: &str) -> Result<Option<Rewriter>> {
-        Rewriter::prepare(
+        let rewriter = Rewriter::prepare(
             self.profile.as_ref(),
             header,
             self.as_user.as_deref(),
             archive,
-        )
+        )?;
+        Ok(rewriter.map(|r| r.at(self.now)))
     }
 }
 
@@ -146,6 +150,7 @@ impl Default for WriteOptions {
             as_user: None,
             drop_unsupported: false,
             count_merges: false,
+            now: chrono::Utc::now(),
         }
     }
 }

@@ -1009,3 +1009,62 @@ fn a_group_copy_reports_per_group() {
         "{text}"
     );
 }
+
+/// Issue 17: `now` is the instant the caller gives the restore, the same
+/// for the plan, the writes and every record.
+#[tokio::test(flavor = "current_thread")]
+async fn now_is_the_instant_the_restore_is_given() {
+    use redis_archive::archive::ArchiveSource;
+    use redis_archive::connection::{Endpoint, Side, Timeouts};
+    use redis_archive::profile::Profile;
+    use redis_archive::progress::Silent;
+    use redis_archive::restore::{self, RestoreOptions};
+
+    let Legacy {
+        dir, file, groups, ..
+    } = legacy_42();
+    let steps = r#"
+[[upgrade]]
+from = 1
+to = 2
+
+[[upgrade.step]]
+op = "default"
+field = "updatedAt"
+now = "ms"
+
+[[upgrade.step]]
+op = "default"
+group = "user"
+field = "migratedAt"
+now = "iso8601"
+"#;
+    let v2 = dir.path().join("relay-now.toml");
+    std::fs::write(&v2, format!("{groups}{steps}")).unwrap();
+    let target = RedisServer::start();
+    let endpoint =
+        Endpoint::resolve(&target.url(), None, None, Side::Target, Timeouts::default()).unwrap();
+    let mut options = RestoreOptions::new(ArchiveSource::File(file), endpoint);
+    options.write.profile = Some(std::sync::Arc::new(Profile::load(&v2).unwrap()));
+    options.write.now = "2026-11-30T20:15:00.123Z".parse().unwrap();
+    // These steps leave the user's required `role` missing.
+    options.validate = false;
+    let plan = restore::plan(&options, &Silent).await.unwrap();
+    restore::perform(plan, &options, &Silent).await.unwrap();
+
+    let user = hash(&target, "user:42");
+    assert_eq!(user["updatedAt"], "1796069700123");
+    assert_eq!(user["migratedAt"], "2026-11-30T20:15:00.123Z");
+    assert_eq!(
+        hash(&target, "apikey:k-ada-1")["updatedAt"],
+        "1796069700123"
+    );
+    let settings: serde_json::Value = serde_json::from_slice(
+        &redis::cmd("GET")
+            .arg("user:42:settings")
+            .query::<Vec<u8>>(&mut target.conn())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(settings["updatedAt"], 1_796_069_700_123_i64);
+}
