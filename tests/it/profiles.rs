@@ -580,6 +580,26 @@ struct Legacy {
     groups: String,
 }
 
+impl Legacy {
+    /// The relay profile at data schema_version 2 with one upgrade from 1
+    /// made of `steps` (TOML `[[upgrade.step]]` tables).
+    fn profile_with(&self, steps: &str) -> PathBuf {
+        let path = self.dir.path().join("relay-v2.toml");
+        let text = format!("{}\n[[upgrade]]\nfrom = 1\nto = 2\n{steps}", self.groups);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+/// The JSON document held in the string `key`.
+fn json_at(server: &RedisServer, key: &str) -> serde_json::Value {
+    let text: Vec<u8> = redis::cmd("GET")
+        .arg(key)
+        .query(&mut server.conn())
+        .unwrap();
+    serde_json::from_slice(&text).unwrap()
+}
+
 fn legacy_42() -> Legacy {
     let server = RedisServer::start();
     server.load_commands(&fixture("relay-legacy.redis"));
@@ -709,14 +729,8 @@ fn a_schema_1_archive_restores_in_schema_2_shape() {
 /// `now`, and `keep = true`, through the binary.
 #[test]
 fn upgrade_steps_write_typed_defaults_now_and_keep_the_legacy_fields() {
-    let Legacy {
-        dir, file, groups, ..
-    } = legacy_42();
+    let legacy = legacy_42();
     let steps = r#"
-[[upgrade]]
-from = 1
-to = 2
-
 [[upgrade.step]]
 op = "rename"
 group = "user"
@@ -786,18 +800,18 @@ group = "apikeys"
 field = "active"
 value = true
 "#;
-    let v2_path = dir.path().join("relay-v2.toml");
-    std::fs::write(&v2_path, format!("{groups}{steps}")).unwrap();
+    let v2_path = legacy.profile_with(steps);
     let v2 = v2_path.to_str().unwrap();
+    let file = &legacy.file;
 
     let target = RedisServer::start();
-    let dry = restore(&target, &file, &["--profile", v2, "--dry-run"])
+    let dry = restore(&target, file, &["--profile", v2, "--dry-run"])
         .ok()
         .stdout_text();
     assert!(dry.contains("copy stripe_id to stripeCustomerId"), "{dry}");
     assert!(dry.contains("default updatedAt = now (ms)"), "{dry}");
     let before = chrono::Utc::now().timestamp_millis();
-    restore(&target, &file, &["--profile", v2]).ok();
+    restore(&target, file, &["--profile", v2]).ok();
     let after = chrono::Utc::now().timestamp_millis();
 
     let user = hash(&target, "user:42");
@@ -814,13 +828,7 @@ value = true
     let migrated = chrono::DateTime::parse_from_rfc3339(&user["migratedAt"]).unwrap();
     assert!(user["migratedAt"].ends_with('Z'), "{}", user["migratedAt"]);
 
-    let settings: serde_json::Value = serde_json::from_slice(
-        &redis::cmd("GET")
-            .arg("user:42:settings")
-            .query::<Vec<u8>>(&mut target.conn())
-            .unwrap(),
-    )
-    .unwrap();
+    let settings = json_at(&target, "user:42:settings");
     assert_eq!(settings["theme"], "dark");
     assert_eq!(
         settings["prefs"],
@@ -1020,14 +1028,8 @@ async fn now_is_the_instant_the_restore_is_given() {
     use redis_archive::progress::Silent;
     use redis_archive::restore::{self, RestoreOptions};
 
-    let Legacy {
-        dir, file, groups, ..
-    } = legacy_42();
+    let legacy = legacy_42();
     let steps = r#"
-[[upgrade]]
-from = 1
-to = 2
-
 [[upgrade.step]]
 op = "default"
 field = "updatedAt"
@@ -1039,12 +1041,11 @@ group = "user"
 field = "migratedAt"
 now = "iso8601"
 "#;
-    let v2 = dir.path().join("relay-now.toml");
-    std::fs::write(&v2, format!("{groups}{steps}")).unwrap();
+    let v2 = legacy.profile_with(steps);
     let target = RedisServer::start();
     let endpoint =
         Endpoint::resolve(&target.url(), None, None, Side::Target, Timeouts::default()).unwrap();
-    let mut options = RestoreOptions::new(ArchiveSource::File(file), endpoint);
+    let mut options = RestoreOptions::new(ArchiveSource::File(legacy.file.clone()), endpoint);
     options.write.profile = Some(std::sync::Arc::new(Profile::load(&v2).unwrap()));
     options.write.now = "2026-11-30T20:15:00.123Z".parse().unwrap();
     // These steps leave the user's required `role` missing.
@@ -1059,12 +1060,6 @@ now = "iso8601"
         hash(&target, "apikey:k-ada-1")["updatedAt"],
         "1796069700123"
     );
-    let settings: serde_json::Value = serde_json::from_slice(
-        &redis::cmd("GET")
-            .arg("user:42:settings")
-            .query::<Vec<u8>>(&mut target.conn())
-            .unwrap(),
-    )
-    .unwrap();
+    let settings = json_at(&target, "user:42:settings");
     assert_eq!(settings["updatedAt"], 1_796_069_700_123_i64);
 }
