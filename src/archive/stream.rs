@@ -45,19 +45,31 @@ pub struct Batches {
     reader: JoinHandle<Result<Verified>>,
 }
 
+/// A second reader of the records, on the reader's thread, where each
+/// record's place in the archive is known (restore's profile checks, which
+/// name that place).
+pub(crate) trait Tee: Send {
+    /// The header, before any record.
+    fn header(&mut self, header: &Header) -> Result<()>;
+    /// The next record, and where it is.
+    fn record(&mut self, record: &Record, location: &Location) -> Result<()>;
+}
+
 impl Batches {
     /// Start reading `source`.
     pub fn start(source: ArchiveSource, decryption: Decryption) -> Self {
-        Batches::start_for(source, decryption, |_| true)
+        Batches::start_with(source, decryption, None, |_| true)
     }
 
-    /// Start reading `source` for a reader that, once it knows the
-    /// header, may need only the records' keys and shapes: where
-    /// `wants_values` says no, records come hollow (see
-    /// `Record::decode_hollow`), checked as strictly.
-    pub(crate) fn start_for(
+    /// Start reading `source`, showing every record to `tee` too, for a
+    /// reader that, once it knows the header, may need only the records'
+    /// keys and shapes: where `wants_values` says no (and there is no
+    /// `tee`), records come hollow (see `Record::decode_hollow`), checked
+    /// as strictly.
+    pub(crate) fn start_with(
         source: ArchiveSource,
         decryption: Decryption,
+        tee: Option<Box<dyn Tee>>,
         wants_values: impl Fn(&Header) -> bool + Send + 'static,
     ) -> Self {
         let (tx, rx) = mpsc::channel(AHEAD);
@@ -68,6 +80,7 @@ impl Batches {
                 bytes: 0,
                 wants_values: Box::new(wants_values),
                 values: true,
+                tee,
             };
             let verified = read_archive(&source, &decryption, &mut sender)?;
             sender.send()?;
@@ -143,6 +156,7 @@ struct Sender {
     wants_values: Box<dyn Fn(&Header) -> bool + Send>,
     /// What `wants_values` said of the header.
     values: bool,
+    tee: Option<Box<dyn Tee>>,
 }
 
 impl Sender {
@@ -160,13 +174,19 @@ impl Sender {
 
 impl Visitor for Sender {
     fn header(&mut self, header: &Header) -> Result<()> {
-        self.values = (self.wants_values)(header);
+        self.values = self.tee.is_some() || (self.wants_values)(header);
+        if let Some(tee) = self.tee.as_mut() {
+            tee.header(header)?;
+        }
         self.tx
             .blocking_send(Batch::Header(Box::new(header.clone())))
             .map_err(|_| Error::Internal("the archive is no longer being read".into()))
     }
 
     fn record(&mut self, record: Record, location: &Location) -> Result<()> {
+        if let Some(tee) = self.tee.as_mut() {
+            tee.record(&record, location)?;
+        }
         let held = record.held_bytes_by_line(location.bytes);
         self.bytes += held;
         self.batch.push((record, held));
