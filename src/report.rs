@@ -81,6 +81,10 @@ pub struct ExportReport {
     /// Keys per profile group.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, u64>,
+    /// With `--redact`: how the sensitive values were replaced, and which
+    /// fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<crate::archive::Redaction>,
     /// Keys of a snapshot or RDB file that had expired by its instant
     /// (or, for a file, by the export): no server loading it would keep
     /// them, so they are not exported.

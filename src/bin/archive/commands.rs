@@ -243,6 +243,7 @@ fn export_options(args: &ExportArgs, cancel: Cancel) -> Result<ExportOptions, Er
     };
     let mut options = ExportOptions::new(source, destination, selection);
     options.profile = profile_selection(&args.by_profile, &args.selection)?;
+    options.redact = secrets::redaction(args)?;
     options.writer = WriterOptions {
         zstd_level: args.level,
         ..WriterOptions::default()

@@ -329,11 +329,11 @@ fn write_batches(
     mut counter: Option<GroupCounter>,
 ) -> Result<ArchiveWriter> {
     for batch in rx {
-        for record in &batch {
+        for mut record in batch {
             if let Some(c) = counter.as_mut() {
-                c.count(record);
+                c.pass(&mut record)?;
             }
-            writer.write_record(record)?;
+            writer.write_record(&record)?;
         }
     }
     if let Some(c) = counter {
