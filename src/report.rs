@@ -264,6 +264,10 @@ pub struct RestoreReport {
     /// values, stream entries), when counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge_would_add: Option<u64>,
+    /// A redacted archive into a target that looks like production: not
+    /// refused, but said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction_warning: Option<String>,
 }
 
 /// What a restore or copy did (or would do) to one profile group's keys.
@@ -412,6 +416,7 @@ impl RestoreReport {
             names: PlanNames::default(),
             groups: BTreeMap::new(),
             merge_would_add: None,
+            redaction_warning: None,
         }
     }
 

@@ -450,6 +450,7 @@ pub(crate) async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8,
             renames: planned.renames.as_ref(),
             names: &planned.names,
             merge_would_add: planned.merge_would_add,
+            warning: planned.redaction_warning.as_deref(),
         };
         confirm(&ends, &planned.actions, source == ArchiveSource::Stdin)?;
     }
@@ -499,6 +500,7 @@ pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failu
             renames: planned.renames(),
             names: planned.names(),
             merge_would_add: planned.merge_would_add(),
+            warning: None,
         };
         confirm(&ends, &planned.actions, false)?;
     }

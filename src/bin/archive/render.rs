@@ -188,6 +188,9 @@ pub fn restore(out: &mut dyn Write, r: &RestoreReport, verb: &str) -> io::Result
             r.source, r.target, r.written, r.errors, r.seconds
         )?;
     }
+    if let Some(w) = &r.redaction_warning {
+        writeln!(out, "warning: {w}")?;
+    }
     if let Some(p) = &r.profile {
         let who = p.user.as_deref().unwrap_or("(all users)");
         match &p.as_user {
