@@ -17,7 +17,7 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::rewrite::{Part, classify};
+use super::rewrite::{Part, classify, with_json_object};
 use super::select::json_text;
 use super::{Group, Profile};
 use crate::archive::manifest::{Redaction, RedactionMethod};
@@ -238,25 +238,20 @@ fn is_sensitive(group: &Group, name: &[u8]) -> bool {
 /// holds nothing). A string that is not a JSON object has no members and
 /// is left as it is.
 fn redact_json(redact: &Redact, group: &Group, text: &mut Bytes) {
-    let Ok(serde_json::Value::Object(mut map)) =
-        serde_json::from_slice::<serde_json::Value>(&text.0)
-    else {
-        return;
-    };
-    let mut changed = false;
-    for (name, v) in map.iter_mut() {
-        if v.is_null() || !is_sensitive(group, name.as_bytes()) {
-            continue;
+    with_json_object(text, |map| {
+        let mut changed = false;
+        for (name, v) in map.iter_mut() {
+            if v.is_null() || !is_sensitive(group, name.as_bytes()) {
+                continue;
+            }
+            // The hash of a member's text equals that of the same text in
+            // a hash field: equal values stay equal across record kinds.
+            let new = redact.replace(&json_text(v));
+            *v = serde_json::Value::String(String::from_utf8(new).expect("mask and hex are ASCII"));
+            changed = true;
         }
-        // The hash of a member's text equals that of the same text in a
-        // hash field: equal values stay equal across record kinds.
-        let new = redact.replace(&json_text(v));
-        *v = serde_json::Value::String(String::from_utf8(new).expect("mask and hex are ASCII"));
-        changed = true;
-    }
-    if changed {
-        text.0 = serde_json::to_vec(&serde_json::Value::Object(map)).expect("JSON");
-    }
+        changed
+    });
 }
 
 #[cfg(test)]

@@ -2,22 +2,17 @@
 //! with the relay profile, whose fixture declares its tokens, password
 //! hashes, e-mail addresses and session addresses sensitive.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 
+use crate::profiles::{fixture, hash};
 use crate::support::{KeyState, RedisServer, command, export, key_state, output, restore, run};
 
 const MASK: &str = "[REDACTED]";
 const KEYED: &str = "hmac-sha256:";
 /// The fields relay.toml declares sensitive, in any group.
 const SENSITIVE: [&str; 5] = ["email", "accessToken", "refreshToken", "ip", "passwordHash"];
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/profiles")
-        .join(name)
-}
 
 fn relay() -> String {
     fixture("relay.toml").display().to_string()
@@ -73,16 +68,6 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
-}
-
-fn hash(server: &RedisServer, key: &str) -> BTreeMap<String, String> {
-    match key_state(&mut server.conn(), key.as_bytes()) {
-        Some(KeyState::Hash(pairs)) => pairs
-            .into_iter()
-            .map(|(f, v)| (String::from_utf8(f).unwrap(), String::from_utf8(v).unwrap()))
-            .collect(),
-        other => panic!("{key}: expected a hash, found {other:?}"),
-    }
 }
 
 fn get(server: &RedisServer, key: &str) -> String {
