@@ -348,11 +348,14 @@ fn write_all(
     mut rx: mpsc::Receiver<Outgoing>,
     mut counter: Option<GroupCounter>,
 ) -> Result<ArchiveWriter> {
-    while let Some(mut out) = rx.blocking_recv() {
-        if let Some(c) = counter.as_mut() {
-            c.pass(&mut out.record)?;
+    while let Some(out) = rx.blocking_recv() {
+        let Some(c) = counter.as_mut() else {
+            writer.write_record(&out.record)?;
+            continue;
+        };
+        for record in c.pass(out.record)? {
+            writer.write_record(&record)?;
         }
-        writer.write_record(&out.record)?;
     }
     if let Some(c) = counter {
         writer.set_groups(c.groups);
@@ -379,12 +382,13 @@ impl GroupCounter {
         }
     }
 
-    /// Count a record and redact it before it is written.
-    fn pass(&mut self, record: &mut Record) -> Result<()> {
-        self.count(record);
-        match &self.redactor {
+    /// Count a record, and with `--redact` redact it: the records to
+    /// write for it.
+    fn pass(&mut self, record: Record) -> Result<Vec<Record>> {
+        self.count(&record);
+        match &mut self.redactor {
             Some(r) => r.apply(record),
-            None => Ok(()),
+            None => Ok(vec![record]),
         }
     }
 

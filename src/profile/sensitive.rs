@@ -168,13 +168,24 @@ pub(crate) fn redaction(redact: &Redact, groups: &[&Group]) -> Result<Redaction>
     })
 }
 
-/// Replaces sensitive values in the records of a profile export, one
-/// record at a time: a hash split over several records is redacted part
-/// by part, so memory stays what the export's bound makes it.
+/// The largest JSON document read in parts that is redacted: it must be
+/// parsed whole, so it is gathered first; a bigger one stops the export.
+pub const MAX_GATHERED_BYTES: usize = 64 << 20;
+/// Parts a gathered document is written back in (the size the export
+/// reads big strings in).
+const PART_BYTES: usize = 1 << 20;
+
+/// Replaces sensitive values in the records of a profile export. A hash
+/// split over several records is redacted part by part, so memory stays
+/// what the export's bound makes it; a string read in parts (a JSON
+/// document over 64 KiB) is gathered, up to [`MAX_GATHERED_BYTES`], and
+/// written back redacted, in parts again.
 pub(crate) struct Redactor {
     profile: Arc<Profile>,
     user: Option<Vec<u8>>,
     redact: Redact,
+    /// The first part of a string being gathered, its value the text so far.
+    gathering: Option<Record>,
 }
 
 impl Redactor {
@@ -183,18 +194,75 @@ impl Redactor {
             profile,
             user,
             redact,
+            gathering: None,
         }
     }
 
-    /// Replace the sensitive values of `record`, as its group declares.
-    pub(crate) fn apply(&self, record: &mut Record) -> Result<()> {
-        let Some((i, part)) = classify(&self.profile, &record.key.0, self.user.as_deref()) else {
+    /// The records to write for `record`: itself with its sensitive values
+    /// replaced; or, for the parts of a string being gathered, nothing
+    /// until its last part, then all of it. A void record drops what was
+    /// gathered of its key (none of it was written).
+    pub(crate) fn apply(&mut self, mut record: Record) -> Result<Vec<Record>> {
+        if let Some(first) = self.gathering.as_mut() {
+            if first.key != record.key {
+                return Err(Error::Internal(
+                    "a split string's parts were interleaved with another key's".into(),
+                ));
+            }
+            if record.void {
+                self.gathering = None;
+                return Ok(Vec::new());
+            }
+            let (Value::String(text), Value::String(more)) = (&mut first.value, &record.value)
+            else {
+                return Err(Error::Internal(
+                    "a split string went on as another type".into(),
+                ));
+            };
+            if text.0.len() + more.0.len() > MAX_GATHERED_BYTES {
+                let key = String::from_utf8_lossy(&record.key.0).into_owned();
+                self.gathering = None;
+                return Err(Error::InvalidArgument(format!(
+                    "--redact: key {key:?} is a string over {} MiB, too big to redact its JSON members; nothing was written; leave its group out with --types, or export without --redact",
+                    MAX_GATHERED_BYTES >> 20
+                )));
+            }
+            text.0.extend_from_slice(&more.0);
+            if record.more {
+                return Ok(Vec::new());
+            }
+            let mut whole = self.gathering.take().expect("gathering");
+            whole.more = false;
+            self.redact_record(&mut whole)?;
+            return Ok(in_parts(whole));
+        }
+        if record.more
+            && record.part == 0
+            && matches!(record.value, Value::String(_))
+            && self.sensitive_group(&record).is_some()
+        {
+            self.gathering = Some(record);
+            return Ok(Vec::new());
+        }
+        self.redact_record(&mut record)?;
+        Ok(vec![record])
+    }
+
+    /// The group of `record` when it declares sensitive fields and the
+    /// record is one of its records (not an index).
+    fn sensitive_group(&self, record: &Record) -> Option<&Group> {
+        let (i, part) = classify(&self.profile, &record.key.0, self.user.as_deref())?;
+        let group = &self.profile.groups[i];
+        (!group.sensitive.is_empty() && !matches!(part, Part::Index(_) | Part::Shared))
+            .then_some(group)
+    }
+
+    /// Replace the sensitive values of one whole record, or of one part of
+    /// a hash.
+    fn redact_record(&self, record: &mut Record) -> Result<()> {
+        let Some(group) = self.sensitive_group(record) else {
             return Ok(());
         };
-        let group = &self.profile.groups[i];
-        if group.sensitive.is_empty() || matches!(part, Part::Index(_) | Part::Shared) {
-            return Ok(());
-        }
         let refuse = |why: &str| {
             Err(Error::InvalidArgument(format!(
                 "--redact: key {:?} of group {:?} {why}; nothing was written; leave the group out with --types, or export without --redact",
@@ -210,13 +278,6 @@ impl Redactor {
                     }
                 }
             }
-            Value::String(_) if record.part != 0 || record.more => {
-                // A JSON document read in parts cannot be parsed part by
-                // part, and holding it whole would lift the memory bound.
-                return refuse(
-                    "is a string too big to read at once (over 64 KiB), whose JSON members cannot be redacted",
-                );
-            }
             Value::String(text) => redact_json(&self.redact, group, text),
             Value::Dump(_) => {
                 return refuse(
@@ -227,6 +288,26 @@ impl Redactor {
         }
         Ok(())
     }
+}
+
+/// A gathered string as parts of [`PART_BYTES`] again, the expiry on the
+/// first as the export writes it.
+fn in_parts(whole: Record) -> Vec<Record> {
+    let Value::String(text) = whole.value else {
+        return vec![whole];
+    };
+    let chunks: Vec<&[u8]> = text.0.chunks(PART_BYTES).collect();
+    let last = chunks.len().saturating_sub(1);
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| Record {
+            expiry: if i == 0 { whole.expiry } else { None },
+            part: i as u32,
+            more: i < last,
+            ..Record::new(whole.key.clone(), Value::String(chunk.to_vec().into()))
+        })
+        .collect()
 }
 
 fn is_sensitive(group: &Group, name: &[u8]) -> bool {
@@ -280,6 +361,13 @@ keys = ["usage:{user}"]
         Profile::parse(text, Path::new("test.toml"))
     }
 
+    /// The one record `r` writes for `record`, redacted.
+    fn one(r: &mut Redactor, record: Record) -> Record {
+        let mut out = r.apply(record).unwrap();
+        assert_eq!(out.len(), 1);
+        out.pop().unwrap()
+    }
+
     fn redactor(redact: Redact) -> Redactor {
         Redactor::new(
             Arc::new(profile(PROFILE).unwrap()),
@@ -317,28 +405,29 @@ keys = ["usage:{user}"]
 
     #[test]
     fn hash_fields_are_masked_part_by_part_and_others_kept() {
-        let r = redactor(Redact::Mask);
+        let mut r = redactor(Redact::Mask);
         let mut first = hash("user:42", &[("id", "42"), ("email", "a@x.io")]);
         first.more = true;
         let mut second = hash("user:42", &[("token", "t-1"), ("name", "ada")]);
         second.part = 1;
-        r.apply(&mut first).unwrap();
-        r.apply(&mut second).unwrap();
+        let first = one(&mut r, first);
+        let second = one(&mut r, second);
         assert_eq!(fields(&first)["email"], MASK);
         assert_eq!(fields(&first)["id"], "42");
         assert_eq!(fields(&second)["token"], MASK);
         assert_eq!(fields(&second)["name"], "ada");
         // A group without sensitive fields, and another user's key, pass.
-        let mut usage = hash("usage:42", &[("email", "a@x.io")]);
-        r.apply(&mut usage).unwrap();
+        let usage = one(&mut r, hash("usage:42", &[("email", "a@x.io")]));
         assert_eq!(fields(&usage)["email"], "a@x.io");
     }
 
     #[test]
     fn keyed_hashes_are_stable_distinct_and_hide_the_key() {
-        let r = redactor(Redact::Keyed(key()));
-        let mut a = hash("user:42", &[("email", "a@x.io"), ("token", "a@x.io")]);
-        r.apply(&mut a).unwrap();
+        let mut r = redactor(Redact::Keyed(key()));
+        let a = one(
+            &mut r,
+            hash("user:42", &[("email", "a@x.io"), ("token", "a@x.io")]),
+        );
         let (email, token) = (fields(&a)["email"].clone(), fields(&a)["token"].clone());
         assert_eq!(email, token, "equal values stay equal across fields");
         assert!(email.starts_with(KEYED_PREFIX) && email.len() == KEYED_PREFIX.len() + 64);
@@ -358,10 +447,12 @@ keys = ["usage:{user}"]
 
     #[test]
     fn json_members_of_any_type_are_replaced_and_null_kept() {
-        let r = redactor(Redact::Keyed(key()));
+        let mut r = redactor(Redact::Keyed(key()));
         let doc = r#"{"userId":"42","ip":"10.0.0.1","secret":{"a":[1]},"n":null,"keep":7}"#;
-        let mut s = Record::new("session:s1".into(), Value::String(doc.into()));
-        r.apply(&mut s).unwrap();
+        let s = one(
+            &mut r,
+            Record::new("session:s1".into(), Value::String(doc.into())),
+        );
         let Value::String(text) = &s.value else {
             panic!()
         };
@@ -376,14 +467,66 @@ keys = ["usage:{user}"]
         assert_eq!(out["keep"], 7);
         assert!(out["n"].is_null());
         // Not JSON: nothing to redact, left as it is.
-        let mut plain = Record::new("session:s2".into(), Value::String("opaque".into()));
-        r.apply(&mut plain).unwrap();
+        let plain = one(
+            &mut r,
+            Record::new("session:s2".into(), Value::String("opaque".into())),
+        );
         assert_eq!(plain.value, Value::String("opaque".into()));
-        // A string read in parts is refused, not passed through.
-        let mut big = Record::new("session:s3".into(), Value::String("{".into()));
-        big.more = true;
-        let e = r.apply(&mut big).unwrap_err();
-        assert!(e.to_string().contains("session:s3"), "{e}");
+    }
+
+    fn string_part(key: &str, part: u32, more: bool, text: Vec<u8>) -> Record {
+        Record {
+            part,
+            more,
+            ..Record::new(key.into(), Value::String(text.into()))
+        }
+    }
+
+    #[test]
+    fn a_json_string_read_in_parts_is_gathered_redacted_and_split_again() {
+        let mut r = redactor(Redact::Mask);
+        let filler = "x".repeat(3 << 20);
+        let doc = format!(r#"{{"ip":"10.9.8.7","pad":"{filler}","userId":"42"}}"#).into_bytes();
+        let parts: Vec<&[u8]> = doc.chunks(1 << 20).collect();
+        let mut out = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            let more = i + 1 < parts.len();
+            let written = r
+                .apply(string_part("session:big", i as u32, more, p.to_vec()))
+                .unwrap();
+            assert!(more == written.is_empty(), "written only at the last part");
+            out.extend(written);
+        }
+        assert!(out.len() > 1);
+        let mut whole = Vec::new();
+        for (i, rec) in out.iter().enumerate() {
+            assert_eq!((rec.part, rec.more), (i as u32, i + 1 < out.len()));
+            let Value::String(t) = &rec.value else {
+                panic!()
+            };
+            whole.extend_from_slice(&t.0);
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&whole).unwrap();
+        assert_eq!(doc["ip"], MASK);
+        assert_eq!(doc["pad"].as_str().unwrap().len(), 3 << 20);
+
+        // Voided parts are dropped with their void record.
+        assert!(
+            r.apply(string_part("session:v", 0, true, b"{".to_vec()))
+                .unwrap()
+                .is_empty()
+        );
+        let void = Record {
+            void: true,
+            ..string_part("session:v", 1, false, Vec::new())
+        };
+        assert!(r.apply(void).unwrap().is_empty());
+        // Then a whole key goes through as usual.
+        let s = one(
+            &mut r,
+            string_part("session:w", 0, false, br#"{"ip":"1"}"#.to_vec()),
+        );
+        assert!(matches!(&s.value, Value::String(t) if t.0 == br#"{"ip":"[REDACTED]"}"#));
     }
 
     #[test]

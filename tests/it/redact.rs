@@ -91,8 +91,21 @@ fn a_masked_export_holds_no_declared_secret_even_in_a_hash_split_into_records() 
             .query(&mut c)
             .unwrap();
     }
+    // A session document read in parts (over 64 KiB), gathered to be
+    // redacted (found by the group export: a user export's owner scan
+    // reads only its first 64 KiB).
+    let big = format!(
+        r#"{{"userId":"42","ip":"10.7.7.7","pad":"{}"}}"#,
+        "p".repeat(300_000)
+    );
+    let _: () = redis::cmd("SET")
+        .arg("session:tok-ada-big")
+        .arg(&big)
+        .query(&mut c)
+        .unwrap();
     let secrets = secrets(&source);
     assert!(secrets.contains("sk-ant-oat-ada") && secrets.contains("ada@example.com"));
+    assert!(secrets.contains("10.7.7.7"));
     assert!(secrets.contains("10.0.0.1") && secrets.contains("$2b$10$abcdefghijklmnopqrstuv"));
     let dir = tempfile::tempdir().unwrap();
     let user = dir.path().join("u42.tar.zst");
@@ -112,7 +125,7 @@ fn a_masked_export_holds_no_declared_secret_even_in_a_hash_split_into_records() 
             "--profile",
             &relay(),
             "--types",
-            "admins,claude_accounts",
+            "admins,claude_accounts,sessions",
             "--redact",
         ],
     )
@@ -162,6 +175,13 @@ fn a_masked_export_holds_no_declared_secret_even_in_a_hash_split_into_records() 
         serde_json::from_str(&get(&target, "session:tok-ada-1")).unwrap();
     assert_eq!(session["ip"], MASK);
     assert_eq!(session["userId"], "42");
+    let groups = RedisServer::start();
+    restore(&groups, &admins, &["--profile", &relay()]).ok();
+    assert_eq!(hash(&groups, "admin:adm-1")["passwordHash"], MASK);
+    let big: serde_json::Value =
+        serde_json::from_str(&get(&groups, "session:tok-ada-big")).unwrap();
+    assert_eq!(big["ip"], MASK);
+    assert_eq!(big["pad"].as_str().unwrap().len(), 300_000);
 }
 
 #[test]
