@@ -15,6 +15,7 @@ pub mod check;
 pub mod offline;
 pub mod rewrite;
 pub mod select;
+pub mod sensitive;
 pub mod template;
 pub mod upgrade;
 
@@ -72,6 +73,8 @@ struct GroupFile {
     required: Vec<String>,
     #[serde(default)]
     references: Vec<Reference>,
+    #[serde(default)]
+    sensitive: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -126,6 +129,9 @@ pub struct Group {
     pub(crate) shared: Option<Shared>,
     pub(crate) required: Vec<String>,
     pub(crate) references: Vec<Reference>,
+    /// Fields whose values `export --redact` replaces (hash fields, or
+    /// top-level members of a JSON object stored in a string).
+    pub sensitive: Vec<String>,
 }
 
 /// An application profile (`archive.toml`): which keys belong to a user, in
@@ -260,6 +266,7 @@ impl Profile {
                 steps,
             });
         }
+        sensitive::check(&groups)?;
         upgrade::check_chain(&upgrades, file.schema_version, &names)?;
         Ok(Profile {
             name: file.name,
@@ -469,6 +476,7 @@ fn build_group(g: GroupFile, i: usize) -> std::result::Result<Group, Bad> {
         shared,
         required: g.required,
         references: g.references,
+        sensitive: g.sensitive,
     })
 }
 

@@ -281,12 +281,7 @@ pub(crate) fn for_each_field(
                 }
             }
         }
-        Value::String(text) => {
-            let Ok(serde_json::Value::Object(mut map)) =
-                serde_json::from_slice::<serde_json::Value>(&text.0)
-            else {
-                return;
-            };
+        Value::String(text) => with_json_object(text, |map| {
             let mut changed = false;
             for (name, v) in map.iter_mut() {
                 if !(v.is_string() || v.is_number()) {
@@ -308,11 +303,26 @@ pub(crate) fn for_each_field(
                 };
                 changed = true;
             }
-            if changed {
-                text.0 = serde_json::to_vec(&serde_json::Value::Object(map)).expect("JSON");
-            }
-        }
+            changed
+        }),
         _ => {}
+    }
+}
+
+/// Let `f` change the members of the JSON object held in `text` (returning
+/// whether it did), and write it back when it did. Text that is not a JSON
+/// object is left as it is.
+pub(crate) fn with_json_object(
+    text: &mut Bytes,
+    f: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>) -> bool,
+) {
+    let Ok(serde_json::Value::Object(mut map)) =
+        serde_json::from_slice::<serde_json::Value>(&text.0)
+    else {
+        return;
+    };
+    if f(&mut map) {
+        text.0 = serde_json::to_vec(&serde_json::Value::Object(map)).expect("JSON");
     }
 }
 

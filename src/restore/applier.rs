@@ -51,6 +51,7 @@ impl Outcome {
             names: Default::default(),
             groups: self.groups,
             merge_would_add: None,
+            redaction_warning: None,
         }
     }
 

@@ -220,6 +220,9 @@ pub struct Plan {
     /// What the merges would add (fields, members, list values, stream
     /// entries), when counted (`WriteOptions::count_merges`).
     pub merge_would_add: Option<u64>,
+    /// Set when a redacted archive would go into a target that looks like
+    /// production (see [`redaction_warning`]).
+    pub redaction_warning: Option<String>,
     /// The decision for each key, in archive order: perform follows it.
     decisions: Decisions,
     /// The pre-restore backup, complete but not yet in place: perform
@@ -241,6 +244,7 @@ impl Plan {
         report.names = self.names;
         report.groups = self.groups;
         report.merge_would_add = self.merge_would_add;
+        report.redaction_warning = self.redaction_warning;
         report
     }
 
@@ -253,6 +257,35 @@ impl Plan {
     pub fn backup_path(&self) -> Option<&Path> {
         self.backup.as_ref().map(|b| b.path.as_path())
     }
+}
+
+/// What marks a target as production: in its host name or in the user
+/// name it connects as, in any case (`redis-prod-1`, `production.cache`,
+/// `app_prod`). A rule of names only: a false alarm costs a line of text,
+/// and nothing is refused on it.
+const PRODUCTION_MARK: &str = "prod";
+
+/// The warning for restoring a redacted archive (`header.redaction`) into a
+/// target that looks like production: its sensitive fields would hold
+/// masks or hashes where the application expects real tokens and
+/// addresses. `None` when either is not the case.
+pub fn redaction_warning(header: &Header, target: &Endpoint) -> Option<String> {
+    let redaction = header.redaction.as_ref()?;
+    let host = target.address().host;
+    let looks = |name: &str| name.to_ascii_lowercase().contains(PRODUCTION_MARK);
+    let why = if looks(&host) {
+        format!("its host name {host:?}")
+    } else {
+        format!(
+            "its user name {:?}",
+            target.username().filter(|u| looks(u))?
+        )
+    };
+    Some(format!(
+        "the archive is redacted ({}: its sensitive fields hold replaced values, not the real ones) and the target {} looks like production ({why} contains {PRODUCTION_MARK:?}); restoring it there writes those replaced values over real data",
+        redaction.method.name(),
+        target.display()
+    ))
 }
 
 /// The command that undoes a restore whose backup is at `path`.
@@ -324,6 +357,7 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
     .await;
     progress.finish();
     let (verified, planned) = planned?;
+    let redaction_warning = redaction_warning(&verified.manifest.header, &planned.target);
     Ok(Plan {
         source: options.source.display(),
         target: planned.target,
@@ -336,6 +370,7 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
         names: planned.names,
         groups: planned.groups,
         merge_would_add: planned.merge_would_add,
+        redaction_warning,
         decisions: planned.decisions,
         backup: planned.backup,
         archive,
@@ -416,6 +451,7 @@ pub(crate) async fn perform_unlogged(
     report.dropped_field_expiries = plan.dropped_field_expiries;
     report.renames = plan.renames.take();
     report.names = std::mem::take(&mut plan.names);
+    report.redaction_warning = plan.redaction_warning.take();
     report.backup = backup.as_ref().map(|p| p.display().to_string());
     report.rollback = backup.as_deref().map(rollback_command);
     Ok(report)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::support::{KeyState, RedisServer, export, key_state, restore, run};
 
-fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/profiles")
         .join(name)
@@ -29,7 +29,7 @@ fn set(keys: &[&str]) -> BTreeSet<String> {
     keys.iter().map(|k| k.to_string()).collect()
 }
 
-fn hash(server: &RedisServer, key: &str) -> BTreeMap<String, String> {
+pub(crate) fn hash(server: &RedisServer, key: &str) -> BTreeMap<String, String> {
     match key_state(&mut server.conn(), key.as_bytes()) {
         Some(KeyState::Hash(pairs)) => pairs
             .into_iter()

@@ -184,6 +184,16 @@ pub struct ExportArgs {
     /// a dump.rdb from BGSAVE or a cloud backup. --db picks its database.
     #[arg(long, value_name = "FILE")]
     pub from_rdb: Option<PathBuf>,
+    /// Replace the values of the fields the profile declares `sensitive`
+    /// (with a USER_ID or --types): with a fixed mask, or with a keyed
+    /// hash when a key is given (--redact-key, ARCHIVE_REDACT_KEY_FILE).
+    #[arg(long)]
+    pub redact: bool,
+    /// Redact with a keyed hash (HMAC-SHA-256) under the key in this file:
+    /// equal values stay equal, across records and exports with the same
+    /// key. Implies --redact. The key is never printed or recorded.
+    #[arg(long, value_name = "FILE")]
+    pub redact_key: Option<PathBuf>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
