@@ -152,3 +152,96 @@ fn rollback_of_a_merge_reverts_the_users_members_and_keeps_changes_made_since() 
     assert_eq!(zscore(&server, BOARD, "user:42"), Some(3.0));
     assert_eq!(zscore(&server, BOARD, "user:98"), Some(4.0));
 }
+
+fn hget(server: &RedisServer, key: &str, field: &str) -> Option<String> {
+    redis::cmd("HGET")
+        .arg(key)
+        .arg(field)
+        .query(&mut server.conn())
+        .unwrap()
+}
+
+/// Issue #17: the relay's `apikey_hash_map` (hashed key -> key id, one hash
+/// for all users) goes with the user, and a migrated API key resolves
+/// through it in the target.
+#[test]
+fn a_migrated_api_key_resolves_through_the_shared_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = RedisServer::start();
+    source.load_commands(&fixture("relay-data.redis"));
+    let relay = fixture("relay.toml").display().to_string();
+    let file = dir.path().join("u42.tar.zst");
+    export(&source, &file, &["42", "--profile", &relay]).ok();
+    let manifest = run(&["inspect", file.to_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(manifest["groups"]["apikey_map"], 1, "{manifest}");
+
+    // Another user's entry, and a stale entry for one of 42's hashed keys.
+    let target = RedisServer::start();
+    let _: () = redis::cmd("HSET")
+        .arg("apikey_hash_map")
+        .arg("aaaa")
+        .arg("k-other")
+        .arg("4b7d0e")
+        .arg("k-stale")
+        .query(&mut target.conn())
+        .unwrap();
+    let report = restore(
+        &target,
+        &file,
+        &["--profile", &relay, "--as-user", "77", "--json"],
+    )
+    .ok()
+    .json();
+    let map = "apikey_hash_map";
+    let id = hget(&target, map, "9f2c1a").expect("the migrated key is in the map");
+    assert_eq!(id, "77-k-ada-1");
+    let key = redis::cmd("HGET")
+        .arg(format!("apikey:{id}"))
+        .arg("userId")
+        .query::<String>(&mut target.conn())
+        .unwrap();
+    assert_eq!(key, "77", "the key id resolves to the new user's record");
+    // Only 42's two fields were taken; a field already there is kept by a merge.
+    assert_eq!(
+        hget(&target, map, "11aa22"),
+        None,
+        "user 4's entry not taken"
+    );
+    assert_eq!(hget(&target, map, "aaaa").as_deref(), Some("k-other"));
+    assert_eq!(hget(&target, map, "4b7d0e").as_deref(), Some("k-stale"));
+
+    // Rollback removes exactly the field the restore added.
+    let done = rollback(report["backup"].as_str().unwrap());
+    assert_eq!(
+        done["members_reverted"], 2,
+        "users:by_created and the map: {done}"
+    );
+    assert_eq!(hget(&target, map, "9f2c1a"), None);
+    assert_eq!(hget(&target, map, "aaaa").as_deref(), Some("k-other"));
+    assert_eq!(hget(&target, map, "4b7d0e").as_deref(), Some("k-stale"));
+
+    // An overwrite sets the user's fields, and its rollback puts back the
+    // value it replaced.
+    let report = restore(
+        &target,
+        &file,
+        &[
+            "--profile",
+            &relay,
+            "--as-user",
+            "77",
+            "--mode",
+            "overwrite",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(hget(&target, map, "4b7d0e").as_deref(), Some("77-k-ada-2"));
+    rollback(report["backup"].as_str().unwrap());
+    assert_eq!(hget(&target, map, "4b7d0e").as_deref(), Some("k-stale"));
+    assert_eq!(hget(&target, map, "9f2c1a"), None);
+    assert_eq!(hget(&target, map, "aaaa").as_deref(), Some("k-other"));
+}
