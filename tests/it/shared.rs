@@ -41,6 +41,20 @@ fn review_42(dir: &Path) -> (RedisServer, PathBuf, String) {
     (server, file, profile)
 }
 
+/// Restore `file` as user `id` with `extra` options; the backup's path.
+fn restore_as(
+    server: &RedisServer,
+    file: &Path,
+    profile: &str,
+    id: &str,
+    extra: &[&str],
+) -> String {
+    let mut args = vec!["--profile", profile, "--as-user", id, "--json"];
+    args.extend_from_slice(extra);
+    let report = restore(server, file, &args).ok().json();
+    report["backup"].as_str().unwrap().to_string()
+}
+
 fn rollback(backup: &str) -> serde_json::Value {
     run(&["rollback", backup, "--yes", "--json"]).ok().json()
 }
@@ -100,24 +114,7 @@ fn overwrite_sets_the_users_shared_member_and_rollback_puts_back_only_it() {
 fn rollback_of_a_merge_reverts_the_users_members_and_keeps_changes_made_since() {
     let dir = tempfile::tempdir().unwrap();
     let (server, file, profile) = review_42(dir.path());
-    let as_user = |id: &str| {
-        let report = restore(
-            &server,
-            &file,
-            &[
-                "--profile",
-                &profile,
-                "--as-user",
-                id,
-                "--mode",
-                "merge",
-                "--json",
-            ],
-        )
-        .ok()
-        .json();
-        report["backup"].as_str().unwrap().to_string()
-    };
+    let as_user = |id: &str| restore_as(&server, &file, &profile, id, &["--mode", "merge"]);
     let first = as_user("99");
     let second = as_user("98");
     assert_eq!(zscore(&server, BOARD, "user:99"), Some(3.0));
@@ -187,13 +184,7 @@ fn a_migrated_api_key_resolves_through_the_shared_map() {
         .arg("k-stale")
         .query(&mut target.conn())
         .unwrap();
-    let report = restore(
-        &target,
-        &file,
-        &["--profile", &relay, "--as-user", "77", "--json"],
-    )
-    .ok()
-    .json();
+    let backup = restore_as(&target, &file, &relay, "77", &[]);
     let map = "apikey_hash_map";
     let id = hget(&target, map, "9f2c1a").expect("the migrated key is in the map");
     assert_eq!(id, "77-k-ada-1");
@@ -213,7 +204,7 @@ fn a_migrated_api_key_resolves_through_the_shared_map() {
     assert_eq!(hget(&target, map, "4b7d0e").as_deref(), Some("k-stale"));
 
     // Rollback removes exactly the field the restore added.
-    let done = rollback(report["backup"].as_str().unwrap());
+    let done = rollback(&backup);
     assert_eq!(
         done["members_reverted"], 2,
         "users:by_created and the map: {done}"
@@ -224,23 +215,9 @@ fn a_migrated_api_key_resolves_through_the_shared_map() {
 
     // An overwrite sets the user's fields, and its rollback puts back the
     // value it replaced.
-    let report = restore(
-        &target,
-        &file,
-        &[
-            "--profile",
-            &relay,
-            "--as-user",
-            "77",
-            "--mode",
-            "overwrite",
-            "--json",
-        ],
-    )
-    .ok()
-    .json();
+    let backup = restore_as(&target, &file, &relay, "77", &["--mode", "overwrite"]);
     assert_eq!(hget(&target, map, "4b7d0e").as_deref(), Some("77-k-ada-2"));
-    rollback(report["backup"].as_str().unwrap());
+    rollback(&backup);
     assert_eq!(hget(&target, map, "4b7d0e").as_deref(), Some("k-stale"));
     assert_eq!(hget(&target, map, "9f2c1a"), None);
     assert_eq!(hget(&target, map, "aaaa").as_deref(), Some("k-other"));
