@@ -296,6 +296,28 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_keys_members_come_with_its_touch() {
+        use crate::restore::members::SharedKind;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.journal");
+        let mut j = Journal::create(path.clone()).unwrap();
+        let writes = SharedMembers {
+            key: Bytes(b"lb".to_vec()),
+            kind: SharedKind::Zset,
+            only_new: false,
+            members: vec![(Bytes(b"user:42".to_vec()), Some(Bytes(b"3".to_vec())))],
+        };
+        j.members(std::slice::from_ref(&writes)).unwrap();
+        j.touch(&[b"a", b"lb"]).unwrap();
+        j.after(vec![(b"a".to_vec(), None), (b"lb".to_vec(), None)])
+            .unwrap();
+        drop(j);
+        let mut r = JournalReader::open(&path).unwrap().unwrap();
+        assert_eq!(r.take_if(b"a").unwrap().unwrap().members, None);
+        assert_eq!(r.take_if(b"lb").unwrap().unwrap().members, Some(writes));
+    }
+
+    #[test]
     fn missing_journal_means_nothing_was_touched() {
         assert!(
             JournalReader::open(Path::new("/nonexistent/x.journal"))

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::support::{KeyState, RedisServer, export, key_state, restore, run};
 
-fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/profiles")
         .join(name)
@@ -39,7 +39,7 @@ fn hash(server: &RedisServer, key: &str) -> BTreeMap<String, String> {
     }
 }
 
-fn zscore(server: &RedisServer, key: &str, member: &str) -> Option<f64> {
+pub(crate) fn zscore(server: &RedisServer, key: &str, member: &str) -> Option<f64> {
     redis::cmd("ZSCORE")
         .arg(key)
         .arg(member)

@@ -4,23 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::profiles::{fixture, zscore};
 use crate::support::{RedisServer, compare_with, export, restore, run};
 
 const BOARD: &str = "leaderboard:issues_found";
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/profiles")
-        .join(name)
-}
-
-fn zscore(server: &RedisServer, key: &str, member: &str) -> Option<f64> {
-    redis::cmd("ZSCORE")
-        .arg(key)
-        .arg(member)
-        .query(&mut server.conn())
-        .unwrap()
-}
 
 fn zincrby(server: &RedisServer, key: &str, by: f64, member: &str) {
     let _: f64 = redis::cmd("ZINCRBY")
