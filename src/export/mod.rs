@@ -234,6 +234,18 @@ async fn conclude(
     started: Instant,
     id: String,
 ) -> Result<(ExportReport, Header)> {
+    // An empty user archive would pass for a backup of that user; the
+    // writer dropped unfinished leaves no file.
+    if let Some(p) = &options.profile
+        && let Some(user) = &p.user
+        && writer.counts().keys == 0
+    {
+        return Err(Error::NoRecords {
+            user: user.clone(),
+            profile: p.profile.name.clone(),
+            groups: p.groups()?.iter().map(|g| g.name.clone()).collect(),
+        });
+    }
     let vanished = stats.vanished();
     let errors = std::mem::take(&mut stats.errors).into_parts();
     let Finished {

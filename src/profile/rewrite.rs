@@ -12,6 +12,8 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use crate::archive::Header;
 use crate::error::{Error, Result};
 use crate::profile::select::json_text;
@@ -151,6 +153,12 @@ impl Rewriter {
             as_user,
             upgrader,
         }))
+    }
+
+    /// Take `now` as the instant upgrade steps write.
+    pub(crate) fn at(mut self, now: DateTime<Utc>) -> Rewriter {
+        self.upgrader = self.upgrader.map(|u| u.with_now(now));
+        self
     }
 
     pub(crate) fn upgrade_summary(&self) -> Option<&UpgradeSummary> {

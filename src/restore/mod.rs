@@ -52,13 +52,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::manifest::RestoreLink;
 use crate::archive::reader::ArchiveSource;
-use crate::archive::stream::Batches;
+use crate::archive::stream::{Batches, Tee};
 use crate::archive::{Decryption, Header, Manifest};
 use crate::connection::{Conn, Endpoint, Pipes, ServerInfo};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::load::{KeyCarry, Role, TargetFeatures, TtlMode, add_merge, add_record, add_restore};
 use crate::profile::Profile;
+use crate::profile::check::CheckTee;
 use crate::profile::rewrite::Rewriter;
 use crate::progress::{Cancel, Progress};
 use crate::record::{Bytes, Expiry, KeyType, Record, Value, printable};
@@ -69,6 +70,9 @@ use crate::report::{
 use backup::PreRestoreBackup;
 use journal::{Journal, journal_path};
 use remap::{Remap, RenameTally};
+
+/// Problems a refused restore names (the rest are counted).
+const INVALID_EXAMPLES: usize = 5;
 
 /// A pipeline running as a task of its own.
 type Pending = tokio::task::JoinHandle<Result<Vec<Reply>>>;
@@ -116,18 +120,22 @@ pub struct WriteOptions {
     /// Count what the plan's merges would add (a read-only script per
     /// record of a key that may be merged into): for a plan a person reads.
     pub count_merges: bool,
+    /// The instant of the run, which upgrade steps with `now` write: taken
+    /// once, so the plan and the writes, and every record, see the same.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 impl WriteOptions {
     /// What the records of the archive with `header` need on their way in
     /// (the same for the plan and the writes, so both see the same records).
     fn rewriter(&self, header: &Header, archive: &str) -> Result<Option<Rewriter>> {
-        Rewriter::prepare(
+        let rewriter = Rewriter::prepare(
             self.profile.as_ref(),
             header,
             self.as_user.as_deref(),
             archive,
-        )
+        )?;
+        Ok(rewriter.map(|r| r.at(self.now)))
     }
 }
 
@@ -143,6 +151,7 @@ impl Default for WriteOptions {
             as_user: None,
             drop_unsupported: false,
             count_merges: false,
+            now: chrono::Utc::now(),
         }
     }
 }
@@ -164,6 +173,10 @@ pub struct RestoreOptions {
     pub decryption: Decryption,
     /// Where the pre-restore backup goes; `None` writes none (`--no-backup`).
     pub backup_dir: Option<PathBuf>,
+    /// With a profile and an archive exported through it: check the
+    /// records as `validate --profile` does while planning, and refuse
+    /// the restore (dry run or not) when one breaks the profile's rules.
+    pub validate: bool,
 }
 
 impl RestoreOptions {
@@ -177,6 +190,7 @@ impl RestoreOptions {
             cancel: Cancel::new(),
             decryption: Decryption::none(),
             backup_dir: None,
+            validate: true,
         }
     }
 }
@@ -270,11 +284,41 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
             planner = planner.with_backup(dir.clone(), options.source.display());
         }
         planner.archive = options.source.display();
+        let (tee, checks) = match (&options.write.profile, options.validate) {
+            (Some(profile), true) => {
+                let (tee, checks) = CheckTee::new(profile.clone(), options.source.display());
+                (Some(Box::new(tee) as Box<dyn Tee>), Some(checks))
+            }
+            _ => (None, None),
+        };
         // The plan and its backup count only once the whole archive has
         // checked out.
-        let verified = Batches::start(archive.clone(), options.decryption.clone())
-            .visit(&mut planner)
-            .await?;
+        let verified = Batches::start_with(archive.clone(), options.decryption.clone(), tee, {
+            let write = options.write.clone();
+            move |header| planner_needs_values(&write, header)
+        })
+        .visit(&mut planner)
+        .await?;
+        if let Some(checked) = checks.and_then(CheckTee::finish)
+            && !checked.findings.is_empty()
+        {
+            return Err(Error::RecordsInvalid {
+                archive: options.source.display(),
+                profile: options
+                    .write
+                    .profile
+                    .as_ref()
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                count: checked.findings.len() as u64,
+                examples: checked
+                    .findings
+                    .iter()
+                    .take(INVALID_EXAMPLES)
+                    .map(|f| f.message.clone())
+                    .collect(),
+            });
+        }
         let planned = planner.finish().await?;
         Ok::<_, Error>((verified, planned))
     }
@@ -298,6 +342,15 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
         archive,
         _spool: spool,
     })
+}
+
+/// Whether the plan must see the records' values, or their keys and
+/// shapes are enough (then the plan's pass over the archive decodes them
+/// hollow, which is most of what it costs). What a merge would add is
+/// counted from the values, and a profile's upgrades, checks and shared
+/// indexes look at them.
+fn planner_needs_values(write: &WriteOptions, header: &crate::archive::Header) -> bool {
+    write.mode == Mode::Merge || header.profile.is_some()
 }
 
 /// Carry out a plan made by [`plan`] with the same options. The restore is

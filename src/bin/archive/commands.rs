@@ -430,6 +430,7 @@ pub(crate) async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8,
     options.backup_dir = backup_dir(&args.write, args.write.dry_run);
     options.write.profile = Profile::locate(args.profile.as_deref())?.map(Arc::new);
     options.write.as_user = args.as_user.clone();
+    options.validate = !args.no_validate;
 
     let listing = args.write.verbose;
     let verifying =
