@@ -253,7 +253,7 @@ impl Visitor for Checker {
         {
             self.present[gi].insert(record.key.0[r.clone()].to_vec());
         }
-        if matches!(part, Part::Index(_) | Part::Shared) {
+        if matches!(part, Part::Index(_) | Part::Shared | Part::SharedHash) {
             return Ok(());
         }
         if record.part == 0 && !group.required.is_empty() && has_fields(&record.value) {

@@ -68,6 +68,12 @@ struct GroupFile {
     #[serde(default)]
     member: Option<String>,
     #[serde(default)]
+    shared_hash: Option<String>,
+    #[serde(default, rename = "match")]
+    match_on: Option<String>,
+    #[serde(default)]
+    ids: Option<String>,
+    #[serde(default)]
     clone_id: Option<String>,
     #[serde(default)]
     required: Vec<String>,
@@ -112,6 +118,22 @@ pub(crate) struct Shared {
     pub(crate) member: Template,
 }
 
+/// Fields a user owns in a hash shared by all users, found by value (or by
+/// field name): those that hold the user id, or the id of one of the
+/// user's records of another group (`apikey_hash_map`: hashed API key ->
+/// key id).
+#[derive(Debug, Clone)]
+pub(crate) struct SharedHash {
+    /// The shared key, the same for every user.
+    pub(crate) key: Vec<u8>,
+    /// The SCAN pattern that names just that key.
+    pub(crate) pattern: String,
+    /// Match field names instead of values.
+    pub(crate) by_field: bool,
+    /// The group whose record ids select fields; `None`: the user id.
+    pub(crate) ids: Option<String>,
+}
+
 /// A kind of record the application keeps per user (or shared by all
 /// users), and how its keys are found.
 #[derive(Debug, Clone)]
@@ -127,6 +149,7 @@ pub struct Group {
     /// A hash field (or top-level JSON field of a string) naming the owner.
     pub(crate) owner_field: Option<String>,
     pub(crate) shared: Option<Shared>,
+    pub(crate) shared_hash: Option<SharedHash>,
     pub(crate) required: Vec<String>,
     pub(crate) references: Vec<Reference>,
     /// Fields whose values `export --redact` replaces (hash fields, or
@@ -245,6 +268,32 @@ impl Profile {
                 }
             }
         }
+        for (i, g) in groups.iter().enumerate() {
+            let Some(ids) = g.shared_hash.as_ref().and_then(|h| h.ids.as_ref()) else {
+                continue;
+            };
+            match groups.iter().find(|t| &t.name == ids) {
+                Some(t) if t.by_id.is_some() && t.per_user => {}
+                Some(_) => {
+                    return Err(Bad::new(
+                        group_at(i, "ids"),
+                        format!(
+                            "group {:?}: ids = {ids:?} names a group without `key` with {{id}} (or not per user); its records' ids select the shared hash's fields",
+                            g.name
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(Bad::new(
+                        group_at(i, "ids"),
+                        format!(
+                            "group {:?}: ids = {ids:?} names no group of this profile",
+                            g.name
+                        ),
+                    ));
+                }
+            }
+        }
         let mut upgrades = Vec::with_capacity(file.upgrades.len());
         for (i, u) in file.upgrades.into_iter().enumerate() {
             let mut steps = Vec::with_capacity(u.steps.len());
@@ -310,6 +359,17 @@ impl Profile {
             }
             if !out.iter().any(|g| g.name == group.name) {
                 out.push(group);
+            }
+        }
+        for g in &out {
+            if let Some(ids) = g.shared_hash.as_ref().and_then(|h| h.ids.as_ref())
+                && for_user
+                && !out.iter().any(|t| &t.name == ids)
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "--types {}: its fields are selected by the ids of group {ids:?}; add {ids} to --types",
+                    g.name
+                )));
             }
         }
         Ok(out)
@@ -454,16 +514,62 @@ fn build_group(g: GroupFile, i: usize) -> std::result::Result<Group, Bad> {
             return fail(given, "`shared_index` and `member` go together".into());
         }
     };
-    if !g.per_user && (shared.is_some() || keys.iter().any(Template::has_user)) {
+    let shared_hash = match &g.shared_hash {
+        Some(key) => {
+            let k = template(group_at(i, "shared_hash"), "shared_hash", key)?;
+            if k.has_user() || k.has_id() || !k.is_exact() {
+                return fail(
+                    "shared_hash",
+                    format!(
+                        "shared_hash {key:?} names one hash shared by all users: no placeholder, no glob"
+                    ),
+                );
+            }
+            if shared.is_some() || by_id.is_some() || !keys.is_empty() {
+                return fail(
+                    "shared_hash",
+                    "a `shared_hash` group takes nothing else: give `keys`, `key` or `shared_index` in a group of their own".into(),
+                );
+            }
+            let by_field = match g.match_on.as_deref() {
+                None | Some("value") => false,
+                Some("field") => true,
+                Some(other) => {
+                    return fail(
+                        "match",
+                        format!(
+                            "match = {other:?}: say \"value\" (fields whose value is an id) or \"field\" (fields named by an id)"
+                        ),
+                    );
+                }
+            };
+            Some(SharedHash {
+                key: k.render(b"", b""),
+                pattern: k.pattern(None),
+                by_field,
+                ids: g.ids.clone(),
+            })
+        }
+        None => {
+            if g.match_on.is_some() || g.ids.is_some() {
+                let given = if g.ids.is_some() { "ids" } else { "match" };
+                return fail(given, "`match` and `ids` go with `shared_hash`".into());
+            }
+            None
+        }
+    };
+    if !g.per_user
+        && (shared.is_some() || shared_hash.is_some() || keys.iter().any(Template::has_user))
+    {
         return fail(
             "per_user",
             "a group with `per_user = false` has no {user} and no shared index".into(),
         );
     }
-    if keys.is_empty() && by_id.is_none() && shared.is_none() {
+    if keys.is_empty() && by_id.is_none() && shared.is_none() && shared_hash.is_none() {
         return fail(
             "name",
-            "finds no keys: give `keys`, `key` (with `index` or `owner_field`), or `shared_index`"
+            "finds no keys: give `keys`, `key` (with `index` or `owner_field`), `shared_index` or `shared_hash`"
                 .into(),
         );
     }
@@ -474,6 +580,7 @@ fn build_group(g: GroupFile, i: usize) -> std::result::Result<Group, Bad> {
         by_id,
         owner_field: g.owner_field,
         shared,
+        shared_hash,
         required: g.required,
         references: g.references,
         sensitive: g.sensitive,
@@ -587,6 +694,56 @@ key = "apikey:{id}"
         ))
         .unwrap_err();
         assert!(e.to_string().contains("not defined"), "{e}");
+    }
+
+    #[test]
+    fn a_shared_hash_is_one_key_matched_by_the_ids_of_a_group_with_ids() {
+        let keys = r#"
+[[group]]
+name = "apikeys"
+key = "apikey:{id}"
+index = "user:{user}:api_keys"
+"#;
+        let map = |extra: &str| {
+            format!(
+                "{MINIMAL}{keys}[[group]]\nname = \"map\"\nshared_hash = \"apikey_hash_map\"\n{extra}"
+            )
+        };
+        let p = parse(&map("match = \"value\"\nids = \"apikeys\"\n")).unwrap();
+        let h = p.group("map").unwrap().shared_hash.as_ref().unwrap();
+        assert_eq!(
+            (h.key.as_slice(), h.by_field),
+            (&b"apikey_hash_map"[..], false)
+        );
+        let e = p.select_groups(&["map".into()], true).unwrap_err();
+        assert!(e.to_string().contains("add apikeys to --types"), "{e}");
+        assert!(
+            parse(&map("match = \"field\"\n")).unwrap().groups[2]
+                .shared_hash
+                .as_ref()
+                .unwrap()
+                .by_field
+        );
+        for (extra, says) in [
+            ("match = \"key\"\n", "say \"value\""),
+            ("ids = \"user\"\n", "without `key` with {id}"),
+            ("ids = \"nope\"\n", "names no group"),
+            ("keys = [\"x:{user}\"]\n", "takes nothing else"),
+        ] {
+            let e = parse(&map(extra)).unwrap_err();
+            assert!(e.to_string().contains(says), "{extra}: {e}");
+        }
+        let e = parse(&MINIMAL.replace(
+            "keys = [\"user:{user}\"]",
+            "keys = [\"user:{user}\"]\nids = \"x\"",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("go with `shared_hash`"), "{e}");
+        let e = parse(&format!(
+            "{MINIMAL}[[group]]\nname = \"m\"\nshared_hash = \"map:{{user}}\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("no placeholder"), "{e}");
     }
 }
 

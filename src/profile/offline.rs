@@ -7,15 +7,15 @@
 //! ids of the user's records) and the candidates of owner-field groups
 //! (whose owner field says whether they are the user's); the second takes
 //! the keys now known by name, those named after the user, and the user's
-//! member of each shared index. What is held between the passes is one
+//! member of each shared index, and their fields of each shared hash. What is held between the passes is one
 //! user's worth: the names of the user's records. Pure: the caller reads
 //! the RDB and feeds the records in.
 
 use std::collections::HashSet;
 
-use crate::profile::Group;
 use crate::profile::select::json_text;
 use crate::profile::template::Template;
+use crate::profile::{Group, SharedHash};
 use crate::record::{Bytes, Record, Value};
 
 /// One user's keys in an RDB, found in two passes.
@@ -30,6 +30,8 @@ pub struct OfflineUser {
     found: HashSet<Vec<u8>>,
     /// Shared keys and the user's member in each.
     shared: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Shared hashes whose fields are selected by the user's ids.
+    hashes: Vec<SharedHash>,
 }
 
 impl OfflineUser {
@@ -54,6 +56,10 @@ impl OfflineUser {
             indexes,
             found: HashSet::new(),
             shared,
+            hashes: groups
+                .iter()
+                .filter_map(|g| g.shared_hash.clone())
+                .collect(),
         }
     }
 
@@ -105,6 +111,7 @@ impl OfflineUser {
         self.found.contains(key)
             || self.indexes.iter().any(|(k, _)| k == key)
             || self.shared.iter().any(|(k, _)| k == key)
+            || self.hashes.iter().any(|h| h.key == key)
             || self.groups.iter().any(|g| {
                 g.keys.iter().any(|t| t.matches(key, u))
                     || g.by_id.as_ref().is_some_and(|b| {
@@ -117,6 +124,9 @@ impl OfflineUser {
     /// index gives one record with only the user's member; other keys are
     /// taken whole.
     pub fn take(&self, record: Record) -> Option<Record> {
+        if let Some(h) = self.hashes.iter().find(|h| h.key == record.key.0) {
+            return self.shared_fields(h, record);
+        }
         let Some((_, member)) = self.shared.iter().find(|(k, _)| *k == record.key.0) else {
             return Some(record);
         };
@@ -133,6 +143,36 @@ impl OfflineUser {
             _ => return None,
         };
         (!value.is_empty()).then(|| Record::new(record.key, value))
+    }
+
+    /// The user's fields of a shared hash: those whose value (or name) is
+    /// the user id or the id of a record of the `ids` group found in the
+    /// first pass. The record keeps its place among the key's parts.
+    fn shared_fields(&self, h: &SharedHash, mut record: Record) -> Option<Record> {
+        let ids: HashSet<Vec<u8>> = match &h.ids {
+            None => HashSet::from([self.user.clone()]),
+            Some(name) => {
+                let key = self
+                    .groups
+                    .iter()
+                    .find(|g| &g.name == name)
+                    .and_then(|g| g.by_id.as_ref())
+                    .map(|b| &b.key)?;
+                self.found
+                    .iter()
+                    .filter_map(|k| {
+                        let r = key.captures(k, Some(&self.user))?.id?;
+                        Some(k[r].to_vec())
+                    })
+                    .collect()
+            }
+        };
+        let Value::Hash(fields) = &mut record.value else {
+            return None;
+        };
+        fields.retain(|(f, v)| ids.contains(if h.by_field { &f.0 } else { &v.0 }));
+        let alone = record.part == 0 && !record.more;
+        (!alone || !record.value.is_empty()).then_some(record)
     }
 
     /// The owner field a key is a candidate for, if any.

@@ -33,6 +33,8 @@ pub(crate) enum Part {
     Index(Captures),
     /// A shared index holding the user's members.
     Shared,
+    /// A shared hash holding the user's fields.
+    SharedHash,
 }
 
 /// The group (by position in the profile) and part a key belongs to. With
@@ -67,6 +69,11 @@ fn claims(g: &Group, key: &[u8], user: Option<&[u8]>) -> Vec<(Part, Captures)> {
         && shared.key == key
     {
         out.push((Part::Shared, Captures::default()));
+    }
+    if let Some(h) = &g.shared_hash
+        && h.key == key
+    {
+        out.push((Part::SharedHash, Captures::default()));
     }
     if let Some(by_id) = &g.by_id
         && let Some(index) = &by_id.index
@@ -189,6 +196,29 @@ impl Rewriter {
                         .captures(m, Some(old))
                         .map(|c| replace(m, &c, Some(new), None))
                 });
+            }
+            // The side that holds an id follows the clone: the user id, or
+            // the id the `ids` group's records get (their clone_id).
+            Part::SharedHash => {
+                let h = group
+                    .shared_hash
+                    .as_ref()
+                    .expect("classified as shared hash");
+                let map = |id: &[u8]| match &h.ids {
+                    None if id == &old[..] => new.clone(),
+                    None => id.to_vec(),
+                    Some(g) => match self.profile.group(g) {
+                        Some(target) => ids.map(target, id),
+                        None => id.to_vec(),
+                    },
+                };
+                if let Value::Hash(fields) = &mut record.value {
+                    for (f, v) in fields.iter_mut() {
+                        let id = if h.by_field { &mut f.0 } else { &mut v.0 };
+                        *id = map(id);
+                    }
+                }
+                return Ok(());
             }
         }
         for_each_field(&mut record.value, |field, value| {

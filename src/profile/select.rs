@@ -13,7 +13,7 @@
 //! same templates with `{user}` and `{id}` as wildcards, walked as an
 //! ordinary selection.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use redis::Value as Reply;
 
@@ -22,9 +22,9 @@ use crate::error::{Error, Result};
 use crate::fetch::Fetcher;
 use crate::keyspace::Selection;
 use crate::profile::template::Template;
-use crate::profile::{Group, Profile, ProfileScope};
+use crate::profile::{Group, Profile, ProfileScope, SharedHash};
 use crate::progress::{Cancel, Progress};
-use crate::record::{Record, Score, Value, parse_score};
+use crate::record::{Bytes, Record, Score, Value, parse_score};
 use crate::reply::bytes_of;
 
 /// What a profile export takes.
@@ -57,8 +57,13 @@ impl ProfileExport {
             shared_keys: match self.user {
                 Some(_) => groups
                     .iter()
-                    .filter_map(|g| g.shared.as_ref())
-                    .map(|s| String::from_utf8_lossy(&s.key).into_owned())
+                    .filter_map(|g| {
+                        g.shared
+                            .as_ref()
+                            .map(|s| &s.key)
+                            .or(g.shared_hash.as_ref().map(|h| &h.key))
+                    })
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
                     .collect(),
                 None => Vec::new(),
             },
@@ -83,6 +88,9 @@ impl ProfileExport {
             }
             if let (Some(s), None) = (&g.shared, user) {
                 include.push(s.pattern.clone());
+            }
+            if let (Some(h), None) = (&g.shared_hash, user) {
+                include.push(h.pattern.clone());
             }
         }
         include.dedup();
@@ -109,6 +117,11 @@ pub(crate) struct UserWalk<'a> {
     pub cancel: &'a Cancel,
     pub progress: &'a dyn Progress,
     taken: HashSet<Vec<u8>>,
+    /// The ids of the records found per group, for groups whose ids select
+    /// a shared hash's fields (one user's worth).
+    ids: HashMap<String, HashSet<Vec<u8>>>,
+    /// The group being walked, when its ids are wanted: its name and key.
+    collecting: Option<(String, Template, Vec<u8>)>,
 }
 
 fn any_type(_: crate::record::KeyType) -> bool {
@@ -130,16 +143,27 @@ impl<'a> UserWalk<'a> {
             cancel,
             progress,
             taken: HashSet::new(),
+            ids: HashMap::new(),
+            collecting: None,
         }
     }
 
     /// Returns false when stopped by `cancel`.
     pub async fn run(&mut self, user: &str, groups: &[&Group]) -> Result<bool> {
         let u = user.as_bytes();
+        let wanted: HashSet<&str> = groups
+            .iter()
+            .filter_map(|g| g.shared_hash.as_ref()?.ids.as_deref())
+            .collect();
         for g in groups {
             if self.cancel.is_cancelled() {
                 return Ok(false);
             }
+            self.collecting = g
+                .by_id
+                .as_ref()
+                .filter(|_| wanted.contains(g.name.as_str()))
+                .map(|b| (g.name.clone(), b.key.clone(), u.to_vec()));
             for t in &g.keys {
                 if t.is_exact() {
                     self.fetch_existing(vec![t.render(u, b"")]).await?;
@@ -177,6 +201,17 @@ impl<'a> UserWalk<'a> {
                     .await?;
             }
         }
+        self.collecting = None;
+        // Last, once the ids of every group they name are known.
+        for g in groups {
+            if let Some(h) = &g.shared_hash {
+                let ids = match &h.ids {
+                    Some(group) => self.ids.remove(group).unwrap_or_default(),
+                    None => HashSet::from([u.to_vec()]),
+                };
+                self.shared_fields(h, &ids).await?;
+            }
+        }
         Ok(true)
     }
 
@@ -188,6 +223,14 @@ impl<'a> UserWalk<'a> {
     }
 
     async fn fetch(&mut self, keys: Vec<Vec<u8>>) -> Result<()> {
+        if let Some((group, key, user)) = &self.collecting {
+            let found = self.ids.entry(group.clone()).or_default();
+            for k in &keys {
+                if let Some(r) = key.captures(k, Some(user)).and_then(|c| c.id) {
+                    found.insert(k[r].to_vec());
+                }
+            }
+        }
         let keys = self.untaken(keys);
         let n = keys.len() as u64;
         if !keys.is_empty() {
@@ -367,6 +410,44 @@ impl<'a> UserWalk<'a> {
                 return Ok(());
             }
         }
+    }
+
+    /// One record holding the user's fields of a shared hash: those whose
+    /// value (or name) is one of `ids`. Read with HSCAN, keeping only the
+    /// matching fields, so memory is the user's fields, not the hash.
+    async fn shared_fields(&mut self, h: &SharedHash, ids: &HashSet<Vec<u8>>) -> Result<()> {
+        let mut fields = Vec::new();
+        let mut cursor: Vec<u8> = b"0".to_vec();
+        loop {
+            let (next, items): (Vec<u8>, Vec<Vec<u8>>) = self
+                .conn
+                .query(
+                    redis::cmd("HSCAN")
+                        .arg(&h.key)
+                        .arg(&cursor)
+                        .arg("COUNT")
+                        .arg(self.scan_count),
+                    "reading a shared hash",
+                )
+                .await?;
+            let mut items = items.into_iter();
+            while let (Some(f), Some(v)) = (items.next(), items.next()) {
+                let id = if h.by_field { &f } else { &v };
+                if ids.contains(id) && !fields.iter().any(|(x, _): &(Bytes, Bytes)| x.0 == f) {
+                    fields.push((Bytes(f), Bytes(v)));
+                }
+            }
+            if next == b"0" {
+                break;
+            }
+            cursor = next;
+        }
+        if fields.is_empty() {
+            return Ok(());
+        }
+        self.fetcher
+            .send(Record::new(h.key.clone().into(), Value::Hash(fields)))
+            .await
     }
 
     /// One record holding the user's member of a shared set or sorted set.

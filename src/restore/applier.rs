@@ -3,6 +3,7 @@
 //! counted and named; each batch is journaled before it is written.
 
 use super::journal::{add_fingerprints, read_fingerprints};
+use super::members::SharedMembers;
 use super::*;
 
 /// What writing did.
@@ -72,6 +73,9 @@ struct Current {
     touched: bool,
     /// Small enough to fingerprint (one record, at most FINGERPRINT_MAX_BYTES).
     small: bool,
+    /// A shared key of a user archive: the members written, which rollback
+    /// checks one by one instead of a fingerprint of the whole key.
+    shared: Option<SharedMembers>,
 }
 
 /// Keys bigger than this are journaled as "unknown" instead of being
@@ -138,6 +142,9 @@ pub struct Applier<'p> {
     pub archive: String,
     rewriter: Option<Rewriter>,
     groups: GroupTally,
+    /// Shared keys of a user archive, as written (renamed): written
+    /// member by member.
+    shared: HashSet<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Applier<'_> {
@@ -150,6 +157,13 @@ impl Applier<'_> {
     pub fn header(&mut self, header: &Header) -> Result<()> {
         self.rewriter = self.write.rewriter(header, &self.archive)?;
         self.groups = GroupTally::new(&self.write, header);
+        if let Some(scope) = header.profile.as_ref().filter(|s| s.user.is_some()) {
+            self.shared = scope
+                .shared_keys
+                .iter()
+                .map(|k| self.write.remap.key(k.as_bytes()).into_owned())
+                .collect();
+        }
         Ok(())
     }
 
@@ -211,6 +225,7 @@ impl<'p> Applier<'p> {
             archive: "the archive".into(),
             rewriter: None,
             groups: GroupTally::default(),
+            shared: HashSet::new(),
         }
     }
 
@@ -313,6 +328,8 @@ impl<'p> Applier<'p> {
         // Keys this batch created or replaced: the only ones a failure may delete.
         let mut replaced: BTreeMap<u64, usize> = BTreeMap::new();
         let mut touching: Vec<&[u8]> = Vec::new();
+        let mut member_writes: Vec<SharedMembers> = Vec::new();
+        let only_new = mode != Mode::Overwrite;
         let mut next_seq = self.current.as_ref().map_or(0, |c| c.seq + 1);
         let mut payload: Option<Vec<u8>> = None;
         for (index, record) in batch.iter().enumerate() {
@@ -349,8 +366,14 @@ impl<'p> Applier<'p> {
                     .then(|| "already exists in the target (--mode fail)".to_string());
                 let touched = failed.is_none()
                     && matches!(action, Action::Create | Action::Overwrite | Action::Merge);
+                let shared = (touched && self.shared.contains(&record.key.0))
+                    .then(|| SharedMembers::of(record, only_new))
+                    .flatten();
                 if touched {
                     touching.push(&record.key.0);
+                }
+                if let Some(m) = &shared {
+                    member_writes.push(m.clone());
                 }
                 self.current = Some(Current {
                     seq: next_seq,
@@ -360,6 +383,7 @@ impl<'p> Applier<'p> {
                     failed,
                     touched,
                     small: !record.more && held[index] <= FINGERPRINT_MAX_BYTES,
+                    shared,
                 });
                 next_seq += 1;
             }
@@ -394,6 +418,14 @@ impl<'p> Applier<'p> {
                         }
                         replaced.insert(current.seq, index);
                     }
+                    // An overwrite sets the user's members of a shared key
+                    // to the archive's and leaves the others alone.
+                    Action::Merge if mode == Mode::Overwrite && current.shared.is_some() => {
+                        if let Some(m) = &current.shared {
+                            m.add_overwrite(pipes.for_key(&record.key.0));
+                            roles.push(Role::Added);
+                        }
+                    }
                     Action::Merge => add_merge(
                         pipes.for_key(&record.key.0),
                         record,
@@ -426,6 +458,9 @@ impl<'p> Applier<'p> {
                 // would double the server's work.
                 let journal = match (current.touched, current.small, current.action) {
                     (false, _, _) => JournalEntry::Nothing,
+                    // Rolled back member by member: the whole key's DUMP
+                    // would only cost the server.
+                    _ if current.shared.is_some() => JournalEntry::Unknown,
                     (true, _, Action::Create) | (true, false, _) => JournalEntry::Unknown,
                     (true, true, _) => JournalEntry::Fingerprint,
                 };
@@ -454,6 +489,7 @@ impl<'p> Applier<'p> {
 
         // Durably name the keys about to change before changing them.
         if let Some(journal) = self.journal.as_mut() {
+            journal.members(&member_writes)?;
             journal.touch(&touching)?;
         }
         failpoint::hit("restore.batch");

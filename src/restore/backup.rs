@@ -21,6 +21,7 @@ use crate::folder::catalog::{Meta, archive_file_name, commit, create_private_dir
 use crate::keyspace::Selection;
 use crate::record::{Bytes, KeyType, Record, Value};
 use crate::report::Action;
+use crate::restore::members::SharedMembers;
 
 /// The default folder for backups: `$ARCHIVE_BACKUP_DIR` is read by the
 /// binary; this is what applies without it.
@@ -110,11 +111,26 @@ impl PreRestoreBackup {
     /// way). Returns the positions (in `wanted`) of keys that turned out
     /// not to exist, which were saved as absent. A key that cannot be read
     /// stops the restore: without its backup it must not be changed.
-    pub async fn save(&mut self, wanted: &[(&[u8], KeyType, Action)]) -> Result<Vec<usize>> {
+    ///
+    /// A shared key of a user archive (`Some` members) is saved as the
+    /// previous state of the members the restore writes, not whole: a
+    /// record holding those that exist, or `absent` when none does.
+    pub async fn save(
+        &mut self,
+        wanted: &[(&[u8], KeyType, Action, Option<&SharedMembers>)],
+    ) -> Result<Vec<usize>> {
+        let mut members: Vec<Option<Record>> = Vec::new();
+        for (_, _, action, shared) in wanted {
+            if let (Some(shared), false) = (shared, *action == Action::Create) {
+                let states = shared.read(&mut self.conn).await?;
+                members.push(shared.backup_record(&states));
+            }
+        }
+        let mut members = members.into_iter();
         let (to_read, types): (Vec<Vec<u8>>, Vec<KeyType>) = wanted
             .iter()
-            .filter(|(_, _, a)| *a != Action::Create)
-            .map(|(k, t, _)| (k.to_vec(), *t))
+            .filter(|(_, _, a, m)| *a != Action::Create && m.is_none())
+            .map(|(k, t, _, _)| (k.to_vec(), *t))
             .unzip();
         let mut fetcher = self
             .fetcher
@@ -137,9 +153,16 @@ impl PreRestoreBackup {
         let drain = async move {
             let mut gone = Vec::new();
             let mut pending: Option<Record> = None;
-            for (i, (key, _, action)) in wanted.iter().enumerate() {
+            for (i, (key, _, action, shared)) in wanted.iter().enumerate() {
                 if *action == Action::Create {
                     writer.write_record(&absent(key))?;
+                    continue;
+                }
+                if shared.is_some() {
+                    match members.next().flatten() {
+                        Some(record) => writer.write_record(&record)?,
+                        None => writer.write_record(&absent(key))?,
+                    }
                     continue;
                 }
                 let first = match pending.take() {

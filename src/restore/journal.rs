@@ -17,6 +17,12 @@
 //!   durable, and one lost in a crash only means rollback puts that batch
 //!   back without asking whether it changed since.
 //!
+//! - `{"members": {key, kind, only_new, members}}` just before the `touch`
+//!   that names a key shared by all users (a shared index or hash of a
+//!   user archive): the members the restore writes and their values. The
+//!   rollback of such a key works member by member (`restore/members.rs`);
+//!   a journal without these lines (an older one) rolls back whole keys.
+//!
 //! Touched keys come in archive order, the order of the backup, so rollback
 //! reads both in lockstep and puts back exactly the keys that were touched,
 //! even when the restore was killed half way; the fingerprint tells it
@@ -35,6 +41,7 @@ use redis::Value as Reply;
 use crate::connection::Conn;
 use crate::error::{Error, Result};
 use crate::record::Bytes;
+use crate::restore::members::SharedMembers;
 
 pub(crate) use crate::folder::catalog::journal_path;
 
@@ -42,6 +49,7 @@ pub(crate) use crate::folder::catalog::journal_path;
 #[serde(rename_all = "lowercase")]
 enum Line {
     Touch(Vec<Bytes>),
+    Members(SharedMembers),
     After(Vec<(Bytes, Option<String>)>),
 }
 
@@ -90,6 +98,15 @@ impl Journal {
         )
     }
 
+    /// Record the members a batch writes into shared keys; durable with
+    /// the `touch` that follows.
+    pub fn members(&mut self, writes: &[SharedMembers]) -> Result<()> {
+        for w in writes {
+            self.write(&Line::Members(w.clone()), false)?;
+        }
+        Ok(())
+    }
+
     /// Record what the restore left in finished keys.
     pub fn after(&mut self, keys: Vec<(Vec<u8>, Option<String>)>) -> Result<()> {
         if keys.is_empty() {
@@ -109,6 +126,8 @@ pub struct Touched {
     /// What the restore left, when its batch completed; `Some(None)` means
     /// it left the key absent; `None` means the restore stopped before.
     pub after: Option<Option<String>>,
+    /// For a shared key: the members the restore wrote.
+    pub members: Option<SharedMembers>,
 }
 
 /// Read by rollback, in step with the backup. Holds at most about two
@@ -121,6 +140,8 @@ pub struct JournalReader {
     /// Entries of `queue` that have their `after` already.
     resolved: usize,
     done: bool,
+    /// Members lines read ahead of their key's turn.
+    members: Vec<SharedMembers>,
 }
 
 impl JournalReader {
@@ -133,6 +154,7 @@ impl JournalReader {
                 queue: VecDeque::new(),
                 resolved: 0,
                 done: false,
+                members: Vec::new(),
             })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::input(path, e)),
@@ -154,7 +176,9 @@ impl JournalReader {
             Line::Touch(keys) => self.queue.extend(keys.into_iter().map(|k| Touched {
                 key: k.0,
                 after: None,
+                members: None,
             })),
+            Line::Members(m) => self.members.push(m),
             Line::After(entries) => {
                 for (key, fingerprint) in entries {
                     if let Some(t) = self.queue.get_mut(self.resolved)
@@ -177,7 +201,13 @@ impl JournalReader {
         }
         if self.queue.front().is_some_and(|t| t.key == key) {
             self.resolved = self.resolved.saturating_sub(1);
-            return Ok(self.queue.pop_front());
+            let mut touched = self.queue.pop_front();
+            if let Some(t) = touched.as_mut()
+                && let Some(i) = self.members.iter().position(|m| m.key.0 == key)
+            {
+                t.members = Some(self.members.swap_remove(i));
+            }
+            return Ok(touched);
         }
         Ok(None)
     }
@@ -263,6 +293,28 @@ mod tests {
         let d = r.take_if(b"d").unwrap().unwrap();
         assert_eq!(d.after, None, "touched, outcome unknown");
         assert_eq!(r.take_if(b"e").unwrap(), None);
+    }
+
+    #[test]
+    fn a_shared_keys_members_come_with_its_touch() {
+        use crate::restore::members::SharedKind;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.journal");
+        let mut j = Journal::create(path.clone()).unwrap();
+        let writes = SharedMembers {
+            key: Bytes(b"lb".to_vec()),
+            kind: SharedKind::Zset,
+            only_new: false,
+            members: vec![(Bytes(b"user:42".to_vec()), Some(Bytes(b"3".to_vec())))],
+        };
+        j.members(std::slice::from_ref(&writes)).unwrap();
+        j.touch(&[b"a", b"lb"]).unwrap();
+        j.after(vec![(b"a".to_vec(), None), (b"lb".to_vec(), None)])
+            .unwrap();
+        drop(j);
+        let mut r = JournalReader::open(&path).unwrap().unwrap();
+        assert_eq!(r.take_if(b"a").unwrap().unwrap().members, None);
+        assert_eq!(r.take_if(b"lb").unwrap().unwrap().members, Some(writes));
     }
 
     #[test]

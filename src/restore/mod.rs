@@ -27,6 +27,7 @@ mod decisions;
 mod exists;
 mod groups;
 pub(crate) mod journal;
+pub(crate) mod members;
 mod merges;
 mod planner;
 pub mod remap;

@@ -2,6 +2,7 @@
 //! against the target (read-only) and saves what will change into the
 //! pre-restore backup; what the target cannot hold refuses it here.
 
+use super::members::SharedMembers;
 use super::*;
 
 /// A key waiting for EXISTS.
@@ -11,8 +12,8 @@ struct PendingKey {
     expiry: Option<Expiry>,
     /// Its position in the plan's decisions.
     index: usize,
-    /// A shared index of a user archive.
-    shared: bool,
+    /// A shared key of a user archive: the members it writes.
+    shared: Option<SharedMembers>,
 }
 
 /// Works out the plan: connects when it knows the target database (at the
@@ -338,8 +339,11 @@ impl<'p> Planner<'p> {
                 self.now_ms,
                 exists,
             );
-            // Other users' members of a shared index are never replaced.
-            if shared && matches!(action, Action::Skip | Action::Overwrite | Action::Conflict) {
+            // Other users' members of a shared key are never replaced: an
+            // overwrite writes the user's members only (see the applier).
+            if shared.is_some()
+                && matches!(action, Action::Skip | Action::Overwrite | Action::Conflict)
+            {
                 action = Action::Merge;
             }
             self.names.add(action, || printable(&key));
@@ -347,29 +351,29 @@ impl<'p> Planner<'p> {
             if action == Action::Conflict && self.conflicts.len() < 10 {
                 self.conflicts.push(printable(&key));
             }
-            decided.push((key, t, action, index));
+            decided.push((key, t, action, index, shared));
         }
         if let Some(backup) = self.backup.as_mut() {
             let writes =
                 |a: &Action| matches!(a, Action::Create | Action::Overwrite | Action::Merge);
-            let wanted: Vec<(&[u8], KeyType, Action)> = decided
+            let wanted: Vec<(&[u8], KeyType, Action, Option<&SharedMembers>)> = decided
                 .iter()
-                .filter(|(_, _, a, _)| writes(a))
-                .map(|(k, t, a, _)| (&k[..], *t, *a))
+                .filter(|(_, _, a, _, _)| writes(a))
+                .map(|(k, t, a, _, m)| (&k[..], *t, *a, m.as_ref()))
                 .collect();
             let gone = backup.save(&wanted).await?;
             // A key that vanished between EXISTS and its backup gets created.
             let positions: Vec<usize> = decided
                 .iter()
                 .enumerate()
-                .filter(|(_, (_, _, a, _))| writes(a))
+                .filter(|(_, (_, _, a, _, _))| writes(a))
                 .map(|(i, _)| i)
                 .collect();
             for g in gone {
                 decided[positions[g]].2 = Action::Create;
             }
         }
-        for (key, t, action, index) in decided {
+        for (key, t, action, index, _) in decided {
             self.progress.planned(&key, action);
             self.actions.add(t, action);
             self.decisions.replace(index, action)?;
@@ -452,6 +456,9 @@ impl Planner<'_> {
         self.decisions.push(Action::Skip);
         let shared = self.shared.contains(&record.key.0);
         rename(&self.write.remap, &mut record);
+        let shared = shared
+            .then(|| SharedMembers::of(&record, self.write.mode != Mode::Overwrite))
+            .flatten();
         self.pending.push(PendingKey {
             key: record.key.0,
             key_type: record.value.key_type(),

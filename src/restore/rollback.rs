@@ -10,6 +10,12 @@
 //! whose state is no longer what the restore left (someone wrote to it
 //! since) is reported, and put back anyway unless `skip_changed`.
 //!
+//! A key shared by all users (a shared index or hash of a user archive)
+//! whose journal names the members the restore wrote is rolled back member
+//! by member (`restore/members.rs`): each member that still holds what the
+//! restore wrote gets its previous state back; one changed since is reported
+//! and kept, whatever `skip_changed`; other members are never touched.
+//!
 //! Like restore, it plans first (verifying the whole backup, writing
 //! nothing) and performs in a second pass, each an async loop over batches
 //! of the backup's records read on a blocking thread; the writes go through
@@ -31,6 +37,7 @@ use crate::progress::{Cancel, Progress, Silent};
 use crate::record::{Record, Value, printable};
 use crate::report::{KeyError, Samples};
 use crate::restore::journal::{JournalReader, Touched, journal_path};
+use crate::restore::members::{Revert, add_revert, prior_states, revert};
 use crate::restore::{
     Applier, LEFT_ALONE_FINGERPRINT, Mode, UNKNOWN_FINGERPRINT, WriteOptions, fingerprints,
     open_target,
@@ -105,6 +112,16 @@ pub struct RollbackReport {
     /// not in the stream (XCLAIM cannot create them).
     #[serde(default)]
     pub pending_not_restored: u64,
+    /// Members of shared keys put back to their previous state (score,
+    /// field value) or removed because the restore added them.
+    #[serde(default)]
+    pub members_reverted: u64,
+    /// Members of shared keys that someone changed after the restore: kept.
+    #[serde(default)]
+    pub members_changed: u64,
+    /// The first of them, printable (`key member`).
+    #[serde(default)]
+    pub members_changed_samples: Vec<String>,
 }
 
 impl RollbackReport {
@@ -159,8 +176,13 @@ async fn run(
                 error_samples: Vec::new(),
                 seconds: 0.0,
                 pending_not_restored: 0,
+                members_reverted: 0,
+                members_changed: 0,
+                members_changed_samples: Vec::new(),
             },
             changed: Samples::default(),
+            members_changed: Samples::default(),
+            member_errors: Samples::default(),
             skipping: false,
             reread: false,
             progress,
@@ -171,11 +193,15 @@ async fn run(
         rollback.flush().await?;
         let mut report = rollback.report;
         (report.changed, report.changed_samples) = rollback.changed.into_parts();
+        (report.members_changed, report.members_changed_samples) =
+            rollback.members_changed.into_parts();
+        let mut errors = rollback.member_errors;
         if let Some(applier) = rollback.applier {
             let outcome = applier.finish().await?;
-            (report.errors, report.error_samples) = outcome.errors.into_parts();
+            errors.absorb(outcome.errors);
             report.pending_not_restored = outcome.pending_not_restored;
         }
+        (report.errors, report.error_samples) = errors.into_parts();
         Ok::<_, Error>(report)
     }
     .await;
@@ -204,6 +230,10 @@ struct Rollbacker<'a> {
     report: RollbackReport,
     /// Keys someone changed since the restore left them.
     changed: Samples<String>,
+    /// Members of shared keys someone changed since the restore.
+    members_changed: Samples<String>,
+    /// Members of shared keys that could not be put back.
+    member_errors: Samples<KeyError>,
     /// The current key is untouched: skip its continuation records.
     skipping: bool,
     /// The last key's parts were void: its next first record replaces them.
@@ -319,7 +349,15 @@ impl Rollbacker<'_> {
                 self.report.restored + self.report.deleted
             )));
         }
-        let batch = std::mem::take(&mut self.batch);
+        let (shared, batch): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.batch)
+            .into_iter()
+            .partition(|p| p.touched.as_ref().is_some_and(|t| t.members.is_some()));
+        for pending in shared {
+            self.members(pending).await?;
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
         let keys: Vec<&[u8]> = batch.iter().map(|p| &p.records[0].key.0[..]).collect();
         let Some(conn) = self.conn.as_mut() else {
             return Err(Error::Internal("rolling back before connecting".into()));
@@ -379,6 +417,71 @@ impl Rollbacker<'_> {
             }
         }
         self.progress.advance(count);
+        Ok(())
+    }
+}
+
+impl Rollbacker<'_> {
+    /// Roll back one shared key member by member: the backup holds the
+    /// previous state of the members the journal says were written.
+    async fn members(&mut self, pending: Pending) -> Result<()> {
+        let Some(Touched {
+            after,
+            members: Some(writes),
+            ..
+        }) = pending.touched
+        else {
+            return Ok(());
+        };
+        if matches!(&after, Some(Some(f)) if f == LEFT_ALONE_FINGERPRINT) {
+            return Ok(());
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Error::Internal("rolling back before connecting".into()));
+        };
+        let prior = prior_states(&writes, &pending.records[0].value);
+        let current = writes.read(conn).await?;
+        let key = &writes.key.0[..];
+        let mut pipe = redis::pipe();
+        let mut reverted = Vec::new();
+        for (((member, written), prior), current) in writes.members.iter().zip(&prior).zip(&current)
+        {
+            let action = revert(
+                writes.kind,
+                writes.only_new,
+                prior.as_ref(),
+                written.as_ref(),
+                current.as_ref(),
+            );
+            match action {
+                Revert::Untouched | Revert::Gone => {}
+                Revert::Changed => self.members_changed.add(format!(
+                    "{} member {}",
+                    printable(key),
+                    printable(&member.0)
+                )),
+                Revert::Remove | Revert::Put(_) => {
+                    add_revert(&mut pipe, writes.kind, key, &member.0, &action);
+                    reverted.push(member);
+                }
+            }
+        }
+        self.report.members_reverted += reverted.len() as u64;
+        if self.write {
+            let replies = conn
+                .pipeline(&mut pipe, "putting back members of a shared key")
+                .await?;
+            for (member, reply) in reverted.iter().zip(replies) {
+                if let redis::Value::ServerError(e) = reply {
+                    self.report.members_reverted -= 1;
+                    self.member_errors.add(KeyError::new(
+                        format!("{} member {}", printable(key), printable(&member.0)).as_bytes(),
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+        self.progress.advance(1);
         Ok(())
     }
 }

@@ -30,6 +30,7 @@ mod restore_modes;
 mod rollback;
 mod roundtrip;
 mod secrets;
+mod shared;
 mod snapshot;
 mod streams;
 mod torn;

@@ -39,7 +39,7 @@ pub(crate) fn hash(server: &RedisServer, key: &str) -> BTreeMap<String, String> 
     }
 }
 
-fn zscore(server: &RedisServer, key: &str, member: &str) -> Option<f64> {
+pub(crate) fn zscore(server: &RedisServer, key: &str, member: &str) -> Option<f64> {
     redis::cmd("ZSCORE")
         .arg(key)
         .arg(member)
@@ -83,7 +83,12 @@ const RELAY_42: &[&str] = &[
     "session:tok-ada-1",
     "session:tok-ada-2",
     "users:by_created",
+    "apikey_hash_map",
 ];
+
+/// The keys of RELAY_42 shared by all users: a clone adds to them rather
+/// than creating them.
+const RELAY_SHARED: usize = 2;
 
 #[test]
 fn export_42_takes_every_key_of_user_42_and_none_of_4_420_or_7() {
@@ -108,7 +113,10 @@ fn export_42_takes_every_key_of_user_42_and_none_of_4_420_or_7() {
     restore(&target, &file, &[]).ok();
     assert_eq!(keys_of(&target), set(RELAY_42));
     let (mut s, mut t) = (source.conn(), target.conn());
-    for key in RELAY_42.iter().filter(|k| **k != "users:by_created") {
+    for key in RELAY_42
+        .iter()
+        .filter(|k| !["users:by_created", "apikey_hash_map"].contains(*k))
+    {
         assert_eq!(
             key_state(&mut s, key.as_bytes()),
             key_state(&mut t, key.as_bytes()),
@@ -166,7 +174,7 @@ fn export_42_takes_every_key_of_user_42_and_none_of_4_420_or_7() {
             .iter()
             .all(|(k, v)| after.get(k) == Some(v) || k == b"users:by_created")
     );
-    assert_eq!(after.len(), before.len() + RELAY_42.len() - 1);
+    assert_eq!(after.len(), before.len() + RELAY_42.len() - RELAY_SHARED);
 
     // A user backup in the folder is listed with its user and groups.
     let folder = dir.path().join("backups");
@@ -208,7 +216,14 @@ fn export_42_takes_every_key_of_user_42_and_none_of_4_420_or_7() {
             "usage:4:20261121",
             "session:tok-dora",
             "users:by_created",
+            "apikey_hash_map",
         ])
+    );
+    // Of the shared map, only user 4's key's entry.
+    let map = hash(&target4, "apikey_hash_map");
+    assert_eq!(
+        map.into_iter().collect::<Vec<_>>(),
+        vec![("11aa22".to_string(), "k-dora-1".to_string())]
     );
 }
 
@@ -901,7 +916,10 @@ fn copy_takes_a_user_or_clones_it_in_one_command() {
         zscore(&source, "users:by_created", "99"),
         Some(1700000042000.0)
     );
-    assert_eq!(keys_of(&source).len(), before + RELAY_42.len() - 1);
+    assert_eq!(
+        keys_of(&source).len(),
+        before + RELAY_42.len() - RELAY_SHARED
+    );
 }
 
 /// A clone made with `restore --as-user` is verified with the same

@@ -728,6 +728,26 @@ pub fn rollback(out: &mut dyn Write, r: &RollbackReport) -> io::Result<()> {
             r.changed_samples.join(", ")
         )?;
     }
+    if r.members_reverted > 0 {
+        writeln!(
+            out,
+            "{} {} member(s) of shared keys the restore wrote (other members left alone)",
+            if r.dry_run {
+                "would put back"
+            } else {
+                "put back"
+            },
+            r.members_reverted
+        )?;
+    }
+    if r.members_changed > 0 {
+        writeln!(
+            out,
+            "{} member(s) of shared keys were changed after the restore, left as they are: {}",
+            r.members_changed,
+            r.members_changed_samples.join(", ")
+        )?;
+    }
     pending_not_restored(out, r.pending_not_restored)?;
     errors(out, r.errors, &r.error_samples)
 }
