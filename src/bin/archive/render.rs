@@ -427,15 +427,32 @@ fn profile_scope(
 fn upgrade(out: &mut dyn Write, u: &UpgradeSummary, done: bool) -> io::Result<()> {
     writeln!(
         out,
-        "data schema {} -> {}: {} records {}, {} already current",
+        "data schema {} -> {}: {} records {}, {} already current, {} broken",
         u.from,
         u.to,
-        u.records - u.current,
+        u.changed,
         if done { "upgraded" } else { "to upgrade" },
-        u.current
+        u.current,
+        u.broken
     )?;
     for s in &u.steps {
         writeln!(out, "  {:>8}  {}", s.records, s.step)?;
+    }
+    broken_records(out, u)
+}
+
+/// The first records no upgrade step could apply to, and how many more.
+fn broken_records(out: &mut dyn Write, u: &UpgradeSummary) -> io::Result<()> {
+    if u.broken == 0 {
+        return Ok(());
+    }
+    writeln!(out, "problems: {} record(s) cannot be upgraded", u.broken)?;
+    for b in &u.broken_records {
+        writeln!(out, "  {}: {}", b.key, b.reason)?;
+    }
+    let more = u.broken.saturating_sub(u.broken_records.len() as u64);
+    if more > 0 {
+        writeln!(out, "  ... and {more} more")?;
     }
     Ok(())
 }
