@@ -274,6 +274,12 @@ impl Upgrader {
     /// whole is an error.
     pub(crate) fn apply(&mut self, record: &mut Record, group: Option<&str>) -> Result<Applied> {
         let applied = self.upgrade(record, group)?;
+        self.count(&record.key.0, &applied);
+        Ok(applied)
+    }
+
+    /// Count what [`Upgrader::upgrade`] did to the record at `key`.
+    pub(crate) fn count(&mut self, key: &[u8], applied: &Applied) {
         if applied.counted {
             self.summary.records += 1;
             if applied.broken.is_none() && !applied.changed() {
@@ -288,11 +294,10 @@ impl Upgrader {
         }
         if let Some(reason) = &applied.broken {
             self.broken.add(BrokenRecord {
-                key: printable(&record.key.0),
+                key: printable(key),
                 reason: reason.clone(),
             });
         }
-        Ok(applied)
     }
 
     /// Take a record counted by [`Upgrader::apply`] back out of the counts
@@ -319,7 +324,7 @@ impl Upgrader {
 
     /// The upgrade itself, counting nothing. Steps work on a copy, so a
     /// record a step fails on is left whole.
-    fn upgrade(&self, record: &mut Record, group: Option<&str>) -> Result<Applied> {
+    pub(crate) fn upgrade(&self, record: &mut Record, group: Option<&str>) -> Result<Applied> {
         let mut applied = Applied::default();
         let whole = record.part == 0 && !record.more;
         let in_scope = self.applies_to(group);

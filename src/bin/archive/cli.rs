@@ -63,8 +63,11 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Copy keys from one Redis to another (or between databases), no archive to handle.
     Copy(CopyArgs),
-    /// Undo a restore or copy: put back what its pre-restore backup holds.
+    /// Undo a restore, copy or upgrade: put back what its pre-restore backup holds.
     Rollback(RollbackArgs),
+    /// Upgrade records in the live database to the profile's data
+    /// schema_version, in place: only records a step changes are written.
+    Upgrade(UpgradeArgs),
     /// Export into the backup folder, under a name that sorts by time.
     Backup(BackupArgs),
     /// List the archives of a backup folder (no keys needed).
@@ -461,6 +464,63 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
         return Err(format!("{text:?} must not be negative"));
     }
     Ok((value * factor).round() as i64)
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// Only this user's records, found as the profile describes them
+    /// (default: every record of the groups).
+    #[arg(value_name = "USER_ID")]
+    pub user: Option<String>,
+    /// Profile whose [[upgrade]] steps apply (default: ARCHIVE_PROFILE,
+    /// else archive.toml in the current directory).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Only these record groups of the profile (comma-separated).
+    #[arg(
+        long = "types",
+        visible_alias = "groups",
+        value_name = "GROUP,...",
+        value_delimiter = ','
+    )]
+    pub groups: Vec<String>,
+    /// Redis URL to upgrade in; the password can come from TARGET_REDIS_PASSWORD.
+    /// Default: TARGET_REDIS_URL, else TARGET_REDIS_HOST, _PORT, _DB, _USERNAME and _TLS,
+    /// else redis://127.0.0.1:6379.
+    #[arg(long, env = "TARGET_REDIS_URL", hide_env_values = true)]
+    pub target: Option<String>,
+    /// Database (overrides the URL's).
+    #[arg(long)]
+    pub db: Option<i64>,
+    /// Print statistics per group and step (legacy, current, broken) and
+    /// write nothing: read-only, fine on a production database.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub stats: bool,
+    /// Work out and print the plan (counts and the first records); write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Records the steps cannot apply to are counted, listed and left as
+    /// they are (default: stop at the first, before writing it).
+    #[arg(long)]
+    pub skip_errors: bool,
+    /// Records read and written per round trip.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub batch: usize,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Folder for the pre-upgrade backup (default: ARCHIVE_BACKUP_DIR, else
+    /// $XDG_DATA_HOME/archive/backups, else ~/.local/share/archive/backups).
+    #[arg(long, value_name = "DIR", env = "ARCHIVE_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Write no pre-upgrade backup: the upgrade cannot be rolled back.
+    #[arg(long)]
+    pub no_backup: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 #[derive(Debug, Args)]
