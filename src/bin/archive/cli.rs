@@ -21,7 +21,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
     about = "Export Redis keyspaces into verified .tar.zst archives and restore them exactly",
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage, 3 Redis unreachable, 4 authentication refused, \
 5 database index out of range, 6 Redis command failed, 7 archive not valid (not an archive, corrupt, truncated; \
-with --profile: records breaking its rules), 8 archive or data schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
+with --profile: records breaking its rules; upgrade: a record its steps cannot apply to), 8 archive or data schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
 11 confirmation required or cancelled, 12 cannot decrypt (no key given, wrong identity or passphrase), \
 13 keys exist in the target (--mode fail), 14 compare (or copy --verify) found differences, 15 backup folder locked, \
 16 the target cannot hold what the archive holds (field expiry, DUMP payloads, module types), 17 not a Redis server (the port answers another protocol), 130 interrupted (SIGINT/SIGTERM)."
