@@ -505,12 +505,7 @@ fn a_schema_1_archive_restores_in_schema_2_shape() {
     let server = RedisServer::start();
     server.load_commands(&fixture("relay-legacy.redis"));
     let dir = tempfile::tempdir().unwrap();
-    // The profile as the application shipped it at data schema_version 1.
-    let current = std::fs::read_to_string(fixture("relay.toml")).unwrap();
-    let cut = current.find("# Version 1 kept").unwrap();
-    let v1 = current[..cut].replace("schema_version = 2", "schema_version = 1");
-    let v1_path = dir.path().join("relay-v1.toml");
-    std::fs::write(&v1_path, v1).unwrap();
+    let v1_path = crate::support::relay_schema_1_profile(dir.path());
     let file = export_user(
         &server,
         dir.path(),

@@ -315,12 +315,7 @@ fn upgrade_writes_exactly_the_legacy_records_and_rollback_puts_them_back() {
 fn broken_records_are_listed_and_a_skip_plan_upgrades_nothing_it_skips() {
     let server = live_mix();
     let dir = tempfile::tempdir().unwrap();
-    // The profile as the application shipped it at data schema_version 1.
-    let current = std::fs::read_to_string(fixture("relay.toml")).unwrap();
-    let cut = current.find("# Version 1 kept").unwrap();
-    let v1 = current[..cut].replace("schema_version = 2", "schema_version = 1");
-    let v1_path = dir.path().join("relay-v1.toml");
-    std::fs::write(&v1_path, v1).unwrap();
+    let v1_path = crate::support::relay_schema_1_profile(dir.path());
     let file = dir.path().join("users.tar.zst");
     export(
         &server,

@@ -468,22 +468,10 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
 
 #[derive(Debug, Args)]
 pub struct UpgradeArgs {
-    /// Only this user's records, found as the profile describes them
-    /// (default: every record of the groups).
-    #[arg(value_name = "USER_ID")]
-    pub user: Option<String>,
-    /// Profile whose [[upgrade]] steps apply (default: ARCHIVE_PROFILE,
-    /// else archive.toml in the current directory).
-    #[arg(long, value_name = "FILE")]
-    pub profile: Option<PathBuf>,
-    /// Only these record groups of the profile (comma-separated).
-    #[arg(
-        long = "types",
-        visible_alias = "groups",
-        value_name = "GROUP,...",
-        value_delimiter = ','
-    )]
-    pub groups: Vec<String>,
+    /// Whose records: USER_ID, --types and the profile (whose [[upgrade]]
+    /// steps apply); without USER_ID, every record of the groups.
+    #[command(flatten)]
+    pub by_profile: ProfileSelectArgs,
     /// Redis URL to upgrade in; the password can come from TARGET_REDIS_PASSWORD.
     /// Default: TARGET_REDIS_URL, else TARGET_REDIS_HOST, _PORT, _DB, _USERNAME and _TLS,
     /// else redis://127.0.0.1:6379.

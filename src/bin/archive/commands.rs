@@ -544,17 +544,18 @@ pub(crate) async fn run_rollback(args: RollbackArgs, cancel: Cancel) -> Result<u
 
 pub(crate) async fn run_upgrade(args: UpgradeArgs, cancel: Cancel) -> Result<u8, Failure> {
     let target = endpoint(args.target.as_deref(), args.db, Side::Target, &args.connect)?;
-    let profile = Profile::locate(args.profile.as_deref())?.ok_or_else(|| {
+    let by = &args.by_profile;
+    let profile = Profile::locate(by.profile.as_deref())?.ok_or_else(|| {
         Error::InvalidArgument(format!(
             "upgrade needs the profile whose steps apply: pass --profile FILE, set {PROFILE_ENV}, or put {DEFAULT_PROFILE_FILE} in the current directory"
         ))
     })?;
-    if let Some(user) = &args.user {
+    if let Some(user) = &by.user {
         check_user_id(user)?;
     }
     let mut options = UpgradeOptions::new(target, Arc::new(profile));
-    options.user = args.user.clone();
-    options.groups = args.groups.clone();
+    options.user = by.user.clone();
+    options.groups = by.groups.clone();
     options.skip_errors = args.skip_errors;
     options.batch_keys = args.batch;
     options.cancel = cancel;
