@@ -65,14 +65,17 @@ fn live_mix() -> RedisServer {
 const LEGACY: &[&str] = &["user:42", "user:7", "user:10", "apikey:k-ada-1"];
 
 fn upgrade(server: &RedisServer, backups: &Path, extra: &[&str]) -> crate::support::Run {
-    let url = server.url();
+    upgrade_at(&server.url(), backups, extra)
+}
+
+fn upgrade_at(url: &str, backups: &Path, extra: &[&str]) -> crate::support::Run {
     let profile = relay();
     let mut args = vec![
         "upgrade",
         "--profile",
         &profile,
         "--target",
-        &url,
+        url,
         "--backup-dir",
         backups.to_str().unwrap(),
     ];
@@ -435,4 +438,33 @@ async fn a_write_made_during_the_upgrade_is_kept() {
     assert_eq!(user["email"], "ada@new.example");
     assert_eq!(user["stripe_id"], "cus_42");
     assert!(!user.contains_key("subscription"));
+}
+
+/// In a Redis Cluster each record is read and written on its own slot's
+/// primary, and the keys are listed on every primary.
+#[test]
+fn upgrade_in_a_cluster() {
+    let cluster = crate::support::RedisCluster::start();
+    cluster.load_commands(&fixture("relay-legacy.redis"));
+    let before = cluster.snapshot();
+    let backups = tempfile::tempdir().unwrap();
+    let url = cluster.url();
+    let done = upgrade_at(&url, backups.path(), &["--yes", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        (&done["legacy"], &done["written"]),
+        (&3.into(), &3.into()),
+        "{done}"
+    );
+    let again = upgrade_at(&url, backups.path(), &["--stats", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        (&again["legacy"], &again["current"]),
+        (&0.into(), &5.into()),
+        "{again}"
+    );
+    run(&["rollback", done["backup"].as_str().unwrap(), "--yes"]).ok();
+    assert_eq!(cluster.snapshot(), before);
 }
