@@ -221,8 +221,7 @@ fn stats_count_a_live_mix_exactly_and_write_nothing() {
     );
 
     // The dry run says the same, and that the upgrade would stop (exit 7).
-    let dry = upgrade(&server, backups.path(), &["--dry-run"]);
-    assert_eq!(dry.code, 7, "{}", dry.stderr);
+    let dry = upgrade(&server, backups.path(), &["--dry-run"]).fails(7, "cannot be upgraded");
     let text = dry.stdout_text();
     assert!(
         text.contains("user:8: is a string that is not JSON"),

@@ -571,12 +571,11 @@ pub(crate) async fn run_upgrade(args: UpgradeArgs, cancel: Cancel) -> Result<u8,
         .flatten();
     if args.dry_run {
         emit(args.json, &planned, text)?;
-        // The upgrade itself would stop at the first broken record.
-        return Ok(if stop.is_some() {
-            exit::BAD_ARCHIVE
-        } else {
-            exit::OK
-        });
+        // The upgrade itself would stop at the first broken record: say so.
+        return match stop {
+            Some(err) => Err(err.into()),
+            None => Ok(exit::OK),
+        };
     }
     if let Some(err) = stop {
         return Err(err.into());
