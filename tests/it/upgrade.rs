@@ -467,3 +467,55 @@ fn upgrade_in_a_cluster() {
     run(&["rollback", done["backup"].as_str().unwrap(), "--yes"]).ok();
     assert_eq!(cluster.snapshot(), before);
 }
+
+/// A record that changes before every write is given up after the retries
+/// and reported as failed; the others are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_keeps_changing_is_reported_as_failed() {
+    use redis_archive::connection::{Endpoint, Side, Timeouts};
+    use redis_archive::profile::Profile;
+    use redis_archive::progress::Silent;
+    use redis_archive::upgrade::{UpgradeOptions, perform};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let server = RedisServer::start();
+    server.load_commands(&fixture("relay-legacy.redis"));
+    let target =
+        Endpoint::resolve(&server.url(), None, None, Side::Target, Timeouts::default()).unwrap();
+    let profile = Profile::locate(Some(&fixture("relay.toml")))
+        .unwrap()
+        .unwrap();
+    let mut options = UpgradeOptions::new(target, Arc::new(profile));
+    options.retries = 2;
+    let url = server.url();
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = calls.clone();
+    options.between_read_and_write = Some(Arc::new(move |_: &[Vec<u8>]| {
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        let mut c = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: () = c.hset("user:7", "seen", n).unwrap();
+    }));
+
+    let report = perform(&options, &Silent).await.unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "the first try and 2 retries"
+    );
+    assert_eq!((report.failed, report.retried), (1, 2), "{report:?}");
+    assert_eq!(report.failed_keys, ["user:7"]);
+    assert_eq!(report.written, 2, "user:42 and its API key: {report:?}");
+    assert!(report.is_partial());
+    let user: std::collections::HashMap<String, String> = server.conn().hgetall("user:7").unwrap();
+    assert_eq!(
+        user["seen"], "2",
+        "the last write of the application is there"
+    );
+    assert!(
+        user.contains_key("subscriptionStatus"),
+        "not upgraded: {user:?}"
+    );
+}
