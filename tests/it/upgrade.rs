@@ -10,6 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::Commands;
+use redis_archive::connection::{Endpoint, Side, Timeouts};
+use redis_archive::profile::Profile;
+use redis_archive::progress::Silent;
+use redis_archive::upgrade::{UpgradeOptions, perform};
 
 use crate::support::{RedisServer, export, restore, run};
 
@@ -383,27 +387,29 @@ fn broken_records_are_listed_and_a_skip_plan_upgrades_nothing_it_skips() {
     );
 }
 
+/// `server` loaded with the relay's schema-1 data, and the options of an
+/// upgrade of it with the relay profile, through the library.
+fn legacy_relay(server: &RedisServer) -> UpgradeOptions {
+    server.load_commands(&fixture("relay-legacy.redis"));
+    let target =
+        Endpoint::resolve(&server.url(), None, None, Side::Target, Timeouts::default()).unwrap();
+    let profile = Profile::locate(Some(&fixture("relay.toml")))
+        .unwrap()
+        .unwrap();
+    UpgradeOptions::new(target, Arc::new(profile))
+}
+
 /// A record the application changes between the upgrade's read and its
 /// write is not overwritten with an upgrade of what was read: the write is
 /// refused, the record read again and upgraded from its new value. Driven
 /// through the library, whose hook runs between a batch's read and write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_made_during_the_upgrade_is_kept() {
-    use redis_archive::connection::{Endpoint, Side, Timeouts};
-    use redis_archive::profile::Profile;
-    use redis_archive::progress::Silent;
-    use redis_archive::upgrade::{UpgradeOptions, perform};
     use std::sync::atomic::{AtomicBool, Ordering};
 
     let server = RedisServer::start();
-    server.load_commands(&fixture("relay-legacy.redis"));
     let backups = tempfile::tempdir().unwrap();
-    let target =
-        Endpoint::resolve(&server.url(), None, None, Side::Target, Timeouts::default()).unwrap();
-    let profile = Profile::locate(Some(&fixture("relay.toml")))
-        .unwrap()
-        .unwrap();
-    let mut options = UpgradeOptions::new(target, Arc::new(profile));
+    let mut options = legacy_relay(&server);
     options.backup_dir = Some(backups.path().to_path_buf());
     let url = server.url();
     let once = Arc::new(AtomicBool::new(false));
@@ -472,20 +478,10 @@ fn upgrade_in_a_cluster() {
 /// and reported as failed; the others are written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_keeps_changing_is_reported_as_failed() {
-    use redis_archive::connection::{Endpoint, Side, Timeouts};
-    use redis_archive::profile::Profile;
-    use redis_archive::progress::Silent;
-    use redis_archive::upgrade::{UpgradeOptions, perform};
     use std::sync::atomic::{AtomicU64, Ordering};
 
     let server = RedisServer::start();
-    server.load_commands(&fixture("relay-legacy.redis"));
-    let target =
-        Endpoint::resolve(&server.url(), None, None, Side::Target, Timeouts::default()).unwrap();
-    let profile = Profile::locate(Some(&fixture("relay.toml")))
-        .unwrap()
-        .unwrap();
-    let mut options = UpgradeOptions::new(target, Arc::new(profile));
+    let mut options = legacy_relay(&server);
     options.retries = 2;
     let url = server.url();
     let calls = Arc::new(AtomicU64::new(0));
