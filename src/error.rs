@@ -226,6 +226,38 @@ pub enum Error {
     },
 
     #[error(
+        "user {user} has no keys in the groups of profile {profile:?} ({}); nothing was written; check the user id, or --types and the profile's templates",
+        groups.join(", ")
+    )]
+    /// A user export (or backup) found none of the user's keys.
+    NoRecords {
+        /// The user id asked for.
+        user: String,
+        /// The profile's name.
+        profile: String,
+        /// The groups looked in.
+        groups: Vec<String>,
+    },
+
+    #[error(
+        "{archive}: {count} record(s) break the rules of profile {profile:?}: {}; nothing was written; fix them, or pass --no-validate to restore the records as they are",
+        list_some(examples, *count)
+    )]
+    /// Restore with a profile found records that break its rules (missing
+    /// required fields, another owner, dangling references): stopped before
+    /// the first write, as `validate --profile` would report them.
+    RecordsInvalid {
+        /// The archive as named.
+        archive: String,
+        /// The profile's name.
+        profile: String,
+        /// How many problems there are.
+        count: u64,
+        /// The first ones, in words.
+        examples: Vec<String>,
+    },
+
+    #[error(
         "{path}: the records are in data schema_version {found} of {profile:?}, newer than the profile's {supported}; restore with the profile of the application version that wrote them"
     )]
     /// A user archive's records are newer than the profile used to restore
@@ -354,6 +386,15 @@ impl Error {
             self,
             Error::NotAnArchive { .. } | Error::Corrupt { .. } | Error::Truncated { .. }
         )
+    }
+}
+
+/// The first `examples` of `count` things, joined, with how many more.
+fn list_some(examples: &[String], count: u64) -> String {
+    let rest = count.saturating_sub(examples.len() as u64);
+    match rest {
+        0 => examples.join("; "),
+        n => format!("{}; and {n} more", examples.join("; ")),
     }
 }
 

@@ -81,6 +81,10 @@ pub struct ExportReport {
     /// Keys per profile group.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, u64>,
+    /// With `--redact`: how the sensitive values were replaced, and which
+    /// fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<crate::archive::Redaction>,
     /// Keys of a snapshot or RDB file that had expired by its instant
     /// (or, for a file, by the export): no server loading it would keep
     /// them, so they are not exported.
@@ -260,6 +264,10 @@ pub struct RestoreReport {
     /// values, stream entries), when counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge_would_add: Option<u64>,
+    /// A redacted archive into a target that looks like production: not
+    /// refused, but said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction_warning: Option<String>,
 }
 
 /// What a restore or copy did (or would do) to one profile group's keys.
@@ -408,6 +416,7 @@ impl RestoreReport {
             names: PlanNames::default(),
             groups: BTreeMap::new(),
             merge_would_add: None,
+            redaction_warning: None,
         }
     }
 

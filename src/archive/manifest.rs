@@ -255,6 +255,45 @@ pub struct Header {
     /// it pass over it, so it needs no new schema_version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<Operator>,
+    /// For an archive exported with `--redact`: how the values of the
+    /// profile's sensitive fields were replaced, and which fields. Never
+    /// the key. Absent in archives that are not redacted (and in those
+    /// written before it was recorded); readers that do not know it pass
+    /// over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction: Option<Redaction>,
+}
+
+/// How an archive's sensitive values were replaced at export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redaction {
+    /// A fixed mask, or a keyed hash of each value.
+    pub method: RedactionMethod,
+    /// The sensitive fields, per profile group (groups that declare none
+    /// are left out).
+    pub fields: BTreeMap<String, Vec<String>>,
+}
+
+/// What replaced a sensitive value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RedactionMethod {
+    /// Every value became the same mask text.
+    Mask,
+    /// Every value became `hmac-sha256:` and the hex HMAC-SHA-256 of the
+    /// value under the export's key: equal values stay equal.
+    HmacSha256,
+}
+
+impl RedactionMethod {
+    /// The name the header and reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            RedactionMethod::Mask => "mask",
+            RedactionMethod::HmacSha256 => "hmac-sha256",
+        }
+    }
 }
 
 /// How the keys of an archive relate in time.
@@ -347,6 +386,7 @@ impl Header {
             consistency: Consistency::Live,
             snapshot: None,
             operator: Some(Operator::current()),
+            redaction: None,
         }
     }
 }

@@ -13,8 +13,8 @@ pub mod writer;
 
 pub use encryption::{Decryption, Encryption};
 pub use manifest::{
-    Consistency, Counts, Header, Manifest, SCHEMA_VERSION, SnapshotNode, SnapshotOrigin,
-    SnapshotSource,
+    Consistency, Counts, Header, Manifest, Redaction, RedactionMethod, SCHEMA_VERSION,
+    SnapshotNode, SnapshotOrigin, SnapshotSource,
 };
 pub use reader::{ArchiveSource, Location, Verified, Visitor, read_archive, read_manifest};
 pub use writer::{ArchiveWriter, Destination, Finished, WriterOptions};

@@ -33,7 +33,9 @@ const AHEAD: usize = 2;
 #[derive(Debug)]
 pub enum Batch {
     Header(Box<Header>),
-    Records(Vec<Record>),
+    /// Records, each with what it holds in memory (`Record::held_bytes`,
+    /// bounded from its line).
+    Records(Vec<(Record, usize)>),
 }
 
 /// An archive being read on a blocking thread.
@@ -43,15 +45,42 @@ pub struct Batches {
     reader: JoinHandle<Result<Verified>>,
 }
 
+/// A second reader of the records, on the reader's thread, where each
+/// record's place in the archive is known (restore's profile checks, which
+/// name that place).
+pub(crate) trait Tee: Send {
+    /// The header, before any record.
+    fn header(&mut self, header: &Header) -> Result<()>;
+    /// The next record, and where it is.
+    fn record(&mut self, record: &Record, location: &Location) -> Result<()>;
+}
+
 impl Batches {
     /// Start reading `source`.
     pub fn start(source: ArchiveSource, decryption: Decryption) -> Self {
+        Batches::start_with(source, decryption, None, |_| true)
+    }
+
+    /// Start reading `source`, showing every record to `tee` too, for a
+    /// reader that, once it knows the header, may need only the records'
+    /// keys and shapes: where `wants_values` says no (and there is no
+    /// `tee`), records come hollow (see `Record::decode_hollow`), checked
+    /// as strictly.
+    pub(crate) fn start_with(
+        source: ArchiveSource,
+        decryption: Decryption,
+        tee: Option<Box<dyn Tee>>,
+        wants_values: impl Fn(&Header) -> bool + Send + 'static,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(AHEAD);
         let reader = tokio::task::spawn_blocking(move || {
             let mut sender = Sender {
                 tx,
                 batch: Vec::new(),
                 bytes: 0,
+                wants_values: Box::new(wants_values),
+                values: true,
+                tee,
             };
             let verified = read_archive(&source, &decryption, &mut sender)?;
             sender.send()?;
@@ -92,8 +121,8 @@ impl Batches {
 pub(crate) trait BatchVisitor {
     /// The header, before any record.
     fn header(&mut self, header: &Header) -> impl Future<Output = Result<()>> + Send;
-    /// The next record.
-    fn record(&mut self, record: Record) -> impl Future<Output = Result<()>> + Send;
+    /// The next record, with the bytes it holds in memory.
+    fn record(&mut self, record: Record, held: usize) -> impl Future<Output = Result<()>> + Send;
 }
 
 impl Batches {
@@ -105,8 +134,8 @@ impl Batches {
                 match batch {
                     Batch::Header(header) => visitor.header(&header).await?,
                     Batch::Records(records) => {
-                        for record in records {
-                            visitor.record(record).await?;
+                        for (record, held) in records {
+                            visitor.record(record, held).await?;
                         }
                     }
                 }
@@ -122,8 +151,12 @@ impl Batches {
 /// sends them, waiting while the channel is full.
 struct Sender {
     tx: mpsc::Sender<Batch>,
-    batch: Vec<Record>,
+    batch: Vec<(Record, usize)>,
     bytes: usize,
+    wants_values: Box<dyn Fn(&Header) -> bool + Send>,
+    /// What `wants_values` said of the header.
+    values: bool,
+    tee: Option<Box<dyn Tee>>,
 }
 
 impl Sender {
@@ -141,17 +174,29 @@ impl Sender {
 
 impl Visitor for Sender {
     fn header(&mut self, header: &Header) -> Result<()> {
+        self.values = self.tee.is_some() || (self.wants_values)(header);
+        if let Some(tee) = self.tee.as_mut() {
+            tee.header(header)?;
+        }
         self.tx
             .blocking_send(Batch::Header(Box::new(header.clone())))
             .map_err(|_| Error::Internal("the archive is no longer being read".into()))
     }
 
-    fn record(&mut self, record: Record, _location: &Location) -> Result<()> {
-        self.bytes += record.held_bytes();
-        self.batch.push(record);
+    fn record(&mut self, record: Record, location: &Location) -> Result<()> {
+        if let Some(tee) = self.tee.as_mut() {
+            tee.record(&record, location)?;
+        }
+        let held = record.held_bytes_by_line(location.bytes);
+        self.bytes += held;
+        self.batch.push((record, held));
         if self.batch.len() >= BATCH_RECORDS || self.bytes >= BATCH_BYTES {
             self.send()?;
         }
         Ok(())
+    }
+
+    fn wants_values(&self) -> bool {
+        self.values
     }
 }

@@ -791,7 +791,7 @@ impl crate::archive::stream::BatchVisitor for Checker<'_> {
         Checker::header(self, header)
     }
 
-    fn record(&mut self, record: Record) -> impl Future<Output = Result<()>> + Send {
+    fn record(&mut self, record: Record, _held: usize) -> impl Future<Output = Result<()>> + Send {
         Checker::record(self, record)
     }
 }

@@ -171,6 +171,11 @@ impl Endpoint {
         }
     }
 
+    /// The user name the connection authenticates as, when one is given.
+    pub fn username(&self) -> Option<&str> {
+        self.info.redis_settings().username()
+    }
+
     /// `host:port/db`, or `rediss://host:port/db` for TLS. Safe to print.
     pub fn display(&self) -> String {
         let a = self.address();

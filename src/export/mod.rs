@@ -28,6 +28,7 @@ use crate::keyspace::Selection;
 use crate::profile::Profile;
 use crate::profile::rewrite::classify;
 use crate::profile::select::{ProfileExport, UserWalk};
+use crate::profile::sensitive::{Redact, Redactor, redaction};
 use crate::progress::{Cancel, Progress};
 use crate::record::Record;
 use crate::report::ExportReport;
@@ -66,6 +67,9 @@ pub struct ExportOptions {
     /// Where the keys are read: SCAN (the default), the server's snapshot,
     /// or an RDB file.
     pub method: ExportMethod,
+    /// Replace the values of the profile's sensitive fields (a profile
+    /// export only); the header records how and which fields.
+    pub redact: Option<Redact>,
 }
 
 /// Kind, id, name and tags of a new archive.
@@ -109,6 +113,7 @@ impl ExportOptions {
             profile: None,
             reconnects: 5,
             method: ExportMethod::Scan,
+            redact: None,
         }
     }
 }
@@ -234,6 +239,18 @@ async fn conclude(
     started: Instant,
     id: String,
 ) -> Result<(ExportReport, Header)> {
+    // An empty user archive would pass for a backup of that user; the
+    // writer dropped unfinished leaves no file.
+    if let Some(p) = &options.profile
+        && let Some(user) = &p.user
+        && writer.counts().keys == 0
+    {
+        return Err(Error::NoRecords {
+            user: user.clone(),
+            profile: p.profile.name.clone(),
+            groups: p.groups()?.iter().map(|g| g.name.clone()).collect(),
+        });
+    }
     let vanished = stats.vanished();
     let errors = std::mem::take(&mut stats.errors).into_parts();
     let Finished {
@@ -272,6 +289,7 @@ async fn conclude(
         encrypted,
         profile: manifest.header.profile.clone(),
         groups: manifest.groups,
+        redaction: manifest.header.redaction.clone(),
         expired: 0,
         functions_not_kept: 0,
     };
@@ -303,12 +321,28 @@ fn open_archive(
         header.profile = Some(p.scope()?);
         header.selection = p.selection()?;
     }
+    let redactor = match (&options.redact, &options.profile) {
+        (None, _) => None,
+        (Some(redact), Some(p)) => {
+            header.redaction = Some(redaction(redact, &p.groups()?)?);
+            Some(Redactor::new(
+                p.profile.clone(),
+                p.user.clone().map(String::into_bytes),
+                redact.clone(),
+            ))
+        }
+        (Some(_), None) => {
+            return Err(Error::InvalidArgument(
+                "--redact replaces the fields a profile declares sensitive: select through the profile with a USER_ID or --types".into(),
+            ));
+        }
+    };
     amend(&mut header);
     let selection = header.selection.clone();
-    let counter = options
-        .profile
-        .as_ref()
-        .map(|p| GroupCounter::new(p.profile.clone(), p.user.clone()));
+    let counter = options.profile.as_ref().map(|p| GroupCounter {
+        redactor,
+        ..GroupCounter::new(p.profile.clone(), p.user.clone())
+    });
     let id = header.id.clone();
     let writer = ArchiveWriter::create(
         options.destination.clone(),
@@ -327,10 +361,13 @@ fn write_all(
     mut counter: Option<GroupCounter>,
 ) -> Result<ArchiveWriter> {
     while let Some(out) = rx.blocking_recv() {
-        if let Some(c) = counter.as_mut() {
-            c.count(&out.record);
+        let Some(c) = counter.as_mut() else {
+            writer.write_record(&out.record)?;
+            continue;
+        };
+        for record in c.pass(out.record)? {
+            writer.write_record(&record)?;
         }
-        writer.write_record(&out.record)?;
     }
     if let Some(c) = counter {
         writer.set_groups(c.groups);
@@ -338,11 +375,13 @@ fn write_all(
     Ok(writer)
 }
 
-/// Keys per profile group, counted as they are written.
+/// Keys per profile group, counted as they are written; with `--redact`,
+/// the sensitive values replaced on the way.
 struct GroupCounter {
     profile: Arc<Profile>,
     user: Option<Vec<u8>>,
     groups: BTreeMap<String, u64>,
+    redactor: Option<Redactor>,
 }
 
 impl GroupCounter {
@@ -351,6 +390,17 @@ impl GroupCounter {
             profile,
             user: user.map(String::into_bytes),
             groups: BTreeMap::new(),
+            redactor: None,
+        }
+    }
+
+    /// Count a record, and with `--redact` redact it: the records to
+    /// write for it.
+    fn pass(&mut self, record: Record) -> Result<Vec<Record>> {
+        self.count(&record);
+        match &mut self.redactor {
+            Some(r) => r.apply(record),
+            None => Ok(vec![record]),
         }
     }
 

@@ -9,12 +9,13 @@
 //! groups exported).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use crate::archive::Header;
 use crate::archive::reader::{Location, Visitor};
+use crate::archive::stream::Tee;
 use crate::error::{Error, Result};
 use crate::profile::Profile;
 use crate::profile::rewrite::{Part, check_scope, classify};
@@ -315,6 +316,56 @@ impl Visitor for Checker {
             });
         }
         Ok(())
+    }
+}
+
+/// The checks run alongside another reader of the archive (restore's plan
+/// pass), so that invalid records stop a restore before its first write
+/// without reading the archive once more.
+pub(crate) struct CheckTee(Arc<Mutex<Option<Checker>>>);
+
+impl CheckTee {
+    /// A tee feeding a checker of `archive` against `profile`, and the
+    /// handle to take the checker back from once the read is done. An
+    /// archive not exported through a profile is not checked.
+    pub(crate) fn new(profile: Arc<Profile>, archive: String) -> (CheckTee, CheckTee) {
+        let mut checker = Checker::new(profile, archive);
+        checker.required = false;
+        let shared = Arc::new(Mutex::new(Some(checker)));
+        (CheckTee(shared.clone()), CheckTee(shared))
+    }
+
+    /// What the checks found; `None` when the archive was not checked.
+    pub(crate) fn finish(self) -> Option<Checked> {
+        let checker = self.0.lock().ok()?.take()?;
+        Some(checker.finish()).filter(|c| c.checked)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Checker) -> Result<T>) -> Result<T> {
+        let mut guard = self
+            .0
+            .lock()
+            .map_err(|_| Error::Internal("the profile checks panicked".into()))?;
+        match guard.as_mut() {
+            Some(checker) => f(checker),
+            None => Err(Error::Internal(
+                "the profile checks were finished early".into(),
+            )),
+        }
+    }
+}
+
+impl Tee for CheckTee {
+    fn header(&mut self, header: &Header) -> Result<()> {
+        self.with(|c| c.header(header))
+    }
+
+    fn record(&mut self, record: &Record, location: &Location) -> Result<()> {
+        // Records of an archive the checks do not apply to are not copied.
+        self.with(|c| match c.out.checked {
+            true => c.record(record.clone(), location),
+            false => Ok(()),
+        })
     }
 }
 

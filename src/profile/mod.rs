@@ -15,6 +15,7 @@ pub mod check;
 pub mod offline;
 pub mod rewrite;
 pub mod select;
+pub mod sensitive;
 pub mod template;
 pub mod upgrade;
 
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use template::Template;
 pub(crate) use upgrade::Upgrade;
+use upgrade::{Step, UpgradeFile};
 
 /// Environment variable naming the profile file when `--profile` is not given.
 pub const PROFILE_ENV: &str = "ARCHIVE_PROFILE";
@@ -44,7 +46,7 @@ struct ProfileFile {
     #[serde(rename = "group", default)]
     groups: Vec<GroupFile>,
     #[serde(rename = "upgrade", default)]
-    upgrades: Vec<Upgrade>,
+    upgrades: Vec<UpgradeFile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +73,8 @@ struct GroupFile {
     required: Vec<String>,
     #[serde(default)]
     references: Vec<Reference>,
+    #[serde(default)]
+    sensitive: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -125,6 +129,9 @@ pub struct Group {
     pub(crate) shared: Option<Shared>,
     pub(crate) required: Vec<String>,
     pub(crate) references: Vec<Reference>,
+    /// Fields whose values `export --redact` replaces (hash fields, or
+    /// top-level members of a JSON object stored in a string).
+    pub sensitive: Vec<String>,
 }
 
 /// An application profile (`archive.toml`): which keys belong to a user, in
@@ -171,65 +178,102 @@ impl Profile {
         Profile::parse(&text, path)
     }
 
-    /// Parse and check profile text; `path` is only named in messages.
+    /// Parse and check profile text; `path` is only named in messages,
+    /// with the line and column of the value a mistake is in.
     pub fn parse(text: &str, path: &Path) -> Result<Profile> {
         let file: ProfileFile = toml::from_str(text).map_err(|e| {
-            let message = e.message().to_string();
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-            Error::Profile(match line {
-                Some(line) => format!("{}:{line}: {message}", path.display()),
-                None => format!("{}: {message}", path.display()),
-            })
+            Error::Profile(format!(
+                "{}: {}",
+                position(path, text, e.span().map(|s| s.start)),
+                e.message().trim_end()
+            ))
         })?;
-        Profile::build(file, path).map_err(|e| match e {
-            Error::Profile(reason) => Error::Profile(format!("{}: {reason}", path.display())),
-            other => other,
+        Profile::build(file, path).map_err(|bad| {
+            Error::Profile(format!(
+                "{}: {}",
+                position(path, text, bad.offset(text)),
+                bad.message
+            ))
         })
     }
 
-    fn build(file: ProfileFile, path: &Path) -> Result<Profile> {
+    fn build(file: ProfileFile, path: &Path) -> std::result::Result<Profile, Bad> {
         if file.name.trim().is_empty() {
-            return Err(Error::Profile("`name` must not be empty".into()));
+            return Err(Bad::new(
+                vec![Seg::Key("name")],
+                "`name` must not be empty".into(),
+            ));
         }
         let mut names = BTreeSet::new();
         let mut groups = Vec::with_capacity(file.groups.len());
-        for g in file.groups {
+        for (i, g) in file.groups.into_iter().enumerate() {
             if !names.insert(g.name.clone()) {
-                return Err(Error::Profile(format!(
-                    "group {:?} is defined twice",
-                    g.name
-                )));
+                return Err(Bad::new(
+                    group_at(i, "name"),
+                    format!("group {:?} is defined twice", g.name),
+                ));
             }
-            groups.push(build_group(g)?);
+            groups.push(build_group(g, i)?);
         }
         if groups.is_empty() {
-            return Err(Error::Profile("no [[group]] defined".into()));
+            return Err(Bad::new(Vec::new(), "no [[group]] defined".into()));
         }
-        for g in &groups {
-            for r in &g.references {
+        for (i, g) in groups.iter().enumerate() {
+            for (k, r) in g.references.iter().enumerate() {
+                let at = || {
+                    let mut at = group_at(i, "references");
+                    at.extend([Seg::Index(k), Seg::Key("group")]);
+                    at
+                };
                 let target = groups.iter().find(|t| t.name == r.group).ok_or_else(|| {
-                    Error::Profile(format!(
-                        "group {:?}: reference {:?} names group {:?}, which is not defined",
-                        g.name, r.field, r.group
-                    ))
+                    Bad::new(
+                        at(),
+                        format!(
+                            "group {:?}: reference {:?} names group {:?}, which is not defined",
+                            g.name, r.field, r.group
+                        ),
+                    )
                 })?;
                 if target.by_id.is_none() {
-                    return Err(Error::Profile(format!(
-                        "group {:?}: reference {:?} names group {:?}, which has no `key` with {{id}}",
-                        g.name, r.field, r.group
-                    )));
+                    return Err(Bad::new(
+                        at(),
+                        format!(
+                            "group {:?}: reference {:?} names group {:?}, which has no `key` with {{id}}",
+                            g.name, r.field, r.group
+                        ),
+                    ));
                 }
             }
         }
-        upgrade::check_chain(&file.upgrades, file.schema_version, &names)?;
+        let mut upgrades = Vec::with_capacity(file.upgrades.len());
+        for (i, u) in file.upgrades.into_iter().enumerate() {
+            let mut steps = Vec::with_capacity(u.steps.len());
+            for (j, s) in u.steps.into_iter().enumerate() {
+                steps.push(Step::from_file(s).map_err(|(key, message)| {
+                    let at = vec![
+                        Seg::Key("upgrade"),
+                        Seg::Index(i),
+                        Seg::Key("step"),
+                        Seg::Index(j),
+                        Seg::Key(key),
+                    ];
+                    Bad::new(at, format!("upgrade from {}: {message}", u.from))
+                })?);
+            }
+            upgrades.push(Upgrade {
+                from: u.from,
+                to: u.to,
+                steps,
+            });
+        }
+        sensitive::check(&groups)?;
+        upgrade::check_chain(&upgrades, file.schema_version, &names)?;
         Ok(Profile {
             name: file.name,
             schema_version: file.schema_version,
             description: file.description,
             groups,
-            upgrades: file.upgrades,
+            upgrades,
             path: path.to_path_buf(),
         })
     }
@@ -272,55 +316,89 @@ impl Profile {
     }
 }
 
-fn template(group: &str, what: &str, text: &str) -> Result<Template> {
-    Template::parse(text)
-        .map_err(|e| Error::Profile(format!("group {group:?}: {what} {text:?}: {e}")))
+/// Where the `field` of the `i`-th `[[group]]` is.
+fn group_at(i: usize, field: &'static str) -> Vec<Seg> {
+    vec![Seg::Key("group"), Seg::Index(i), Seg::Key(field)]
 }
 
-fn build_group(g: GroupFile) -> Result<Group> {
+fn build_group(g: GroupFile, i: usize) -> std::result::Result<Group, Bad> {
     let name = g.name.clone();
-    let fail = |reason: String| Err(Error::Profile(format!("group {name:?}: {reason}")));
+    let bad = |at: Vec<Seg>, reason: String| Bad::new(at, format!("group {name:?}: {reason}"));
+    let fail = |field: &'static str, reason: String| Err(bad(group_at(i, field), reason));
+    let template = |at: Vec<Seg>, what: &str, text: &str| {
+        Template::parse(text).map_err(|e| {
+            let e = match e {
+                Error::Profile(reason) => reason,
+                other => other.to_string(),
+            };
+            bad(at, format!("{what} {text:?}: {e}"))
+        })
+    };
     let mut keys = Vec::with_capacity(g.keys.len());
-    for text in &g.keys {
-        let t = template(&name, "key", text)?;
+    for (k, text) in g.keys.iter().enumerate() {
+        let mut at = group_at(i, "keys");
+        at.push(Seg::Index(k));
+        let t = template(at.clone(), "key", text)?;
         if t.has_id() || (g.per_user && !t.has_user()) {
             // Without {user} the template would take every user's keys.
-            return fail(format!(
-                "keys entry {text:?} must contain {{user}} and no {{id}} (use `key` for records found by id, `per_user = false` for data shared by all users)"
+            return Err(bad(
+                at,
+                format!(
+                    "keys entry {text:?} must contain {{user}} and no {{id}} (use `key` for records found by id, `per_user = false` for data shared by all users)"
+                ),
             ));
         }
         keys.push(t);
     }
     let by_id = match &g.key {
         Some(text) => {
-            let key = template(&name, "key", text)?;
+            let key = template(group_at(i, "key"), "key", text)?;
             if key.text().matches("{id}").count() != 1 {
-                return fail(format!("key {text:?} must contain {{id}} exactly once"));
+                return fail(
+                    "key",
+                    format!("key {text:?} must contain {{id}} exactly once"),
+                );
             }
             let index = match &g.index {
                 Some(text) => {
-                    let t = template(&name, "index", text)?;
+                    let t = template(group_at(i, "index"), "index", text)?;
                     if !t.is_exact() || !t.has_user() {
-                        return fail(format!(
-                            "index {text:?} must name one key per user: {{user}} and no glob or {{id}}"
-                        ));
+                        return fail(
+                            "index",
+                            format!(
+                                "index {text:?} must name one key per user: {{user}} and no glob or {{id}}"
+                            ),
+                        );
                     }
                     Some(t)
                 }
                 None => None,
             };
             if g.per_user && index.is_none() && g.owner_field.is_none() && !key.has_user() {
-                return fail(format!(
-                    "key {text:?} has no {{user}}: say how a user's ids are found, with `index` or `owner_field`"
-                ));
+                return fail(
+                    "key",
+                    format!(
+                        "key {text:?} has no {{user}}: say how a user's ids are found, with `index` or `owner_field`"
+                    ),
+                );
             }
             let clone_id = template(
-                &name,
+                group_at(
+                    i,
+                    if g.clone_id.is_some() {
+                        "clone_id"
+                    } else {
+                        "key"
+                    },
+                ),
                 "clone_id",
                 g.clone_id.as_deref().unwrap_or("{user}-{id}"),
             )?;
             if !clone_id.has_id() || !clone_id.has_user() || clone_id.has_glob() {
-                return fail("clone_id must contain {user} and {id} and no glob".into());
+                return fail(
+                    "clone_id",
+                    "clone_id must contain {user} and {id} and no glob".into(),
+                );
             }
             Some(ById {
                 key,
@@ -331,6 +409,11 @@ fn build_group(g: GroupFile) -> Result<Group> {
         None => {
             if g.index.is_some() || g.clone_id.is_some() {
                 return fail(
+                    if g.index.is_some() {
+                        "index"
+                    } else {
+                        "clone_id"
+                    },
                     "`index` and `clone_id` need `key` (the records' key with {id})".into(),
                 );
             }
@@ -339,17 +422,21 @@ fn build_group(g: GroupFile) -> Result<Group> {
     };
     let shared = match (&g.shared_index, &g.member) {
         (Some(key), Some(member)) => {
-            let k = template(&name, "shared_index", key)?;
+            let k = template(group_at(i, "shared_index"), "shared_index", key)?;
             if k.has_user() || k.has_id() || !k.is_exact() {
-                return fail(format!(
-                    "shared_index {key:?} names one key shared by all users: no placeholder, no glob"
-                ));
+                return fail(
+                    "shared_index",
+                    format!(
+                        "shared_index {key:?} names one key shared by all users: no placeholder, no glob"
+                    ),
+                );
             }
-            let m = template(&name, "member", member)?;
+            let m = template(group_at(i, "member"), "member", member)?;
             if !m.has_user() || !m.is_exact() {
-                return fail(format!(
-                    "member {member:?} must contain {{user}} and no glob or {{id}}"
-                ));
+                return fail(
+                    "member",
+                    format!("member {member:?} must contain {{user}} and no glob or {{id}}"),
+                );
             }
             Some(Shared {
                 key: k.render(b"", b""),
@@ -358,13 +445,24 @@ fn build_group(g: GroupFile) -> Result<Group> {
             })
         }
         (None, None) => None,
-        _ => return fail("`shared_index` and `member` go together".into()),
+        _ => {
+            let given = if g.member.is_some() {
+                "member"
+            } else {
+                "shared_index"
+            };
+            return fail(given, "`shared_index` and `member` go together".into());
+        }
     };
     if !g.per_user && (shared.is_some() || keys.iter().any(Template::has_user)) {
-        return fail("a group with `per_user = false` has no {user} and no shared index".into());
+        return fail(
+            "per_user",
+            "a group with `per_user = false` has no {user} and no shared index".into(),
+        );
     }
     if keys.is_empty() && by_id.is_none() && shared.is_none() {
         return fail(
+            "name",
             "finds no keys: give `keys`, `key` (with `index` or `owner_field`), or `shared_index`"
                 .into(),
         );
@@ -378,7 +476,66 @@ fn build_group(g: GroupFile) -> Result<Group> {
         shared,
         required: g.required,
         references: g.references,
+        sensitive: g.sensitive,
     })
+}
+
+/// One step of the path to a value in the profile's TOML document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seg {
+    Key(&'static str),
+    Index(usize),
+}
+
+/// A profile mistake found after parsing, and the value it is about (its
+/// path in the document), so the message can name that value's line and
+/// column.
+#[derive(Debug)]
+pub(crate) struct Bad {
+    at: Vec<Seg>,
+    message: String,
+}
+
+impl Bad {
+    pub(crate) fn new(at: Vec<Seg>, message: String) -> Bad {
+        Bad { at, message }
+    }
+
+    /// Where the value is in `text`: the deepest part of the path that is
+    /// written there (a table, when the key it misses is absent).
+    fn offset(&self, text: &str) -> Option<usize> {
+        let doc = toml::de::DeTable::parse(text).ok()?;
+        let root = toml::de::DeValue::Table(doc.into_inner());
+        let mut node = &root;
+        let mut found = None;
+        for seg in &self.at {
+            let next = match seg {
+                Seg::Key(k) => node.get(*k),
+                Seg::Index(i) => node.get(*i),
+            };
+            match next {
+                Some(n) => {
+                    node = n.get_ref();
+                    found = Some(n.span().start);
+                }
+                None => break,
+            }
+        }
+        found
+    }
+}
+
+/// `file:line:column` of byte `offset` of `text` (both counted from 1,
+/// the column in characters), or just the file.
+fn position(path: &Path, text: &str, offset: Option<usize>) -> String {
+    let Some(offset) = offset.map(|o| o.min(text.len())) else {
+        return path.display().to_string();
+    };
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |n| n + 1);
+    let column = before[start..].chars().count() + 1;
+    format!("{}:{line}:{column}", path.display())
 }
 
 #[cfg(test)]
@@ -430,5 +587,125 @@ key = "apikey:{id}"
         ))
         .unwrap_err();
         assert!(e.to_string().contains("not defined"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod positions {
+    use super::*;
+
+    /// A profile whose mistakes sit well below the start of their tables.
+    const LONG: &str = r#"name = "app"
+schema_version = 2
+
+[[group]]
+name = "user"
+keys = ["user:{user}"]
+required = ["id"]
+
+[[group]]
+name = "apikeys"
+key = "apikey:{id}"
+index = "user:{user}:apikeys"
+owner_field = "userId"
+required = ["id", "userId"]
+
+[[upgrade]]
+from = 1
+to = 2
+
+[[upgrade.step]]
+op = "rename"
+field = "stripe_id"
+to = "stripeCustomerId"
+
+[[upgrade.step]]
+op = "default"
+group = "user"
+field = "views"
+value = 0
+"#;
+
+    /// `test.toml:LINE:COLUMN` of the first `needle` in `text`.
+    fn spot(text: &str, needle: &str) -> String {
+        let at = text.find(needle).expect("needle in the profile");
+        let line = text[..at].lines().count() + usize::from(text[..at].ends_with('\n'));
+        let column = at - text[..at].rfind('\n').map_or(0, |n| n + 1) + 1;
+        format!("test.toml:{line}:{column}: ")
+    }
+
+    fn error(text: &str) -> String {
+        Profile::parse(text, Path::new("test.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// The error of LONG with `from` replaced by `to`, which must name the
+    /// position of `needle` (in the changed text).
+    fn reported_at(from: &str, to: &str, needle: &str) -> String {
+        let text = LONG.replace(from, to);
+        let e = error(&text);
+        assert!(e.contains(&spot(&text, needle)), "{e}");
+        e
+    }
+
+    #[test]
+    fn the_long_profile_is_valid() {
+        let p = Profile::parse(LONG, Path::new("test.toml")).unwrap();
+        assert_eq!(p.upgrades[0].steps.len(), 2);
+    }
+
+    #[test]
+    fn a_parse_error_names_the_line_and_column_of_the_value() {
+        // An unclosed array is found at the end of its line.
+        let e = error(&LONG.replace("value = 0", "value = [1, 2"));
+        assert!(e.contains("test.toml:29:14: "), "{e}");
+        reported_at("to = 2", "to = \"two\"", "\"two\"");
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_where_it_is() {
+        let e = reported_at("owner_field", "owner_feld", "owner_feld");
+        assert!(e.contains("unknown field `owner_feld`"), "{e}");
+        reported_at("value = 0", "value = 0\nvalu = 1", "valu =");
+    }
+
+    #[test]
+    fn a_bad_step_is_named_at_its_value() {
+        // Line 29, twelve lines below the start of the [[upgrade]] table.
+        let e = reported_at("value = 0", "now = \"soon\"", "\"soon\"");
+        assert!(e.contains("test.toml:29:7: "), "{e}");
+        let e = reported_at("value = 0", "value = 0\nnow = \"ms\"", "\"ms\"");
+        assert!(e.contains("not both"), "{e}");
+        let user = "group = \"user\"\nfield = \"views\"";
+        reported_at(user, &user.replace("user", "users"), "\"users\"");
+        reported_at("op = \"default\"", "op = \"defualt\"", "\"defualt\"");
+        reported_at("value = 0", "value = 0\nkeep = true", "true");
+    }
+
+    #[test]
+    fn a_reference_to_an_unknown_group_is_named_at_the_group() {
+        let e = reported_at(
+            "required = [\"id\", \"userId\"]",
+            "required = [\"id\"]\nreferences = [{ field = \"p\", group = \"projects\" }]",
+            "\"projects\"",
+        );
+        assert!(e.contains("not defined"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_template_is_named_at_its_value() {
+        let e = reported_at(
+            "user:{user}:apikeys",
+            "user:[a]:{user}",
+            "\"user:[a]:{user}\"",
+        );
+        assert!(e.contains("test.toml:12:9: "), "{e}");
+        reported_at(
+            "apikey:{id}\"",
+            "apikey:{id}:{id}\"",
+            "\"apikey:{id}:{id}\"",
+        );
+        reported_at("[\"user:{user}\"]", "[\"user:{user}\", \"u:*\"]", "\"u:*\"");
     }
 }

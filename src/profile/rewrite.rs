@@ -12,6 +12,8 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use crate::archive::Header;
 use crate::error::{Error, Result};
 use crate::profile::select::json_text;
@@ -144,6 +146,12 @@ impl Rewriter {
             as_user,
             upgrader,
         }))
+    }
+
+    /// Take `now` as the instant upgrade steps write.
+    pub(crate) fn at(mut self, now: DateTime<Utc>) -> Rewriter {
+        self.upgrader = self.upgrader.map(|u| u.with_now(now));
+        self
     }
 
     pub(crate) fn upgrade_summary(&self) -> Option<UpgradeSummary> {
@@ -283,12 +291,7 @@ pub(crate) fn for_each_field(
                 }
             }
         }
-        Value::String(text) => {
-            let Ok(serde_json::Value::Object(mut map)) =
-                serde_json::from_slice::<serde_json::Value>(&text.0)
-            else {
-                return;
-            };
+        Value::String(text) => with_json_object(text, |map| {
             let mut changed = false;
             for (name, v) in map.iter_mut() {
                 if !(v.is_string() || v.is_number()) {
@@ -310,11 +313,26 @@ pub(crate) fn for_each_field(
                 };
                 changed = true;
             }
-            if changed {
-                text.0 = serde_json::to_vec(&serde_json::Value::Object(map)).expect("JSON");
-            }
-        }
+            changed
+        }),
         _ => {}
+    }
+}
+
+/// Let `f` change the members of the JSON object held in `text` (returning
+/// whether it did), and write it back when it did. Text that is not a JSON
+/// object is left as it is.
+pub(crate) fn with_json_object(
+    text: &mut Bytes,
+    f: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>) -> bool,
+) {
+    let Ok(serde_json::Value::Object(mut map)) =
+        serde_json::from_slice::<serde_json::Value>(&text.0)
+    else {
+        return;
+    };
+    if f(&mut map) {
+        text.0 = serde_json::to_vec(&serde_json::Value::Object(map)).expect("JSON");
     }
 }
 

@@ -9,60 +9,245 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
+use crate::profile::{Bad, Seg};
 use crate::record::{Bytes, Record, Value, printable};
 use crate::samples::Samples;
 
 /// The steps from data schema_version `from` to `to`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Upgrade {
     pub(crate) from: u64,
     pub(crate) to: u64,
-    #[serde(rename = "step", default)]
     pub(crate) steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+/// An `[[upgrade]]` table as written; its steps become [`Step`]s once
+/// checked, so that a mistake in one is reported at the value that is wrong.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpgradeFile {
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+    #[serde(rename = "step", default)]
+    pub(crate) steps: Vec<StepFile>,
+}
+
+/// An `[[upgrade.step]]` table as written: every key any step takes, so an
+/// unknown key is refused by the parser at its own position and a key that
+/// does not belong to the step's `op` by [`Step::from_file`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StepFile {
+    op: String,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    field: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    fields: Option<Vec<String>>,
+    #[serde(default)]
+    into: Option<String>,
+    #[serde(default)]
+    names: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    value: Option<toml::Value>,
+    #[serde(default)]
+    now: Option<String>,
+    #[serde(default)]
+    keep: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Step {
-    /// `field` becomes `to` (replacing `to` when both exist).
+    /// `field` becomes `to` (replacing `to` when both exist); with `keep`,
+    /// `field` stays too.
     Rename {
-        #[serde(default)]
         group: Option<String>,
         field: String,
         to: String,
+        keep: bool,
     },
     /// `fields` move into a JSON object under `into` (a hash field holding
     /// JSON text, or a nested member of a JSON string), named by `names`
-    /// when given; an object already there keeps its other members.
+    /// when given; an object already there keeps its other members. With
+    /// `keep`, the flat fields stay too.
     Nest {
-        #[serde(default)]
         group: Option<String>,
         fields: Vec<String>,
         into: String,
-        #[serde(default)]
         names: BTreeMap<String, String>,
+        keep: bool,
     },
-    /// `field` gets `value` when it is missing.
+    /// `field` gets a value when it is missing.
     Default {
-        #[serde(default)]
         group: Option<String>,
         field: String,
-        value: String,
+        fill: Fill,
     },
     /// `field` is removed.
     Drop {
-        #[serde(default)]
         group: Option<String>,
         field: String,
     },
 }
 
+/// What a `default` step writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// A fixed value, any TOML value in its JSON form.
+    Value(Json),
+    /// The instant of the run.
+    Now(NowForm),
+}
+
+/// How `now` is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NowForm {
+    /// Milliseconds since the Unix epoch: a JSON number.
+    Ms,
+    /// ISO 8601 in UTC with milliseconds: `2026-11-30T20:15:00.123Z`.
+    Iso8601,
+}
+
+impl NowForm {
+    fn render(self, now: DateTime<Utc>) -> Json {
+        match self {
+            NowForm::Ms => Json::from(now.timestamp_millis()),
+            NowForm::Iso8601 => Json::String(now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+        }
+    }
+}
+
+/// A step that cannot be built: the key of its table the mistake is in,
+/// and why.
+pub(crate) type StepError = (&'static str, String);
+
+/// A TOML value in its JSON form; a date-time becomes its TOML text.
+fn json_of(value: toml::Value) -> Result<Json, String> {
+    Ok(match value {
+        toml::Value::String(s) => Json::String(s),
+        toml::Value::Integer(i) => Json::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f)
+            .map(Json::Number)
+            .ok_or_else(|| format!("{f} has no JSON form; use a finite number"))?,
+        toml::Value::Boolean(b) => Json::Bool(b),
+        toml::Value::Datetime(d) => Json::String(d.to_string()),
+        toml::Value::Array(a) => Json::Array(a.into_iter().map(json_of).collect::<Result<_, _>>()?),
+        toml::Value::Table(t) => Json::Object(
+            t.into_iter()
+                .map(|(k, v)| json_of(v).map(|v| (k, v)))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
 impl Step {
+    /// Check a step as written and build it.
+    pub(crate) fn from_file(s: StepFile) -> Result<Step, StepError> {
+        let given: [(&'static str, bool); 9] = [
+            ("group", s.group.is_some()),
+            ("field", s.field.is_some()),
+            ("to", s.to.is_some()),
+            ("fields", s.fields.is_some()),
+            ("into", s.into.is_some()),
+            ("names", s.names.is_some()),
+            ("value", s.value.is_some()),
+            ("now", s.now.is_some()),
+            ("keep", s.keep.is_some()),
+        ];
+        let (takes, needs): (&[&str], &[&str]) = match s.op.as_str() {
+            "rename" => (&["group", "field", "to", "keep"], &["field", "to"]),
+            "nest" => (
+                &["group", "fields", "into", "names", "keep"],
+                &["fields", "into"],
+            ),
+            "default" => (&["group", "field", "value", "now"], &["field"]),
+            "drop" => (&["group", "field"], &["field"]),
+            other => {
+                return Err((
+                    "op",
+                    format!("unknown op {other:?}; a step is one of rename, nest, default, drop"),
+                ));
+            }
+        };
+        let op = s.op.as_str();
+        if let Some((key, _)) = given.iter().find(|(k, g)| *g && !takes.contains(k)) {
+            return Err((
+                key,
+                format!("`{op}` takes no `{key}`; it takes {}", takes.join(", ")),
+            ));
+        }
+        if let Some(key) = needs
+            .iter()
+            .find(|k| !given.iter().any(|(g, on)| g == *k && *on))
+        {
+            return Err(("op", format!("`{op}` needs `{key}`")));
+        }
+        let group = s.group;
+        let keep = s.keep.unwrap_or(false);
+        Ok(match op {
+            "rename" => Step::Rename {
+                group,
+                field: s.field.unwrap_or_default(),
+                to: s.to.unwrap_or_default(),
+                keep,
+            },
+            "nest" => Step::Nest {
+                group,
+                fields: s.fields.unwrap_or_default(),
+                into: s.into.unwrap_or_default(),
+                names: s.names.unwrap_or_default(),
+                keep,
+            },
+            "default" => {
+                let fill = match (s.value, s.now) {
+                    (Some(_), Some(_)) => {
+                        return Err((
+                            "now",
+                            "give `value` (a fixed value) or `now` (the time of the run), not both"
+                                .into(),
+                        ));
+                    }
+                    (Some(v), None) => Fill::Value(json_of(v).map_err(|e| ("value", e))?),
+                    (None, Some(form)) => Fill::Now(match form.as_str() {
+                        "ms" => NowForm::Ms,
+                        "iso8601" => NowForm::Iso8601,
+                        other => {
+                            return Err((
+                                "now",
+                                format!(
+                                    "now = {other:?}: write now = \"ms\" (milliseconds since the epoch) or now = \"iso8601\" (UTC text)"
+                                ),
+                            ));
+                        }
+                    }),
+                    (None, None) => {
+                        return Err((
+                            "op",
+                            "`default` needs `value` (any TOML value) or `now` (\"ms\" or \"iso8601\")".into(),
+                        ));
+                    }
+                };
+                Step::Default {
+                    group,
+                    field: s.field.unwrap_or_default(),
+                    fill,
+                }
+            }
+            _ => Step::Drop {
+                group,
+                field: s.field.unwrap_or_default(),
+            },
+        })
+    }
+
     fn group(&self) -> Option<&str> {
         match self {
             Step::Rename { group, .. }
@@ -81,67 +266,97 @@ impl Step {
     pub(crate) fn describe(&self) -> String {
         let scope = |g: Option<&str>| g.map(|g| format!(" ({g})")).unwrap_or_default();
         match self {
-            Step::Rename { group, field, to } => {
-                format!("rename {field} to {to}{}", scope(group.as_deref()))
+            Step::Rename {
+                group,
+                field,
+                to,
+                keep,
+            } => {
+                let verb = if *keep { "copy" } else { "rename" };
+                format!("{verb} {field} to {to}{}", scope(group.as_deref()))
             }
             Step::Nest {
                 group,
                 fields,
                 into,
+                keep,
                 ..
-            } => format!(
-                "nest {} into {into}{}",
-                fields.join(", "),
-                scope(group.as_deref())
-            ),
-            Step::Default {
-                group,
-                field,
-                value,
-            } => format!("default {field} = {value:?}{}", scope(group.as_deref())),
+            } => {
+                let verb = if *keep { "copy" } else { "nest" };
+                format!(
+                    "{verb} {} into {into}{}",
+                    fields.join(", "),
+                    scope(group.as_deref())
+                )
+            }
+            Step::Default { group, field, fill } => {
+                let value = match fill {
+                    Fill::Value(v) => v.to_string(),
+                    Fill::Now(NowForm::Ms) => "now (ms)".into(),
+                    Fill::Now(NowForm::Iso8601) => "now (ISO 8601)".into(),
+                };
+                format!("default {field} = {value}{}", scope(group.as_deref()))
+            }
             Step::Drop { group, field } => format!("drop {field}{}", scope(group.as_deref())),
         }
     }
 }
 
 /// The upgrades must lead, one version at a time, to the profile's version.
+/// A mistake is reported at the value of the `[[upgrade]]` it is in.
 pub(crate) fn check_chain(
     upgrades: &[Upgrade],
     current: u64,
     groups: &BTreeSet<String>,
-) -> Result<()> {
+) -> std::result::Result<(), Bad> {
     let mut seen = BTreeSet::new();
-    for u in upgrades {
+    for (i, u) in upgrades.iter().enumerate() {
+        let at = |key: &'static str| vec![Seg::Key("upgrade"), Seg::Index(i), Seg::Key(key)];
         if u.to != u.from + 1 || u.to > current {
-            return Err(Error::Profile(format!(
-                "upgrade from {} to {}: each upgrade goes one version up, at most to schema_version {current}",
-                u.from, u.to
-            )));
+            return Err(Bad::new(
+                at("to"),
+                format!(
+                    "upgrade from {} to {}: each upgrade goes one version up, at most to schema_version {current}",
+                    u.from, u.to
+                ),
+            ));
         }
         if !seen.insert(u.from) {
-            return Err(Error::Profile(format!(
-                "two upgrades from version {}",
-                u.from
-            )));
+            return Err(Bad::new(
+                at("from"),
+                format!("two upgrades from version {}", u.from),
+            ));
         }
-        for step in &u.steps {
+        for (j, step) in u.steps.iter().enumerate() {
             if let Some(g) = step.group()
                 && !groups.contains(g)
             {
-                return Err(Error::Profile(format!(
-                    "upgrade from {}: step `{}` names group {g:?}, which is not defined",
-                    u.from,
-                    step.describe()
-                )));
+                return Err(Bad::new(
+                    vec![
+                        Seg::Key("upgrade"),
+                        Seg::Index(i),
+                        Seg::Key("step"),
+                        Seg::Index(j),
+                        Seg::Key("group"),
+                    ],
+                    format!(
+                        "upgrade from {}: step `{}` names group {g:?}, which is not defined",
+                        u.from,
+                        step.describe()
+                    ),
+                ));
             }
         }
     }
     if let Some(&lowest) = seen.iter().next()
         && let Some(gap) = (lowest..current).find(|v| !seen.contains(v))
     {
-        return Err(Error::Profile(format!(
-            "no upgrade from version {gap}; upgrades must cover every version from {lowest} to {current}"
-        )));
+        return Err(Bad::new(
+            vec![Seg::Key("upgrade")],
+            format!(
+                "no upgrade from version {gap}; upgrades must cover every version from {lowest} to {current}"
+            ),
+        ));
     }
     Ok(())
 }
@@ -216,6 +431,8 @@ pub(crate) struct Upgrader {
     steps: Vec<Step>,
     summary: UpgradeSummary,
     broken: Samples<BrokenRecord>,
+    /// What `now` means for every record of the run.
+    now: DateTime<Utc>,
 }
 
 impl Upgrader {
@@ -250,7 +467,15 @@ impl Upgrader {
             steps,
             summary,
             broken: Samples::default(),
+            now: Utc::now(),
         }))
+    }
+
+    /// Take `now` as the instant of the run instead of the clock at
+    /// [`new`](Self::new).
+    pub(crate) fn with_now(mut self, now: DateTime<Utc>) -> Upgrader {
+        self.now = now;
+        self
     }
 
     /// The counts so far, with the first broken records.
@@ -361,7 +586,7 @@ impl Upgrader {
                     step.describe()
                 )));
             }
-            match doc.apply(step) {
+            match doc.apply(step, self.now) {
                 Ok(true) => applied.steps.push(i),
                 Ok(false) => {}
                 Err(reason) => {
@@ -410,22 +635,33 @@ impl Doc {
         }
     }
 
-    /// Remove `field`, returning its value as JSON (hash values as strings).
-    fn take(&mut self, field: &str) -> Result<Option<Json>, String> {
+    /// The value of `field` as JSON (hash values as strings).
+    fn get(&self, field: &str) -> Result<Option<Json>, String> {
         match self {
-            Doc::Hash(h) => match h.iter().position(|(f, _)| f.0 == field.as_bytes()) {
-                Some(i) => {
-                    let (_, v) = h.remove(i);
-                    String::from_utf8(v.0)
-                        .map(|s| Some(Json::String(s)))
-                        .map_err(|_| format!("field {field} is not UTF-8 text"))
-                }
+            Doc::Hash(h) => match h.iter().find(|(f, _)| f.0 == field.as_bytes()) {
+                Some((_, v)) => std::str::from_utf8(&v.0)
+                    .map(|s| Some(Json::String(s.to_string())))
+                    .map_err(|_| format!("field {field} is not UTF-8 text")),
                 None => Ok(None),
             },
-            Doc::Json(m) => Ok(m.remove(field)),
+            Doc::Json(m) => Ok(m.get(field).cloned()),
         }
     }
 
+    /// Remove `field`, returning its value as JSON (hash values as strings).
+    fn take(&mut self, field: &str) -> Result<Option<Json>, String> {
+        let value = self.get(field)?;
+        match self {
+            Doc::Hash(h) => h.retain(|(f, _)| f.0 != field.as_bytes()),
+            Doc::Json(m) => {
+                m.remove(field);
+            }
+        }
+        Ok(value)
+    }
+
+    /// Write `field`: into a JSON document as the JSON value, into a hash
+    /// as text (a string as itself, anything else as its JSON text).
     fn put(&mut self, field: &str, value: Json) {
         match self {
             Doc::Hash(h) => {
@@ -445,14 +681,14 @@ impl Doc {
     }
 
     /// The object under `field`: parsed from a hash field's JSON text, or the
-    /// JSON member itself; empty when absent.
-    fn take_object(&mut self, field: &str) -> Result<Map<String, Json>, String> {
-        match self.take(field)? {
-            None => Ok(Map::new()),
-            Some(Json::Object(m)) => Ok(m),
+    /// JSON member itself; `None` when absent.
+    fn object(&self, field: &str) -> Result<Option<Map<String, Json>>, String> {
+        match self.get(field)? {
+            None => Ok(None),
+            Some(Json::Object(m)) => Ok(Some(m)),
             Some(Json::String(s)) if matches!(self, Doc::Hash(_)) => {
                 match serde_json::from_str::<Json>(&s) {
-                    Ok(Json::Object(m)) => Ok(m),
+                    Ok(Json::Object(m)) => Ok(Some(m)),
                     _ => Err(format!("field {field} exists and is not a JSON object")),
                 }
             }
@@ -460,39 +696,59 @@ impl Doc {
         }
     }
 
-    /// Apply one step; whether it changed anything.
-    fn apply(&mut self, step: &Step) -> Result<bool, String> {
+    /// Apply one step; whether it changed anything. With `keep`, a record
+    /// whose target already holds the legacy values is in the new shape.
+    fn apply(&mut self, step: &Step, now: DateTime<Utc>) -> Result<bool, String> {
         match step {
-            Step::Rename { field, to, .. } => match self.take(field)? {
-                Some(v) => {
-                    self.put(to, v);
-                    Ok(true)
+            Step::Rename {
+                field, to, keep, ..
+            } => {
+                let Some(v) = self.get(field)? else {
+                    return Ok(false);
+                };
+                if *keep {
+                    if self.get(to)?.as_ref() == Some(&v) {
+                        return Ok(false);
+                    }
+                } else {
+                    self.take(field)?;
                 }
-                None => Ok(false),
-            },
+                self.put(to, v);
+                Ok(true)
+            }
             Step::Nest {
                 fields,
                 into,
                 names,
+                keep,
                 ..
             } => {
                 if !fields.iter().any(|f| self.has(f)) {
                     return Ok(false);
                 }
-                let mut object = self.take_object(into)?;
+                let before = self.object(into)?;
+                let mut object = before.clone().unwrap_or_default();
                 for f in fields {
-                    if let Some(v) = self.take(f)? {
+                    let v = if *keep { self.get(f)? } else { self.take(f)? };
+                    if let Some(v) = v {
                         object.insert(names.get(f).unwrap_or(f).clone(), v);
                     }
+                }
+                if *keep && before.as_ref() == Some(&object) {
+                    return Ok(false);
                 }
                 self.put(into, Json::Object(object));
                 Ok(true)
             }
-            Step::Default { field, value, .. } => {
+            Step::Default { field, fill, .. } => {
                 if self.has(field) {
                     return Ok(false);
                 }
-                self.put(field, Json::String(value.clone()));
+                let value = match fill {
+                    Fill::Value(v) => v.clone(),
+                    Fill::Now(form) => form.render(now),
+                };
+                self.put(field, value);
                 Ok(true)
             }
             Step::Drop { field, .. } => Ok(self.take(field)?.is_some()),
@@ -513,6 +769,7 @@ mod tests {
                     group: None,
                     field: "stripe_id".into(),
                     to: "stripeCustomerId".into(),
+                    keep: false,
                 },
                 Step::Nest {
                     group: Some("user".into()),
@@ -523,11 +780,12 @@ mod tests {
                         ("stripeCustomerId".to_string(), "customerId".to_string()),
                     ]
                     .into(),
+                    keep: false,
                 },
                 Step::Default {
                     group: None,
                     field: "plan".into(),
-                    value: "free".into(),
+                    fill: Fill::Value("free".into()),
                 },
                 Step::Drop {
                     group: None,
@@ -687,5 +945,191 @@ mod tests {
         assert!(check_chain(&steps(), 2, &unknown).is_err());
         assert!(Upgrader::new(&steps(), 2, 2).unwrap().is_none());
         assert!(Upgrader::new(&[], 1, 2).is_err());
+    }
+
+    fn step(text: &str) -> Step {
+        Step::from_file(toml::from_str(text).unwrap()).unwrap()
+    }
+
+    fn upgrader(steps: Vec<Step>) -> Upgrader {
+        let now = DateTime::parse_from_rfc3339("2026-11-30T20:15:00.123Z").unwrap();
+        Upgrader::new(
+            &[Upgrade {
+                from: 1,
+                to: 2,
+                steps,
+            }],
+            1,
+            2,
+        )
+        .unwrap()
+        .unwrap()
+        .with_now(now.with_timezone(&Utc))
+    }
+
+    fn json_record(text: &str) -> Record {
+        Record::new("doc:1".into(), Value::String(text.into()))
+    }
+
+    fn json_of_record(r: &Record) -> Json {
+        let Value::String(text) = &r.value else {
+            panic!("not a string")
+        };
+        serde_json::from_slice(&text.0).unwrap()
+    }
+
+    /// Every TOML type, and both forms of `now`, as a default.
+    const DEFAULTS: &str = r#"
+        s = { op = "default", field = "role", value = "user" }
+        i = { op = "default", field = "views", value = 0 }
+        f = { op = "default", field = "ratio", value = 0.5 }
+        b = { op = "default", field = "active", value = true }
+        t = { op = "default", field = "meta", value = { views = 0, tags = ["a"] } }
+        a = { op = "default", field = "tags", value = ["x", 1] }
+        j = { op = "default", field = "raw", value = '{"views":0}' }
+        ms = { op = "default", field = "updatedAt", now = "ms" }
+        iso = { op = "default", field = "createdAt", now = "iso8601" }
+    "#;
+
+    fn default_steps() -> Vec<Step> {
+        let table: toml::Table = toml::from_str(DEFAULTS).unwrap();
+        ["s", "i", "f", "b", "t", "a", "j", "ms", "iso"]
+            .iter()
+            .map(|k| Step::from_file(table[*k].clone().try_into().unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn defaults_of_every_toml_type_land_as_json_values() {
+        let mut u = upgrader(default_steps());
+        let mut r = json_record(r#"{"name":"Ada"}"#);
+        u.apply(&mut r, None).unwrap();
+        assert_eq!(
+            json_of_record(&r),
+            serde_json::json!({
+                "name": "Ada",
+                "role": "user",
+                "views": 0,
+                "ratio": 0.5,
+                "active": true,
+                "meta": {"views": 0, "tags": ["a"]},
+                "tags": ["x", 1],
+                "raw": "{\"views\":0}",
+                "updatedAt": 1_796_069_700_123_i64,
+                "createdAt": "2026-11-30T20:15:00.123Z",
+            })
+        );
+        // Present fields are kept, whatever their value.
+        let mut again = json_record(r#"{"views":7,"updatedAt":1}"#);
+        u.apply(&mut again, None).unwrap();
+        let doc = json_of_record(&again);
+        assert_eq!(
+            (doc["views"].clone(), doc["updatedAt"].clone()),
+            (7.into(), 1.into())
+        );
+    }
+
+    #[test]
+    fn defaults_in_a_hash_are_text() {
+        let mut u = upgrader(default_steps());
+        let mut r = hash("user:42", &[("name", "Ada")]);
+        u.apply(&mut r, None).unwrap();
+        assert_eq!(field(&r, "role"), Some("user"), "a string as itself");
+        assert_eq!(field(&r, "views"), Some("0"));
+        assert_eq!(field(&r, "ratio"), Some("0.5"));
+        assert_eq!(field(&r, "active"), Some("true"));
+        assert_eq!(field(&r, "meta"), Some(r#"{"tags":["a"],"views":0}"#));
+        assert_eq!(field(&r, "tags"), Some(r#"["x",1]"#));
+        assert_eq!(field(&r, "raw"), Some(r#"{"views":0}"#));
+        assert_eq!(field(&r, "updatedAt"), Some("1796069700123"));
+        assert_eq!(field(&r, "createdAt"), Some("2026-11-30T20:15:00.123Z"));
+    }
+
+    #[test]
+    fn now_is_one_instant_for_the_whole_run() {
+        let mut u = upgrader(default_steps());
+        let mut a = json_record("{}");
+        let mut b = hash("user:1", &[]);
+        u.apply(&mut a, None).unwrap();
+        u.apply(&mut b, None).unwrap();
+        assert_eq!(
+            json_of_record(&a)["createdAt"].as_str(),
+            field(&b, "createdAt")
+        );
+    }
+
+    #[test]
+    fn default_steps_are_checked() {
+        let bad = |text: &str| Step::from_file(toml::from_str(text).unwrap()).unwrap_err();
+        let (key, why) = bad("op = \"default\"\nfield = \"a\"\nvalue = 1\nnow = \"ms\"");
+        assert_eq!(key, "now");
+        assert!(why.contains("not both"), "{why}");
+        assert_eq!(
+            bad("op = \"default\"\nfield = \"a\"\nnow = \"today\"").0,
+            "now"
+        );
+        assert_eq!(bad("op = \"default\"\nfield = \"a\"").0, "op");
+        assert_eq!(
+            bad("op = \"default\"\nfield = \"a\"\nvalue = nan").0,
+            "value"
+        );
+        assert_eq!(bad("op = \"drop\"\nfield = \"a\"\nkeep = true").0, "keep");
+        // The literal string "now" is a value like any other.
+        let s = step("op = \"default\"\nfield = \"a\"\nvalue = \"now\"");
+        assert_eq!(s.describe(), "default a = \"now\"");
+        assert_eq!(
+            step("op = \"default\"\nfield = \"a\"\nnow = \"ms\"").describe(),
+            "default a = now (ms)"
+        );
+    }
+
+    #[test]
+    fn keep_copies_and_a_copied_record_is_current() {
+        let steps = vec![
+            step("op = \"rename\"\nfield = \"stripe_id\"\nto = \"customerId\"\nkeep = true"),
+            step(
+                "op = \"nest\"\nfields = [\"status\", \"plan\"]\ninto = \"subscription\"\nkeep = true",
+            ),
+        ];
+        assert_eq!(steps[0].describe(), "copy stripe_id to customerId");
+        let mut u = upgrader(steps);
+        let mut r = hash(
+            "user:42",
+            &[
+                ("stripe_id", "cus_1"),
+                ("status", "active"),
+                ("plan", "pro"),
+            ],
+        );
+        u.apply(&mut r, None).unwrap();
+        assert_eq!(field(&r, "stripe_id"), Some("cus_1"), "legacy field stays");
+        assert_eq!(field(&r, "customerId"), Some("cus_1"));
+        assert_eq!(field(&r, "status"), Some("active"));
+        let nested: Json = serde_json::from_str(field(&r, "subscription").unwrap()).unwrap();
+        assert_eq!(
+            nested,
+            serde_json::json!({"status": "active", "plan": "pro"})
+        );
+
+        let before = r.clone();
+        u.apply(&mut r, None).unwrap();
+        assert_eq!(r, before, "a copied record needs nothing more");
+        assert_eq!(u.summary().current, 1);
+
+        // A legacy field changed since the copy: the copy follows it.
+        let mut changed = hash(
+            "user:43",
+            &[("stripe_id", "cus_2"), ("customerId", "cus_1")],
+        );
+        u.apply(&mut changed, None).unwrap();
+        assert_eq!(field(&changed, "customerId"), Some("cus_2"));
+        assert_eq!(u.summary().steps[0].records, 2);
+
+        let mut doc = json_record(r#"{"status":"trial","subscription":{"since":1}}"#);
+        u.apply(&mut doc, None).unwrap();
+        assert_eq!(
+            json_of_record(&doc),
+            serde_json::json!({"status": "trial", "subscription": {"since": 1, "status": "trial"}})
+        );
     }
 }

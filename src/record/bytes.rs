@@ -69,10 +69,10 @@ impl<'de> Deserialize<'de> for Bytes {
                 f.write_str("a string or {\"b64\": \"...\"}")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
-                Ok(Bytes(v.as_bytes().to_vec()))
+                Ok(Hollow::keep(|| v.as_bytes().to_vec()))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<Bytes, E> {
-                Ok(Bytes(v.into_bytes()))
+                Ok(Hollow::keep(|| v.into_bytes()))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Bytes, A::Error> {
                 let mut out = None;
@@ -83,14 +83,75 @@ impl<'de> Deserialize<'de> for Bytes {
                         )));
                     }
                     let text = map.next_value::<std::borrow::Cow<str>>()?;
-                    out = Some(B64.decode(text.as_bytes()).map_err(de::Error::custom)?);
+                    let decoded = B64.decode(text.as_bytes()).map_err(de::Error::custom)?;
+                    out = Some(Hollow::keep(|| decoded));
                 }
-                out.map(Bytes)
-                    .ok_or_else(|| de::Error::custom("empty byte string object"))
+                out.ok_or_else(|| de::Error::custom("empty byte string object"))
             }
         }
         d.deserialize_any(BytesVisitor)
     }
+}
+
+/// Where a hollow decode ([`Record::decode_hollow`]) is, on this thread.
+///
+/// The state lives beside the deserializer rather than in a second set of
+/// record types, so that a hollow decode runs exactly the code (and so the
+/// checks) of a full one: only what [`Bytes`] keeps differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hollow {
+    /// Bytes are kept.
+    Off,
+    /// A hollow decode is under way, outside any collection's elements.
+    Requested,
+    /// Inside the elements of a collection of a hollow decode: bytes are
+    /// checked and dropped.
+    Active,
+}
+
+thread_local! {
+    static HOLLOW: std::cell::Cell<Hollow> = const { std::cell::Cell::new(Hollow::Off) };
+}
+
+/// Puts the thread's previous state back when dropped, also on an error.
+pub(crate) struct HollowGuard(Hollow);
+
+impl Drop for HollowGuard {
+    fn drop(&mut self) {
+        HOLLOW.with(|h| h.set(self.0));
+    }
+}
+
+impl Hollow {
+    fn enter(state: Hollow) -> HollowGuard {
+        HollowGuard(HOLLOW.with(|h| h.replace(state)))
+    }
+
+    /// Start a hollow decode on this thread, until the guard is dropped.
+    pub(crate) fn request() -> HollowGuard {
+        Hollow::enter(Hollow::Requested)
+    }
+
+    /// The bytes `make` gives, unless they are a collection's element in
+    /// a hollow decode.
+    fn keep(make: impl FnOnce() -> Vec<u8>) -> Bytes {
+        if HOLLOW.with(|h| h.get()) == Hollow::Active {
+            Bytes::default()
+        } else {
+            Bytes(make())
+        }
+    }
+}
+
+/// Deserializes a collection's elements: hollow ones in a hollow decode.
+pub(crate) fn hollow_ok<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    let _guard = match HOLLOW.with(|h| h.get()) {
+        Hollow::Requested => Some(Hollow::enter(Hollow::Active)),
+        _ => None,
+    };
+    T::deserialize(d)
 }
 
 /// A sorted-set score. JSON numbers cannot say infinity, so `inf` and

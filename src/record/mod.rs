@@ -149,12 +149,16 @@ pub enum Value {
     /// A string's bytes (or the next chunk of them).
     String(Bytes),
     /// Hash field-value pairs.
+    #[serde(deserialize_with = "bytes::hollow_ok")]
     Hash(Vec<(Bytes, Bytes)>),
     /// List items, in order.
+    #[serde(deserialize_with = "bytes::hollow_ok")]
     List(Vec<Bytes>),
     /// Set members.
+    #[serde(deserialize_with = "bytes::hollow_ok")]
     Set(Vec<Bytes>),
     /// Sorted set members with their scores.
+    #[serde(deserialize_with = "bytes::hollow_ok")]
     Zset(Vec<(Bytes, Score)>),
     /// Stream entries, metadata and pending entries.
     Stream(StreamChunk),
@@ -215,7 +219,12 @@ impl Value {
     /// member of a few bytes takes several times its size, so batches held
     /// in memory are bounded by this rather than by the data alone.
     pub(crate) fn held_bytes(&self) -> usize {
-        let strings = match self {
+        self.approx_bytes() + self.strings() * HELD_PER_STRING
+    }
+
+    /// Byte strings this chunk holds.
+    fn strings(&self) -> usize {
+        match self {
             Value::String(_) | Value::Dump(_) => 1,
             Value::Hash(v) => 2 * v.len(),
             Value::List(v) | Value::Set(v) => v.len(),
@@ -228,8 +237,7 @@ impl Value {
                     + pending_len(&s.pending)
             }
             Value::Absent(_) => 0,
-        };
-        self.approx_bytes() + strings * HELD_PER_STRING
+        }
     }
 
     /// Split a chunk into pieces of about `max_bytes` each, keeping element
@@ -453,6 +461,14 @@ impl Record {
         self.key.0.len() + HELD_PER_STRING + self.value.held_bytes()
     }
 
+    /// [`Record::held_bytes`], bounded from above without walking the
+    /// value, for a record read from a line of `line_bytes`: a line holds
+    /// every byte of the record at least once (text as itself or escaped,
+    /// binary as base64).
+    pub(crate) fn held_bytes_by_line(&self, line_bytes: usize) -> usize {
+        line_bytes + (1 + self.value.strings()) * HELD_PER_STRING
+    }
+
     /// Append this record as one JSON line.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         serde_json::to_writer(&mut *out, self).expect("records always serialize");
@@ -463,6 +479,25 @@ impl Record {
     /// cannot: that the value is well-formed for its type.
     pub fn decode(line: &[u8]) -> Result<Record, String> {
         let record: Record = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        record.check()?;
+        Ok(record)
+    }
+
+    /// [`Record::decode`] for a reader that needs only the record's key,
+    /// shape and sizes (a restore's plan): every check is the same, but the
+    /// elements of collections (hash fields and values, list items, set and
+    /// sorted-set members, stream entry fields) come back as empty byte
+    /// strings, so a record costs one allocation instead of one per element.
+    /// Strings, names of groups and consumers, DUMP payloads and a record
+    /// with field expiry (whose checks compare field names) are whole.
+    pub(crate) fn decode_hollow(line: &[u8]) -> Result<Record, String> {
+        let record: Record = {
+            let _hollow = bytes::Hollow::request();
+            serde_json::from_slice(line).map_err(|e| e.to_string())?
+        };
+        if !record.field_expiry.is_empty() {
+            return Record::decode(line);
+        }
         record.check()?;
         Ok(record)
     }

@@ -57,6 +57,7 @@ pub struct StreamEntry {
     /// The entry's id.
     pub id: StreamId,
     /// Field-value pairs, in the order they were added.
+    #[serde(deserialize_with = "super::bytes::hollow_ok")]
     pub fields: Vec<(Bytes, Bytes)>,
 }
 

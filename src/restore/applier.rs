@@ -51,6 +51,7 @@ impl Outcome {
             names: Default::default(),
             groups: self.groups,
             merge_would_add: None,
+            redaction_warning: None,
         }
     }
 
@@ -152,15 +153,27 @@ impl Applier<'_> {
         Ok(())
     }
 
-    pub async fn record(&mut self, mut record: Record) -> Result<()> {
+    pub async fn record(&mut self, record: Record) -> Result<()> {
+        self.record_held(record, None).await
+    }
+
+    /// [`Applier::record`] of a record known to hold at most `held` bytes
+    /// as read (a rewrite may change that, and is measured).
+    async fn record_held(&mut self, mut record: Record, held: Option<usize>) -> Result<()> {
         if let Some(r) = self.rewriter.as_mut() {
             r.apply(&mut record)?;
         }
+        let key_bytes = record.key.0.len();
         rename(&self.write.remap, &mut record);
         if self.write.ttl == TtlMode::Absolute {
             drop_expired_fields(&mut record, self.now_ms);
         }
-        let held = record.held_bytes();
+        let held = match held {
+            Some(held) if self.rewriter.is_none() => {
+                held + record.key.0.len().saturating_sub(key_bytes)
+            }
+            _ => record.held_bytes(),
+        };
         self.batch_bytes += held;
         self.batch_held.push(held);
         self.batch.push(record);
@@ -600,7 +613,7 @@ impl crate::archive::stream::BatchVisitor for Applier<'_> {
         std::future::ready(Applier::header(self, header))
     }
 
-    fn record(&mut self, record: Record) -> impl Future<Output = Result<()>> + Send {
-        Applier::record(self, record)
+    fn record(&mut self, record: Record, held: usize) -> impl Future<Output = Result<()>> + Send {
+        Applier::record_held(self, record, Some(held))
     }
 }

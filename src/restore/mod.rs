@@ -51,13 +51,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::manifest::RestoreLink;
 use crate::archive::reader::ArchiveSource;
-use crate::archive::stream::Batches;
+use crate::archive::stream::{Batches, Tee};
 use crate::archive::{Decryption, Header, Manifest};
 use crate::connection::{Conn, Endpoint, Pipes, ServerInfo};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::load::{KeyCarry, Role, TargetFeatures, TtlMode, add_merge, add_record, add_restore};
 use crate::profile::Profile;
+use crate::profile::check::CheckTee;
 use crate::profile::rewrite::Rewriter;
 use crate::progress::{Cancel, Progress};
 use crate::record::{Bytes, Expiry, KeyType, Record, Value, printable};
@@ -68,6 +69,9 @@ use crate::report::{
 use backup::PreRestoreBackup;
 use journal::{Journal, journal_path};
 use remap::{Remap, RenameTally};
+
+/// Problems a refused restore names (the rest are counted).
+const INVALID_EXAMPLES: usize = 5;
 
 /// A pipeline running as a task of its own.
 type Pending = tokio::task::JoinHandle<Result<Vec<Reply>>>;
@@ -115,18 +119,22 @@ pub struct WriteOptions {
     /// Count what the plan's merges would add (a read-only script per
     /// record of a key that may be merged into): for a plan a person reads.
     pub count_merges: bool,
+    /// The instant of the run, which upgrade steps with `now` write: taken
+    /// once, so the plan and the writes, and every record, see the same.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 impl WriteOptions {
     /// What the records of the archive with `header` need on their way in
     /// (the same for the plan and the writes, so both see the same records).
     fn rewriter(&self, header: &Header, archive: &str) -> Result<Option<Rewriter>> {
-        Rewriter::prepare(
+        let rewriter = Rewriter::prepare(
             self.profile.as_ref(),
             header,
             self.as_user.as_deref(),
             archive,
-        )
+        )?;
+        Ok(rewriter.map(|r| r.at(self.now)))
     }
 }
 
@@ -142,6 +150,7 @@ impl Default for WriteOptions {
             as_user: None,
             drop_unsupported: false,
             count_merges: false,
+            now: chrono::Utc::now(),
         }
     }
 }
@@ -163,6 +172,10 @@ pub struct RestoreOptions {
     pub decryption: Decryption,
     /// Where the pre-restore backup goes; `None` writes none (`--no-backup`).
     pub backup_dir: Option<PathBuf>,
+    /// With a profile and an archive exported through it: check the
+    /// records as `validate --profile` does while planning, and refuse
+    /// the restore (dry run or not) when one breaks the profile's rules.
+    pub validate: bool,
 }
 
 impl RestoreOptions {
@@ -176,6 +189,7 @@ impl RestoreOptions {
             cancel: Cancel::new(),
             decryption: Decryption::none(),
             backup_dir: None,
+            validate: true,
         }
     }
 }
@@ -206,6 +220,9 @@ pub struct Plan {
     /// What the merges would add (fields, members, list values, stream
     /// entries), when counted (`WriteOptions::count_merges`).
     pub merge_would_add: Option<u64>,
+    /// Set when a redacted archive would go into a target that looks like
+    /// production (see [`redaction_warning`]).
+    pub redaction_warning: Option<String>,
     /// The decision for each key, in archive order: perform follows it.
     decisions: Decisions,
     /// The pre-restore backup, complete but not yet in place: perform
@@ -227,6 +244,7 @@ impl Plan {
         report.names = self.names;
         report.groups = self.groups;
         report.merge_would_add = self.merge_would_add;
+        report.redaction_warning = self.redaction_warning;
         report
     }
 
@@ -239,6 +257,35 @@ impl Plan {
     pub fn backup_path(&self) -> Option<&Path> {
         self.backup.as_ref().map(|b| b.path.as_path())
     }
+}
+
+/// What marks a target as production: in its host name or in the user
+/// name it connects as, in any case (`redis-prod-1`, `production.cache`,
+/// `app_prod`). A rule of names only: a false alarm costs a line of text,
+/// and nothing is refused on it.
+const PRODUCTION_MARK: &str = "prod";
+
+/// The warning for restoring a redacted archive (`header.redaction`) into a
+/// target that looks like production: its sensitive fields would hold
+/// masks or hashes where the application expects real tokens and
+/// addresses. `None` when either is not the case.
+pub fn redaction_warning(header: &Header, target: &Endpoint) -> Option<String> {
+    let redaction = header.redaction.as_ref()?;
+    let host = target.address().host;
+    let looks = |name: &str| name.to_ascii_lowercase().contains(PRODUCTION_MARK);
+    let why = if looks(&host) {
+        format!("its host name {host:?}")
+    } else {
+        format!(
+            "its user name {:?}",
+            target.username().filter(|u| looks(u))?
+        )
+    };
+    Some(format!(
+        "the archive is redacted ({}: its sensitive fields hold replaced values, not the real ones) and the target {} looks like production ({why} contains {PRODUCTION_MARK:?}); restoring it there writes those replaced values over real data",
+        redaction.method.name(),
+        target.display()
+    ))
 }
 
 /// The command that undoes a restore whose backup is at `path`.
@@ -269,17 +316,48 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
             planner = planner.with_backup(dir.clone(), options.source.display());
         }
         planner.archive = options.source.display();
+        let (tee, checks) = match (&options.write.profile, options.validate) {
+            (Some(profile), true) => {
+                let (tee, checks) = CheckTee::new(profile.clone(), options.source.display());
+                (Some(Box::new(tee) as Box<dyn Tee>), Some(checks))
+            }
+            _ => (None, None),
+        };
         // The plan and its backup count only once the whole archive has
         // checked out.
-        let verified = Batches::start(archive.clone(), options.decryption.clone())
-            .visit(&mut planner)
-            .await?;
+        let verified = Batches::start_with(archive.clone(), options.decryption.clone(), tee, {
+            let write = options.write.clone();
+            move |header| planner_needs_values(&write, header)
+        })
+        .visit(&mut planner)
+        .await?;
+        if let Some(checked) = checks.and_then(CheckTee::finish)
+            && !checked.findings.is_empty()
+        {
+            return Err(Error::RecordsInvalid {
+                archive: options.source.display(),
+                profile: options
+                    .write
+                    .profile
+                    .as_ref()
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default(),
+                count: checked.findings.len() as u64,
+                examples: checked
+                    .findings
+                    .iter()
+                    .take(INVALID_EXAMPLES)
+                    .map(|f| f.message.clone())
+                    .collect(),
+            });
+        }
         let planned = planner.finish().await?;
         Ok::<_, Error>((verified, planned))
     }
     .await;
     progress.finish();
     let (verified, planned) = planned?;
+    let redaction_warning = redaction_warning(&verified.manifest.header, &planned.target);
     Ok(Plan {
         source: options.source.display(),
         target: planned.target,
@@ -292,11 +370,21 @@ pub async fn plan(options: &RestoreOptions, progress: &dyn Progress) -> Result<P
         names: planned.names,
         groups: planned.groups,
         merge_would_add: planned.merge_would_add,
+        redaction_warning,
         decisions: planned.decisions,
         backup: planned.backup,
         archive,
         _spool: spool,
     })
+}
+
+/// Whether the plan must see the records' values, or their keys and
+/// shapes are enough (then the plan's pass over the archive decodes them
+/// hollow, which is most of what it costs). What a merge would add is
+/// counted from the values, and a profile's upgrades, checks and shared
+/// indexes look at them.
+fn planner_needs_values(write: &WriteOptions, header: &crate::archive::Header) -> bool {
+    write.mode == Mode::Merge || header.profile.is_some()
 }
 
 /// Carry out a plan made by [`plan`] with the same options. The restore is
@@ -363,6 +451,7 @@ pub(crate) async fn perform_unlogged(
     report.dropped_field_expiries = plan.dropped_field_expiries;
     report.renames = plan.renames.take();
     report.names = std::mem::take(&mut plan.names);
+    report.redaction_warning = plan.redaction_warning.take();
     report.backup = backup.as_ref().map(|p| p.display().to_string());
     report.rollback = backup.as_deref().map(rollback_command);
     Ok(report)

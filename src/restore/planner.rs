@@ -546,7 +546,7 @@ impl crate::archive::stream::BatchVisitor for Planner<'_> {
         Planner::header(self, header)
     }
 
-    fn record(&mut self, record: Record) -> impl Future<Output = Result<()>> + Send {
+    fn record(&mut self, record: Record, _held: usize) -> impl Future<Output = Result<()>> + Send {
         Planner::record(self, record)
     }
 }

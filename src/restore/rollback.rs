@@ -388,7 +388,7 @@ impl crate::archive::stream::BatchVisitor for Rollbacker<'_> {
         Rollbacker::header(self, header)
     }
 
-    fn record(&mut self, record: Record) -> impl Future<Output = Result<()>> + Send {
+    fn record(&mut self, record: Record, _held: usize) -> impl Future<Output = Result<()>> + Send {
         Rollbacker::record(self, record)
     }
 }

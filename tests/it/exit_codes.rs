@@ -250,6 +250,53 @@ fn code_17_not_a_redis_server() {
 }
 
 #[test]
+fn code_18_no_records() {
+    // User 12345 has no keys; users 42 and 7 have.
+    let src = RedisServer::start();
+    src.load_commands(&fixture("profiles/relay-data.redis"));
+    let relay = fixture("profiles/relay.toml");
+    let relay = relay.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("u.tar.zst");
+    one_line(
+        export(&src, &file, &["12345", "--profile", relay]),
+        18,
+        "user 12345 has no keys in the groups of profile \"api-relay\" (user, settings, apikeys,",
+    );
+    assert!(!file.exists(), "no empty archive is left");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no temp file either"
+    );
+
+    let folder = dir.path().join("backups");
+    let out = run(&[
+        "backup",
+        "--source",
+        &src.url(),
+        "--backup-dir",
+        folder.to_str().unwrap(),
+        "12345",
+        "--types",
+        "apikeys",
+        "--profile",
+        relay,
+    ]);
+    one_line(out, 18, "profile \"api-relay\" (apikeys)");
+    let archives = std::fs::read_dir(&folder)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tar.zst"))
+        .count();
+    assert_eq!(archives, 0, "the backup folder holds no archive");
+
+    // The same user id with keys exports as before.
+    export(&src, &file, &["42", "--profile", relay]).ok();
+    assert!(file.exists());
+}
+
+#[test]
 fn code_130_interrupted() {
     let src = RedisServer::start();
     dataset::load(&mut src.conn(), 100_000, 0);

@@ -24,6 +24,7 @@ mod library;
 mod mutations;
 mod profiles;
 mod rdb;
+mod redact;
 mod renames;
 mod restore_modes;
 mod rollback;

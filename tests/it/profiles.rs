@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::support::{KeyState, RedisServer, export, key_state, restore, run};
 
-fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/profiles")
         .join(name)
@@ -29,7 +29,7 @@ fn set(keys: &[&str]) -> BTreeSet<String> {
     keys.iter().map(|k| k.to_string()).collect()
 }
 
-fn hash(server: &RedisServer, key: &str) -> BTreeMap<String, String> {
+pub(crate) fn hash(server: &RedisServer, key: &str) -> BTreeMap<String, String> {
     match key_state(&mut server.conn(), key.as_bytes()) {
         Some(KeyState::Hash(pairs)) => pairs
             .into_iter()
@@ -442,12 +442,31 @@ fn types_exports_only_those_groups() {
     export(&server, &dir.path().join("x"), &["42"]).fails(2, "needs a profile");
 }
 
-#[test]
-fn validate_reports_a_dangling_reference_and_a_missing_required_field() {
+/// User 13 of review-data.redis has a task referencing a project it does
+/// not own and an issue without its severity.
+const T13_DANGLING: &str =
+    "audit:task:t13 references projects p9 (field projectId), which is not in the archive";
+const I13_MISSING: &str = "issues record audit:issue:i13 lacks required field severity";
+
+/// A server loaded with review-data.redis, a folder, the review profile,
+/// and user 13's archive in that folder.
+fn review_13() -> (RedisServer, tempfile::TempDir, String, PathBuf) {
     let server = RedisServer::start();
     server.load_commands(&fixture("review-data.redis"));
     let dir = tempfile::tempdir().unwrap();
     let review = profile("review.toml");
+    let bad = export_user(
+        &server,
+        dir.path(),
+        "u13.tar.zst",
+        &["13", "--profile", &review],
+    );
+    (server, dir, review, bad)
+}
+
+#[test]
+fn validate_reports_a_dangling_reference_and_a_missing_required_field() {
+    let (server, dir, review, bad) = review_13();
 
     let good = export_user(
         &server,
@@ -460,25 +479,11 @@ fn validate_reports_a_dangling_reference_and_a_missing_required_field() {
         .stdout_text();
     assert!(ok.contains("0 record problem(s)"), "{ok}");
 
-    let bad = export_user(
-        &server,
-        dir.path(),
-        "u13.tar.zst",
-        &["13", "--profile", &review],
-    );
     let out = run(&["validate", bad.to_str().unwrap(), "--profile", &review]);
     assert_eq!(out.code, 7, "{}", out.stderr);
     let text = out.stdout_text();
-    assert!(
-        text.contains(
-            "audit:task:t13 references projects p9 (field projectId), which is not in the archive"
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains("issues record audit:issue:i13 lacks required field severity"),
-        "{text}"
-    );
+    assert!(text.contains(T13_DANGLING), "{text}");
+    assert!(text.contains(I13_MISSING), "{text}");
     let json = run(&[
         "validate",
         bad.to_str().unwrap(),
@@ -500,18 +505,134 @@ fn validate_reports_a_dangling_reference_and_a_missing_required_field() {
     run(&["validate", bad.to_str().unwrap()]).ok();
 }
 
+/// Issue 17: a restore through a profile checks the records as `validate
+/// --profile` does, in the dry run too, and stops before the first write.
 #[test]
-fn a_schema_1_archive_restores_in_schema_2_shape() {
+fn restore_stops_at_records_that_break_the_profile_unless_told_not_to() {
+    let (server, dir, review, bad) = review_13();
+    let target = RedisServer::start();
+    let names_both = |stderr: &str| {
+        assert!(stderr.contains(T13_DANGLING), "{stderr}");
+        assert!(stderr.contains(I13_MISSING), "{stderr}");
+        assert!(
+            stderr.contains("2 record(s) break the rules of profile \"code-review\""),
+            "{stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    };
+    let dry = restore(&target, &bad, &["--profile", &review, "--dry-run"]);
+    assert_eq!(dry.code, 7, "{}", dry.stderr);
+    names_both(&dry.stderr);
+    let backups = dir.path().join("backups");
+    let real = restore(
+        &target,
+        &bad,
+        &[
+            "--profile",
+            &review,
+            "--backup-dir",
+            backups.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(real.code, 7, "{}", real.stderr);
+    names_both(&real.stderr);
+    assert_eq!(target.dbsize(0), 0, "refused before the first write");
+    let left = std::fs::read_dir(&backups).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "and before its pre-restore backup");
+
+    let planned = restore(
+        &target,
+        &bad,
+        &["--profile", &review, "--dry-run", "--no-validate", "--json"],
+    )
+    .ok()
+    .json();
+    assert_eq!(planned["plan"]["by_type"]["hash"]["create"], 4, "{planned}");
+    assert_eq!(target.dbsize(0), 0);
+    restore(&target, &bad, &["--profile", &review, "--no-validate"]).ok();
+    assert!(keys_of(&target).contains("audit:issue:i13"));
+
+    // A valid archive restores as before, and without a profile nothing
+    // is checked.
+    let good = export_user(
+        &server,
+        dir.path(),
+        "u42.tar.zst",
+        &["42", "--profile", &review],
+    );
+    restore(
+        &RedisServer::start(),
+        &good,
+        &["--profile", &review, "--dry-run"],
+    )
+    .ok();
+    restore(&RedisServer::start(), &bad, &["--dry-run"]).ok();
+}
+
+/// User 42 of relay-legacy.redis, exported with the relay profile as the
+/// application shipped it at data schema_version 1.
+struct Legacy {
+    _server: RedisServer,
+    dir: tempfile::TempDir,
+    v1_path: PathBuf,
+    file: PathBuf,
+    /// relay.toml without its upgrades.
+    groups: String,
+}
+
+impl Legacy {
+    /// The relay profile at data schema_version 2 with one upgrade from 1
+    /// made of `steps` (TOML `[[upgrade.step]]` tables).
+    fn profile_with(&self, steps: &str) -> PathBuf {
+        let path = self.dir.path().join("relay-v2.toml");
+        let text = format!("{}\n[[upgrade]]\nfrom = 1\nto = 2\n{steps}", self.groups);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+/// The JSON document held in the string `key`.
+fn json_at(server: &RedisServer, key: &str) -> serde_json::Value {
+    let text: Vec<u8> = redis::cmd("GET")
+        .arg(key)
+        .query(&mut server.conn())
+        .unwrap();
+    serde_json::from_slice(&text).unwrap()
+}
+
+fn legacy_42() -> Legacy {
     let server = RedisServer::start();
     server.load_commands(&fixture("relay-legacy.redis"));
     let dir = tempfile::tempdir().unwrap();
-    let v1_path = crate::support::relay_schema_1_profile(dir.path());
+    let current = std::fs::read_to_string(fixture("relay.toml")).unwrap();
+    let cut = current.find("# Version 1 kept").unwrap();
+    let groups = current[..cut].to_string();
+    let v1_path = dir.path().join("relay-v1.toml");
+    std::fs::write(
+        &v1_path,
+        groups.replace("schema_version = 2", "schema_version = 1"),
+    )
+    .unwrap();
     let file = export_user(
         &server,
         dir.path(),
         "old.tar.zst",
         &["42", "--profile", v1_path.to_str().unwrap()],
     );
+    Legacy {
+        _server: server,
+        dir,
+        v1_path,
+        file,
+        groups,
+    }
+}
+
+#[test]
+fn a_schema_1_archive_restores_in_schema_2_shape() {
+    let Legacy {
+        dir, v1_path, file, ..
+    } = legacy_42();
     let relay = profile("relay.toml");
 
     // validate and the dry run both count what the upgrade will do.
@@ -602,6 +723,133 @@ fn a_schema_1_archive_restores_in_schema_2_shape() {
     restore(&plain, &new, &["--profile", v1_path.to_str().unwrap()])
         .fails(8, "newer than the profile's 1");
     restore(&plain, &new, &["--as-user", "99"]).fails(2, "--profile");
+}
+
+/// Issue 17: upgrade steps with defaults of every TOML type, the run's
+/// `now`, and `keep = true`, through the binary.
+#[test]
+fn upgrade_steps_write_typed_defaults_now_and_keep_the_legacy_fields() {
+    let legacy = legacy_42();
+    let steps = r#"
+[[upgrade.step]]
+op = "rename"
+group = "user"
+field = "stripe_id"
+to = "stripeCustomerId"
+keep = true
+
+[[upgrade.step]]
+op = "nest"
+group = "user"
+fields = ["subscriptionStatus", "subscriptionPlan"]
+into = "subscription"
+names = { subscriptionStatus = "status", subscriptionPlan = "plan" }
+keep = true
+
+[[upgrade.step]]
+op = "default"
+group = "user"
+field = "role"
+value = "user"
+
+[[upgrade.step]]
+op = "default"
+group = "user"
+field = "quota"
+value = 100
+
+[[upgrade.step]]
+op = "default"
+group = "user"
+field = "flags"
+value = { beta = true }
+
+[[upgrade.step]]
+op = "default"
+group = "user"
+field = "migratedAt"
+now = "iso8601"
+
+[[upgrade.step]]
+op = "default"
+group = "settings"
+field = "prefs"
+value = { views = 0, langs = ["en"] }
+
+[[upgrade.step]]
+op = "default"
+group = "settings"
+field = "limit"
+value = 2.5
+
+[[upgrade.step]]
+op = "default"
+group = "settings"
+field = "updatedAt"
+now = "ms"
+
+[[upgrade.step]]
+op = "default"
+group = "apikeys"
+field = "scopes"
+value = ["read", "write"]
+
+[[upgrade.step]]
+op = "default"
+group = "apikeys"
+field = "active"
+value = true
+"#;
+    let v2_path = legacy.profile_with(steps);
+    let v2 = v2_path.to_str().unwrap();
+    let file = &legacy.file;
+
+    let target = RedisServer::start();
+    let dry = restore(&target, file, &["--profile", v2, "--dry-run"])
+        .ok()
+        .stdout_text();
+    assert!(dry.contains("copy stripe_id to stripeCustomerId"), "{dry}");
+    assert!(dry.contains("default updatedAt = now (ms)"), "{dry}");
+    let before = chrono::Utc::now().timestamp_millis();
+    restore(&target, file, &["--profile", v2]).ok();
+    let after = chrono::Utc::now().timestamp_millis();
+
+    let user = hash(&target, "user:42");
+    assert_eq!(user["stripe_id"], "cus_42", "keep: the legacy field stays");
+    assert_eq!(user["stripeCustomerId"], "cus_42");
+    assert_eq!(user["subscriptionStatus"], "active");
+    let subscription: serde_json::Value = serde_json::from_str(&user["subscription"]).unwrap();
+    assert_eq!(
+        subscription,
+        serde_json::json!({"status": "active", "plan": "team"})
+    );
+    assert_eq!(user["quota"], "100");
+    assert_eq!(user["flags"], r#"{"beta":true}"#);
+    let migrated = chrono::DateTime::parse_from_rfc3339(&user["migratedAt"]).unwrap();
+    assert!(user["migratedAt"].ends_with('Z'), "{}", user["migratedAt"]);
+
+    let settings = json_at(&target, "user:42:settings");
+    assert_eq!(settings["theme"], "dark");
+    assert_eq!(
+        settings["prefs"],
+        serde_json::json!({"views": 0, "langs": ["en"]})
+    );
+    assert_eq!(settings["limit"], 2.5);
+    let updated = settings["updatedAt"].as_i64().expect("a JSON number");
+    assert!(
+        (before..=after).contains(&updated),
+        "{before} {updated} {after}"
+    );
+    assert_eq!(
+        updated,
+        migrated.timestamp_millis(),
+        "one instant for every record of the run"
+    );
+
+    let key = hash(&target, "apikey:k-ada-1");
+    assert_eq!(key["scopes"], r#"["read","write"]"#);
+    assert_eq!(key["active"], "true");
+    assert_eq!(key["legacyQuota"], "500", "no drop step in this profile");
 }
 
 /// `copy 42` takes user 42's records straight to another server, and
@@ -768,4 +1016,50 @@ fn a_group_copy_reports_per_group() {
         text.contains("existing keys skipped (left as they are): 1\n  apikey:k-ada-1\n"),
         "{text}"
     );
+}
+
+/// Issue 17: `now` is the instant the caller gives the restore, the same
+/// for the plan, the writes and every record.
+#[tokio::test(flavor = "current_thread")]
+async fn now_is_the_instant_the_restore_is_given() {
+    use redis_archive::archive::ArchiveSource;
+    use redis_archive::connection::{Endpoint, Side, Timeouts};
+    use redis_archive::profile::Profile;
+    use redis_archive::progress::Silent;
+    use redis_archive::restore::{self, RestoreOptions};
+
+    let legacy = legacy_42();
+    let steps = r#"
+[[upgrade.step]]
+op = "default"
+field = "updatedAt"
+now = "ms"
+
+[[upgrade.step]]
+op = "default"
+group = "user"
+field = "migratedAt"
+now = "iso8601"
+"#;
+    let v2 = legacy.profile_with(steps);
+    let target = RedisServer::start();
+    let endpoint =
+        Endpoint::resolve(&target.url(), None, None, Side::Target, Timeouts::default()).unwrap();
+    let mut options = RestoreOptions::new(ArchiveSource::File(legacy.file.clone()), endpoint);
+    options.write.profile = Some(std::sync::Arc::new(Profile::load(&v2).unwrap()));
+    options.write.now = "2026-11-30T20:15:00.123Z".parse().unwrap();
+    // These steps leave the user's required `role` missing.
+    options.validate = false;
+    let plan = restore::plan(&options, &Silent).await.unwrap();
+    restore::perform(plan, &options, &Silent).await.unwrap();
+
+    let user = hash(&target, "user:42");
+    assert_eq!(user["updatedAt"], "1796069700123");
+    assert_eq!(user["migratedAt"], "2026-11-30T20:15:00.123Z");
+    assert_eq!(
+        hash(&target, "apikey:k-ada-1")["updatedAt"],
+        "1796069700123"
+    );
+    let settings = json_at(&target, "user:42:settings");
+    assert_eq!(settings["updatedAt"], 1_796_069_700_123_i64);
 }

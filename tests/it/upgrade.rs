@@ -356,15 +356,24 @@ fn broken_records_are_listed_and_a_skip_plan_upgrades_nothing_it_skips() {
         "{problems}"
     );
 
+    // Restore validates first: broken records stop it, named, unless
+    // --no-validate, whose plan and report count and list them.
     let target = RedisServer::start();
-    let plan = restore(&target, &file, &["--profile", &relay(), "--dry-run"]).ok();
+    restore(&target, &file, &["--profile", &relay(), "--dry-run"])
+        .fails(7, "user record user:8 cannot be upgraded");
+    let plan = restore(
+        &target,
+        &file,
+        &["--profile", &relay(), "--dry-run", "--no-validate"],
+    )
+    .ok();
     let text = plan.stdout_text();
     assert!(
         text.contains("3 records to upgrade, 2 already current, 2 broken")
             && text.contains("user:9: holds a JSON array"),
         "{text}"
     );
-    restore(&target, &file, &["--profile", &relay()]).ok();
+    restore(&target, &file, &["--profile", &relay(), "--no-validate"]).ok();
     let skip = restore(
         &target,
         &file,
@@ -372,6 +381,7 @@ fn broken_records_are_listed_and_a_skip_plan_upgrades_nothing_it_skips() {
             "--profile",
             &relay(),
             "--dry-run",
+            "--no-validate",
             "--mode",
             "skip",
             "--json",

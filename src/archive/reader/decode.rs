@@ -32,8 +32,13 @@ pub(super) enum Decoded {
 }
 
 impl Decoded {
-    fn of(line: &[u8]) -> Decoded {
-        match Record::decode(line) {
+    fn of(line: &[u8], hollow: bool) -> Decoded {
+        let decoded = if hollow {
+            Record::decode_hollow(line)
+        } else {
+            Record::decode(line)
+        };
+        match decoded {
             Ok(r) => Decoded::Record(r),
             Err(reason) => Decoded::Bad {
                 reason,
@@ -60,6 +65,18 @@ struct Chunk {
     data: Vec<u8>,
     /// Where each line ends in `data`, and where it is in the archive.
     lines: Vec<(usize, Location)>,
+    /// Decode with `Record::decode_hollow`.
+    hollow: bool,
+}
+
+impl Chunk {
+    fn decode(self, out: &mut Vec<(Location, Decoded)>) {
+        let mut start = 0;
+        for (end, location) in self.lines {
+            out.push((location, Decoded::of(&self.data[start..end], self.hollow)));
+            start = end;
+        }
+    }
 }
 
 /// Lines in, decoded lines out, in order.
@@ -68,6 +85,7 @@ pub(super) struct Decoder {
     from_worker: Receiver<Vec<(Location, Decoded)>>,
     chunk: Chunk,
     in_flight: usize,
+    hollow: bool,
 }
 
 impl Decoder {
@@ -77,12 +95,8 @@ impl Decoder {
         // The worker ends when the reader drops its sender.
         std::thread::spawn(move || {
             while let Ok(chunk) = work.recv() {
-                let mut start = 0;
                 let mut out = Vec::with_capacity(chunk.lines.len());
-                for (end, location) in chunk.lines {
-                    out.push((location, Decoded::of(&chunk.data[start..end])));
-                    start = end;
-                }
+                chunk.decode(&mut out);
                 if done.send(out).is_err() {
                     return;
                 }
@@ -93,7 +107,15 @@ impl Decoder {
             from_worker,
             chunk: Chunk::default(),
             in_flight: 0,
+            hollow: false,
         }
+    }
+
+    /// Decode the lines taken from now on hollow (`Record::decode_hollow`)
+    /// or not.
+    pub fn set_hollow(&mut self, hollow: bool) {
+        self.hollow = hollow;
+        self.chunk.hollow = hollow;
     }
 
     /// Take `line` (without its newline), found at `location`; lines that
@@ -106,7 +128,7 @@ impl Decoder {
     ) -> Result<()> {
         if line.len() >= INLINE_BYTES {
             self.flush(out)?;
-            out.push((location, Decoded::of(line)));
+            out.push((location, Decoded::of(line, self.hollow)));
             return Ok(());
         }
         self.chunk.data.extend_from_slice(line);
@@ -134,7 +156,13 @@ impl Decoder {
         if self.chunk.lines.is_empty() {
             return;
         }
-        let chunk = std::mem::take(&mut self.chunk);
+        let chunk = std::mem::replace(
+            &mut self.chunk,
+            Chunk {
+                hollow: self.hollow,
+                ..Chunk::default()
+            },
+        );
         match &self.to_worker {
             Some(tx) => match tx.send(chunk) {
                 Ok(()) => self.in_flight += 1,
@@ -162,10 +190,6 @@ impl Decoder {
     }
 
     fn decode_here(&mut self, chunk: Chunk, out: &mut Vec<(Location, Decoded)>) {
-        let mut start = 0;
-        for (end, location) in chunk.lines {
-            out.push((location, Decoded::of(&chunk.data[start..end])));
-            start = end;
-        }
+        chunk.decode(out);
     }
 }

@@ -98,10 +98,12 @@ impl ArchiveSource {
 /// Where a record sits, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
-    /// The data entry's name.
-    pub entry: String,
+    /// The data entry's name, shared by the entry's records.
+    pub entry: std::sync::Arc<str>,
     /// 1-based line number inside the entry.
     pub record: u64,
+    /// The length of the record's line, in bytes.
+    pub bytes: usize,
 }
 
 impl std::fmt::Display for Location {
@@ -118,6 +120,13 @@ pub trait Visitor {
     }
     /// Called for every record, in archive order; an error stops the read.
     fn record(&mut self, record: Record, location: &Location) -> Result<()>;
+    /// Asked once the header was taken: whether records must carry their
+    /// values' elements. A visitor that needs only keys, types and shapes
+    /// says no and gets hollow records (`Record::decode_hollow`), checked
+    /// exactly as whole ones, at a fraction of the cost.
+    fn wants_values(&self) -> bool {
+        true
+    }
 }
 
 /// A visitor that only wants the header and the verified manifest.
@@ -127,6 +136,10 @@ pub struct Discard;
 impl Visitor for Discard {
     fn record(&mut self, _record: Record, _location: &Location) -> Result<()> {
         Ok(())
+    }
+
+    fn wants_values(&self) -> bool {
+        false
     }
 }
 
@@ -475,6 +488,7 @@ fn read_entries(
             match parsed {
                 Ok(h) => {
                     visitor.header(&h)?;
+                    lines.set_hollow(!visitor.wants_values());
                     seen.header = Some(h);
                 }
                 Err(e) => return problems.fatal(e).map(Err),
@@ -520,6 +534,7 @@ fn read_entries(
                 bytes: 0,
             },
         );
+        let entry_name: std::sync::Arc<str> = path.as_str().into();
         let mut records = 0u64;
         loop {
             line.clear();
@@ -532,8 +547,9 @@ fn read_entries(
             }
             records += 1;
             let location = Location {
-                entry: path.clone(),
+                entry: entry_name.clone(),
                 record: records,
+                bytes: line.len(),
             };
             if line.last() != Some(&b'\n') {
                 // Reported in order: after the lines before it.

@@ -24,7 +24,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 with --profile: records breaking its rules; upgrade: a record its steps cannot apply to), 8 archive or data schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
 11 confirmation required or cancelled, 12 cannot decrypt (no key given, wrong identity or passphrase), \
 13 keys exist in the target (--mode fail), 14 compare (or copy --verify) found differences, 15 backup folder locked, \
-16 the target cannot hold what the archive holds (field expiry, DUMP payloads, module types), 17 not a Redis server (the port answers another protocol), 130 interrupted (SIGINT/SIGTERM)."
+16 the target cannot hold what the archive holds (field expiry, DUMP payloads, module types), 17 not a Redis server (the port answers another protocol), 18 no records (a user export found none of the user's keys), 130 interrupted (SIGINT/SIGTERM)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -187,6 +187,16 @@ pub struct ExportArgs {
     /// a dump.rdb from BGSAVE or a cloud backup. --db picks its database.
     #[arg(long, value_name = "FILE")]
     pub from_rdb: Option<PathBuf>,
+    /// Replace the values of the fields the profile declares `sensitive`
+    /// (with a USER_ID or --types): with a fixed mask, or with a keyed
+    /// hash when a key is given (--redact-key, ARCHIVE_REDACT_KEY_FILE).
+    #[arg(long)]
+    pub redact: bool,
+    /// Redact with a keyed hash (HMAC-SHA-256) under the key in this file:
+    /// equal values stay equal, across records and exports with the same
+    /// key. Implies --redact. The key is never printed or recorded.
+    #[arg(long, value_name = "FILE")]
+    pub redact_key: Option<PathBuf>,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -311,6 +321,11 @@ pub struct RestoreArgs {
     /// index members and the profile's owner and reference fields).
     #[arg(long, value_name = "NEW_ID")]
     pub as_user: Option<String>,
+    /// With a profile: restore (or plan) records that break its rules
+    /// (missing required fields, another owner, dangling references)
+    /// instead of stopping with exit code 7 before the first write.
+    #[arg(long)]
+    pub no_validate: bool,
     #[command(flatten)]
     pub write: WriteArgs,
     #[command(flatten)]

@@ -244,6 +244,7 @@ fn export_options(args: &ExportArgs, cancel: Cancel) -> Result<ExportOptions, Er
     };
     let mut options = ExportOptions::new(source, destination, selection);
     options.profile = profile_selection(&args.by_profile, &args.selection)?;
+    options.redact = secrets::redaction(args)?;
     options.writer = WriterOptions {
         zstd_level: args.level,
         ..WriterOptions::default()
@@ -431,6 +432,7 @@ pub(crate) async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8,
     options.backup_dir = backup_dir(&args.write, args.write.dry_run);
     options.write.profile = Profile::locate(args.profile.as_deref())?.map(Arc::new);
     options.write.as_user = args.as_user.clone();
+    options.validate = !args.no_validate;
 
     let listing = args.write.verbose;
     let verifying =
@@ -450,6 +452,7 @@ pub(crate) async fn run_restore(args: RestoreArgs, cancel: Cancel) -> Result<u8,
             renames: planned.renames.as_ref(),
             names: &planned.names,
             merge_would_add: planned.merge_would_add,
+            warning: planned.redaction_warning.as_deref(),
         };
         confirm(&ends, &planned.actions, source == ArchiveSource::Stdin)?;
     }
@@ -499,6 +502,7 @@ pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failu
             renames: planned.renames(),
             names: planned.names(),
             merge_would_add: planned.merge_would_add(),
+            warning: None,
         };
         confirm(&ends, &planned.actions, false)?;
     }

@@ -43,6 +43,7 @@ mod exit {
     pub const LOCKED: u8 = 15;
     pub const UNSUPPORTED: u8 = 16;
     pub const NOT_REDIS: u8 = 17;
+    pub const NO_RECORDS: u8 = 18;
     /// 128 + SIGINT, as shells report a command stopped by Ctrl-C.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -52,6 +53,7 @@ fn exit_code(err: &Error) -> u8 {
         Error::RestoreFailed { cause, .. } => exit_code(cause),
         Error::Unreachable { .. } => exit::UNREACHABLE,
         Error::NotRedis { .. } => exit::NOT_REDIS,
+        Error::NoRecords { .. } => exit::NO_RECORDS,
         Error::AuthRefused { .. } => exit::AUTH,
         Error::DbOutOfRange { .. } => exit::DB_RANGE,
         Error::Redis { .. }
@@ -66,6 +68,7 @@ fn exit_code(err: &Error) -> u8 {
         | Error::Corrupt { .. }
         | Error::Truncated { .. }
         | Error::BadRdb { .. }
+        | Error::RecordsInvalid { .. }
         | Error::BrokenRecord { .. } => exit::BAD_ARCHIVE,
         Error::UnsupportedSchema { .. } | Error::DataSchemaTooNew { .. } => exit::SCHEMA,
         Error::Decrypt { .. } => exit::DECRYPT,

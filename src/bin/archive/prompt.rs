@@ -18,6 +18,8 @@ pub(crate) struct Ends<'a> {
     pub(crate) renames: Option<&'a RenameSummary>,
     pub(crate) names: &'a PlanNames,
     pub(crate) merge_would_add: Option<u64>,
+    /// A redacted archive going into a target that looks like production.
+    pub(crate) warning: Option<&'a str>,
 }
 
 /// Ask on the terminal; without one, refuse (pass --yes).
@@ -43,6 +45,9 @@ pub(crate) fn confirm(
         }
         render::plan_names(err, ends.names, actions)?;
         render::merge_would_add(err, ends.merge_would_add, actions)?;
+        if let Some(w) = ends.warning {
+            writeln!(err, "warning:   {w}")?;
+        }
         let merges = actions.total(Action::Merge);
         if merges > 0 {
             write!(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use redis_archive::archive::manifest::ArchiveKind;
-use redis_archive::archive::{Header, Manifest};
+use redis_archive::archive::{Header, Manifest, Redaction, RedactionMethod};
 use redis_archive::compare::{CompareMode, Comparison};
 use redis_archive::copy::CopyReport;
 use redis_archive::folder::audit::{AuditEntry, Outcome};
@@ -93,6 +93,7 @@ pub fn export(out: &mut dyn Write, r: &ExportReport) -> io::Result<()> {
     if let Some(p) = &r.profile {
         profile_scope(out, p, &r.groups)?;
     }
+    redaction(out, r.redaction.as_ref())?;
     let untyped = r.vanished - r.by_type.values().map(|s| s.vanished).sum::<u64>();
     if untyped > 0 {
         writeln!(out, "{untyped} key(s) vanished before their type was read")?;
@@ -187,6 +188,9 @@ pub fn restore(out: &mut dyn Write, r: &RestoreReport, verb: &str) -> io::Result
             "{verb} {} into {}: {} keys written, {} failed, in {:.1} s",
             r.source, r.target, r.written, r.errors, r.seconds
         )?;
+    }
+    if let Some(w) = &r.redaction_warning {
+        writeln!(out, "warning: {w}")?;
     }
     if let Some(p) = &r.profile {
         let who = p.user.as_deref().unwrap_or("(all users)");
@@ -624,6 +628,7 @@ pub fn manifest(out: &mut dyn Write, m: &Manifest, encrypted: bool) -> io::Resul
         Some(p) => profile_scope(out, p, &m.groups)?,
         None => selection(out, &h.selection)?,
     }
+    redaction(out, h.redaction.as_ref())?;
     writeln!(
         out,
         "keys:            {} in {} records",
@@ -664,6 +669,23 @@ pub fn manifest(out: &mut dyn Write, m: &Manifest, encrypted: bool) -> io::Resul
             e.records,
             e.sha256
         )?;
+    }
+    Ok(())
+}
+
+/// How an archive was redacted, and which fields per group (never a key).
+fn redaction(out: &mut dyn Write, r: Option<&Redaction>) -> io::Result<()> {
+    let Some(r) = r else {
+        return Ok(());
+    };
+    let how = match r.method {
+        RedactionMethod::Mask => "masked",
+        RedactionMethod::HmacSha256 => "keyed hash (hmac-sha256), equal values stay equal",
+        _ => r.method.name(),
+    };
+    writeln!(out, "redacted:        {how}")?;
+    for (group, fields) in &r.fields {
+        writeln!(out, "  {group}: {}", fields.join(", "))?;
     }
     Ok(())
 }

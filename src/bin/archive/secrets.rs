@@ -8,11 +8,13 @@ use age::secrecy::{ExposeSecret, SecretString};
 use redis_archive::archive::encryption::{PassphraseSource, passphrase_from_file};
 use redis_archive::archive::{Decryption, Encryption};
 use redis_archive::error::Error;
+use redis_archive::profile::sensitive::{Redact, RedactKey};
 
 use crate::cli::{DecryptArgs, ExportArgs};
 
 const PASSPHRASE_ENV: &str = "ARCHIVE_PASSPHRASE";
 const PASSPHRASE_FILE_ENV: &str = "ARCHIVE_PASSPHRASE_FILE";
+const REDACT_KEY_FILE_ENV: &str = "ARCHIVE_REDACT_KEY_FILE";
 
 /// ARCHIVE_PASSPHRASE, else the first line of ARCHIVE_PASSPHRASE_FILE.
 fn from_environment() -> Result<Option<SecretString>, Error> {
@@ -72,6 +74,24 @@ pub fn encryption(args: &ExportArgs) -> Result<Option<Encryption>, Error> {
         return Ok(None);
     }
     Encryption::to_recipients(&args.recipients, &args.recipients_files, args.armor).map(Some)
+}
+
+/// How `export --redact` replaces values: keyed with --redact-key FILE
+/// (which implies --redact) or, with --redact, the file named by
+/// ARCHIVE_REDACT_KEY_FILE; else the mask. The key is read only from a
+/// file, so it is on no command line and in no process listing.
+pub fn redaction(args: &ExportArgs) -> Result<Option<Redact>, Error> {
+    let file = match &args.redact_key {
+        Some(path) => Some(path.clone()),
+        None if args.redact => std::env::var_os(REDACT_KEY_FILE_ENV)
+            .filter(|p| !p.is_empty())
+            .map(Into::into),
+        None => return Ok(None),
+    };
+    Ok(Some(match file {
+        Some(path) => Redact::Keyed(RedactKey::from_file(&path)?),
+        None => Redact::Mask,
+    }))
 }
 
 /// Asks at most once: the answer (or its absence) is kept for the second

@@ -329,11 +329,14 @@ fn write_batches(
     mut counter: Option<GroupCounter>,
 ) -> Result<ArchiveWriter> {
     for batch in rx {
-        for record in &batch {
-            if let Some(c) = counter.as_mut() {
-                c.count(record);
+        for record in batch {
+            let Some(c) = counter.as_mut() else {
+                writer.write_record(&record)?;
+                continue;
+            };
+            for record in c.pass(record)? {
+                writer.write_record(&record)?;
             }
-            writer.write_record(record)?;
         }
     }
     if let Some(c) = counter {

@@ -115,6 +115,7 @@ fn hermetic(mut cmd: Command) -> Command {
         "ARCHIVE_PASSPHRASE",
         "ARCHIVE_PASSPHRASE_FILE",
         "ARCHIVE_IDENTITY_FILE",
+        "ARCHIVE_REDACT_KEY_FILE",
         "ARCHIVE_PROFILE",
         "ARCHIVE_FAILPOINT",
         "ARCHIVE_PROGRESS_INTERVAL",
