@@ -272,6 +272,8 @@ impl<'o> Run<'o> {
             groups: options.groups.clone(),
         };
         let mut upgraders = BTreeMap::new();
+        // One instant for every record a `now` default writes in this run.
+        let now = chrono::Utc::now();
         for g in selection.groups()? {
             let i = profile
                 .groups
@@ -283,7 +285,8 @@ impl<'o> Run<'o> {
                 continue;
             }
             let upgrader = Upgrader::new(&profile.upgrades, from, profile.schema_version)?
-                .ok_or_else(|| Error::Internal("upgrades up to the profile's version".into()))?;
+                .ok_or_else(|| Error::Internal("upgrades up to the profile's version".into()))?
+                .with_now(now);
             upgraders.insert(i, (upgrader, 0));
         }
         let conn = options.target.connect().await?;
