@@ -191,6 +191,20 @@ pub enum Error {
     Profile(String),
 
     #[error(
+        "{group} record {key} cannot be upgraded: it {reason}; nothing was written for it. Fix the record, or pass --skip-errors to leave such records as they are"
+    )]
+    /// `archive upgrade` met a record its steps cannot apply to, without
+    /// `--skip-errors`.
+    BrokenRecord {
+        /// The record's profile group.
+        group: String,
+        /// The key, printable.
+        key: String,
+        /// Why the steps cannot apply to it.
+        reason: String,
+    },
+
+    #[error(
         "{endpoint} is a Redis Cluster node and a cluster has only database 0, not {db}; drop --db (or the /{db} in the URL)"
     )]
     /// A database other than 0 was asked of a Redis Cluster.

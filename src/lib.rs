@@ -63,6 +63,7 @@ pub(crate) mod reply;
 pub mod report;
 pub mod restore;
 mod samples;
+pub mod upgrade;
 pub mod validate;
 
 pub use error::{Error, Result};

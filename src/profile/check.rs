@@ -175,7 +175,7 @@ impl Checker {
                 );
             }
         }
-        self.out.upgrade = self.upgrader.map(|u| u.summary().clone());
+        self.out.upgrade = self.upgrader.map(|u| u.summary());
         self.out
     }
 }
@@ -241,11 +241,23 @@ impl Visitor for Checker {
         if record.part == 0 {
             *self.out.groups.entry(group.name.clone()).or_default() += 1;
         }
-        if let Some(up) = self.upgrader.as_mut()
-            && let Err(e) = up.apply(&mut record, Some(&group.name))
-        {
-            self.find(location, &record.key.0, e.to_string());
-            return Ok(());
+        if let Some(up) = self.upgrader.as_mut() {
+            match up.apply(&mut record, Some(&group.name)) {
+                Err(e) => {
+                    self.find(location, &record.key.0, e.to_string());
+                    return Ok(());
+                }
+                Ok(applied) => {
+                    if let Some(reason) = applied.broken {
+                        let message = format!(
+                            "{} record {} cannot be upgraded: it {reason}",
+                            group.name,
+                            printable(&record.key.0)
+                        );
+                        self.find(location, &record.key.0, message);
+                    }
+                }
+            }
         }
         if let Part::ById(c) = &part
             && self.referenced[gi]

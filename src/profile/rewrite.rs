@@ -18,7 +18,7 @@ use crate::archive::Header;
 use crate::error::{Error, Result};
 use crate::profile::select::json_text;
 use crate::profile::template::{Captures, replace};
-use crate::profile::upgrade::{UpgradeSummary, Upgrader};
+use crate::profile::upgrade::{Applied, UpgradeSummary, Upgrader};
 use crate::profile::{Group, Profile, ProfileScope};
 use crate::record::{Bytes, Record, Value};
 
@@ -161,20 +161,30 @@ impl Rewriter {
         self
     }
 
-    pub(crate) fn upgrade_summary(&self) -> Option<&UpgradeSummary> {
+    pub(crate) fn upgrade_summary(&self) -> Option<UpgradeSummary> {
         self.upgrader.as_ref().map(|u| u.summary())
     }
 
-    pub(crate) fn apply(&mut self, record: &mut Record) -> Result<()> {
+    /// Take a record back out of the upgrade's counts: the restore does
+    /// not write it after all.
+    pub(crate) fn uncount(&mut self, applied: &Applied) {
+        if let Some(up) = self.upgrader.as_mut() {
+            up.uncount(applied);
+        }
+    }
+
+    /// Upgrade and rewrite one record; what the upgrade did to it.
+    pub(crate) fn apply(&mut self, record: &mut Record) -> Result<Applied> {
         let class = classify(&self.profile, &record.key.0, self.user.as_deref());
         let group = class.as_ref().map(|(i, _)| &self.profile.groups[*i]);
-        if let Some(up) = self.upgrader.as_mut() {
-            up.apply(record, group.map(|g| g.name.as_str()))?;
-        }
+        let applied = match self.upgrader.as_mut() {
+            Some(up) => up.apply(record, group.map(|g| g.name.as_str()))?,
+            None => Applied::default(),
+        };
         let (Some(new), Some(old), Some((_, part)), Some(group)) =
             (&self.as_user, &self.user, &class, group)
         else {
-            return Ok(());
+            return Ok(applied);
         };
         let ids = Ids { new_user: new };
         match part {
@@ -218,7 +228,7 @@ impl Rewriter {
                         *id = map(id);
                     }
                 }
-                return Ok(());
+                return Ok(applied);
             }
         }
         for_each_field(&mut record.value, |field, value| {
@@ -232,7 +242,7 @@ impl Rewriter {
             let target = self.profile.group(&reference.group)?;
             Some(ids.map(target, value))
         });
-        Ok(())
+        Ok(applied)
     }
 }
 

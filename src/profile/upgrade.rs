@@ -16,6 +16,7 @@ use serde_json::{Map, Value as Json};
 use crate::error::{Error, Result};
 use crate::profile::{Bad, Seg};
 use crate::record::{Bytes, Record, Value, printable};
+use crate::samples::Samples;
 
 /// The steps from data schema_version `from` to `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,7 +361,8 @@ pub(crate) fn check_chain(
     Ok(())
 }
 
-/// How many records each step changed.
+/// How many records each step changed, how many were already current, and
+/// which ones no step could apply to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpgradeSummary {
     /// The data schema version of the archive's records.
@@ -371,8 +373,28 @@ pub struct UpgradeSummary {
     pub records: u64,
     /// Records no step changed.
     pub current: u64,
+    /// Records at least one step changed (the legacy ones).
+    #[serde(default)]
+    pub changed: u64,
+    /// Records of a group the steps apply to that they cannot apply to:
+    /// a string that is not a JSON object, a field that is not what a step
+    /// expects. They are left as they are.
+    #[serde(default)]
+    pub broken: u64,
+    /// The first broken records, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broken_records: Vec<BrokenRecord>,
     /// Records changed, per step.
     pub steps: Vec<StepCount>,
+}
+
+/// A record no upgrade step could apply to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenRecord {
+    /// Its key.
+    pub key: String,
+    /// Why the steps cannot apply to it.
+    pub reason: String,
 }
 
 /// Records one upgrade step changed.
@@ -384,11 +406,31 @@ pub struct StepCount {
     pub records: u64,
 }
 
+/// What the upgrade did to one record, so that a caller that ends up not
+/// writing it (a restore that skips the key) can take it out of the counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Applied {
+    /// Counted among the records (the first part of a hash or string).
+    pub(crate) counted: bool,
+    /// The steps that changed it, by index.
+    pub(crate) steps: Vec<usize>,
+    /// Why no step could apply to it; it is left as it was.
+    pub(crate) broken: Option<String>,
+}
+
+impl Applied {
+    /// Whether the record differs from what it was.
+    pub(crate) fn changed(&self) -> bool {
+        !self.steps.is_empty()
+    }
+}
+
 /// The steps that take records from one version to another, with counts.
 #[derive(Debug, Clone)]
 pub(crate) struct Upgrader {
     steps: Vec<Step>,
     summary: UpgradeSummary,
+    broken: Samples<BrokenRecord>,
     /// What `now` means for every record of the run.
     now: DateTime<Utc>,
 }
@@ -424,6 +466,7 @@ impl Upgrader {
         Ok(Some(Upgrader {
             steps,
             summary,
+            broken: Samples::default(),
             now: Utc::now(),
         }))
     }
@@ -435,29 +478,103 @@ impl Upgrader {
         self
     }
 
-    pub(crate) fn summary(&self) -> &UpgradeSummary {
-        &self.summary
+    /// The counts so far, with the first broken records.
+    pub(crate) fn summary(&self) -> UpgradeSummary {
+        let mut s = self.summary.clone();
+        s.broken = self.broken.total();
+        s.broken_records = self.broken.examples().to_vec();
+        s
     }
 
-    /// Bring one record (of `group`, when known) to the new shape.
-    pub(crate) fn apply(&mut self, record: &mut Record, group: Option<&str>) -> Result<()> {
-        let whole = record.part == 0 && !record.more;
-        let mut json = None;
-        let mut doc = match &mut record.value {
-            Value::Hash(fields) => Doc::Hash(fields),
-            Value::String(text) => match serde_json::from_slice::<Json>(&text.0) {
-                Ok(Json::Object(map)) => {
-                    json = Some(text);
-                    Doc::Json(map)
-                }
-                _ => return Ok(()),
-            },
-            _ => return Ok(()),
-        };
-        if record.part == 0 {
+    /// Whether any step applies to records of `group`.
+    pub(crate) fn applies_to(&self, group: Option<&str>) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.group().is_none_or(|g| Some(g) == group))
+    }
+
+    /// Bring one record (of `group`, when known) to the new shape, and
+    /// count what was done. A record the steps cannot apply to is left as
+    /// it was and counted as broken; only a step that needs a split key
+    /// whole is an error.
+    pub(crate) fn apply(&mut self, record: &mut Record, group: Option<&str>) -> Result<Applied> {
+        let applied = self.upgrade(record, group)?;
+        self.count(&record.key.0, &applied);
+        Ok(applied)
+    }
+
+    /// Count what [`Upgrader::upgrade`] did to the record at `key`.
+    pub(crate) fn count(&mut self, key: &[u8], applied: &Applied) {
+        if applied.counted {
             self.summary.records += 1;
+            if applied.broken.is_none() && !applied.changed() {
+                self.summary.current += 1;
+            }
+            if applied.changed() {
+                self.summary.changed += 1;
+            }
         }
-        let mut changed_any = false;
+        for &i in &applied.steps {
+            self.summary.steps[i].records += 1;
+        }
+        if let Some(reason) = &applied.broken {
+            self.broken.add(BrokenRecord {
+                key: printable(key),
+                reason: reason.clone(),
+            });
+        }
+    }
+
+    /// Take a record counted by [`Upgrader::apply`] back out of the counts
+    /// (a restore that does not write it after all).
+    pub(crate) fn uncount(&mut self, applied: &Applied) {
+        if applied.counted {
+            let s = &mut self.summary;
+            s.records = s.records.saturating_sub(1);
+            if applied.broken.is_none() && !applied.changed() {
+                s.current = s.current.saturating_sub(1);
+            }
+            if applied.changed() {
+                s.changed = s.changed.saturating_sub(1);
+            }
+        }
+        for &i in &applied.steps {
+            let n = &mut self.summary.steps[i].records;
+            *n = n.saturating_sub(1);
+        }
+        if applied.broken.is_some() {
+            self.broken.uncount();
+        }
+    }
+
+    /// The upgrade itself, counting nothing. Steps work on a copy, so a
+    /// record a step fails on is left whole.
+    pub(crate) fn upgrade(&self, record: &mut Record, group: Option<&str>) -> Result<Applied> {
+        let mut applied = Applied::default();
+        let whole = record.part == 0 && !record.more;
+        let in_scope = self.applies_to(group);
+        let mut doc = match &record.value {
+            Value::Hash(fields) => Doc::Hash(fields.clone()),
+            Value::String(text) => match serde_json::from_slice::<Json>(&text.0) {
+                Ok(Json::Object(map)) => Doc::Json(map),
+                Ok(other) if in_scope => {
+                    applied.counted = record.part == 0;
+                    applied.broken = Some(format!(
+                        "holds a JSON {} where the upgrade expects an object",
+                        json_kind(&other)
+                    ));
+                    return Ok(applied);
+                }
+                Err(_) if in_scope => {
+                    applied.counted = record.part == 0;
+                    applied.broken = Some("is a string that is not JSON".into());
+                    return Ok(applied);
+                }
+                _ => return Ok(applied),
+            },
+            _ => return Ok(applied),
+        };
+        applied.counted = record.part == 0;
         for (i, step) in self.steps.iter().enumerate() {
             if step.group().is_some_and(|g| Some(g) != group) {
                 continue;
@@ -469,34 +586,48 @@ impl Upgrader {
                     step.describe()
                 )));
             }
-            if doc.apply(step, self.now).map_err(|reason| {
-                Error::Profile(format!(
-                    "key {}: step `{}`: {reason}",
-                    printable(&record.key.0),
-                    step.describe()
-                ))
-            })? {
-                changed_any = true;
-                self.summary.steps[i].records += 1;
+            match doc.apply(step, self.now) {
+                Ok(true) => applied.steps.push(i),
+                Ok(false) => {}
+                Err(reason) => {
+                    applied.steps.clear();
+                    applied.broken = Some(format!("step `{}`: {reason}", step.describe()));
+                    return Ok(applied);
+                }
             }
         }
-        if !changed_any && record.part == 0 {
-            self.summary.current += 1;
+        if applied.changed() {
+            match doc {
+                Doc::Hash(fields) => record.value = Value::Hash(fields),
+                Doc::Json(map) => {
+                    record.value = Value::String(Bytes(
+                        serde_json::to_vec(&Json::Object(map)).expect("JSON serializes"),
+                    ))
+                }
+            }
         }
-        if let (Some(text), Doc::Json(map), true) = (json, doc, changed_any) {
-            *text = Bytes(serde_json::to_vec(&Json::Object(map)).expect("JSON serializes"));
-        }
-        Ok(())
+        Ok(applied)
+    }
+}
+
+fn json_kind(value: &Json) -> &'static str {
+    match value {
+        Json::Null => "null",
+        Json::Bool(_) => "boolean",
+        Json::Number(_) => "number",
+        Json::String(_) => "string",
+        Json::Array(_) => "array",
+        Json::Object(_) => "object",
     }
 }
 
 /// Fields of a hash, or top-level members of a JSON object.
-enum Doc<'a> {
-    Hash(&'a mut Vec<(Bytes, Bytes)>),
+enum Doc {
+    Hash(Vec<(Bytes, Bytes)>),
     Json(Map<String, Json>),
 }
 
-impl Doc<'_> {
+impl Doc {
     fn has(&self, field: &str) -> bool {
         match self {
             Doc::Hash(h) => h.iter().any(|(f, _)| f.0 == field.as_bytes()),
@@ -744,6 +875,61 @@ mod tests {
             field(&other, "subscriptionStatus"),
             Some("x"),
             "nest is for user only"
+        );
+    }
+
+    #[test]
+    fn records_the_steps_cannot_apply_to_are_counted_as_broken() {
+        let mut u = Upgrader::new(&steps(), 1, 2).unwrap().unwrap();
+        let string = |key: &str, text: &str| Record::new(key.into(), Value::String(text.into()));
+        for (key, text) in [("user:1", "not json"), ("user:2", "[1,2]")] {
+            let mut r = string(key, text);
+            let before = r.clone();
+            let applied = u.apply(&mut r, Some("user")).unwrap();
+            assert!(applied.broken.is_some() && !applied.changed());
+            assert_eq!(r, before, "a broken record is left as it was");
+        }
+        // A hash field a step needs as an object, holding something else:
+        // broken, and left whole (the rename before it is not kept).
+        let mut r = hash("user:3", &[("stripe_id", "cus_3"), ("subscription", "[]")]);
+        let before = r.clone();
+        let applied = u.apply(&mut r, Some("user")).unwrap();
+        assert!(applied.broken.unwrap().contains("not a JSON object"));
+        assert_eq!(r, before);
+        let mut ok = hash("user:4", &[("plan", "team")]);
+        u.apply(&mut ok, Some("user")).unwrap();
+        let s = u.summary();
+        assert_eq!((s.records, s.current, s.changed, s.broken), (4, 1, 0, 3));
+        assert_eq!(s.broken_records[0].key, "user:1");
+        assert!(s.broken_records[1].reason.contains("JSON array"), "{s:?}");
+        assert_eq!(s.steps.iter().map(|c| c.records).sum::<u64>(), 0);
+
+        // A string outside the groups the steps apply to passes unnoticed.
+        let mut u = Upgrader::new(
+            &[Upgrade {
+                from: 1,
+                to: 2,
+                steps: vec![Step::Drop {
+                    group: Some("user".into()),
+                    field: "x".into(),
+                }],
+            }],
+            1,
+            2,
+        )
+        .unwrap()
+        .unwrap();
+        let mut other = string("token:1", "opaque");
+        let applied = u.apply(&mut other, Some("sessions")).unwrap();
+        assert_eq!(applied, Applied::default());
+        let mut legacy = hash("user:5", &[("x", "1")]);
+        let applied = u.apply(&mut legacy, Some("user")).unwrap();
+        u.uncount(&applied);
+        let s = u.summary();
+        assert_eq!(
+            (s.records, s.changed, s.steps[0].records),
+            (0, 0, 0),
+            "uncounted"
         );
     }
 

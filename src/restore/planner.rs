@@ -4,6 +4,7 @@
 
 use super::members::SharedMembers;
 use super::*;
+use crate::profile::upgrade::Applied;
 
 /// A key waiting for EXISTS.
 struct PendingKey {
@@ -14,6 +15,9 @@ struct PendingKey {
     index: usize,
     /// A shared key of a user archive: the members it writes.
     shared: Option<SharedMembers>,
+    /// What the profile's upgrade did to its first record: taken back out
+    /// of the counts if the key is not written.
+    upgrade: Applied,
 }
 
 /// Works out the plan: connects when it knows the target database (at the
@@ -183,7 +187,7 @@ impl<'p> Planner<'p> {
             });
         }
         if let (Some(p), Some(r)) = (self.profile.as_mut(), &self.rewriter) {
-            p.upgrade = r.upgrade_summary().cloned();
+            p.upgrade = r.upgrade_summary();
         }
         // Every key is decided now: the last counts are kept or dropped.
         let merge_would_add = match (self.merges.as_mut(), self.conn.as_mut()) {
@@ -323,6 +327,7 @@ impl<'p> Planner<'p> {
         let exists = read_exists(task).await?;
         let planned = keys.len() as u64;
         let mut decided = Vec::with_capacity(keys.len());
+        let mut upgrades = Vec::with_capacity(keys.len());
         for (p, exists) in keys.into_iter().zip(exists) {
             let PendingKey {
                 key,
@@ -330,6 +335,7 @@ impl<'p> Planner<'p> {
                 expiry,
                 index,
                 shared,
+                upgrade,
             } = p;
             let mut action = decide(
                 self.write.mode,
@@ -352,6 +358,7 @@ impl<'p> Planner<'p> {
                 self.conflicts.push(printable(&key));
             }
             decided.push((key, t, action, index, shared));
+            upgrades.push(upgrade);
         }
         if let Some(backup) = self.backup.as_mut() {
             let writes =
@@ -373,7 +380,15 @@ impl<'p> Planner<'p> {
                 decided[positions[g]].2 = Action::Create;
             }
         }
-        for (key, t, action, index, _) in decided {
+        for ((key, t, action, index, _), upgrade) in decided.into_iter().zip(upgrades) {
+            // Only what is written gets upgraded (a skip-mode plan upgrades
+            // none of the keys it skips). A key split in parts is counted
+            // by its first part here.
+            if !matches!(action, Action::Create | Action::Overwrite | Action::Merge)
+                && let Some(r) = self.rewriter.as_mut()
+            {
+                r.uncount(&upgrade);
+            }
             self.progress.planned(&key, action);
             self.actions.add(t, action);
             self.decisions.replace(index, action)?;
@@ -410,9 +425,10 @@ impl Planner<'_> {
     async fn record(&mut self, mut record: Record) -> Result<()> {
         // Every part goes through the rewrite, so that a step that cannot
         // handle a split key fails here, before anything is written.
-        if let Some(r) = self.rewriter.as_mut() {
-            r.apply(&mut record)?;
-        }
+        let upgrade = match self.rewriter.as_mut() {
+            Some(r) => r.apply(&mut record)?,
+            None => Applied::default(),
+        };
         if self.write.ttl == TtlMode::Absolute {
             drop_expired_fields(&mut record, self.now_ms);
         }
@@ -446,6 +462,9 @@ impl Planner<'_> {
         }
         let index = self.decisions.len();
         if self.write.ttl.is_expired(record.expiry, self.now_ms) {
+            if let Some(r) = self.rewriter.as_mut() {
+                r.uncount(&upgrade);
+            }
             self.actions.add(record.key_type(), Action::Expired);
             self.decisions.push(Action::Expired);
             self.progress
@@ -465,6 +484,7 @@ impl Planner<'_> {
             expiry: record.expiry,
             index,
             shared,
+            upgrade,
         });
         if self.pending.len() >= self.write.batch_keys {
             self.flush().await?;

@@ -35,4 +35,5 @@ mod snapshot;
 mod streams;
 mod torn;
 mod transfer;
+mod upgrade;
 mod validate;

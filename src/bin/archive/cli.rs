@@ -21,7 +21,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
     about = "Export Redis keyspaces into verified .tar.zst archives and restore them exactly",
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage, 3 Redis unreachable, 4 authentication refused, \
 5 database index out of range, 6 Redis command failed, 7 archive not valid (not an archive, corrupt, truncated; \
-with --profile: records breaking its rules), 8 archive or data schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
+with --profile: records breaking its rules; upgrade: a record its steps cannot apply to), 8 archive or data schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
 11 confirmation required or cancelled, 12 cannot decrypt (no key given, wrong identity or passphrase), \
 13 keys exist in the target (--mode fail), 14 compare (or copy --verify) found differences, 15 backup folder locked, \
 16 the target cannot hold what the archive holds (field expiry, DUMP payloads, module types), 17 not a Redis server (the port answers another protocol), 18 no records (a user export found none of the user's keys), 130 interrupted (SIGINT/SIGTERM)."
@@ -63,8 +63,11 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Copy keys from one Redis to another (or between databases), no archive to handle.
     Copy(CopyArgs),
-    /// Undo a restore or copy: put back what its pre-restore backup holds.
+    /// Undo a restore, copy or upgrade: put back what its pre-restore backup holds.
     Rollback(RollbackArgs),
+    /// Upgrade records in the live database to the profile's data
+    /// schema_version, in place: only records a step changes are written.
+    Upgrade(UpgradeArgs),
     /// Export into the backup folder, under a name that sorts by time.
     Backup(BackupArgs),
     /// List the archives of a backup folder (no keys needed).
@@ -476,6 +479,51 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
         return Err(format!("{text:?} must not be negative"));
     }
     Ok((value * factor).round() as i64)
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// Whose records: USER_ID, --types and the profile (whose [[upgrade]]
+    /// steps apply); without USER_ID, every record of the groups.
+    #[command(flatten)]
+    pub by_profile: ProfileSelectArgs,
+    /// Redis URL to upgrade in; the password can come from TARGET_REDIS_PASSWORD.
+    /// Default: TARGET_REDIS_URL, else TARGET_REDIS_HOST, _PORT, _DB, _USERNAME and _TLS,
+    /// else redis://127.0.0.1:6379.
+    #[arg(long, env = "TARGET_REDIS_URL", hide_env_values = true)]
+    pub target: Option<String>,
+    /// Database (overrides the URL's).
+    #[arg(long)]
+    pub db: Option<i64>,
+    /// Print statistics per group and step (legacy, current, broken) and
+    /// write nothing: read-only, fine on a production database.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub stats: bool,
+    /// Work out and print the plan (counts and the first records); write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Records the steps cannot apply to are counted, listed and left as
+    /// they are (default: stop at the first, before writing it).
+    #[arg(long)]
+    pub skip_errors: bool,
+    /// Records read and written per round trip.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub batch: usize,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Folder for the pre-upgrade backup (default: ARCHIVE_BACKUP_DIR, else
+    /// $XDG_DATA_HOME/archive/backups, else ~/.local/share/archive/backups).
+    #[arg(long, value_name = "DIR", env = "ARCHIVE_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Write no pre-upgrade backup: the upgrade cannot be rolled back.
+    #[arg(long)]
+    pub no_backup: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 #[derive(Debug, Args)]

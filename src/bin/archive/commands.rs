@@ -26,12 +26,13 @@ use redis_archive::restore::backup::default_dir;
 use redis_archive::restore::remap::Remap;
 use redis_archive::restore::rollback::{self, RollbackOptions};
 use redis_archive::restore::{self, RestoreOptions, WriteOptions};
+use redis_archive::upgrade::{self, UpgradeOptions, UpgradeReport};
 use redis_archive::validate::{ProfileCheck, validate};
 
 use crate::cli::{
     BackupArgs, CompareArgs, CompletionsArgs, ConnectArgs, CopyArgs, ExportArgs, InspectArgs,
-    ListArgs, LogArgs, PruneArgs, RestoreArgs, RollbackArgs, SelectionArgs, ValidateArgs,
-    WriteArgs,
+    ListArgs, LogArgs, PruneArgs, RestoreArgs, RollbackArgs, SelectionArgs, UpgradeArgs,
+    ValidateArgs, WriteArgs,
 };
 
 use crate::progress::Bar;
@@ -542,6 +543,76 @@ pub(crate) async fn run_rollback(args: RollbackArgs, cancel: Cancel) -> Result<u
     let writing = Bar::new("rolling back");
     let done = rollback::perform(&options, &writing).await?;
     emit(args.json, &done, render::rollback)?;
+    Ok(partial_code(done.is_partial()))
+}
+
+pub(crate) async fn run_upgrade(args: UpgradeArgs, cancel: Cancel) -> Result<u8, Failure> {
+    let target = endpoint(args.target.as_deref(), args.db, Side::Target, &args.connect)?;
+    let by = &args.by_profile;
+    let profile = Profile::locate(by.profile.as_deref())?.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "upgrade needs the profile whose steps apply: pass --profile FILE, set {PROFILE_ENV}, or put {DEFAULT_PROFILE_FILE} in the current directory"
+        ))
+    })?;
+    if let Some(user) = &by.user {
+        check_user_id(user)?;
+    }
+    let mut options = UpgradeOptions::new(target, Arc::new(profile));
+    options.user = by.user.clone();
+    options.groups = by.groups.clone();
+    options.skip_errors = args.skip_errors;
+    options.batch_keys = args.batch;
+    options.cancel = cancel;
+    let text = |out: &mut dyn Write, r: &UpgradeReport| render::upgrade_report(out, r);
+    let reading = Bar::new("reading");
+    let planned = upgrade::plan(&options, &reading).await?;
+    if args.stats {
+        emit(args.json, &planned, text)?;
+        return Ok(exit::OK);
+    }
+    let stop = (!args.skip_errors)
+        .then(|| planned.first_broken())
+        .flatten();
+    if args.dry_run {
+        emit(args.json, &planned, text)?;
+        // The upgrade itself would stop at the first broken record: say so.
+        return match stop {
+            Some(err) => Err(err.into()),
+            None => Ok(exit::OK),
+        };
+    }
+    if let Some(err) = stop {
+        return Err(err.into());
+    }
+    if planned.legacy == 0 {
+        // Nothing to write: the statistics are the whole report.
+        let mut done = planned;
+        done.dry_run = false;
+        emit(args.json, &done, text)?;
+        return Ok(partial_code(done.is_partial()));
+    }
+    options.backup_dir =
+        (!args.no_backup).then(|| args.backup_dir.clone().unwrap_or_else(default_dir));
+    if !args.yes {
+        ask(&planned.target, false, |err| {
+            render::upgrade_report(err, &planned)?;
+            match &options.backup_dir {
+                Some(dir) => writeln!(err, "backup:    a pre-upgrade backup in {}", dir.display())?,
+                None => writeln!(
+                    err,
+                    "backup:    none (--no-backup): this cannot be rolled back"
+                )?,
+            }
+            write!(
+                err,
+                "upgrade {} records in {}? [y/N] ",
+                planned.legacy, planned.target
+            )
+        })?;
+    }
+    let writing = Bar::new("upgrading");
+    let done = upgrade::perform(&options, &writing).await?;
+    emit(args.json, &done, text)?;
     Ok(partial_code(done.is_partial()))
 }
 

@@ -68,7 +68,8 @@ fn exit_code(err: &Error) -> u8 {
         | Error::Corrupt { .. }
         | Error::Truncated { .. }
         | Error::BadRdb { .. }
-        | Error::RecordsInvalid { .. } => exit::BAD_ARCHIVE,
+        | Error::RecordsInvalid { .. }
+        | Error::BrokenRecord { .. } => exit::BAD_ARCHIVE,
         Error::UnsupportedSchema { .. } | Error::DataSchemaTooNew { .. } => exit::SCHEMA,
         Error::Decrypt { .. } => exit::DECRYPT,
         Error::Input { .. } | Error::Output { .. } => exit::IO,
@@ -142,6 +143,7 @@ async fn run(cli: Cli, cancel: Cancel) -> Result<u8, Failure> {
         Command::Restore(args) => commands::run_restore(args, cancel).await,
         Command::Copy(args) => commands::run_copy(args, cancel).await,
         Command::Rollback(args) => commands::run_rollback(args, cancel).await,
+        Command::Upgrade(args) => commands::run_upgrade(args, cancel).await,
         Command::Backup(args) => commands::run_backup(args, cancel).await,
         Command::List(args) => commands::run_list(args),
         Command::Prune(args) => commands::run_prune(args),

@@ -21,6 +21,7 @@ use redis_archive::report::{
     RestoreReport,
 };
 use redis_archive::restore::rollback::RollbackReport;
+use redis_archive::upgrade::UpgradeReport;
 use redis_archive::validate::ValidationReport;
 use serde::Serialize;
 
@@ -431,15 +432,125 @@ fn profile_scope(
 fn upgrade(out: &mut dyn Write, u: &UpgradeSummary, done: bool) -> io::Result<()> {
     writeln!(
         out,
-        "data schema {} -> {}: {} records {}, {} already current",
+        "data schema {} -> {}: {} records {}, {} already current, {} broken",
         u.from,
         u.to,
-        u.records - u.current,
+        u.changed,
         if done { "upgraded" } else { "to upgrade" },
-        u.current
+        u.current,
+        u.broken
     )?;
     for s in &u.steps {
         writeln!(out, "  {:>8}  {}", s.records, s.step)?;
+    }
+    broken_records(out, u)
+}
+
+/// What `archive upgrade` found (statistics, dry run) or did.
+pub fn upgrade_report(out: &mut dyn Write, r: &UpgradeReport) -> io::Result<()> {
+    writeln!(
+        out,
+        "{} {}: profile {}{}, data schema {} -> {}",
+        if r.dry_run { "plan for" } else { "upgraded" },
+        r.target,
+        r.profile,
+        r.user
+            .as_deref()
+            .map(|u| format!(", user {u}"))
+            .unwrap_or_default(),
+        r.from,
+        r.to
+    )?;
+    writeln!(
+        out,
+        "  {:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "group", "records", "legacy", "current", "broken", "written"
+    )?;
+    for g in &r.groups {
+        let u = &g.upgrade;
+        writeln!(
+            out,
+            "  {:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            g.group, u.records, u.changed, u.current, u.broken, g.written
+        )?;
+    }
+    writeln!(
+        out,
+        "  {:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "total", r.records, r.legacy, r.current, r.broken, r.written
+    )?;
+    writeln!(
+        out,
+        "steps (records {}):",
+        if r.dry_run { "to change" } else { "changed" }
+    )?;
+    for s in &r.steps {
+        writeln!(out, "  {:>8}  {}", s.records, s.step)?;
+    }
+    if !r.legacy_keys.is_empty() {
+        let more = r.legacy.saturating_sub(r.legacy_keys.len() as u64);
+        writeln!(
+            out,
+            "legacy records: {}{}",
+            r.legacy_keys.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    broken_records(
+        out,
+        &UpgradeSummary {
+            broken: r.broken,
+            broken_records: r.broken_records.clone(),
+            ..UpgradeSummary::default()
+        },
+    )?;
+    if r.retried > 0 {
+        writeln!(
+            out,
+            "{} record(s) changed by someone else while upgraded: read again and upgraded from their new value",
+            r.retried
+        )?;
+    }
+    if r.failed > 0 {
+        writeln!(
+            out,
+            "failed: {} record(s) kept changing and were not written: {}",
+            r.failed,
+            r.failed_keys.join(", ")
+        )?;
+    }
+    if !r.dry_run {
+        match (&r.backup, &r.rollback) {
+            (Some(path), Some(cmd)) => {
+                writeln!(out, "pre-upgrade backup: {path}")?;
+                writeln!(out, "to undo this upgrade: {cmd}")?;
+            }
+            _ if r.written > 0 => writeln!(
+                out,
+                "no pre-upgrade backup was written (--no-backup): this upgrade cannot be rolled back"
+            )?,
+            _ => writeln!(out, "nothing written: no record needs the upgrade")?,
+        }
+    }
+    Ok(())
+}
+
+/// The first records no upgrade step could apply to, and how many more.
+fn broken_records(out: &mut dyn Write, u: &UpgradeSummary) -> io::Result<()> {
+    if u.broken == 0 {
+        return Ok(());
+    }
+    writeln!(out, "problems: {} record(s) cannot be upgraded", u.broken)?;
+    for b in &u.broken_records {
+        writeln!(out, "  {}: {}", b.key, b.reason)?;
+    }
+    let more = u.broken.saturating_sub(u.broken_records.len() as u64);
+    if more > 0 {
+        writeln!(out, "  ... and {more} more")?;
     }
     Ok(())
 }

@@ -31,3 +31,15 @@ pub use mixed::*;
 pub use run::*;
 pub use server::*;
 pub use state::*;
+
+/// The relay profile as the application shipped it at data schema_version
+/// 1 (no upgrades), written into `dir`.
+pub fn relay_schema_1_profile(dir: &Path) -> PathBuf {
+    let relay = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/profiles/relay.toml");
+    let current = std::fs::read_to_string(relay).unwrap();
+    let cut = current.find("# Version 1 kept").unwrap();
+    let v1 = current[..cut].replace("schema_version = 2", "schema_version = 1");
+    let path = dir.join("relay-v1.toml");
+    std::fs::write(&path, v1).unwrap();
+    path
+}
