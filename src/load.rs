@@ -103,7 +103,10 @@ pub(crate) fn add_restore(
     replace: bool,
     roles: &mut Vec<Role>,
 ) {
-    let c = cmd(pipe, roles, &record.key.0, "RESTORE");
+    // Sized once: this is the command nearly every key of a restore is
+    // written with, and growing its buffers was a good part of the cost.
+    let mut c = redis::Cmd::with_capacity(6, record.key.0.len() + payload.len() + 40);
+    c.arg("RESTORE").arg(&record.key.0[..]);
     let absolute = match (ttl, record.expiry) {
         (TtlMode::Absolute, Some(e)) => {
             c.arg(e.at_ms);
@@ -125,9 +128,8 @@ pub(crate) fn add_restore(
     if absolute {
         c.arg("ABSTTL");
     }
-    if let Some(last) = roles.last_mut() {
-        *last = Role::Create;
-    }
+    pipe.add_command(c);
+    roles.push(Role::Create);
 }
 
 /// What a key's first record says that is applied after its last record.
