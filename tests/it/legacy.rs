@@ -197,3 +197,52 @@ fn a_split_string_that_is_not_json_is_left_as_it_is() {
     assert_eq!(checked["profile"]["upgrade"]["broken"], 0, "{checked}");
     assert_eq!(checked["profile"]["upgrade"]["split"], 1, "{checked}");
 }
+
+/// `copy USER --profile` validates as restore does; `--no-validate` copies
+/// anyway, and the refusal names the copy's source, not its spool.
+#[test]
+fn copy_validates_names_its_source_and_can_be_told_not_to() {
+    let source = RedisServer::start();
+    source.load_commands(&fixture("relay-data.redis"));
+    redis::cmd("HDEL")
+        .arg("apikey:k-ada-1")
+        .arg("name")
+        .query::<i64>(&mut source.conn())
+        .unwrap();
+    let relay = fixture("relay.toml").display().to_string();
+    let target = RedisServer::start();
+    let (s, t) = (source.url(), target.url());
+    let copy = |extra: &[&str]| {
+        let mut args = vec![
+            "copy",
+            "42",
+            "--profile",
+            &relay,
+            "--source",
+            &s,
+            "--target",
+            &t,
+            "--yes",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let refused = copy(&[]).fails(7, "lacks required field name");
+    let port = source.url().rsplit(':').next().unwrap().to_string();
+    assert!(
+        refused.stderr.contains("user 42 on 127.0.0.1:")
+            && refused.stderr.contains(&format!(":{port}/0")),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("spool"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--no-validate"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(target.dbsize(0), 0, "refused before the first write");
+
+    copy(&["--no-validate"]).ok();
+    assert!(!hash(&target, "apikey:k-ada-1").contains_key("name"));
+}

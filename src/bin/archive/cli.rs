@@ -372,6 +372,11 @@ pub struct CopyArgs {
     /// --subset=merge`). The result is in the report; a failed check exits 14.
     #[arg(long)]
     pub verify: bool,
+    /// With a profile: copy records that break its rules (missing required
+    /// fields, another owner, dangling references) instead of stopping
+    /// with exit code 7 before the first write.
+    #[arg(long)]
+    pub no_validate: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
