@@ -19,6 +19,7 @@ use sha2::Sha256;
 
 use super::rewrite::{Part, classify, with_json_object};
 use super::select::json_text;
+use super::upgrade::{Step, Upgrade};
 use super::{Group, Profile};
 use crate::archive::manifest::{Redaction, RedactionMethod};
 use crate::error::{Error, Result};
@@ -151,6 +152,44 @@ pub(crate) fn check(groups: &[Group]) -> std::result::Result<(), super::Bad> {
         }
     }
     Ok(())
+}
+
+/// Add to `group`'s sensitive fields the older names that upgrade steps
+/// map onto them: a legacy record still holds its value under the old name
+/// (`rename` of `field` to a sensitive `to`), or in flat fields that `nest`
+/// moves into a sensitive `into`. An export writes records as they are
+/// stored, so without these a legacy record would keep the value. Chains
+/// (`a` to `b` to a sensitive `c`) are followed to the end.
+pub(crate) fn add_legacy_names(group: &mut Group, upgrades: &[Upgrade]) {
+    if group.sensitive.is_empty() {
+        return;
+    }
+    let steps: Vec<&Step> = upgrades
+        .iter()
+        .flat_map(|u| &u.steps)
+        .filter(|s| s.group().is_none_or(|g| g == group.name))
+        .collect();
+    loop {
+        let mut added = false;
+        for step in &steps {
+            let old: Vec<&String> = match step {
+                Step::Rename { field, to, .. } if group.sensitive.contains(to) => vec![field],
+                Step::Nest { fields, into, .. } if group.sensitive.contains(into) => {
+                    fields.iter().collect()
+                }
+                _ => continue,
+            };
+            for name in old {
+                if !group.sensitive.contains(name) {
+                    group.sensitive.push(name.clone());
+                    added = true;
+                }
+            }
+        }
+        if !added {
+            return;
+        }
+    }
 }
 
 /// The header's account of a redacted export of `groups`; an error when

@@ -3,6 +3,7 @@
 //! too big for one record, `copy`'s validation, and `--redact`.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::profiles::{fixture, hash};
 use crate::support::{RedisServer, export, relay_schema_1_profile, restore, run};
@@ -245,4 +246,60 @@ fn copy_validates_names_its_source_and_can_be_told_not_to() {
 
     copy(&["--no-validate"]).ok();
     assert!(!hash(&target, "apikey:k-ada-1").contains_key("name"));
+}
+
+/// A legacy record keeps a sensitive value under its old name: `rename`
+/// of `stripe_id` to `stripeCustomerId`, then `nest` of that into
+/// `subscription`. With `subscription` sensitive, the old names are
+/// redacted too and named in the header.
+#[test]
+fn redact_covers_the_legacy_names_of_sensitive_fields() {
+    let source = legacy_server(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let relay = std::fs::read_to_string(fixture("relay.toml")).unwrap();
+    let marked = relay.replacen(
+        "sensitive = [\"email\"]",
+        "sensitive = [\"email\", \"subscription\"]",
+        1,
+    );
+    assert_ne!(marked, relay);
+    let profile = dir.path().join("relay.toml");
+    std::fs::write(&profile, marked).unwrap();
+    let file = dir.path().join("redacted.tar.zst");
+    export(
+        &source,
+        &file,
+        &["42", "--profile", profile.to_str().unwrap(), "--redact"],
+    )
+    .ok();
+
+    let out = Command::new("zstd")
+        .arg("-dc")
+        .arg(&file)
+        .output()
+        .expect("zstd");
+    assert!(out.status.success());
+    let has = |needle: &str| {
+        out.stdout
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    };
+    for secret in ["cus_42", "ada@example.com"] {
+        assert!(!has(secret), "{secret} is in the archive");
+    }
+    assert!(has("[REDACTED]"));
+    let inspected = run(&["inspect", file.to_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        inspected["redaction"]["fields"]["user"],
+        serde_json::json!([
+            "email",
+            "subscription",
+            "subscriptionStatus",
+            "stripeCustomerId",
+            "subscriptionPlan",
+            "stripe_id"
+        ])
+    );
 }
