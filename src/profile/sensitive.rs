@@ -147,7 +147,7 @@ pub(crate) fn check(groups: &[Group]) -> std::result::Result<(), super::Bad> {
         }
         if !g.sensitive.is_empty() && g.keys.is_empty() && g.by_id.is_none() {
             return fail(
-                "`sensitive` needs records with fields (`keys` or `key`); a shared index holds only members".into(),
+                "`sensitive` needs records with fields (`keys` or `key`); a shared index holds only members and a shared hash only ids, which cannot be redacted".into(),
             );
         }
     }

@@ -246,6 +246,18 @@ fn copy_validates_names_its_source_and_can_be_told_not_to() {
 
     copy(&["--no-validate"]).ok();
     assert!(!hash(&target, "apikey:k-ada-1").contains_key("name"));
+    let none = run(&[
+        "copy",
+        "12345",
+        "--profile",
+        &relay,
+        "--source",
+        &s,
+        "--target",
+        &t,
+        "--yes",
+    ]);
+    none.fails(18, "user 12345 has no keys");
 }
 
 /// A legacy record keeps a sensitive value under its old name: `rename`
