@@ -48,6 +48,33 @@ fn v2_with(dir: &Path, steps: &str) -> PathBuf {
 const ROLE: &str =
     "[[upgrade.step]]\nop = \"default\"\ngroup = \"user\"\nfield = \"role\"\nvalue = \"user\"\n";
 
+/// A `rename` of a member of the settings JSON strings.
+const RENAME_THEME: &str = "[[upgrade.step]]\nop = \"rename\"\ngroup = \"settings\"\nfield = \"theme\"\nto = \"colorScheme\"\n";
+
+/// The upgrade counts `validate --profile` gives for `file`.
+fn validated(file: &Path, profile: &str) -> serde_json::Value {
+    let checked = run(&[
+        "validate",
+        file.to_str().unwrap(),
+        "--profile",
+        profile,
+        "--json",
+    ])
+    .ok()
+    .json();
+    checked["profile"]["upgrade"].clone()
+}
+
+/// User 42 with `settings` as its settings string (over 64 KiB), exported
+/// at schema 1; the schema-2 profile renames a settings member.
+fn split_settings(settings: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let source = legacy_server(&[&["SET", "user:42:settings", settings]]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = export_v1(&source, dir.path());
+    let v2 = v2_with(dir.path(), RENAME_THEME);
+    (dir, file, v2)
+}
+
 fn step_count(upgrade: &serde_json::Value, step: &str) -> u64 {
     upgrade["steps"]
         .as_array()
@@ -77,18 +104,9 @@ fn a_step_without_group_leaves_indexes_and_shared_keys_alone() {
     let v2 = v2.to_str().unwrap();
 
     // user:42, user:42:settings, apikey:k-ada-1, usage:42:20261121.
-    let checked = run(&[
-        "validate",
-        file.to_str().unwrap(),
-        "--profile",
-        v2,
-        "--json",
-    ])
-    .ok()
-    .json();
-    let upgrade = &checked["profile"]["upgrade"];
-    assert_eq!(upgrade["records"], 4, "{checked}");
-    assert_eq!(step_count(upgrade, "default updatedAt"), 4, "{checked}");
+    let upgrade = validated(&file, v2);
+    assert_eq!(upgrade["records"], 4, "{upgrade}");
+    assert_eq!(step_count(&upgrade, "default updatedAt"), 4, "{upgrade}");
 
     let target = RedisServer::start();
     let report = restore(&target, &file, &["--profile", v2, "--json"])
@@ -120,9 +138,8 @@ fn a_step_without_group_leaves_indexes_and_shared_keys_alone() {
 fn a_json_string_split_over_records_is_not_broken() {
     let blob = "x".repeat(200 << 10);
     let settings = format!(r#"{{"id":"42","theme":"dark","blob":"{blob}"}}"#);
-    let source = legacy_server(&[&["SET", "user:42:settings", &settings]]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = export_v1(&source, dir.path());
+    let (_dir, file, v2) = split_settings(&settings);
+    let v2 = v2.to_str().unwrap();
     let inspected = run(&["inspect", file.to_str().unwrap(), "--json"])
         .ok()
         .json();
@@ -131,26 +148,11 @@ fn a_json_string_split_over_records_is_not_broken() {
         strings["records"].as_u64() > strings["keys"].as_u64(),
         "the settings string is split: {strings}"
     );
-    let v2 = v2_with(
-        dir.path(),
-        "[[upgrade.step]]\nop = \"rename\"\ngroup = \"settings\"\nfield = \"theme\"\nto = \"colorScheme\"\n",
-    );
-    let v2 = v2.to_str().unwrap();
-
-    let checked = run(&[
-        "validate",
-        file.to_str().unwrap(),
-        "--profile",
-        v2,
-        "--json",
-    ])
-    .ok()
-    .json();
-    let upgrade = &checked["profile"]["upgrade"];
-    assert_eq!(upgrade["broken"], 0, "{checked}");
+    let upgrade = validated(&file, v2);
+    assert_eq!(upgrade["broken"], 0, "{upgrade}");
     assert_eq!(
         upgrade["split"], 1,
-        "one key, however many parts: {checked}"
+        "one key, however many parts: {upgrade}"
     );
 
     let target = RedisServer::start();
@@ -178,25 +180,11 @@ fn a_json_string_split_over_records_is_not_broken() {
 #[test]
 fn a_split_string_that_is_not_json_is_left_as_it_is() {
     let junk = "not json ".repeat(30 << 10);
-    let source = legacy_server(&[&["SET", "user:42:settings", &junk]]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = export_v1(&source, dir.path());
-    let v2 = v2_with(
-        dir.path(),
-        "[[upgrade.step]]\nop = \"rename\"\ngroup = \"settings\"\nfield = \"theme\"\nto = \"colorScheme\"\n",
-    );
+    let (_dir, file, v2) = split_settings(&junk);
     // Its parts are left alone: nothing to call broken part by part.
-    let checked = run(&[
-        "validate",
-        file.to_str().unwrap(),
-        "--profile",
-        v2.to_str().unwrap(),
-        "--json",
-    ])
-    .ok()
-    .json();
-    assert_eq!(checked["profile"]["upgrade"]["broken"], 0, "{checked}");
-    assert_eq!(checked["profile"]["upgrade"]["split"], 1, "{checked}");
+    let upgrade = validated(&file, v2.to_str().unwrap());
+    assert_eq!(upgrade["broken"], 0, "{upgrade}");
+    assert_eq!(upgrade["split"], 1, "{upgrade}");
 }
 
 /// `copy USER --profile` validates as restore does; `--no-validate` copies
@@ -212,23 +200,17 @@ fn copy_validates_names_its_source_and_can_be_told_not_to() {
         .unwrap();
     let relay = fixture("relay.toml").display().to_string();
     let target = RedisServer::start();
-    let (s, t) = (source.url(), target.url());
-    let copy = |extra: &[&str]| {
-        let mut args = vec![
-            "copy",
-            "42",
-            "--profile",
-            &relay,
-            "--source",
-            &s,
-            "--target",
-            &t,
-            "--yes",
-        ];
+    let ends = [
+        format!("--source={}", source.url()),
+        format!("--target={}", target.url()),
+    ];
+    let copy = |user: &str, extra: &[&str]| {
+        let mut args = vec!["copy", user, "--profile", &relay, "--yes"];
+        args.extend(ends.iter().map(String::as_str));
         args.extend_from_slice(extra);
         run(&args)
     };
-    let refused = copy(&[]).fails(7, "lacks required field name");
+    let refused = copy("42", &[]).fails(7, "lacks required field name");
     let port = source.url().rsplit(':').next().unwrap().to_string();
     assert!(
         refused.stderr.contains("user 42 on 127.0.0.1:")
@@ -244,20 +226,9 @@ fn copy_validates_names_its_source_and_can_be_told_not_to() {
     );
     assert_eq!(target.dbsize(0), 0, "refused before the first write");
 
-    copy(&["--no-validate"]).ok();
+    copy("42", &["--no-validate"]).ok();
     assert!(!hash(&target, "apikey:k-ada-1").contains_key("name"));
-    let none = run(&[
-        "copy",
-        "12345",
-        "--profile",
-        &relay,
-        "--source",
-        &s,
-        "--target",
-        &t,
-        "--yes",
-    ]);
-    none.fails(18, "user 12345 has no keys");
+    copy("12345", &[]).fails(18, "user 12345 has no keys");
 }
 
 /// A legacy record keeps a sensitive value under its old name: `rename`
