@@ -407,6 +407,48 @@ keys = ["usage:{user}"]
         Profile::parse(text, Path::new("test.toml"))
     }
 
+    #[test]
+    fn legacy_names_of_sensitive_fields_are_sensitive_too() {
+        let text = r#"
+name = "app"
+schema_version = 3
+group = [
+  { name = "user", keys = ["user:{user}"], sensitive = ["email", "subscription"] },
+  { name = "usage", keys = ["usage:{user}"], sensitive = ["count"] },
+]
+[[upgrade]]
+from = 1
+to = 2
+step = [
+  { op = "rename", field = "mail", to = "email" },
+  { op = "nest", group = "user", fields = ["plan", "customer"], into = "subscription" },
+]
+[[upgrade]]
+from = 2
+to = 3
+step = [
+  { op = "rename", group = "user", field = "stripe_id", to = "customer" },
+  { op = "rename", group = "user", field = "hits", to = "count" },
+]
+"#;
+        let p = profile(text).unwrap();
+        // `rename` without group reaches every group; the later `rename`
+        // onto a nested field is followed; `hits` -> `count` is another
+        // group's sensitive name.
+        assert_eq!(
+            p.group("user").unwrap().sensitive,
+            [
+                "email",
+                "subscription",
+                "mail",
+                "plan",
+                "customer",
+                "stripe_id"
+            ]
+        );
+        assert_eq!(p.group("usage").unwrap().sensitive, ["count"]);
+    }
+
     /// The one record `r` writes for `record`, redacted.
     fn one(r: &mut Redactor, record: Record) -> Record {
         let mut out = r.apply(record).unwrap();
