@@ -61,6 +61,9 @@ pub struct CopyOptions {
     pub profile: Option<crate::profile::select::ProfileExport>,
     /// After writing, check that the target holds what was copied.
     pub verify: bool,
+    /// With a profile: refuse records that break its rules before the
+    /// first write, as a restore does.
+    pub validate: bool,
 }
 
 impl CopyOptions {
@@ -80,6 +83,7 @@ impl CopyOptions {
             snapshot: false,
             profile: None,
             verify: false,
+            validate: true,
         }
     }
 }
@@ -214,7 +218,24 @@ pub async fn plan(options: &CopyOptions, progress: &dyn Progress) -> Result<Copy
     restore_options.cancel = options.cancel.clone();
     restore_options.backup_dir = options.backup_dir.clone();
     restore_options.decryption = Decryption::none().with_identity(Arc::new(key));
-    let restore = restore::plan(&restore_options, progress).await?;
+    restore_options.validate = options.validate;
+    let restore = restore::plan(&restore_options, progress)
+        .await
+        .map_err(|e| match e {
+            // The spool is the copy's own: name what the records came from.
+            Error::RecordsInvalid {
+                profile,
+                count,
+                examples,
+                ..
+            } => Error::RecordsInvalid {
+                archive: copied_from(&options.source, options.profile.as_ref()),
+                profile,
+                count,
+                examples,
+            },
+            e => e,
+        })?;
     Ok(CopyPlan {
         source: options.source.describe(),
         target: restore.target.describe(),
@@ -229,6 +250,18 @@ pub async fn plan(options: &CopyOptions, progress: &dyn Progress) -> Result<Copy
         verify: options.verify,
         _spool: spool,
     })
+}
+
+/// What a copy's records come from, in words: the source, and the user
+/// when one user is copied.
+fn copied_from(
+    source: &Endpoint,
+    profile: Option<&crate::profile::select::ProfileExport>,
+) -> String {
+    match profile.and_then(|p| p.user.as_deref()) {
+        Some(user) => format!("user {user} on {}", source.describe()),
+        None => source.describe(),
+    }
 }
 
 /// Whether two endpoints are one database of one server: the same `run_id`

@@ -240,14 +240,14 @@ pub enum Error {
     },
 
     #[error(
-        "{archive}: {count} record(s) break the rules of profile {profile:?}: {}; nothing was written; fix them, or pass --no-validate to restore the records as they are",
+        "{archive}: {count} record(s) break the rules of profile {profile:?}: {}; nothing was written; fix them, or pass --no-validate to write the records as they are",
         list_some(examples, *count)
     )]
     /// Restore with a profile found records that break its rules (missing
     /// required fields, another owner, dangling references): stopped before
     /// the first write, as `validate --profile` would report them.
     RecordsInvalid {
-        /// The archive as named.
+        /// The archive as named, or for a copy its source and user.
         archive: String,
         /// The profile's name.
         profile: String,

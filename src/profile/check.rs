@@ -241,14 +241,16 @@ impl Visitor for Checker {
         if record.part == 0 {
             *self.out.groups.entry(group.name.clone()).or_default() += 1;
         }
-        if let Some(up) = self.upgrader.as_mut() {
+        if let Some(up) = self.upgrader.as_mut()
+            && !part.is_shared_or_index()
+        {
             match up.apply(&mut record, Some(&group.name)) {
                 Err(e) => {
                     self.find(location, &record.key.0, e.to_string());
                     return Ok(());
                 }
                 Ok(applied) => {
-                    if let Some(reason) = applied.broken {
+                    if let Some(reason) = applied.broken.filter(|_| applied.broken_first) {
                         let message = format!(
                             "{} record {} cannot be upgraded: it {reason}",
                             group.name,
@@ -265,7 +267,7 @@ impl Visitor for Checker {
         {
             self.present[gi].insert(record.key.0[r.clone()].to_vec());
         }
-        if matches!(part, Part::Index(_) | Part::Shared | Part::SharedHash) {
+        if part.is_shared_or_index() {
             return Ok(());
         }
         if record.part == 0 && !group.required.is_empty() && has_fields(&record.value) {

@@ -317,6 +317,9 @@ impl Profile {
         }
         sensitive::check(&groups)?;
         upgrade::check_chain(&upgrades, file.schema_version, &names)?;
+        for g in &mut groups {
+            sensitive::add_legacy_names(g, &upgrades);
+        }
         Ok(Profile {
             name: file.name,
             schema_version: file.schema_version,

@@ -37,6 +37,14 @@ pub(crate) enum Part {
     SharedHash,
 }
 
+impl Part {
+    /// Keys that hold ids, not records: upgrade steps never apply to them,
+    /// and a shared one holds other users' members and fields too.
+    pub(crate) fn is_shared_or_index(&self) -> bool {
+        matches!(self, Part::Index(_) | Part::Shared | Part::SharedHash)
+    }
+}
+
 /// The group (by position in the profile) and part a key belongs to. With
 /// the user known, the first group that claims the key wins. Without it
 /// (whole-group archives) `{user}` matches any id, so `user:{user}` would
@@ -178,8 +186,10 @@ impl Rewriter {
         let class = classify(&self.profile, &record.key.0, self.user.as_deref());
         let group = class.as_ref().map(|(i, _)| &self.profile.groups[*i]);
         let applied = match self.upgrader.as_mut() {
-            Some(up) => up.apply(record, group.map(|g| g.name.as_str()))?,
-            None => Applied::default(),
+            Some(up) if !class.as_ref().is_some_and(|(_, p)| p.is_shared_or_index()) => {
+                up.apply(record, group.map(|g| g.name.as_str()))?
+            }
+            _ => Applied::default(),
         };
         let (Some(new), Some(old), Some((_, part)), Some(group)) =
             (&self.as_user, &self.user, &class, group)

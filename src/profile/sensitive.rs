@@ -19,6 +19,7 @@ use sha2::Sha256;
 
 use super::rewrite::{Part, classify, with_json_object};
 use super::select::json_text;
+use super::upgrade::{Step, Upgrade};
 use super::{Group, Profile};
 use crate::archive::manifest::{Redaction, RedactionMethod};
 use crate::error::{Error, Result};
@@ -146,11 +147,49 @@ pub(crate) fn check(groups: &[Group]) -> std::result::Result<(), super::Bad> {
         }
         if !g.sensitive.is_empty() && g.keys.is_empty() && g.by_id.is_none() {
             return fail(
-                "`sensitive` needs records with fields (`keys` or `key`); a shared index holds only members".into(),
+                "`sensitive` needs records with fields (`keys` or `key`); a shared index holds only members and a shared hash only ids, which cannot be redacted".into(),
             );
         }
     }
     Ok(())
+}
+
+/// Add to `group`'s sensitive fields the older names that upgrade steps
+/// map onto them: a legacy record still holds its value under the old name
+/// (`rename` of `field` to a sensitive `to`), or in flat fields that `nest`
+/// moves into a sensitive `into`. An export writes records as they are
+/// stored, so without these a legacy record would keep the value. Chains
+/// (`a` to `b` to a sensitive `c`) are followed to the end.
+pub(crate) fn add_legacy_names(group: &mut Group, upgrades: &[Upgrade]) {
+    if group.sensitive.is_empty() {
+        return;
+    }
+    let steps: Vec<&Step> = upgrades
+        .iter()
+        .flat_map(|u| &u.steps)
+        .filter(|s| s.group().is_none_or(|g| g == group.name))
+        .collect();
+    loop {
+        let mut added = false;
+        for step in &steps {
+            let old: Vec<&String> = match step {
+                Step::Rename { field, to, .. } if group.sensitive.contains(to) => vec![field],
+                Step::Nest { fields, into, .. } if group.sensitive.contains(into) => {
+                    fields.iter().collect()
+                }
+                _ => continue,
+            };
+            for name in old {
+                if !group.sensitive.contains(name) {
+                    group.sensitive.push(name.clone());
+                    added = true;
+                }
+            }
+        }
+        if !added {
+            return;
+        }
+    }
 }
 
 /// The header's account of a redacted export of `groups`; an error when
@@ -366,6 +405,48 @@ keys = ["usage:{user}"]
 
     fn profile(text: &str) -> Result<Profile> {
         Profile::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn legacy_names_of_sensitive_fields_are_sensitive_too() {
+        let text = r#"
+name = "app"
+schema_version = 3
+group = [
+  { name = "user", keys = ["user:{user}"], sensitive = ["email", "subscription"] },
+  { name = "usage", keys = ["usage:{user}"], sensitive = ["count"] },
+]
+[[upgrade]]
+from = 1
+to = 2
+step = [
+  { op = "rename", field = "mail", to = "email" },
+  { op = "nest", group = "user", fields = ["plan", "customer"], into = "subscription" },
+]
+[[upgrade]]
+from = 2
+to = 3
+step = [
+  { op = "rename", group = "user", field = "stripe_id", to = "customer" },
+  { op = "rename", group = "user", field = "hits", to = "count" },
+]
+"#;
+        let p = profile(text).unwrap();
+        // `rename` without group reaches every group; the later `rename`
+        // onto a nested field is followed; `hits` -> `count` is another
+        // group's sensitive name.
+        assert_eq!(
+            p.group("user").unwrap().sensitive,
+            [
+                "email",
+                "subscription",
+                "mail",
+                "plan",
+                "customer",
+                "stripe_id"
+            ]
+        );
+        assert_eq!(p.group("usage").unwrap().sensitive, ["count"]);
     }
 
     /// The one record `r` writes for `record`, redacted.

@@ -248,7 +248,7 @@ impl Step {
         })
     }
 
-    fn group(&self) -> Option<&str> {
+    pub(crate) fn group(&self) -> Option<&str> {
         match self {
             Step::Rename { group, .. }
             | Step::Nest { group, .. }
@@ -384,8 +384,18 @@ pub struct UpgradeSummary {
     /// The first broken records, with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub broken_records: Vec<BrokenRecord>,
+    /// Strings of a group the steps apply to that were too big to travel
+    /// in one record (over 64 KiB): the steps need the whole JSON, so a
+    /// restore writes them as they are and `archive upgrade` brings them
+    /// up, reading each whole.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub split: u64,
     /// Records changed, per step.
     pub steps: Vec<StepCount>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A record no upgrade step could apply to.
@@ -416,6 +426,12 @@ pub(crate) struct Applied {
     pub(crate) steps: Vec<usize>,
     /// Why no step could apply to it; it is left as it was.
     pub(crate) broken: Option<String>,
+    /// A string split over several records, left as it was: its parts are
+    /// not JSON on their own.
+    pub(crate) split: bool,
+    /// The first broken part of its key: a key is one broken record however
+    /// many of its parts the steps cannot apply to.
+    pub(crate) broken_first: bool,
 }
 
 impl Applied {
@@ -431,6 +447,9 @@ pub(crate) struct Upgrader {
     steps: Vec<Step>,
     summary: UpgradeSummary,
     broken: Samples<BrokenRecord>,
+    /// The key of the last broken record, whose further parts are not
+    /// counted again.
+    last_broken: Option<Vec<u8>>,
     /// What `now` means for every record of the run.
     now: DateTime<Utc>,
 }
@@ -467,6 +486,7 @@ impl Upgrader {
             steps,
             summary,
             broken: Samples::default(),
+            last_broken: None,
             now: Utc::now(),
         }))
     }
@@ -498,16 +518,21 @@ impl Upgrader {
     /// it was and counted as broken; only a step that needs a split key
     /// whole is an error.
     pub(crate) fn apply(&mut self, record: &mut Record, group: Option<&str>) -> Result<Applied> {
-        let applied = self.upgrade(record, group)?;
+        let mut applied = self.upgrade(record, group)?;
+        applied.broken_first =
+            applied.broken.is_some() && self.last_broken.as_deref() != Some(&record.key.0[..]);
         self.count(&record.key.0, &applied);
         Ok(applied)
     }
 
-    /// Count what [`Upgrader::upgrade`] did to the record at `key`.
+    /// Count what [`Upgrader::upgrade`] did to the record at `key`; a
+    /// broken key counts once, whatever number of its parts are broken.
     pub(crate) fn count(&mut self, key: &[u8], applied: &Applied) {
         if applied.counted {
             self.summary.records += 1;
-            if applied.broken.is_none() && !applied.changed() {
+            if applied.split {
+                self.summary.split += 1;
+            } else if applied.broken.is_none() && !applied.changed() {
                 self.summary.current += 1;
             }
             if applied.changed() {
@@ -517,7 +542,10 @@ impl Upgrader {
         for &i in &applied.steps {
             self.summary.steps[i].records += 1;
         }
-        if let Some(reason) = &applied.broken {
+        if let Some(reason) = &applied.broken
+            && self.last_broken.as_deref() != Some(key)
+        {
+            self.last_broken = Some(key.to_vec());
             self.broken.add(BrokenRecord {
                 key: printable(key),
                 reason: reason.clone(),
@@ -531,7 +559,9 @@ impl Upgrader {
         if applied.counted {
             let s = &mut self.summary;
             s.records = s.records.saturating_sub(1);
-            if applied.broken.is_none() && !applied.changed() {
+            if applied.split {
+                s.split = s.split.saturating_sub(1);
+            } else if applied.broken.is_none() && !applied.changed() {
                 s.current = s.current.saturating_sub(1);
             }
             if applied.changed() {
@@ -542,7 +572,7 @@ impl Upgrader {
             let n = &mut self.summary.steps[i].records;
             *n = n.saturating_sub(1);
         }
-        if applied.broken.is_some() {
+        if applied.broken_first {
             self.broken.uncount();
         }
     }
@@ -555,6 +585,14 @@ impl Upgrader {
         let in_scope = self.applies_to(group);
         let mut doc = match &record.value {
             Value::Hash(fields) => Doc::Hash(fields.clone()),
+            // Each part alone is not JSON, and a restore cannot hold a
+            // string of any size whole to parse it: left as it is, counted
+            // once (its first part) so the summary says so.
+            Value::String(_) if !whole => {
+                applied.counted = in_scope && record.part == 0;
+                applied.split = applied.counted;
+                return Ok(applied);
+            }
             Value::String(text) => match serde_json::from_slice::<Json>(&text.0) {
                 Ok(Json::Object(map)) => Doc::Json(map),
                 Ok(other) if in_scope => {
@@ -876,6 +914,55 @@ mod tests {
             Some("x"),
             "nest is for user only"
         );
+    }
+
+    /// A string read in parts is not JSON part by part: left as it is and
+    /// counted once, never broken. A hash broken in two of its parts is
+    /// one broken record.
+    #[test]
+    fn a_split_key_counts_once() {
+        let mut u = Upgrader::new(&steps(), 1, 2).unwrap().unwrap();
+        let doc = br#"{"stripe_id":"cus_1","plan":"team"}"#;
+        for (i, chunk) in doc.chunks(10).enumerate() {
+            let mut r = Record::new("settings:1".into(), Value::String(chunk.to_vec().into()));
+            r.part = i as u32;
+            r.more = (i + 1) * 10 < doc.len();
+            let before = r.clone();
+            let applied = u.apply(&mut r, Some("settings")).unwrap();
+            assert!(applied.broken.is_none() && !applied.changed());
+            assert_eq!(r, before);
+        }
+        let s = u.summary();
+        assert_eq!((s.records, s.split, s.current, s.broken), (1, 1, 0, 0));
+
+        let mut u = upgrader(vec![
+            Step::Rename {
+                group: None,
+                field: "a".into(),
+                to: "b".into(),
+                keep: false,
+            },
+            Step::Rename {
+                group: None,
+                field: "c".into(),
+                to: "d".into(),
+                keep: false,
+            },
+        ]);
+        let binary = |part: u32, field: &str| Record {
+            part,
+            more: part == 0,
+            value: Value::Hash(vec![(field.into(), Bytes(vec![0xff, 0xfe]))]),
+            ..Record::new("user:1".into(), Value::Hash(Vec::new()))
+        };
+        let first = u.apply(&mut binary(0, "a"), Some("user")).unwrap();
+        let second = u.apply(&mut binary(1, "c"), Some("user")).unwrap();
+        assert!(first.broken.is_some() && second.broken.is_some());
+        assert_eq!(u.summary().broken, 1, "one key");
+        u.uncount(&second);
+        assert_eq!(u.summary().broken, 1, "its first part holds the count");
+        u.uncount(&first);
+        assert_eq!(u.summary().broken, 0);
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod folder;
 mod hostile;
 mod interrupt;
 mod large;
+mod legacy;
 mod library;
 mod mutations;
 mod profiles;

@@ -24,7 +24,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 with --profile: records breaking its rules; upgrade: a record its steps cannot apply to), 8 archive or data schema too new, 9 cannot read input or write output, 10 partial (some keys failed), \
 11 confirmation required or cancelled, 12 cannot decrypt (no key given, wrong identity or passphrase), \
 13 keys exist in the target (--mode fail), 14 compare (or copy --verify) found differences, 15 backup folder locked, \
-16 the target cannot hold what the archive holds (field expiry, DUMP payloads, module types), 17 not a Redis server (the port answers another protocol), 18 no records (a user export found none of the user's keys), 130 interrupted (SIGINT/SIGTERM)."
+16 the target cannot hold what the archive holds (field expiry, DUMP payloads, module types), 17 not a Redis server (the port answers another protocol), 18 no records (a user export, backup or copy found none of the user's keys), 130 interrupted (SIGINT/SIGTERM)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -372,6 +372,11 @@ pub struct CopyArgs {
     /// --subset=merge`). The result is in the report; a failed check exits 14.
     #[arg(long)]
     pub verify: bool,
+    /// With a profile: copy records that break its rules (missing required
+    /// fields, another owner, dangling references) instead of stopping
+    /// with exit code 7 before the first write.
+    #[arg(long)]
+    pub no_validate: bool,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }

@@ -476,6 +476,7 @@ pub(crate) async fn run_copy(args: CopyArgs, cancel: Cancel) -> Result<u8, Failu
     options.backup_dir = backup_dir(&args.write, args.write.dry_run);
     options.snapshot = args.snapshot;
     options.verify = args.verify;
+    options.validate = !args.no_validate;
     options.profile = profile_selection(&args.by_profile, &args.selection)?;
     options.write.profile = options.profile.as_ref().map(|p| p.profile.clone());
     if let Some(id) = &args.as_user {

@@ -440,6 +440,13 @@ fn upgrade(out: &mut dyn Write, u: &UpgradeSummary, done: bool) -> io::Result<()
         u.current,
         u.broken
     )?;
+    if u.split > 0 {
+        writeln!(
+            out,
+            "{} string(s) over 64 KiB left as they are (the steps need them whole); run `archive upgrade` after the restore",
+            u.split
+        )?;
+    }
     for s in &u.steps {
         writeln!(out, "  {:>8}  {}", s.records, s.step)?;
     }
