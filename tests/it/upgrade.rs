@@ -15,7 +15,7 @@ use redis_archive::profile::Profile;
 use redis_archive::progress::Silent;
 use redis_archive::upgrade::{UpgradeOptions, perform};
 
-use crate::support::{RedisServer, export, restore, run};
+use crate::support::{RedisServer, command, export, output, restore, run};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -411,8 +411,11 @@ fn legacy_relay(server: &RedisServer) -> UpgradeOptions {
 
 /// A record the application changes between the upgrade's read and its
 /// write is not overwritten with an upgrade of what was read: the write is
-/// refused, the record read again and upgraded from its new value. Driven
-/// through the library, whose hook runs between a batch's read and write.
+/// refused, the record read again and upgraded from its new value. The
+/// application changes a field the upgrade rewrites (subscriptionStatus
+/// becomes subscription.status), so without the compare-and-set its value
+/// would be lost. Driven through the library, whose hook runs between a
+/// batch's read and write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_made_during_the_upgrade_is_kept() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -421,6 +424,7 @@ async fn a_write_made_during_the_upgrade_is_kept() {
     let backups = tempfile::tempdir().unwrap();
     let mut options = legacy_relay(&server);
     options.backup_dir = Some(backups.path().to_path_buf());
+    let before = server.snapshot();
     let url = server.url();
     let once = Arc::new(AtomicBool::new(false));
     let seen = once.clone();
@@ -431,7 +435,7 @@ async fn a_write_made_during_the_upgrade_is_kept() {
                 .unwrap()
                 .get_connection()
                 .unwrap();
-            let _: () = c.hset("user:42", "email", "ada@new.example").unwrap();
+            let _: () = c.hset("user:42", "subscriptionStatus", "canceled").unwrap();
         }
     }));
 
@@ -439,20 +443,31 @@ async fn a_write_made_during_the_upgrade_is_kept() {
     assert!(once.load(Ordering::SeqCst), "the hook ran");
     assert_eq!(report.retried, 1, "{report:?}");
     assert_eq!((report.written, report.failed), (3, 0), "{report:?}");
-    let user: std::collections::HashMap<String, String> = server.conn().hgetall("user:42").unwrap();
-    assert_eq!(
-        user["email"], "ada@new.example",
-        "the concurrent write is kept"
-    );
-    assert!(user.contains_key("subscription") && !user.contains_key("stripe_id"));
+    let upgraded = |server: &RedisServer| {
+        let user: std::collections::HashMap<String, String> =
+            server.conn().hgetall("user:42").unwrap();
+        let sub: serde_json::Value = serde_json::from_str(&user["subscription"]).unwrap();
+        assert_eq!(
+            sub["status"], "canceled",
+            "the concurrent write is kept: {user:?}"
+        );
+        assert!(
+            !user.values().any(|v| v.contains("active")),
+            "the value read before the write is gone: {user:?}"
+        );
+        assert!(!user.contains_key("subscriptionStatus") && !user.contains_key("stripe_id"));
+    };
+    upgraded(&server);
 
-    // Rollback puts back the state the upgrade wrote over: the
-    // application's write included.
+    // Rollback never reverts the application's write: user:42 changed
+    // after it was backed up, so it stays as the application and the
+    // retry left it; the other records are put back.
     run(&["rollback", report.backup.as_deref().unwrap(), "--yes"]).ok();
-    let user: std::collections::HashMap<String, String> = server.conn().hgetall("user:42").unwrap();
-    assert_eq!(user["email"], "ada@new.example");
-    assert_eq!(user["stripe_id"], "cus_42");
-    assert!(!user.contains_key("subscription"));
+    upgraded(&server);
+    let after = server.snapshot();
+    for key in ["user:7", "apikey:k-ada-1"] {
+        assert_eq!(after[key.as_bytes()], before[key.as_bytes()], "{key}");
+    }
 }
 
 /// In a Redis Cluster each record is read and written on its own slot's
@@ -524,4 +539,113 @@ async fn a_record_that_keeps_changing_is_reported_as_failed() {
         user.contains_key("subscriptionStatus"),
         "not upgraded: {user:?}"
     );
+}
+
+/// Issue #17: the pre-upgrade backup is complete before the first write.
+/// An upgrade killed after its first batch of writes (or just after its
+/// backup) leaves a finished backup that `rollback` uses to put back the
+/// exact prior state.
+#[test]
+fn an_upgrade_killed_after_its_first_writes_is_undone_exactly_by_rollback() {
+    let server = RedisServer::start();
+    server.load_commands(&fixture("relay-legacy.redis"));
+    let mut pipe = redis::pipe();
+    for i in 100..140 {
+        pipe.cmd("HSET")
+            .arg(format!("user:{i}"))
+            .arg(&[
+                "id",
+                &i.to_string(),
+                "username",
+                "u",
+                "subscriptionStatus",
+                "active",
+            ])
+            .ignore();
+    }
+    pipe.query::<()>(&mut server.conn()).unwrap();
+    let before = server.snapshot();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = relay();
+    let url = server.url();
+    for (i, point) in ["upgrade.backup-done", "upgrade.batch:1", "upgrade.batch:3"]
+        .into_iter()
+        .enumerate()
+    {
+        let backups = dir.path().join(format!("b{i}"));
+        let args = [
+            "upgrade",
+            "--profile",
+            &profile,
+            "--target",
+            &url,
+            "--backup-dir",
+            backups.to_str().unwrap(),
+            "--batch",
+            "5",
+            "--yes",
+        ];
+        let out = output(
+            command(&args)
+                .env("ARCHIVE_FAILPOINT", point)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(out.code, -1, "{point}: killed\n{}", out.stderr);
+        let written = server
+            .snapshot()
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .count();
+        let expected = match point {
+            "upgrade.backup-done" => 0,
+            "upgrade.batch:1" => 5,
+            _ => 15,
+        };
+        assert_eq!(
+            written, expected,
+            "{point}: records written before the kill"
+        );
+        let finished: Vec<PathBuf> = std::fs::read_dir(&backups)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".tar.zst"))
+            .collect();
+        assert_eq!(
+            finished.len(),
+            1,
+            "{point}: one finished backup: {finished:?}"
+        );
+        run(&[
+            "rollback",
+            finished[0].to_str().unwrap(),
+            "--target",
+            &url,
+            "--yes",
+        ])
+        .ok();
+        assert_eq!(server.snapshot(), before, "{point}: the exact prior state");
+    }
+}
+
+/// Issue #17: a record the server refuses to read (here DUMP, for an ACL
+/// user without it) stops the upgrade with the key and the missing right
+/// named, before anything is written; it is never passed over uncounted.
+#[test]
+fn a_user_not_allowed_dump_is_told_so_and_nothing_is_written() {
+    let server = live_mix();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "nodump", "on", ">pw", "~*", "+@all", "-dump"])
+        .query(&mut server.conn())
+        .unwrap();
+    let before = server.snapshot();
+    let backups = tempfile::tempdir().unwrap();
+    let url = format!("redis://nodump:pw@127.0.0.1:{}", server.port);
+    for extra in [&["--stats"][..], &["--yes", "--skip-errors"][..]] {
+        let out = upgrade_at(&url, backups.path(), extra);
+        let code = out.code;
+        assert_ne!(code, 0, "{extra:?}");
+        out.fails(code, "DUMP");
+    }
+    assert_eq!(server.snapshot(), before);
 }
