@@ -121,6 +121,10 @@ pub struct GroupUpgrade {
     pub upgrade: UpgradeSummary,
     /// Records written (0 for statistics and dry runs).
     pub written: u64,
+    /// Legacy records not written: still changing after every retry, or
+    /// broken since they were first read.
+    #[serde(default)]
+    pub failed: u64,
 }
 
 /// What `archive upgrade` found and did.
@@ -158,7 +162,8 @@ pub struct UpgradeReport {
     pub broken_records: Vec<BrokenRecord>,
     /// Records found changed between their read and their write, read again.
     pub retried: u64,
-    /// Records still changing after every retry: not written.
+    /// Legacy records not written: still changing after every retry, or
+    /// broken since their first read.
     pub failed: u64,
     /// The first of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -252,8 +257,9 @@ struct Run<'o> {
     options: &'o UpgradeOptions,
     conn: Conn,
     write: bool,
-    /// Per selected group (index in the profile): its upgrader and writes.
-    upgraders: BTreeMap<usize, (Upgrader, u64)>,
+    /// Per selected group (index in the profile): its upgrader, records
+    /// written and records failed.
+    upgraders: BTreeMap<usize, (Upgrader, u64, u64)>,
     from: u64,
     legacy: Samples<String>,
     failed: Samples<String>,
@@ -300,7 +306,7 @@ impl<'o> Run<'o> {
             let upgrader = Upgrader::new(&profile.upgrades, from, profile.schema_version)?
                 .ok_or_else(|| Error::Internal("upgrades up to the profile's version".into()))?
                 .with_now(now);
-            upgraders.insert(i, (upgrader, 0));
+            upgraders.insert(i, (upgrader, 0, 0));
         }
         let conn = options.target.connect().await?;
         Ok(Run {
@@ -503,8 +509,8 @@ impl<'o> Run<'o> {
             let mut attempt = 0;
             while !lost.is_empty() {
                 if attempt >= self.options.retries {
-                    for (key, _) in lost {
-                        self.failed.add(printable(&key));
+                    for (key, group) in lost {
+                        self.fail(&key, group);
                     }
                     break;
                 }
@@ -517,6 +523,12 @@ impl<'o> Run<'o> {
             progress.advance(batch.len() as u64);
         }
         Ok(())
+    }
+
+    /// A legacy record given up: counted for its group and listed.
+    fn fail(&mut self, key: &[u8], group: usize) {
+        self.upgraders.get_mut(&group).expect("selected").2 += 1;
+        self.failed.add(printable(key));
     }
 
     /// Finish the pre-upgrade backup (the journal stays open for the
@@ -589,7 +601,7 @@ impl<'o> Run<'o> {
         let mut changed = Vec::new();
         for read in reads {
             let name = &profile.groups[read.group].name;
-            let (upgrader, _) = self.upgraders.get_mut(&read.group).expect("selected");
+            let (upgrader, _, _) = self.upgraders.get_mut(&read.group).expect("selected");
             let mut record = Record::new(Bytes(read.key.clone()), read.old.clone());
             let applied: Applied = upgrader.upgrade(&mut record, Some(name))?;
             if first {
@@ -601,6 +613,10 @@ impl<'o> Run<'o> {
                         key: printable(&read.key),
                         reason: reason.clone(),
                     });
+                }
+                if !first {
+                    // Broken since its first read: not written, and counted.
+                    self.fail(&read.key, read.group);
                 }
                 if self.write && !self.options.skip_errors {
                     return Err(Error::BrokenRecord {
@@ -753,7 +769,7 @@ impl<'o> Run<'o> {
             seconds: started.elapsed().as_secs_f64(),
             ..UpgradeReport::default()
         };
-        for (i, (upgrader, written)) in &self.upgraders {
+        for (i, (upgrader, written, failed)) in &self.upgraders {
             let s = upgrader.summary();
             if report.steps.is_empty() {
                 report.steps = s
@@ -776,6 +792,7 @@ impl<'o> Run<'o> {
                 group: profile.groups[*i].name.clone(),
                 upgrade: s,
                 written: *written,
+                failed: *failed,
             });
         }
         (report.broken, report.broken_records) = self.broken.into_parts();

@@ -528,6 +528,8 @@ async fn a_record_that_keeps_changing_is_reported_as_failed() {
     );
     assert_eq!((report.failed, report.retried), (1, 2), "{report:?}");
     assert_eq!(report.failed_keys, ["user:7"]);
+    let user = report.groups.iter().find(|g| g.group == "user").unwrap();
+    assert_eq!((user.failed, user.written), (1, 1), "{report:?}");
     assert_eq!(report.written, 2, "user:42 and its API key: {report:?}");
     assert!(report.is_partial());
     let user: std::collections::HashMap<String, String> = server.conn().hgetall("user:7").unwrap();
@@ -648,4 +650,40 @@ fn a_user_not_allowed_dump_is_told_so_and_nothing_is_written() {
         out.fails(code, "DUMP");
     }
     assert_eq!(server.snapshot(), before);
+}
+
+/// A legacy record the application turns into one the steps cannot apply
+/// to while it is upgraded is not written, and is counted as failed for
+/// its group (with `--skip-errors`), not passed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_broken_during_the_upgrade_is_counted_as_failed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let server = RedisServer::start();
+    let mut options = legacy_relay(&server);
+    options.skip_errors = true;
+    let url = server.url();
+    let once = Arc::new(AtomicBool::new(false));
+    options.between_read_and_write = Some(Arc::new(move |_: &[Vec<u8>]| {
+        if !once.swap(true, Ordering::SeqCst) {
+            let mut c = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let _: () = c.del("user:7").unwrap();
+            let _: () = c.set("user:7", "not json").unwrap();
+        }
+    }));
+
+    let report = perform(&options, &Silent).await.unwrap();
+    assert_eq!((report.failed, report.retried), (1, 1), "{report:?}");
+    assert_eq!(report.failed_keys, ["user:7"]);
+    let user = report.groups.iter().find(|g| g.group == "user").unwrap();
+    assert_eq!((user.failed, user.written), (1, 1), "{report:?}");
+    assert!(report.is_partial());
+    let kept: String = server.conn().get("user:7").unwrap();
+    assert_eq!(
+        kept, "not json",
+        "the application's value is not written over"
+    );
 }
