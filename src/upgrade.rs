@@ -81,6 +81,10 @@ pub struct UpgradeOptions {
     pub cancel: Cancel,
     /// See [`BetweenReadAndWrite`].
     pub between_read_and_write: Option<BetweenReadAndWrite>,
+    /// Called with a batch's keys once they are written, before the
+    /// journal records what the writes left: where a test changes a record
+    /// just after the upgrade.
+    pub after_write: Option<BetweenReadAndWrite>,
 }
 
 impl std::fmt::Debug for UpgradeOptions {
@@ -107,6 +111,7 @@ impl UpgradeOptions {
             retries: 5,
             cancel: Cancel::default(),
             between_read_and_write: None,
+            after_write: None,
         }
     }
 }
@@ -693,6 +698,10 @@ impl<'o> Run<'o> {
             .conn
             .pipeline(&mut pipe, "writing upgraded records")
             .await?;
+        if let Some(hook) = &self.options.after_write {
+            let owned: Vec<Vec<u8>> = changed.iter().map(|(r, _)| r.key.clone()).collect();
+            hook(&owned);
+        }
         let mut lost = Vec::new();
         let mut after = Vec::new();
         for ((read, _), reply) in changed.into_iter().zip(replies) {

@@ -687,3 +687,43 @@ async fn a_record_broken_during_the_upgrade_is_counted_as_failed() {
         "the application's value is not written over"
     );
 }
+
+/// Issue #17: the journal records the fingerprint each write left, taken
+/// by the write itself. An application write right after the upgrade's is
+/// therefore seen by rollback as a change made since, and
+/// `rollback --skip-changed` keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_right_after_the_upgrade_is_not_taken_for_the_upgrades() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let server = RedisServer::start();
+    let backups = tempfile::tempdir().unwrap();
+    let mut options = legacy_relay(&server);
+    options.backup_dir = Some(backups.path().to_path_buf());
+    let url = server.url();
+    let once = Arc::new(AtomicBool::new(false));
+    options.after_write = Some(Arc::new(move |keys: &[Vec<u8>]| {
+        if keys.iter().any(|k| k == b"user:7") && !once.swap(true, Ordering::SeqCst) {
+            let mut c = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let _: () = c.hset("user:7", "email", "eve@new.example").unwrap();
+        }
+    }));
+    let report = perform(&options, &Silent).await.unwrap();
+    assert_eq!(report.written, 3, "{report:?}");
+
+    let backup = report.backup.as_deref().unwrap();
+    let out = run(&["rollback", backup, "--yes", "--skip-changed"]).ok();
+    assert!(
+        out.stdout_text().contains("user:7"),
+        "reported: {}",
+        out.stdout_text()
+    );
+    let email: String = server.conn().hget("user:7", "email").unwrap();
+    assert_eq!(email, "eve@new.example", "the application's write is kept");
+    let user42: std::collections::HashMap<String, String> =
+        server.conn().hgetall("user:42").unwrap();
+    assert_eq!(user42["stripe_id"], "cus_42", "the others are rolled back");
+}
