@@ -409,6 +409,21 @@ fn legacy_relay(server: &RedisServer) -> UpgradeOptions {
     UpgradeOptions::new(target, Arc::new(profile))
 }
 
+/// The application's own connection to `url`.
+fn application(url: &str) -> redis::Connection {
+    redis::Client::open(url).unwrap().get_connection().unwrap()
+}
+
+/// A server with the relay's schema-1 data, and the options of an upgrade
+/// of it with a pre-upgrade backup.
+fn with_backups() -> (RedisServer, tempfile::TempDir, UpgradeOptions) {
+    let server = RedisServer::start();
+    let backups = tempfile::tempdir().unwrap();
+    let mut options = legacy_relay(&server);
+    options.backup_dir = Some(backups.path().to_path_buf());
+    (server, backups, options)
+}
+
 /// A record the application changes between the upgrade's read and its
 /// write is not overwritten with an upgrade of what was read: the write is
 /// refused, the record read again and upgraded from its new value. The
@@ -420,10 +435,7 @@ fn legacy_relay(server: &RedisServer) -> UpgradeOptions {
 async fn a_write_made_during_the_upgrade_is_kept() {
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let server = RedisServer::start();
-    let backups = tempfile::tempdir().unwrap();
-    let mut options = legacy_relay(&server);
-    options.backup_dir = Some(backups.path().to_path_buf());
+    let (server, _backups, mut options) = with_backups();
     let before = server.snapshot();
     let url = server.url();
     let once = Arc::new(AtomicBool::new(false));
@@ -431,10 +443,7 @@ async fn a_write_made_during_the_upgrade_is_kept() {
     options.between_read_and_write = Some(Arc::new(move |keys: &[Vec<u8>]| {
         assert!(keys.iter().any(|k| k == b"user:42"), "{keys:?}");
         if !seen.swap(true, Ordering::SeqCst) {
-            let mut c = redis::Client::open(url.as_str())
-                .unwrap()
-                .get_connection()
-                .unwrap();
+            let mut c = application(&url);
             let _: () = c.hset("user:42", "subscriptionStatus", "canceled").unwrap();
         }
     }));
@@ -513,10 +522,7 @@ async fn a_record_that_keeps_changing_is_reported_as_failed() {
     let counted = calls.clone();
     options.between_read_and_write = Some(Arc::new(move |_: &[Vec<u8>]| {
         let n = counted.fetch_add(1, Ordering::SeqCst);
-        let mut c = redis::Client::open(url.as_str())
-            .unwrap()
-            .get_connection()
-            .unwrap();
+        let mut c = application(&url);
         let _: () = c.hset("user:7", "seen", n).unwrap();
     }));
 
@@ -666,10 +672,7 @@ async fn a_record_broken_during_the_upgrade_is_counted_as_failed() {
     let once = Arc::new(AtomicBool::new(false));
     options.between_read_and_write = Some(Arc::new(move |_: &[Vec<u8>]| {
         if !once.swap(true, Ordering::SeqCst) {
-            let mut c = redis::Client::open(url.as_str())
-                .unwrap()
-                .get_connection()
-                .unwrap();
+            let mut c = application(&url);
             let _: () = c.del("user:7").unwrap();
             let _: () = c.set("user:7", "not json").unwrap();
         }
@@ -696,18 +699,12 @@ async fn a_record_broken_during_the_upgrade_is_counted_as_failed() {
 async fn a_write_right_after_the_upgrade_is_not_taken_for_the_upgrades() {
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let server = RedisServer::start();
-    let backups = tempfile::tempdir().unwrap();
-    let mut options = legacy_relay(&server);
-    options.backup_dir = Some(backups.path().to_path_buf());
+    let (server, _backups, mut options) = with_backups();
     let url = server.url();
     let once = Arc::new(AtomicBool::new(false));
     options.after_write = Some(Arc::new(move |keys: &[Vec<u8>]| {
         if keys.iter().any(|k| k == b"user:7") && !once.swap(true, Ordering::SeqCst) {
-            let mut c = redis::Client::open(url.as_str())
-                .unwrap()
-                .get_connection()
-                .unwrap();
+            let mut c = application(&url);
             let _: () = c.hset("user:7", "email", "eve@new.example").unwrap();
         }
     }));
