@@ -13,7 +13,9 @@
 //! place, its metadata not written), `restore.backup-done` (the pre-restore
 //! backup is complete, nothing written yet), `restore.batch` (a batch's
 //! keys are journaled, not yet written), `restore.written` (a batch is
-//! written, its outcome not yet journaled).
+//! written, its outcome not yet journaled), `upgrade.backup-done` (the
+//! pre-upgrade backup is complete, nothing written yet), `upgrade.batch`
+//! (a batch of upgraded records is written and journaled).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

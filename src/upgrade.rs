@@ -10,13 +10,21 @@
 //! again and upgraded again (a few times, then reported as failed), so a
 //! concurrent write is never lost; a current record is never written.
 //!
-//! Before a batch writes, the records it is about to change are saved in a
-//! pre-upgrade backup and named in its journal, the same machinery as a
-//! restore's, so `archive rollback` puts back exactly their prior state.
 //! The keys are listed first (a user's through the profile's selection, or
-//! every key of the groups with SCAN), then read and written in batches.
+//! every key of the groups with SCAN). A first pass reads them in batches,
+//! counts them and saves every legacy record in a pre-upgrade backup (the
+//! same machinery as a restore's), which is finished, fsynced and renamed,
+//! before anything is written: an upgrade killed at any point leaves a
+//! backup that `archive rollback` can use. The second pass reads the legacy
+//! records again and writes them, each batch named in the backup's journal
+//! first, with the fingerprint each write left recorded after it (taken by
+//! the write script itself, so a later write by the application is not
+//! mistaken for the upgrade's). A record changed since its backup is not
+//! in the backup as it is now: it is journaled as left alone and upgraded
+//! by a retry that is not journaled, so rollback never reverts the
+//! application's write (that record stays upgraded).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +36,7 @@ use tokio::sync::mpsc;
 use crate::archive::manifest::RestoreLink;
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
+use crate::failpoint;
 use crate::fetch::{ChunkSizes, Fetcher, Outgoing};
 use crate::keyspace::glob_match;
 use crate::profile::Profile;
@@ -38,13 +47,14 @@ use crate::progress::{Cancel, Progress};
 use crate::record::{Bytes, KeyType, Record, Value, printable};
 use crate::report::Action;
 use crate::restore::backup::PreRestoreBackup;
-use crate::restore::journal::{Journal, LEFT_ALONE_FINGERPRINT, fingerprints, journal_path};
+use crate::restore::journal::{Journal, LEFT_ALONE_FINGERPRINT, journal_path};
 use crate::restore::members::SharedMembers;
 use crate::restore::rollback_command;
 use crate::samples::Samples;
 
-/// Called with a batch's keys after they are read and backed up, before
-/// they are written: where a test changes a record under the upgrade.
+/// Called with a batch's keys after they are read (again) for writing,
+/// before they are written: where a test changes a record under the
+/// upgrade.
 pub type BetweenReadAndWrite = Arc<dyn Fn(&[Vec<u8>]) + Send + Sync>;
 
 /// What to upgrade, and how.
@@ -71,6 +81,10 @@ pub struct UpgradeOptions {
     pub cancel: Cancel,
     /// See [`BetweenReadAndWrite`].
     pub between_read_and_write: Option<BetweenReadAndWrite>,
+    /// Called with a batch's keys once they are written, before the
+    /// journal records what the writes left: where a test changes a record
+    /// just after the upgrade.
+    pub after_write: Option<BetweenReadAndWrite>,
 }
 
 impl std::fmt::Debug for UpgradeOptions {
@@ -97,6 +111,7 @@ impl UpgradeOptions {
             retries: 5,
             cancel: Cancel::default(),
             between_read_and_write: None,
+            after_write: None,
         }
     }
 }
@@ -111,6 +126,10 @@ pub struct GroupUpgrade {
     pub upgrade: UpgradeSummary,
     /// Records written (0 for statistics and dry runs).
     pub written: u64,
+    /// Legacy records not written: still changing after every retry, or
+    /// broken since they were first read.
+    #[serde(default)]
+    pub failed: u64,
 }
 
 /// What `archive upgrade` found and did.
@@ -148,7 +167,8 @@ pub struct UpgradeReport {
     pub broken_records: Vec<BrokenRecord>,
     /// Records found changed between their read and their write, read again.
     pub retried: u64,
-    /// Records still changing after every retry: not written.
+    /// Legacy records not written: still changing after every retry, or
+    /// broken since their first read.
     pub failed: u64,
     /// The first of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -215,18 +235,19 @@ return {t}
 
 /// Writes an upgraded record only if the key is still what was read:
 /// ARGV[1] the SHA-1 read; a string's new value, or a hash's fields to
-/// delete (counted) then fields to set. Returns 1 when written.
+/// delete (counted) then fields to set. Returns 0 when not written, else
+/// the SHA-1 of the DUMP it left (the journal's after-fingerprint).
 const WRITE: &str = r#"
 local d = redis.call('DUMP', KEYS[1])
 if not d or redis.sha1hex(d) ~= ARGV[1] then return 0 end
 if ARGV[2] == 'string' then
   redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
-  return 1
+  return redis.sha1hex(redis.call('DUMP', KEYS[1]))
 end
 local n = tonumber(ARGV[3])
 for i = 4, 3 + n do redis.call('HDEL', KEYS[1], ARGV[i]) end
 for i = 4 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-return 1
+return redis.sha1hex(redis.call('DUMP', KEYS[1]))
 "#;
 
 /// A record as read: its group, value and fingerprint.
@@ -241,8 +262,9 @@ struct Run<'o> {
     options: &'o UpgradeOptions,
     conn: Conn,
     write: bool,
-    /// Per selected group (index in the profile): its upgrader and writes.
-    upgraders: BTreeMap<usize, (Upgrader, u64)>,
+    /// Per selected group (index in the profile): its upgrader, records
+    /// written and records failed.
+    upgraders: BTreeMap<usize, (Upgrader, u64, u64)>,
     from: u64,
     legacy: Samples<String>,
     failed: Samples<String>,
@@ -289,7 +311,7 @@ impl<'o> Run<'o> {
             let upgrader = Upgrader::new(&profile.upgrades, from, profile.schema_version)?
                 .ok_or_else(|| Error::Internal("upgrades up to the profile's version".into()))?
                 .with_now(now);
-            upgraders.insert(i, (upgrader, 0));
+            upgraders.insert(i, (upgrader, 0, 0));
         }
         let conn = options.target.connect().await?;
         Ok(Run {
@@ -314,15 +336,13 @@ impl<'o> Run<'o> {
         progress.start(Some(keys.len() as u64));
         let result = self.upgrade_all(keys, progress).await;
         progress.finish();
-        let backup = match self.backup.take() {
-            Some(b) => {
-                if let Some(j) = self.journal.as_mut() {
-                    j.finish()?;
-                }
-                Some(b.finish()?)
-            }
-            None => None,
-        };
+        // A backup not finished when the run stopped covers nothing that
+        // was written: only the first pass had run.
+        self.backup = None;
+        if let Some(j) = self.journal.as_mut() {
+            j.finish()?;
+        }
+        let backup = self.backup_path.clone();
         if let Err(cause) = result {
             return Err(match &backup {
                 Some(path) => Error::RestoreFailed {
@@ -433,38 +453,99 @@ impl<'o> Run<'o> {
         Ok(keys)
     }
 
+    /// Two passes. The first reads every record, counts it and saves the
+    /// legacy ones into the pre-upgrade backup, which is finished (fsynced,
+    /// renamed) before anything is written: a run killed at any point
+    /// leaves a backup that `rollback` can use. Only each legacy record's
+    /// fingerprint is kept, not its value. The second pass reads the legacy
+    /// records again and writes those still as they were backed up.
     async fn upgrade_all(
         &mut self,
         keys: Vec<(Vec<u8>, usize)>,
         progress: &dyn Progress,
     ) -> Result<()> {
-        for batch in keys.chunks(self.options.batch_keys.max(1)) {
+        let size = self.options.batch_keys.max(1);
+        let mut legacy: Vec<(Vec<u8>, usize, String)> = Vec::new();
+        for batch in keys.chunks(size) {
+            if self.options.cancel.is_cancelled() {
+                return Err(Error::Interrupted("stopped; nothing was written".into()));
+            }
+            let reads = self.read(batch).await?;
+            let changed = self.compute(reads, true)?;
+            if self.write {
+                self.save(&changed).await?;
+            }
+            let found = if self.write { changed.len() } else { 0 };
+            legacy.extend(
+                changed
+                    .into_iter()
+                    .map(|(r, _)| (r.key, r.group, r.fingerprint)),
+            );
+            progress.advance((batch.len() - found) as u64);
+        }
+        if !self.write {
+            return Ok(());
+        }
+        self.finish_backup()?;
+        failpoint::hit("upgrade.backup-done");
+        for batch in legacy.chunks(size) {
             if self.options.cancel.is_cancelled() {
                 return Err(Error::Interrupted(
                     "stopped between batches; the batches before were written".into(),
                 ));
             }
-            let mut todo = batch.to_vec();
+            let todo: Vec<(Vec<u8>, usize)> =
+                batch.iter().map(|(k, g, _)| (k.clone(), *g)).collect();
+            let backed_up: HashMap<&[u8], &str> =
+                batch.iter().map(|(k, _, f)| (&k[..], f.as_str())).collect();
+            // A record changed since it was backed up is not in the backup
+            // as it is now: it is read again below, like one changed
+            // between a read and its write.
+            let (same, _): (Vec<Read>, Vec<Read>) = self
+                .read(&todo)
+                .await?
+                .into_iter()
+                .partition(|r| backed_up.get(&r.key[..]) == Some(&r.fingerprint.as_str()));
+            let unchanged: HashSet<Vec<u8>> = same.iter().map(|r| r.key.clone()).collect();
+            let changed = self.compute(same, false)?;
+            let mut lost = self.write_batch(changed, true).await?;
+            lost.extend(todo.into_iter().filter(|(k, _)| !unchanged.contains(k)));
+            failpoint::hit("upgrade.batch");
             let mut attempt = 0;
-            while !todo.is_empty() {
-                let reads = self.read(&todo).await?;
-                let first = attempt == 0;
-                let changed = self.compute(reads, first)?;
-                if !self.write {
-                    break;
-                }
-                let lost = self.write_batch(changed).await?;
-                attempt += 1;
-                if attempt > self.options.retries {
-                    for (key, _) in lost {
-                        self.failed.add(printable(&key));
+            while !lost.is_empty() {
+                if attempt >= self.options.retries {
+                    for (key, group) in lost {
+                        self.fail(&key, group);
                     }
                     break;
                 }
+                attempt += 1;
                 self.retried += lost.len() as u64;
-                todo = lost;
+                let reads = self.read(&lost).await?;
+                let changed = self.compute(reads, false)?;
+                lost = self.write_batch(changed, false).await?;
             }
             progress.advance(batch.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// A legacy record given up: counted for its group and listed.
+    fn fail(&mut self, key: &[u8], group: usize) {
+        self.upgraders.get_mut(&group).expect("selected").2 += 1;
+        self.failed.add(printable(key));
+    }
+
+    /// Finish the pre-upgrade backup (the journal stays open for the
+    /// writes).
+    fn finish_backup(&mut self) -> Result<()> {
+        if let Some(b) = self.backup.take() {
+            if let Some(j) = self.journal.as_mut() {
+                j.finish()?;
+            }
+            let path = b.finish()?;
+            self.journal = Some(Journal::create(journal_path(&path))?);
+            self.backup_path = Some(path);
         }
         Ok(())
     }
@@ -478,6 +559,18 @@ impl<'o> Run<'o> {
         let replies = self.conn.pipeline(&mut pipe, "reading records").await?;
         let mut out = Vec::new();
         for ((key, group), reply) in keys.iter().zip(replies) {
+            if let Reply::ServerError(e) = &reply {
+                // A record not read is not counted and not upgraded: never
+                // pass it over in silence.
+                return Err(Error::Redis {
+                    endpoint: self.options.target.display(),
+                    action: "reading records to upgrade".into(),
+                    reason: format!(
+                        "key {}: {e}; the user needs EVAL, TYPE, HGETALL, GET and DUMP on the profile's keys (and the server must not be busy)",
+                        printable(key)
+                    ),
+                });
+            }
             let mut parts = crate::reply::array_of(reply).into_iter();
             let kind = parts.next().map(crate::reply::bytes_of).unwrap_or_default();
             let (Some(value), Some(sum)) = (parts.next(), parts.next()) else {
@@ -513,7 +606,7 @@ impl<'o> Run<'o> {
         let mut changed = Vec::new();
         for read in reads {
             let name = &profile.groups[read.group].name;
-            let (upgrader, _) = self.upgraders.get_mut(&read.group).expect("selected");
+            let (upgrader, _, _) = self.upgraders.get_mut(&read.group).expect("selected");
             let mut record = Record::new(Bytes(read.key.clone()), read.old.clone());
             let applied: Applied = upgrader.upgrade(&mut record, Some(name))?;
             if first {
@@ -525,6 +618,10 @@ impl<'o> Run<'o> {
                         key: printable(&read.key),
                         reason: reason.clone(),
                     });
+                }
+                if !first {
+                    // Broken since its first read: not written, and counted.
+                    self.fail(&read.key, read.group);
                 }
                 if self.write && !self.options.skip_errors {
                     return Err(Error::BrokenRecord {
@@ -545,15 +642,22 @@ impl<'o> Run<'o> {
         Ok(changed)
     }
 
-    /// Back up, journal and write the changed records, each only if it is
-    /// still what was read. Returns the keys found changed meanwhile.
-    async fn write_batch(&mut self, changed: Vec<(Read, Value)>) -> Result<Vec<(Vec<u8>, usize)>> {
+    /// Write the changed records, each only if it is still what was read;
+    /// `journaled`: named in the journal first, and what each write left
+    /// recorded after. A record read again after the backup was finished
+    /// is not in the backup as it was just read, so its retry is not
+    /// journaled: rollback leaves it as the application and the upgrade
+    /// left it. Returns the keys found changed meanwhile.
+    async fn write_batch(
+        &mut self,
+        changed: Vec<(Read, Value)>,
+        journaled: bool,
+    ) -> Result<Vec<(Vec<u8>, usize)>> {
         if changed.is_empty() {
             return Ok(Vec::new());
         }
         let keys: Vec<&[u8]> = changed.iter().map(|(r, _)| &r.key[..]).collect();
-        self.save(&changed).await?;
-        if let Some(j) = self.journal.as_mut() {
+        if journaled && let Some(j) = self.journal.as_mut() {
             j.touch(&keys)?;
         }
         if let Some(hook) = &self.options.between_read_and_write {
@@ -594,15 +698,20 @@ impl<'o> Run<'o> {
             .conn
             .pipeline(&mut pipe, "writing upgraded records")
             .await?;
+        if let Some(hook) = &self.options.after_write {
+            let owned: Vec<Vec<u8>> = changed.iter().map(|(r, _)| r.key.clone()).collect();
+            hook(&owned);
+        }
         let mut lost = Vec::new();
-        let mut written_keys = Vec::new();
         let mut after = Vec::new();
         for ((read, _), reply) in changed.into_iter().zip(replies) {
             match reply {
-                Reply::Int(1) => {
+                // The SHA-1 of the DUMP the write left, taken in the same
+                // script: a later write by the application is not the
+                // upgrade's.
+                Reply::BulkString(sum) => {
                     self.upgraders.get_mut(&read.group).expect("selected").1 += 1;
-                    written_keys.push(read.key.clone());
-                    after.push((read.key, None));
+                    after.push((read.key, Some(String::from_utf8_lossy(&sum).into_owned())));
                 }
                 Reply::Int(0) => {
                     after.push((read.key.clone(), Some(LEFT_ALONE_FINGERPRINT.to_string())));
@@ -617,16 +726,7 @@ impl<'o> Run<'o> {
                 }
             }
         }
-        if self.journal.is_none() {
-            return Ok(lost);
-        }
-        // What rollback compares with, to tell a record changed since.
-        let refs: Vec<&[u8]> = written_keys.iter().map(|k| &k[..]).collect();
-        let mut sums = fingerprints(&mut self.conn, &refs).await?.into_iter();
-        for entry in after.iter_mut().filter(|(_, f)| f.is_none()) {
-            entry.1 = sums.next().flatten();
-        }
-        if let Some(j) = self.journal.as_mut() {
+        if journaled && let Some(j) = self.journal.as_mut() {
             j.after(after)?;
         }
         Ok(lost)
@@ -637,6 +737,9 @@ impl<'o> Run<'o> {
         let Some(dir) = self.options.backup_dir.as_deref() else {
             return Ok(());
         };
+        if changed.is_empty() {
+            return Ok(());
+        }
         if self.backup.is_none() {
             let server = self.conn.server_info().await?;
             let link = RestoreLink {
@@ -647,8 +750,6 @@ impl<'o> Run<'o> {
             let backup =
                 PreRestoreBackup::create(dir, &self.options.target, &mut self.conn, server, link)
                     .await?;
-            self.journal = Some(Journal::create(journal_path(&backup.path))?);
-            self.backup_path = Some(backup.path.clone());
             self.backup = Some(backup);
         }
         // Shared keys are never upgraded (see `keys`), so no record here
@@ -677,7 +778,7 @@ impl<'o> Run<'o> {
             seconds: started.elapsed().as_secs_f64(),
             ..UpgradeReport::default()
         };
-        for (i, (upgrader, written)) in &self.upgraders {
+        for (i, (upgrader, written, failed)) in &self.upgraders {
             let s = upgrader.summary();
             if report.steps.is_empty() {
                 report.steps = s
@@ -700,6 +801,7 @@ impl<'o> Run<'o> {
                 group: profile.groups[*i].name.clone(),
                 upgrade: s,
                 written: *written,
+                failed: *failed,
             });
         }
         (report.broken, report.broken_records) = self.broken.into_parts();

@@ -15,7 +15,7 @@ use redis_archive::profile::Profile;
 use redis_archive::progress::Silent;
 use redis_archive::upgrade::{UpgradeOptions, perform};
 
-use crate::support::{RedisServer, export, restore, run};
+use crate::support::{RedisServer, command, export, output, restore, run};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -409,29 +409,42 @@ fn legacy_relay(server: &RedisServer) -> UpgradeOptions {
     UpgradeOptions::new(target, Arc::new(profile))
 }
 
-/// A record the application changes between the upgrade's read and its
-/// write is not overwritten with an upgrade of what was read: the write is
-/// refused, the record read again and upgraded from its new value. Driven
-/// through the library, whose hook runs between a batch's read and write.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_made_during_the_upgrade_is_kept() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+/// The application's own connection to `url`.
+fn application(url: &str) -> redis::Connection {
+    redis::Client::open(url).unwrap().get_connection().unwrap()
+}
 
+/// A server with the relay's schema-1 data, and the options of an upgrade
+/// of it with a pre-upgrade backup.
+fn with_backups() -> (RedisServer, tempfile::TempDir, UpgradeOptions) {
     let server = RedisServer::start();
     let backups = tempfile::tempdir().unwrap();
     let mut options = legacy_relay(&server);
     options.backup_dir = Some(backups.path().to_path_buf());
+    (server, backups, options)
+}
+
+/// A record the application changes between the upgrade's read and its
+/// write is not overwritten with an upgrade of what was read: the write is
+/// refused, the record read again and upgraded from its new value. The
+/// application changes a field the upgrade rewrites (subscriptionStatus
+/// becomes subscription.status), so without the compare-and-set its value
+/// would be lost. Driven through the library, whose hook runs between a
+/// batch's read and write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_made_during_the_upgrade_is_kept() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (server, _backups, mut options) = with_backups();
+    let before = server.snapshot();
     let url = server.url();
     let once = Arc::new(AtomicBool::new(false));
     let seen = once.clone();
     options.between_read_and_write = Some(Arc::new(move |keys: &[Vec<u8>]| {
         assert!(keys.iter().any(|k| k == b"user:42"), "{keys:?}");
         if !seen.swap(true, Ordering::SeqCst) {
-            let mut c = redis::Client::open(url.as_str())
-                .unwrap()
-                .get_connection()
-                .unwrap();
-            let _: () = c.hset("user:42", "email", "ada@new.example").unwrap();
+            let mut c = application(&url);
+            let _: () = c.hset("user:42", "subscriptionStatus", "canceled").unwrap();
         }
     }));
 
@@ -439,20 +452,31 @@ async fn a_write_made_during_the_upgrade_is_kept() {
     assert!(once.load(Ordering::SeqCst), "the hook ran");
     assert_eq!(report.retried, 1, "{report:?}");
     assert_eq!((report.written, report.failed), (3, 0), "{report:?}");
-    let user: std::collections::HashMap<String, String> = server.conn().hgetall("user:42").unwrap();
-    assert_eq!(
-        user["email"], "ada@new.example",
-        "the concurrent write is kept"
-    );
-    assert!(user.contains_key("subscription") && !user.contains_key("stripe_id"));
+    let upgraded = |server: &RedisServer| {
+        let user: std::collections::HashMap<String, String> =
+            server.conn().hgetall("user:42").unwrap();
+        let sub: serde_json::Value = serde_json::from_str(&user["subscription"]).unwrap();
+        assert_eq!(
+            sub["status"], "canceled",
+            "the concurrent write is kept: {user:?}"
+        );
+        assert!(
+            !user.values().any(|v| v.contains("active")),
+            "the value read before the write is gone: {user:?}"
+        );
+        assert!(!user.contains_key("subscriptionStatus") && !user.contains_key("stripe_id"));
+    };
+    upgraded(&server);
 
-    // Rollback puts back the state the upgrade wrote over: the
-    // application's write included.
+    // Rollback never reverts the application's write: user:42 changed
+    // after it was backed up, so it stays as the application and the
+    // retry left it; the other records are put back.
     run(&["rollback", report.backup.as_deref().unwrap(), "--yes"]).ok();
-    let user: std::collections::HashMap<String, String> = server.conn().hgetall("user:42").unwrap();
-    assert_eq!(user["email"], "ada@new.example");
-    assert_eq!(user["stripe_id"], "cus_42");
-    assert!(!user.contains_key("subscription"));
+    upgraded(&server);
+    let after = server.snapshot();
+    for key in ["user:7", "apikey:k-ada-1"] {
+        assert_eq!(after[key.as_bytes()], before[key.as_bytes()], "{key}");
+    }
 }
 
 /// In a Redis Cluster each record is read and written on its own slot's
@@ -498,10 +522,7 @@ async fn a_record_that_keeps_changing_is_reported_as_failed() {
     let counted = calls.clone();
     options.between_read_and_write = Some(Arc::new(move |_: &[Vec<u8>]| {
         let n = counted.fetch_add(1, Ordering::SeqCst);
-        let mut c = redis::Client::open(url.as_str())
-            .unwrap()
-            .get_connection()
-            .unwrap();
+        let mut c = application(&url);
         let _: () = c.hset("user:7", "seen", n).unwrap();
     }));
 
@@ -513,6 +534,8 @@ async fn a_record_that_keeps_changing_is_reported_as_failed() {
     );
     assert_eq!((report.failed, report.retried), (1, 2), "{report:?}");
     assert_eq!(report.failed_keys, ["user:7"]);
+    let user = report.groups.iter().find(|g| g.group == "user").unwrap();
+    assert_eq!((user.failed, user.written), (1, 1), "{report:?}");
     assert_eq!(report.written, 2, "user:42 and its API key: {report:?}");
     assert!(report.is_partial());
     let user: std::collections::HashMap<String, String> = server.conn().hgetall("user:7").unwrap();
@@ -524,4 +547,180 @@ async fn a_record_that_keeps_changing_is_reported_as_failed() {
         user.contains_key("subscriptionStatus"),
         "not upgraded: {user:?}"
     );
+}
+
+/// Issue #17: the pre-upgrade backup is complete before the first write.
+/// An upgrade killed after its first batch of writes (or just after its
+/// backup) leaves a finished backup that `rollback` uses to put back the
+/// exact prior state.
+#[test]
+fn an_upgrade_killed_after_its_first_writes_is_undone_exactly_by_rollback() {
+    let server = RedisServer::start();
+    server.load_commands(&fixture("relay-legacy.redis"));
+    let mut pipe = redis::pipe();
+    for i in 100..140 {
+        pipe.cmd("HSET")
+            .arg(format!("user:{i}"))
+            .arg(&[
+                "id",
+                &i.to_string(),
+                "username",
+                "u",
+                "subscriptionStatus",
+                "active",
+            ])
+            .ignore();
+    }
+    pipe.query::<()>(&mut server.conn()).unwrap();
+    let before = server.snapshot();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = relay();
+    let url = server.url();
+    for (i, point) in ["upgrade.backup-done", "upgrade.batch:1", "upgrade.batch:3"]
+        .into_iter()
+        .enumerate()
+    {
+        let backups = dir.path().join(format!("b{i}"));
+        let args = [
+            "upgrade",
+            "--profile",
+            &profile,
+            "--target",
+            &url,
+            "--backup-dir",
+            backups.to_str().unwrap(),
+            "--batch",
+            "5",
+            "--yes",
+        ];
+        let out = output(
+            command(&args)
+                .env("ARCHIVE_FAILPOINT", point)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(out.code, -1, "{point}: killed\n{}", out.stderr);
+        let written = server
+            .snapshot()
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .count();
+        let expected = match point {
+            "upgrade.backup-done" => 0,
+            "upgrade.batch:1" => 5,
+            _ => 15,
+        };
+        assert_eq!(
+            written, expected,
+            "{point}: records written before the kill"
+        );
+        let finished: Vec<PathBuf> = std::fs::read_dir(&backups)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".tar.zst"))
+            .collect();
+        assert_eq!(
+            finished.len(),
+            1,
+            "{point}: one finished backup: {finished:?}"
+        );
+        run(&[
+            "rollback",
+            finished[0].to_str().unwrap(),
+            "--target",
+            &url,
+            "--yes",
+        ])
+        .ok();
+        assert_eq!(server.snapshot(), before, "{point}: the exact prior state");
+    }
+}
+
+/// Issue #17: a record the server refuses to read (here DUMP, for an ACL
+/// user without it) stops the upgrade with the key and the missing right
+/// named, before anything is written; it is never passed over uncounted.
+#[test]
+fn a_user_not_allowed_dump_is_told_so_and_nothing_is_written() {
+    let server = live_mix();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "nodump", "on", ">pw", "~*", "+@all", "-dump"])
+        .query(&mut server.conn())
+        .unwrap();
+    let before = server.snapshot();
+    let backups = tempfile::tempdir().unwrap();
+    let url = format!("redis://nodump:pw@127.0.0.1:{}", server.port);
+    for extra in [&["--stats"][..], &["--yes", "--skip-errors"][..]] {
+        let out = upgrade_at(&url, backups.path(), extra);
+        let code = out.code;
+        assert_ne!(code, 0, "{extra:?}");
+        out.fails(code, "DUMP");
+    }
+    assert_eq!(server.snapshot(), before);
+}
+
+/// A legacy record the application turns into one the steps cannot apply
+/// to while it is upgraded is not written, and is counted as failed for
+/// its group (with `--skip-errors`), not passed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_broken_during_the_upgrade_is_counted_as_failed() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let server = RedisServer::start();
+    let mut options = legacy_relay(&server);
+    options.skip_errors = true;
+    let url = server.url();
+    let once = Arc::new(AtomicBool::new(false));
+    options.between_read_and_write = Some(Arc::new(move |_: &[Vec<u8>]| {
+        if !once.swap(true, Ordering::SeqCst) {
+            let mut c = application(&url);
+            let _: () = c.del("user:7").unwrap();
+            let _: () = c.set("user:7", "not json").unwrap();
+        }
+    }));
+
+    let report = perform(&options, &Silent).await.unwrap();
+    assert_eq!((report.failed, report.retried), (1, 1), "{report:?}");
+    assert_eq!(report.failed_keys, ["user:7"]);
+    let user = report.groups.iter().find(|g| g.group == "user").unwrap();
+    assert_eq!((user.failed, user.written), (1, 1), "{report:?}");
+    assert!(report.is_partial());
+    let kept: String = server.conn().get("user:7").unwrap();
+    assert_eq!(
+        kept, "not json",
+        "the application's value is not written over"
+    );
+}
+
+/// Issue #17: the journal records the fingerprint each write left, taken
+/// by the write itself. An application write right after the upgrade's is
+/// therefore seen by rollback as a change made since, and
+/// `rollback --skip-changed` keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_right_after_the_upgrade_is_not_taken_for_the_upgrades() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (server, _backups, mut options) = with_backups();
+    let url = server.url();
+    let once = Arc::new(AtomicBool::new(false));
+    options.after_write = Some(Arc::new(move |keys: &[Vec<u8>]| {
+        if keys.iter().any(|k| k == b"user:7") && !once.swap(true, Ordering::SeqCst) {
+            let mut c = application(&url);
+            let _: () = c.hset("user:7", "email", "eve@new.example").unwrap();
+        }
+    }));
+    let report = perform(&options, &Silent).await.unwrap();
+    assert_eq!(report.written, 3, "{report:?}");
+
+    let backup = report.backup.as_deref().unwrap();
+    let out = run(&["rollback", backup, "--yes", "--skip-changed"]).ok();
+    assert!(
+        out.stdout_text().contains("user:7"),
+        "reported: {}",
+        out.stdout_text()
+    );
+    let email: String = server.conn().hget("user:7", "email").unwrap();
+    assert_eq!(email, "eve@new.example", "the application's write is kept");
+    let user42: std::collections::HashMap<String, String> =
+        server.conn().hgetall("user:42").unwrap();
+    assert_eq!(user42["stripe_id"], "cus_42", "the others are rolled back");
 }

@@ -470,21 +470,21 @@ pub fn upgrade_report(out: &mut dyn Write, r: &UpgradeReport) -> io::Result<()> 
     )?;
     writeln!(
         out,
-        "  {:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "group", "records", "legacy", "current", "broken", "written"
+        "  {:<20} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "group", "records", "legacy", "current", "broken", "written", "failed"
     )?;
     for g in &r.groups {
         let u = &g.upgrade;
         writeln!(
             out,
-            "  {:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            g.group, u.records, u.changed, u.current, u.broken, g.written
+            "  {:<20} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            g.group, u.records, u.changed, u.current, u.broken, g.written, g.failed
         )?;
     }
     writeln!(
         out,
-        "  {:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "total", r.records, r.legacy, r.current, r.broken, r.written
+        "  {:<20} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "total", r.records, r.legacy, r.current, r.broken, r.written, r.failed
     )?;
     writeln!(
         out,
@@ -518,14 +518,14 @@ pub fn upgrade_report(out: &mut dyn Write, r: &UpgradeReport) -> io::Result<()> 
     if r.retried > 0 {
         writeln!(
             out,
-            "{} record(s) changed by someone else while upgraded: read again and upgraded from their new value",
+            "{} record(s) changed by someone else while upgraded: read again and upgraded from their new value (rollback leaves those changed after the backup as they are)",
             r.retried
         )?;
     }
     if r.failed > 0 {
         writeln!(
             out,
-            "failed: {} record(s) kept changing and were not written: {}",
+            "failed: {} record(s) kept changing (or became broken) and were not written: {}",
             r.failed,
             r.failed_keys.join(", ")
         )?;
