@@ -85,7 +85,6 @@ pub(super) struct Decoder {
     from_worker: Receiver<Vec<(Location, Decoded)>>,
     chunk: Chunk,
     in_flight: usize,
-    hollow: bool,
 }
 
 impl Decoder {
@@ -107,14 +106,12 @@ impl Decoder {
             from_worker,
             chunk: Chunk::default(),
             in_flight: 0,
-            hollow: false,
         }
     }
 
     /// Decode the lines taken from now on hollow (`Record::decode_hollow`)
     /// or not.
     pub fn set_hollow(&mut self, hollow: bool) {
-        self.hollow = hollow;
         self.chunk.hollow = hollow;
     }
 
@@ -128,7 +125,7 @@ impl Decoder {
     ) -> Result<()> {
         if line.len() >= INLINE_BYTES {
             self.flush(out)?;
-            out.push((location, Decoded::of(line, self.hollow)));
+            out.push((location, Decoded::of(line, self.chunk.hollow)));
             return Ok(());
         }
         self.chunk.data.extend_from_slice(line);
@@ -156,10 +153,11 @@ impl Decoder {
         if self.chunk.lines.is_empty() {
             return;
         }
+        let hollow = self.chunk.hollow;
         let chunk = std::mem::replace(
             &mut self.chunk,
             Chunk {
-                hollow: self.hollow,
+                hollow,
                 ..Chunk::default()
             },
         );
@@ -170,10 +168,10 @@ impl Decoder {
                 // reported lost by `receive`).
                 Err(e) => {
                     self.to_worker = None;
-                    self.decode_here(e.0, out);
+                    e.0.decode(out);
                 }
             },
-            None => self.decode_here(chunk, out),
+            None => chunk.decode(out),
         }
     }
 
@@ -187,9 +185,5 @@ impl Decoder {
             // Only a panic stops the worker; what it held is lost.
             Err(_) => Err(Error::Internal("the record decoding thread stopped".into())),
         }
-    }
-
-    fn decode_here(&mut self, chunk: Chunk, out: &mut Vec<(Location, Decoded)>) {
-        chunk.decode(out);
     }
 }
