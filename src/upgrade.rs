@@ -37,7 +37,7 @@ use crate::archive::manifest::RestoreLink;
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::fetch::{ChunkSizes, Fetcher, Outgoing};
+use crate::fetch::{ChunkSizes, Fetcher};
 use crate::keyspace::glob_match;
 use crate::profile::Profile;
 use crate::profile::rewrite::classify;
@@ -380,7 +380,7 @@ impl<'o> Run<'o> {
             groups: self.options.groups.clone(),
         };
         let groups = selection.groups()?;
-        let (tx, mut rx) = mpsc::channel::<Outgoing>(256);
+        let (tx, mut rx) = crate::fetch::channel(256);
         let mut fetcher = Fetcher::new(self.conn.clone(), ChunkSizes::default(), tx);
         let mut conn = self.conn.clone();
         let cancel = self.options.cancel.clone();
@@ -394,9 +394,9 @@ impl<'o> Run<'o> {
         };
         let drain = async {
             let mut keys = Vec::new();
-            while let Some(out) = rx.recv().await {
-                if out.record.part == 0 && !out.record.void {
-                    keys.push(out.record.key.0);
+            while let Some(record) = rx.recv().await {
+                if record.part == 0 && !record.void {
+                    keys.push(record.key.0);
                 }
             }
             keys

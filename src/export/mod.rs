@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use tokio::sync::mpsc;
 
 mod scan;
 mod snapshot;
@@ -23,7 +22,7 @@ use crate::archive::{ArchiveWriter, Destination, Encryption, Finished, Header, W
 use crate::cluster::Topology;
 use crate::connection::{Conn, Endpoint};
 use crate::error::{Error, Result};
-use crate::fetch::{ChunkSizes, FetchStats, Fetcher, Outgoing};
+use crate::fetch::{ChunkSizes, FetchStats, Fetcher, Inbox};
 use crate::keyspace::Selection;
 use crate::profile::Profile;
 use crate::profile::rewrite::classify;
@@ -33,9 +32,9 @@ use crate::progress::{Cancel, Progress};
 use crate::record::Record;
 use crate::report::ExportReport;
 
-/// Records in flight between the readers and the writer thread (their
-/// bytes are bounded separately, by the fetcher's budget).
-const CHANNEL_RECORDS: usize = 1024;
+/// Messages (a batch's records each) in flight between the readers and
+/// the writer thread; their bytes are bounded by the fetcher's budget.
+const CHANNEL_MESSAGES: usize = 64;
 
 /// What to export and where; [`ExportOptions::new`] fills in the defaults.
 #[derive(Debug, Clone)]
@@ -178,7 +177,7 @@ pub(crate) async fn export_archive(
         cluster: topology.as_ref().map(ClusterSource::of),
     };
     let (writer, counter, id, selection) = open_archive(&options, Utc::now(), source, |_| {})?;
-    let (tx, rx) = mpsc::channel::<Outgoing>(CHANNEL_RECORDS);
+    let (tx, rx) = crate::fetch::channel(CHANNEL_MESSAGES);
     let write_thread = std::thread::spawn(move || write_all(writer, rx, counter));
 
     let user = options.profile.as_ref().and_then(|p| p.user.clone());
@@ -357,15 +356,15 @@ fn open_archive(
 /// readers are done, so that a failed export never reaches the rename.
 fn write_all(
     mut writer: ArchiveWriter,
-    mut rx: mpsc::Receiver<Outgoing>,
+    mut rx: Inbox,
     mut counter: Option<GroupCounter>,
 ) -> Result<ArchiveWriter> {
-    while let Some(out) = rx.blocking_recv() {
+    while let Some(record) = rx.blocking_recv() {
         let Some(c) = counter.as_mut() else {
-            writer.write_record(&out.record)?;
+            writer.write_record(&record)?;
             continue;
         };
-        for record in c.pass(out.record)? {
+        for record in c.pass(record)? {
             writer.write_record(&record)?;
         }
     }

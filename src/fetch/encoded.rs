@@ -26,6 +26,7 @@ use crate::connection::{Replies, Request, Wire};
 use crate::rdb::{DumpBatch, RdbItem, RdbOptions, RdbReader, VERSIONS};
 
 use super::chunks::{FirstRead, Resume};
+use super::shapes::Shape;
 use super::*;
 
 /// Streams with at most this many entries (so at most this many listpack
@@ -278,11 +279,12 @@ async fn read_batch(
     // says, is read straight away; the others are asked their encoding first.
     let mut plans = Vec::with_capacity(keys.len());
     let mut guessed = vec![false; keys.len()];
+    let shapes: Vec<Shape> = keys.iter().map(|k| Shape::of(k)).collect();
     let mut ask = Request::with_capacity(room);
     for (i, key) in keys.iter().enumerate() {
         let hint = fetcher.hints.get(i).copied();
         let guess = hint
-            .or_else(|| fetcher.shapes.guess(key))
+            .or_else(|| fetcher.shapes.guess(shapes[i]))
             .filter(|&t| accept(t));
         match known_type.or(guess).and_then(Plan::of_type) {
             Some(plan) => {
@@ -440,12 +442,12 @@ async fn read_batch(
             }
         }
     }
-    for ((key, g), guessed) in keys.iter().zip(&got).zip(guessed) {
+    for ((&shape, g), guessed) in shapes.iter().zip(&got).zip(guessed) {
         match g {
-            Got::Ready(record) => fetcher.shapes.learn(key, record.key_type()),
-            Got::Dumped { t, .. } | Got::Watched(t) => fetcher.shapes.learn(key, *t),
+            Got::Ready(record) => fetcher.shapes.learn(shape, record.key_type()),
+            Got::Dumped { t, .. } | Got::Watched(t) => fetcher.shapes.learn(shape, *t),
             // A read of the guessed type was refused: the guess was wrong.
-            Got::Usual if guessed => fetcher.shapes.missed(key),
+            Got::Usual if guessed => fetcher.shapes.missed(shape),
             Got::Usual | Got::Nothing => {}
         }
     }

@@ -124,13 +124,57 @@ pub(crate) const RECORD_TARGET_BYTES: usize = 8 << 20;
 /// up, so a slow disk slows the reads instead of filling memory.
 pub(crate) const IN_FLIGHT_BYTES: usize = 16 << 20;
 
-/// A record on its way to the writer, holding its share of the in-flight
-/// byte budget until it is dropped after writing.
+/// Records on their way to the writer (a batch's, or one part of a big
+/// key), holding their share of the in-flight byte budget until the last
+/// of them is taken. One message per batch rather than per record: a
+/// message costs a budget acquisition and maybe a wake-up of the writer's
+/// thread, and most records are a few dozen bytes.
 #[derive(Debug)]
 pub struct Outgoing {
-    /// The record.
-    pub record: Record,
+    records: std::vec::IntoIter<Record>,
     _budget: OwnedSemaphorePermit,
+}
+
+/// A channel from fetchers to a writer: send the `Sender` to
+/// [`Fetcher::new`] or [`Fetcher::sending_to`], take records from the
+/// [`Inbox`].
+pub fn channel(messages: usize) -> (mpsc::Sender<Outgoing>, Inbox) {
+    let (tx, rx) = mpsc::channel(messages);
+    (tx, Inbox { rx, at: None })
+}
+
+/// The writer's end of [`channel`]: the records one at a time, in the
+/// order they were sent.
+#[derive(Debug)]
+pub struct Inbox {
+    rx: mpsc::Receiver<Outgoing>,
+    /// The message being taken apart; its budget is given back when the
+    /// next one is taken.
+    at: Option<Outgoing>,
+}
+
+impl Inbox {
+    /// The next record; `None` once every sender is gone.
+    pub async fn recv(&mut self) -> Option<Record> {
+        loop {
+            if let Some(record) = self.at.as_mut().and_then(|o| o.records.next()) {
+                return Some(record);
+            }
+            self.at = None;
+            self.at = Some(self.rx.recv().await?);
+        }
+    }
+
+    /// [`Inbox::recv`] for a thread outside the runtime.
+    pub fn blocking_recv(&mut self) -> Option<Record> {
+        loop {
+            if let Some(record) = self.at.as_mut().and_then(|o| o.records.next()) {
+                return Some(record);
+            }
+            self.at = None;
+            self.at = Some(self.rx.blocking_recv()?);
+        }
+    }
 }
 
 /// Reads keys and sends their records down a bounded channel to the writer.
@@ -461,22 +505,21 @@ impl Fetcher {
         if self.held.is_none() {
             self.held = Some(self.sequence.clone().lock_owned().await);
         }
-        for record in std::mem::take(&mut self.outbox) {
-            let bytes = record.value.approx_bytes().clamp(1, IN_FLIGHT_BYTES) as u32;
-            let budget = self
-                .budget
-                .clone()
-                .acquire_many_owned(bytes)
-                .await
-                .map_err(|_| stopped())?;
-            self.out
-                .send(Outgoing {
-                    record,
-                    _budget: budget,
-                })
-                .await
-                .map_err(|_| stopped())?;
-        }
+        let records = std::mem::take(&mut self.outbox);
+        let bytes: usize = records.iter().map(|r| r.value.approx_bytes()).sum();
+        let budget = self
+            .budget
+            .clone()
+            .acquire_many_owned(bytes.clamp(1, IN_FLIGHT_BYTES) as u32)
+            .await
+            .map_err(|_| stopped())?;
+        self.out
+            .send(Outgoing {
+                records: records.into_iter(),
+                _budget: budget,
+            })
+            .await
+            .map_err(|_| stopped())?;
         if ends_key {
             self.held = None;
         }

@@ -44,18 +44,23 @@ pub(super) struct Shapes {
     seen: HashMap<u64, Seen>,
 }
 
+/// A key's shape, worked out once per key and read: a hash of its name
+/// with ids as one mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Shape(u64);
+
 impl Shapes {
-    /// The type a key named `key` most likely has, if its shape has been
-    /// regular.
-    pub fn guess(&self, key: &[u8]) -> Option<KeyType> {
-        let seen = self.seen.get(&shape(key))?;
+    /// The type a key of this shape most likely has, if the shape has
+    /// been regular.
+    pub fn guess(&self, shape: Shape) -> Option<KeyType> {
+        let seen = self.seen.get(&shape.0)?;
         (seen.streak >= STREAK).then_some(seen.t)
     }
 
-    /// `key` turned out to be of type `t`.
-    pub fn learn(&mut self, key: &[u8], t: KeyType) {
+    /// A key of this shape turned out to be of type `t`.
+    pub fn learn(&mut self, shape: Shape, t: KeyType) {
         let full = self.seen.len() >= SHAPES;
-        match self.seen.entry(shape(key)) {
+        match self.seen.entry(shape.0) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 let seen = e.get_mut();
                 if seen.t == t {
@@ -71,40 +76,70 @@ impl Shapes {
         }
     }
 
-    /// The guess for `key` was wrong: its shape starts over.
-    pub fn missed(&mut self, key: &[u8]) {
-        if let Some(seen) = self.seen.get_mut(&shape(key)) {
+    /// The guess for a key of this shape was wrong: the shape starts over.
+    pub fn missed(&mut self, shape: Shape) {
+        if let Some(seen) = self.seen.get_mut(&shape.0) {
             seen.streak = 0;
         }
     }
 }
 
-/// A hash of `key`'s shape (FNV-1a over its parts, ids as one mark).
-fn shape(key: &[u8]) -> u64 {
-    const SEPARATORS: &[u8] = b":/.|-_#{},=";
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut add = |b: u8| {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    };
-    for part in key.split_inclusive(|b| SEPARATORS.contains(b)) {
-        let (body, separator) = match part.split_last() {
-            Some((last, body)) if SEPARATORS.contains(last) => (body, Some(*last)),
-            _ => (part, None),
-        };
-        let id = body.len() >= ID_BYTES
-            || body
-                .iter()
-                .any(|&b| b.is_ascii_digit() || !(0x20..0x7f).contains(&b));
-        if id {
-            // A mark no printable name holds.
-            add(0);
-        } else {
-            body.iter().for_each(|&b| add(b));
+/// What each byte is to a shape: a separator, a byte only an id holds
+/// (a digit, or outside printable ASCII), or a name's.
+const SEPARATOR: u8 = 1;
+const ID: u8 = 2;
+const CLASS: [u8; 256] = {
+    let mut class = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        if (b as u8).is_ascii_digit() || b < 0x20 || b >= 0x7f {
+            class[b] = ID;
         }
-        add(separator.unwrap_or(0xff));
+        b += 1;
     }
-    hash
+    let separators = b":/.|-_#{},=";
+    let mut i = 0;
+    while i < separators.len() {
+        class[separators[i] as usize] = SEPARATOR;
+        i += 1;
+    }
+    class
+};
+
+impl Shape {
+    /// The shape of `key`: FNV-1a over its parts, each followed by its
+    /// separator (0xff after a last part without one), ids as one mark.
+    pub fn of(key: &[u8]) -> Shape {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut add = |b: u8| {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        };
+        let mut part = |body: &[u8], id: bool, separator: u8| {
+            if id || body.len() >= ID_BYTES {
+                // A mark no printable name holds.
+                add(0);
+            } else {
+                body.iter().for_each(|&b| add(b));
+            }
+            add(separator);
+        };
+        let (mut start, mut id) = (0, false);
+        for (i, &b) in key.iter().enumerate() {
+            match CLASS[usize::from(b)] {
+                SEPARATOR => {
+                    part(&key[start..i], id, b);
+                    (start, id) = (i + 1, false);
+                }
+                ID => id = true,
+                _ => {}
+            }
+        }
+        if start < key.len() {
+            part(&key[start..], id, 0xff);
+        }
+        Shape(hash)
+    }
 }
 
 #[cfg(test)]
@@ -113,6 +148,7 @@ mod tests {
 
     #[test]
     fn ids_make_no_difference_to_a_shape_and_names_do() {
+        let shape = Shape::of;
         assert_eq!(shape(b"user:42:profile"), shape(b"user:7:profile"));
         assert_eq!(shape(b"hash:123"), shape(b"hash:99\xff\xfe\x07"));
         assert_eq!(
@@ -123,28 +159,30 @@ mod tests {
         assert_ne!(shape(b"user:42"), shape(b"user:42:"));
         assert_ne!(shape(b"a:b"), shape(b"a/b"));
         assert_ne!(shape(b"ab"), shape(b"a:b"));
+        assert_ne!(shape(b"a::b"), shape(b"a:b"));
+        assert_eq!(shape(b"a:1b:c"), shape(b"a:\x01:c"));
     }
 
     #[test]
     fn a_shape_is_guessed_once_regular_and_not_after_a_miss() {
         let mut shapes = Shapes::default();
         for i in 0..STREAK {
-            assert_eq!(shapes.guess(format!("h:{i}").as_bytes()), None);
-            shapes.learn(format!("h:{i}").as_bytes(), KeyType::Hash);
+            assert_eq!(shapes.guess(Shape::of(format!("h:{i}").as_bytes())), None);
+            shapes.learn(Shape::of(format!("h:{i}").as_bytes()), KeyType::Hash);
         }
-        assert_eq!(shapes.guess(b"h:1000"), Some(KeyType::Hash));
-        shapes.missed(b"h:1001");
-        assert_eq!(shapes.guess(b"h:1002"), None);
-        shapes.learn(b"h:1003", KeyType::Set);
+        assert_eq!(shapes.guess(Shape::of(b"h:1000")), Some(KeyType::Hash));
+        shapes.missed(Shape::of(b"h:1001"));
+        assert_eq!(shapes.guess(Shape::of(b"h:1002")), None);
+        shapes.learn(Shape::of(b"h:1003"), KeyType::Set);
         assert_eq!(
-            shapes.guess(b"h:1004"),
+            shapes.guess(Shape::of(b"h:1004")),
             None,
             "a change of type starts over"
         );
         for i in 0..STREAK {
-            shapes.learn(format!("h:{i}").as_bytes(), KeyType::Set);
+            shapes.learn(Shape::of(format!("h:{i}").as_bytes()), KeyType::Set);
         }
-        assert_eq!(shapes.guess(b"h:1005"), Some(KeyType::Set));
+        assert_eq!(shapes.guess(Shape::of(b"h:1005")), Some(KeyType::Set));
     }
 
     #[test]
@@ -152,8 +190,8 @@ mod tests {
         let mut shapes = Shapes::default();
         let types = [KeyType::Hash, KeyType::Set, KeyType::String];
         for i in 0..300 {
-            shapes.learn(format!("k:{i}").as_bytes(), types[i % 3]);
-            assert_eq!(shapes.guess(b"k:x1"), None);
+            shapes.learn(Shape::of(format!("k:{i}").as_bytes()), types[i % 3]);
+            assert_eq!(shapes.guess(Shape::of(b"k:x1")), None);
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::archive::manifest::{ArchiveKind, RestoreLink, Source};
 use crate::archive::{ArchiveWriter, Destination, Header, WriterOptions};
 use crate::connection::{Conn, Endpoint, ServerInfo};
 use crate::error::{Error, Result};
-use crate::fetch::{ChunkSizes, Fetcher, Outgoing};
+use crate::fetch::{ChunkSizes, Fetcher};
 use crate::folder::catalog::{Meta, archive_file_name, commit, create_private_dir};
 use crate::keyspace::Selection;
 use crate::record::{Bytes, KeyType, Record, Value};
@@ -91,7 +91,7 @@ impl PreRestoreBackup {
             None,
         )?;
         // Each batch gets a channel of its own (see `save`).
-        let (tx, _) = mpsc::channel::<Outgoing>(1);
+        let (tx, _) = crate::fetch::channel(1);
         let fetcher = Fetcher::new(conn.clone(), ChunkSizes::default(), tx)
             .for_server(&server_info)
             .reading_field_expiry(field_expiry);
@@ -142,7 +142,7 @@ impl PreRestoreBackup {
         // flat. The channel is this batch's: once the fetcher lets go of it
         // the drain sees its end (keys gone since EXISTS send nothing), and
         // a drain that stops early closes it under the fetcher.
-        let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
+        let (tx, mut rx) = crate::fetch::channel(64);
         fetcher.sending_to(tx);
         let fetch = async move {
             let read = fetcher.fetch_batch_typed(to_read, types).await;
@@ -167,7 +167,7 @@ impl PreRestoreBackup {
                 }
                 let first = match pending.take() {
                     Some(r) => Some(r),
-                    None => rx.recv().await.map(|o| o.record),
+                    None => rx.recv().await,
                 };
                 match first {
                     Some(record) if record.key.0 == *key => {
@@ -177,14 +177,14 @@ impl PreRestoreBackup {
                             writer.write_record(&record)?;
                             while more {
                                 let Some(next) = rx.recv().await else { break };
-                                (more, void) = (next.record.more, next.record.void);
-                                writer.write_record(&next.record)?;
+                                (more, void) = (next.more, next.void);
+                                writer.write_record(&next)?;
                             }
                             if !void {
                                 break;
                             }
                             // It changed while read: read again, or gone.
-                            match rx.recv().await.map(|o| o.record) {
+                            match rx.recv().await {
                                 Some(again) if again.key.0 == *key => record = again,
                                 other => {
                                     pending = other;

@@ -18,7 +18,7 @@ async fn keys_gone_before_they_are_read_count_as_vanished() {
     let endpoint =
         Endpoint::resolve(&src.url(), None, None, Side::Source, Timeouts::default()).unwrap();
     let conn = endpoint.connect().await.unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let (tx, mut rx) = redis_archive::fetch::channel(16);
     let mut fetcher = Fetcher::new(conn, ChunkSizes::default(), tx);
 
     // As if SCAN had returned them and they were deleted before TYPE...
@@ -40,8 +40,8 @@ async fn keys_gone_before_they_are_read_count_as_vanished() {
     assert_eq!(fetcher.stats.vanished(), 3);
     assert_eq!(fetcher.stats.errors.total(), 0);
     drop(fetcher);
-    let out = rx.recv().await.unwrap();
-    assert_eq!(out.record.key.0, b"here");
+    let record = rx.recv().await.unwrap();
+    assert_eq!(record.key.0, b"here");
     assert!(
         rx.recv().await.is_none(),
         "only the key that exists is written"
