@@ -727,7 +727,7 @@ impl<'o> Run<'o> {
             }
         }
         if journaled && let Some(j) = self.journal.as_mut() {
-            j.after(after)?;
+            j.after(&after)?;
         }
         Ok(lost)
     }

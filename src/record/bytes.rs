@@ -49,11 +49,22 @@ pub(crate) fn as_text(bytes: &[u8]) -> Option<&str> {
 
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match as_text(&self.0) {
+        BytesRef(&self.0).serialize(s)
+    }
+}
+
+/// Borrowed bytes written as [`Bytes`] are, for lines written in bulk
+/// (a restore's journal names every key it writes) without a copy each.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BytesRef<'a>(pub &'a [u8]);
+
+impl Serialize for BytesRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match as_text(self.0) {
             Some(text) => s.serialize_str(text),
             None => {
                 let mut map = s.serialize_map(Some(1))?;
-                map.serialize_entry("b64", &B64.encode(&self.0))?;
+                map.serialize_entry("b64", &B64.encode(self.0))?;
                 map.end()
             }
         }

@@ -439,3 +439,25 @@ proptest! {
         prop_assert_eq!(parse_score(text.as_bytes()).unwrap().to_bits(), s.to_bits());
     }
 }
+
+#[test]
+fn a_line_that_does_not_parse_reads_the_same_as_parsed_from_bytes() {
+    let lines: [&[u8]; 3] = [
+        b"{\"key\":\"k\",\"value\":{\"string\":\"v\"",
+        b"{\"key\":\"k\xff\",\"value\":{\"string\":\"v\"}}",
+        b"{\"key\":\"k\",\"value\":{\"list\":[1]}}",
+    ];
+    for line in lines {
+        let expected = serde_json::from_slice::<Record>(line)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert!(expected.is_err());
+        assert_eq!(Record::decode(line).map(|_| ()), expected);
+        assert_eq!(Record::decode_hollow(line).map(|_| ()), expected);
+    }
+    let good = br#"{"key":"k","value":{"list":["a","b"]}}"#;
+    assert_eq!(
+        Record::decode(good).unwrap(),
+        serde_json::from_slice::<Record>(good).unwrap()
+    );
+}

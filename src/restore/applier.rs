@@ -321,13 +321,14 @@ impl<'p> Applier<'p> {
 
         // One pipeline; each command remembers its key and what its reply means.
         let mut pipes = self.conn.pipes();
-        let mut roles: Vec<Role> = Vec::new();
-        let mut owners: Vec<u64> = Vec::new();
-        let mut finished: Vec<FinishedKey> = Vec::new();
+        // Most keys are one command and one record: room for that up front.
+        let mut roles: Vec<Role> = Vec::with_capacity(batch.len());
+        let mut owners: Vec<u64> = Vec::with_capacity(batch.len());
+        let mut finished: Vec<FinishedKey> = Vec::with_capacity(batch.len());
         let mut failures: BTreeMap<u64, String> = BTreeMap::new();
         // Keys this batch created or replaced: the only ones a failure may delete.
         let mut replaced: BTreeMap<u64, usize> = BTreeMap::new();
-        let mut touching: Vec<&[u8]> = Vec::new();
+        let mut touching: Vec<&[u8]> = Vec::with_capacity(batch.len());
         let mut member_writes: Vec<SharedMembers> = Vec::new();
         let only_new = mode != Mode::Overwrite;
         let mut next_seq = self.current.as_ref().map_or(0, |c| c.seq + 1);
@@ -621,26 +622,26 @@ impl<'p> Applier<'p> {
         let Some(journal) = self.journal.as_mut() else {
             return Ok(());
         };
-        let mut measured = measured.into_iter();
-        let mut entries = Vec::new();
+        let mut measured = measured.iter();
+        let mut entries: Vec<(&[u8], Option<&str>)> = Vec::with_capacity(finished.len());
         for f in finished {
-            let key = keys[f.index].0.clone();
+            let key = &keys[f.index].0[..];
             let removed = failures.contains_key(&f.seq) && replaced.contains_key(&f.seq);
             let after = match f.journal {
                 JournalEntry::Nothing => continue,
-                JournalEntry::Fingerprint => measured.next().flatten(),
-                JournalEntry::Unknown => Some(UNKNOWN_FINGERPRINT.to_string()),
+                JournalEntry::Fingerprint => measured.next().and_then(|m| m.as_deref()),
+                JournalEntry::Unknown => Some(UNKNOWN_FINGERPRINT),
             };
             let after = if removed {
                 None
             } else if appeared.contains(&f.seq) {
-                Some(LEFT_ALONE_FINGERPRINT.to_string())
+                Some(LEFT_ALONE_FINGERPRINT)
             } else {
                 after
             };
             entries.push((key, after));
         }
-        journal.after(entries)
+        journal.after(&entries)
     }
 }
 

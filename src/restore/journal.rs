@@ -40,7 +40,7 @@ use redis::Value as Reply;
 
 use crate::connection::Conn;
 use crate::error::{Error, Result};
-use crate::record::Bytes;
+use crate::record::{Bytes, BytesRef};
 use crate::restore::members::SharedMembers;
 
 pub(crate) use crate::folder::catalog::journal_path;
@@ -53,11 +53,22 @@ enum Line {
     After(Vec<(Bytes, Option<String>)>),
 }
 
+/// [`Line`]'s `touch` and `after` as they are written: borrowed, so that
+/// naming a million keys copies none of them.
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+enum LineOut<'a> {
+    Touch(Vec<BytesRef<'a>>),
+    After(Vec<(BytesRef<'a>, Option<&'a str>)>),
+}
+
 /// Written by restore.
 #[derive(Debug)]
 pub struct Journal {
     file: File,
     path: PathBuf,
+    /// The line being written, kept for the next.
+    line: Vec<u8>,
 }
 
 impl Journal {
@@ -68,14 +79,19 @@ impl Journal {
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::output(&path, e))?;
-        Ok(Journal { file, path })
+        Ok(Journal {
+            file,
+            path,
+            line: Vec::new(),
+        })
     }
 
-    fn write(&mut self, line: &Line, sync: bool) -> Result<()> {
-        let mut bytes = serde_json::to_vec(line).map_err(|e| Error::Internal(e.to_string()))?;
-        bytes.push(b'\n');
+    fn write(&mut self, line: &impl Serialize, sync: bool) -> Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, line).map_err(|e| Error::Internal(e.to_string()))?;
+        self.line.push(b'\n');
         self.file
-            .write_all(&bytes)
+            .write_all(&self.line)
             .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) })
             .map_err(|e| Error::output(&self.path, e))
     }
@@ -93,7 +109,7 @@ impl Journal {
             return Ok(());
         }
         self.write(
-            &Line::Touch(keys.iter().map(|k| Bytes(k.to_vec())).collect()),
+            &LineOut::Touch(keys.iter().map(|k| BytesRef(k)).collect()),
             true,
         )
     }
@@ -108,14 +124,15 @@ impl Journal {
     }
 
     /// Record what the restore left in finished keys.
-    pub fn after(&mut self, keys: Vec<(Vec<u8>, Option<String>)>) -> Result<()> {
+    pub fn after<K: AsRef<[u8]>, F: AsRef<str>>(&mut self, keys: &[(K, Option<F>)]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
-        self.write(
-            &Line::After(keys.into_iter().map(|(k, f)| (Bytes(k), f)).collect()),
-            false,
-        )
+        let line = keys
+            .iter()
+            .map(|(k, f)| (BytesRef(k.as_ref()), f.as_ref().map(AsRef::as_ref)))
+            .collect();
+        self.write(&LineOut::After(line), false)
     }
 }
 
@@ -276,11 +293,8 @@ mod tests {
         let path = dir.path().join("b.journal");
         let mut j = Journal::create(path.clone()).unwrap();
         j.touch(&[b"a", b"b"]).unwrap();
-        j.after(vec![
-            (b"a".to_vec(), Some("f1".into())),
-            (b"b".to_vec(), None),
-        ])
-        .unwrap();
+        j.after(&[(&b"a"[..], Some("f1")), (&b"b"[..], None)])
+            .unwrap();
         j.touch(&[b"d"]).unwrap();
         // The restore died here: d has no outcome.
         drop(j);
@@ -309,7 +323,7 @@ mod tests {
         };
         j.members(std::slice::from_ref(&writes)).unwrap();
         j.touch(&[b"a", b"lb"]).unwrap();
-        j.after(vec![(b"a".to_vec(), None), (b"lb".to_vec(), None)])
+        j.after(&[(b"a".to_vec(), None::<String>), (b"lb".to_vec(), None)])
             .unwrap();
         drop(j);
         let mut r = JournalReader::open(&path).unwrap().unwrap();
