@@ -43,20 +43,34 @@ pub fn slot(key: &[u8]) -> u16 {
     crc16(hashed) % SLOTS as u16
 }
 
+/// CRC-16/XMODEM (polynomial 0x1021), a byte at a time by table: a
+/// restore into a cluster works out the slot of every key it writes.
 fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in data {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
+    data.iter().fold(0, |crc, &byte| {
+        (crc << 8) ^ CRC16_TABLE[usize::from((crc >> 8) as u8 ^ byte)]
+    })
+}
+
+/// The CRC of each byte value on its own, shifted to the top.
+const CRC16_TABLE: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
             crc = if crc & 0x8000 != 0 {
                 (crc << 1) ^ 0x1021
             } else {
                 crc << 1
             };
+            bit += 1;
         }
+        table[i] = crc;
+        i += 1;
     }
-    crc
-}
+    table
+};
 
 /// The key a command is routed by; `None` for commands about the node
 /// itself (SCAN, INFO, TIME, DBSIZE), which go to a node chosen by the caller.
@@ -698,6 +712,29 @@ mod tests {
         assert_ne!(slot(b"foo{}{bar}"), slot(b"bar"));
         assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
         assert_eq!(slot(b"foo{bar}{zap}"), slot(b"bar"));
+    }
+
+    #[test]
+    fn the_crc_table_gives_what_the_crc_bit_by_bit_gives() {
+        let bitwise = |data: &[u8]| {
+            let mut crc: u16 = 0;
+            for &byte in data {
+                crc ^= u16::from(byte) << 8;
+                for _ in 0..8 {
+                    crc = if crc & 0x8000 != 0 {
+                        (crc << 1) ^ 0x1021
+                    } else {
+                        crc << 1
+                    };
+                }
+            }
+            crc
+        };
+        let all: Vec<u8> = (0..=255).collect();
+        for n in 0..all.len() {
+            assert_eq!(crc16(&all[..n]), bitwise(&all[..n]));
+            assert_eq!(crc16(&all[n..]), bitwise(&all[n..]));
+        }
     }
 
     #[test]
