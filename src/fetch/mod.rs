@@ -126,7 +126,7 @@ pub(crate) const IN_FLIGHT_BYTES: usize = 16 << 20;
 
 /// Records on their way to the writer (a batch's, or one part of a big
 /// key), holding their share of the in-flight byte budget until the last
-/// of them is taken. One message per batch rather than per record: a
+/// of them has been written (the next record is asked for). One message per batch rather than per record: a
 /// message costs a budget acquisition and maybe a wake-up of the writer's
 /// thread, and most records are a few dozen bytes.
 #[derive(Debug)]
@@ -135,9 +135,8 @@ pub struct Outgoing {
     _budget: OwnedSemaphorePermit,
 }
 
-/// A channel from fetchers to a writer: send the `Sender` to
-/// [`Fetcher::new`] or [`Fetcher::sending_to`], take records from the
-/// [`Inbox`].
+/// A channel from fetchers to a writer: give the `Sender` to
+/// [`Fetcher::new`], take records from the [`Inbox`].
 pub fn channel(messages: usize) -> (mpsc::Sender<Outgoing>, Inbox) {
     let (tx, rx) = mpsc::channel(messages);
     (tx, Inbox { rx, at: None })

@@ -84,10 +84,12 @@ impl Shapes {
     }
 }
 
-/// What each byte is to a shape: a separator, a byte only an id holds
-/// (a digit, or outside printable ASCII), or a name's.
+// Byte classes: a separator, a byte only an id holds, or a name's (0).
 const SEPARATOR: u8 = 1;
 const ID: u8 = 2;
+
+/// What each byte is to a shape: a separator, a byte only an id holds
+/// (a digit, or outside printable ASCII), or a name's.
 const CLASS: [u8; 256] = {
     let mut class = [0; 256];
     let mut b = 0;
@@ -161,6 +163,47 @@ mod tests {
         assert_ne!(shape(b"ab"), shape(b"a:b"));
         assert_ne!(shape(b"a::b"), shape(b"a:b"));
         assert_eq!(shape(b"a:1b:c"), shape(b"a:\x01:c"));
+    }
+
+    /// The shape as first defined, part by part, for the table to match.
+    fn by_parts(key: &[u8]) -> Shape {
+        const SEPARATORS: &[u8] = b":/.|-_#{},=";
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut add = |b: u8| {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        };
+        for part in key.split_inclusive(|b| SEPARATORS.contains(b)) {
+            let (body, separator) = match part.split_last() {
+                Some((last, body)) if SEPARATORS.contains(last) => (body, Some(*last)),
+                _ => (part, None),
+            };
+            let id = body.len() >= ID_BYTES
+                || body
+                    .iter()
+                    .any(|&b| b.is_ascii_digit() || !(0x20..0x7f).contains(&b));
+            match id {
+                true => add(0),
+                false => body.iter().for_each(|&b| add(b)),
+            }
+            add(separator.unwrap_or(0xff));
+        }
+        Shape(hash)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_table_gives_the_shape_part_by_part_does(
+            key in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(b":/.|-_#{},=a1\x7f\x00\xff".to_vec()),
+                    proptest::num::u8::ANY,
+                ],
+                0..40,
+            )
+        ) {
+            proptest::prop_assert_eq!(Shape::of(&key), by_parts(&key));
+        }
     }
 
     #[test]

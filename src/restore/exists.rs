@@ -93,16 +93,16 @@ async fn per_node(conn: &mut Conn, keys: &[Vec<u8>], answers: &mut [Option<bool>
     // costs its node about a microsecond a key.
     // (A user not allowed DBSIZE has the script ask.) The nodes are asked
     // at the same time, not one round trip after another.
-    let sizes = futures_util::future::join_all(nodes.keys().map(|address| {
-        let mut conn = conn.clone();
-        async move {
-            match conn.is_cluster() {
-                true => conn.node_dbsize(address).await.ok(),
-                false => None,
-            }
+    let sizes = match conn.is_cluster() {
+        true => {
+            futures_util::future::join_all(nodes.keys().map(|address| {
+                let mut conn = conn.clone();
+                async move { conn.node_dbsize(address).await.ok() }
+            }))
+            .await
         }
-    }))
-    .await;
+        false => vec![None; nodes.len()],
+    };
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for (group, size) in nodes.into_values().zip(sizes) {
         if size == Some(0) {

@@ -67,7 +67,8 @@ enum LineOut<'a> {
 pub struct Journal {
     file: File,
     path: PathBuf,
-    /// The line being written, kept for the next.
+    /// The line being written, kept for the next: a restore writes two
+    /// lines per batch, each naming up to a batch of keys.
     line: Vec<u8>,
 }
 
