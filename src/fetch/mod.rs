@@ -156,10 +156,9 @@ impl Inbox {
     /// The next record; `None` once every sender is gone.
     pub async fn recv(&mut self) -> Option<Record> {
         loop {
-            if let Some(record) = self.at.as_mut().and_then(|o| o.records.next()) {
+            if let Some(record) = self.next_at_hand() {
                 return Some(record);
             }
-            self.at = None;
             self.at = Some(self.rx.recv().await?);
         }
     }
@@ -167,12 +166,21 @@ impl Inbox {
     /// [`Inbox::recv`] for a thread outside the runtime.
     pub fn blocking_recv(&mut self) -> Option<Record> {
         loop {
-            if let Some(record) = self.at.as_mut().and_then(|o| o.records.next()) {
+            if let Some(record) = self.next_at_hand() {
                 return Some(record);
             }
-            self.at = None;
             self.at = Some(self.rx.blocking_recv()?);
         }
+    }
+
+    /// The next record of the message at hand; a message used up is let
+    /// go (and its budget with it) before the next one is waited for.
+    fn next_at_hand(&mut self) -> Option<Record> {
+        let record = self.at.as_mut().and_then(|o| o.records.next());
+        if record.is_none() {
+            self.at = None;
+        }
+        record
     }
 }
 
