@@ -33,10 +33,25 @@ const AHEAD: usize = 2;
 #[derive(Debug)]
 pub enum Batch {
     Header(Box<Header>),
-    /// Records, each with what it holds in memory (`Record::held_bytes`,
-    /// bounded from its line).
-    Records(Vec<(Record, usize)>),
+    /// Records, in order.
+    Records(Vec<Read>),
 }
+
+/// A record as read.
+#[derive(Debug)]
+pub struct Read {
+    pub record: Record,
+    /// What it holds in memory (`Record::held_bytes`, bounded from its line).
+    pub held: usize,
+    /// The payload `RESTORE` turns into its key, when the reader was asked
+    /// for payloads and the key has one ([`Batches::start_with_payloads`]);
+    /// the record's value is then hollow.
+    pub payload: Option<Vec<u8>>,
+}
+
+/// What a reader asked for payloads says of a header: the RDB version of
+/// the server they are made for, or `None` for none.
+type PayloadsFor = Box<dyn Fn(&Header) -> Option<u16> + Send>;
 
 /// An archive being read on a blocking thread.
 #[derive(Debug)]
@@ -61,6 +76,25 @@ impl Batches {
         Batches::start_with(source, decryption, None, |_| true)
     }
 
+    /// Start reading `source` for writing its keys into a server: where
+    /// `payloads_for` gives that server's RDB version for the header, each
+    /// key whole in one record of a type `RESTORE` takes comes with its
+    /// payload, made on the decoding thread straight from the record's
+    /// line, and a hollow value (see [`Read::payload`]).
+    pub(crate) fn start_with_payloads(
+        source: ArchiveSource,
+        decryption: Decryption,
+        payloads_for: impl Fn(&Header) -> Option<u16> + Send + 'static,
+    ) -> Self {
+        Batches::spawn(
+            source,
+            decryption,
+            None,
+            Box::new(|_| true),
+            Box::new(payloads_for),
+        )
+    }
+
     /// Start reading `source`, showing every record to `tee` too, for a
     /// reader that, once it knows the header, may need only the records'
     /// keys and shapes: where `wants_values` says no (and there is no
@@ -72,14 +106,32 @@ impl Batches {
         tee: Option<Box<dyn Tee>>,
         wants_values: impl Fn(&Header) -> bool + Send + 'static,
     ) -> Self {
+        Batches::spawn(
+            source,
+            decryption,
+            tee,
+            Box::new(wants_values),
+            Box::new(|_| None),
+        )
+    }
+
+    fn spawn(
+        source: ArchiveSource,
+        decryption: Decryption,
+        tee: Option<Box<dyn Tee>>,
+        wants_values: Box<dyn Fn(&Header) -> bool + Send>,
+        payloads_for: PayloadsFor,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(AHEAD);
         let reader = tokio::task::spawn_blocking(move || {
             let mut sender = Sender {
                 tx,
                 batch: Vec::new(),
                 bytes: 0,
-                wants_values: Box::new(wants_values),
+                wants_values,
                 values: true,
+                payloads_for,
+                payloads: None,
                 tee,
             };
             let verified = read_archive(&source, &decryption, &mut sender)?;
@@ -123,6 +175,19 @@ pub(crate) trait BatchVisitor {
     fn header(&mut self, header: &Header) -> impl Future<Output = Result<()>> + Send;
     /// The next record, with the bytes it holds in memory.
     fn record(&mut self, record: Record, held: usize) -> impl Future<Output = Result<()>> + Send;
+    /// The next record, with its `RESTORE` payload and a hollow value, for
+    /// a visitor of [`Batches::start_with_payloads`].
+    fn record_with_payload(
+        &mut self,
+        record: Record,
+        _held: usize,
+        _payload: Vec<u8>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        std::future::ready(Err(Error::Internal(format!(
+            "a payload for {}, which was not asked for",
+            crate::record::printable(&record.key.0)
+        ))))
+    }
 }
 
 impl Batches {
@@ -134,8 +199,15 @@ impl Batches {
                 match batch {
                     Batch::Header(header) => visitor.header(&header).await?,
                     Batch::Records(records) => {
-                        for (record, held) in records {
-                            visitor.record(record, held).await?;
+                        for read in records {
+                            match read.payload {
+                                Some(payload) => {
+                                    visitor
+                                        .record_with_payload(read.record, read.held, payload)
+                                        .await?
+                                }
+                                None => visitor.record(read.record, read.held).await?,
+                            }
                         }
                     }
                 }
@@ -151,15 +223,38 @@ impl Batches {
 /// sends them, waiting while the channel is full.
 struct Sender {
     tx: mpsc::Sender<Batch>,
-    batch: Vec<(Record, usize)>,
+    batch: Vec<Read>,
     bytes: usize,
     wants_values: Box<dyn Fn(&Header) -> bool + Send>,
     /// What `wants_values` said of the header.
     values: bool,
+    payloads_for: PayloadsFor,
+    /// What `payloads_for` said of the header.
+    payloads: Option<u16>,
     tee: Option<Box<dyn Tee>>,
 }
 
 impl Sender {
+    fn take(
+        &mut self,
+        record: Record,
+        location: &Location,
+        payload: Option<Vec<u8>>,
+    ) -> Result<()> {
+        // A payload is about the size of its line, which bounds this.
+        let held = record.held_bytes_by_line(location.bytes);
+        self.bytes += held;
+        self.batch.push(Read {
+            record,
+            held,
+            payload,
+        });
+        if self.batch.len() >= BATCH_RECORDS || self.bytes >= BATCH_BYTES {
+            self.send()?;
+        }
+        Ok(())
+    }
+
     fn send(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
@@ -175,6 +270,7 @@ impl Sender {
 impl Visitor for Sender {
     fn header(&mut self, header: &Header) -> Result<()> {
         self.values = self.tee.is_some() || (self.wants_values)(header);
+        self.payloads = (self.payloads_for)(header).filter(|_| self.tee.is_none());
         if let Some(tee) = self.tee.as_mut() {
             tee.header(header)?;
         }
@@ -187,16 +283,23 @@ impl Visitor for Sender {
         if let Some(tee) = self.tee.as_mut() {
             tee.record(&record, location)?;
         }
-        let held = record.held_bytes_by_line(location.bytes);
-        self.bytes += held;
-        self.batch.push((record, held));
-        if self.batch.len() >= BATCH_RECORDS || self.bytes >= BATCH_BYTES {
-            self.send()?;
-        }
-        Ok(())
+        self.take(record, location, None)
+    }
+
+    fn record_with_payload(
+        &mut self,
+        record: Record,
+        payload: Vec<u8>,
+        location: &Location,
+    ) -> Result<()> {
+        self.take(record, location, Some(payload))
     }
 
     fn wants_values(&self) -> bool {
         self.values
+    }
+
+    fn payloads_for(&self) -> Option<u16> {
+        self.payloads
     }
 }

@@ -59,8 +59,8 @@ pub use error::RdbError;
 use input::Input;
 pub use items::{KeyInfo, RdbItem, RdbOptions, RdbStats, SkipReason};
 pub use module::dump_payload;
-pub(crate) use payload::restore_payload_within;
 pub use payload::{STREAM_COUNTERS_RDB, restore_payload};
+pub(crate) use payload::{decode_with_payload, restore_payload_within};
 use stream::StreamOut;
 use strings::StrHeader;
 

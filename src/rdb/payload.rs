@@ -18,9 +18,10 @@
 //! their commands.
 
 use super::crc64;
+use super::input::Input;
 use super::listpack::build::{self, E};
 use super::types;
-use crate::record::{Bytes, StreamChunk, StreamId, Value};
+use crate::record::{Bytes, Record, Spill, StreamChunk, StreamId, Value};
 
 /// The RDB version a server must read for streams with their counters
 /// (`entries-added`, `max-deleted-entry-id`): Redis 7.0 and later.
@@ -79,10 +80,146 @@ pub(crate) fn restore_payload_within(
         }
         _ => return None,
     }
+    Some(trailer(out, rdb_version))
+}
+
+/// The RDB version and the checksum that end every payload.
+fn trailer(mut out: Vec<u8>, rdb_version: u16) -> Vec<u8> {
     out.extend_from_slice(&rdb_version.to_le_bytes());
     let crc = crc64::crc64(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    Some(out)
+    out
+}
+
+/// Strings and the elements of collections as a payload holds them: byte
+/// strings after their length, scores as little-endian doubles after their
+/// member.
+const SPILL: Spill = Spill {
+    bytes: string,
+    score: |out, score| out.extend_from_slice(&score.to_le_bytes()),
+};
+
+thread_local! {
+    /// The spilled elements of the line being decoded; kept between lines
+    /// so that its room is allocated once per thread.
+    static ELEMENTS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Decode a record line for a restore into a server that reads RDB
+/// `rdb_version`: a key whole in one record, of a type
+/// [`restore_payload`] takes, comes with its payload and a value that is
+/// no longer needed, so hollow (strings' bytes and collections' elements
+/// empty, their number and scores kept; streams empty): the bytes of
+/// strings and the elements of hashes, lists, sets and sorted sets go from
+/// the line straight into the payload, never allocated one by one. Any
+/// other record comes back whole, without a payload. Checked as
+/// [`Record::decode`] checks, with the same errors.
+pub(crate) fn decode_with_payload(
+    line: &[u8],
+    rdb_version: u16,
+) -> Result<(Record, Option<Vec<u8>>), String> {
+    ELEMENTS.with(|elements| {
+        let mut elements = elements.borrow_mut();
+        let decoded = with_elements(line, rdb_version, &mut elements);
+        // The room a big record took is not kept.
+        if elements.capacity() > KEPT_ROOM {
+            *elements = Vec::new();
+        }
+        decoded
+    })
+}
+
+/// Room for spilled elements kept between lines.
+const KEPT_ROOM: usize = 1 << 20;
+
+fn with_elements(
+    line: &[u8],
+    rdb_version: u16,
+    elements: &mut Vec<u8>,
+) -> Result<(Record, Option<Vec<u8>>), String> {
+    let (mut record, spilled) = Record::decode_spilled(line, SPILL, elements)?;
+    let whole_key =
+        record.part == 0 && !record.more && !record.void && record.field_expiry.is_empty();
+    if spilled {
+        if whole_key && let Some(payload) = spilled_payload(&record.value, elements, rdb_version) {
+            return Ok((record, Some(payload)));
+        }
+        refill(&mut record.value, elements)?;
+        return Ok((record, None));
+    }
+    if !whole_key {
+        return Ok((record, None));
+    }
+    // Streams: their payload is made from the whole entries, which are
+    // then no longer needed.
+    let payload = restore_payload_within(&record.value, rdb_version, line.len());
+    if payload.is_some()
+        && let Value::Stream(chunk) = &mut record.value
+    {
+        *chunk = StreamChunk {
+            meta: None,
+            entries: Vec::new(),
+            pending: Vec::new(),
+        };
+    }
+    Ok((record, payload))
+}
+
+/// The payload of a hollow value whose bytes or elements were spilled,
+/// as [`restore_payload`] makes it from the whole one; `None` for an empty
+/// collection.
+fn spilled_payload(value: &Value, elements: &[u8], rdb_version: u16) -> Option<Vec<u8>> {
+    let (kind, n) = match value {
+        Value::String(_) => (types::STRING, None),
+        Value::Hash(v) => (types::HASH, Some(v.len())),
+        Value::List(v) => (types::LIST, Some(v.len())),
+        Value::Set(v) => (types::SET, Some(v.len())),
+        Value::Zset(v) => (types::ZSET_2, Some(v.len())),
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(elements.len() + 32);
+    out.push(kind);
+    match n {
+        Some(0) => return None,
+        Some(n) => len(&mut out, n as u64),
+        None => {}
+    }
+    out.extend_from_slice(elements);
+    Some(trailer(out, rdb_version))
+}
+
+/// Give a hollow value back the bytes or elements it spilled, for a
+/// record that is written by commands after all (part of a split key).
+fn refill(value: &mut Value, elements: &[u8]) -> Result<(), String> {
+    fn next(input: &mut Input<&[u8]>) -> Result<Bytes, String> {
+        let n = input.len().map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        input.append(n, &mut bytes).map_err(|e| e.to_string())?;
+        Ok(Bytes(bytes))
+    }
+    let mut input = Input::new(elements);
+    let input = &mut input;
+    match value {
+        Value::String(s) => {
+            *s = next(input)?;
+            Ok(())
+        }
+        Value::Hash(v) => v.iter_mut().try_for_each(|(f, x)| {
+            *f = next(input)?;
+            *x = next(input)?;
+            Ok(())
+        }),
+        Value::List(v) | Value::Set(v) => v.iter_mut().try_for_each(|x| {
+            *x = next(input)?;
+            Ok(())
+        }),
+        // The scores were kept in the record as well.
+        Value::Zset(v) => v.iter_mut().try_for_each(|(m, _)| {
+            *m = next(input)?;
+            input.skip(8).map_err(|e| e.to_string())
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// An RDB length: 6 bits, 14 bits, or a 32- or 64-bit big-endian number.

@@ -80,10 +80,10 @@ impl<'de> Deserialize<'de> for Bytes {
                 f.write_str("a string or {\"b64\": \"...\"}")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
-                Ok(Hollow::keep(|| v.as_bytes().to_vec()))
+                Ok(Hollow::keep(v.as_bytes()))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<Bytes, E> {
-                Ok(Hollow::keep(|| v.into_bytes()))
+                Ok(Hollow::keep_owned(v.into_bytes()))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Bytes, A::Error> {
                 let mut out = None;
@@ -95,7 +95,7 @@ impl<'de> Deserialize<'de> for Bytes {
                     }
                     let text = map.next_value::<std::borrow::Cow<str>>()?;
                     let decoded = B64.decode(text.as_bytes()).map_err(de::Error::custom)?;
-                    out = Some(Hollow::keep(|| decoded));
+                    out = Some(Hollow::keep_owned(decoded));
                 }
                 out.ok_or_else(|| de::Error::custom("empty byte string object"))
             }
@@ -104,11 +104,12 @@ impl<'de> Deserialize<'de> for Bytes {
     }
 }
 
-/// Where a hollow decode ([`Record::decode_hollow`]) is, on this thread.
+/// Where a hollow decode ([`Record::decode_hollow`]) or a spilled one
+/// ([`Record::decode_spilled`]) is, on this thread.
 ///
 /// The state lives beside the deserializer rather than in a second set of
-/// record types, so that a hollow decode runs exactly the code (and so the
-/// checks) of a full one: only what [`Bytes`] keeps differs.
+/// record types, so that a hollow or spilled decode runs exactly the code
+/// (and so the checks) of a full one: only what [`Bytes`] keeps differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Hollow {
     /// Bytes are kept.
@@ -118,10 +119,29 @@ pub(crate) enum Hollow {
     /// Inside the elements of a collection of a hollow decode: bytes are
     /// checked and dropped.
     Active,
+    /// A spilled decode is under way, outside any collection's elements.
+    SpillRequested,
+    /// Inside the elements of a collection of a spilled decode: bytes and
+    /// scores are checked and written to the thread's [`Spill`].
+    Spilling,
+}
+
+/// Where a spilled decode puts the elements of hashes, lists, sets and
+/// sorted sets, in the order they are read: each byte string written by
+/// `bytes`, each sorted-set score (after its member) by `score`, into one
+/// buffer. The reader that asks for it (a restore turning records into
+/// `RESTORE` payloads) chooses the encoding; records only hand the
+/// elements over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spill {
+    pub bytes: fn(&mut Vec<u8>, &[u8]),
+    pub score: fn(&mut Vec<u8>, f64),
 }
 
 thread_local! {
     static HOLLOW: std::cell::Cell<Hollow> = const { std::cell::Cell::new(Hollow::Off) };
+    static SPILL: std::cell::RefCell<Option<(Spill, Vec<u8>)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// Puts the thread's previous state back when dropped, also on an error.
@@ -138,30 +158,79 @@ impl Hollow {
         HollowGuard(HOLLOW.with(|h| h.replace(state)))
     }
 
+    fn now() -> Hollow {
+        HOLLOW.with(|h| h.get())
+    }
+
     /// Start a hollow decode on this thread, until the guard is dropped.
     pub(crate) fn request() -> HollowGuard {
         Hollow::enter(Hollow::Requested)
     }
 
-    /// The bytes `make` gives, unless they are a collection's element in
-    /// a hollow decode.
-    fn keep(make: impl FnOnce() -> Vec<u8>) -> Bytes {
-        if HOLLOW.with(|h| h.get()) == Hollow::Active {
-            Bytes::default()
-        } else {
-            Bytes(make())
+    /// `v` as [`Bytes`], unless it is a collection's element in a hollow
+    /// decode (dropped) or a spilled one (written to the spill).
+    fn keep(v: &[u8]) -> Bytes {
+        match Hollow::now() {
+            Hollow::Active => Bytes::default(),
+            Hollow::Spilling => {
+                spill_with(|spill, out| (spill.bytes)(out, v));
+                Bytes::default()
+            }
+            _ => Bytes(v.to_vec()),
+        }
+    }
+
+    /// [`Hollow::keep`] of bytes already owned.
+    fn keep_owned(v: Vec<u8>) -> Bytes {
+        match Hollow::now() {
+            Hollow::Active | Hollow::Spilling => Hollow::keep(&v),
+            _ => Bytes(v),
         }
     }
 }
 
-/// Deserializes a collection's elements: hollow ones in a hollow decode.
+fn spill_with(write: impl FnOnce(&Spill, &mut Vec<u8>)) {
+    SPILL.with(|s| {
+        if let Some((spill, out)) = s.borrow_mut().as_mut() {
+            write(spill, out);
+        }
+    });
+}
+
+/// Run `parse` as a spilled decode on this thread: the elements of the
+/// collections it reads are written by `spill` to `out` (which is
+/// replaced), and come back empty.
+pub(crate) fn spilled<T>(spill: Spill, out: &mut Vec<u8>, parse: impl FnOnce() -> T) -> T {
+    SPILL.with(|s| *s.borrow_mut() = Some((spill, std::mem::take(out))));
+    let parsed = {
+        let _spilling = Hollow::enter(Hollow::SpillRequested);
+        parse()
+    };
+    if let Some((_, written)) = SPILL.with(|s| s.borrow_mut().take()) {
+        *out = written;
+    }
+    parsed
+}
+
+/// Deserializes a collection's elements: hollow ones in a hollow decode,
+/// spilled ones in a spilled decode.
 pub(crate) fn hollow_ok<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<T, D::Error> {
-    let _guard = match HOLLOW.with(|h| h.get()) {
+    let _guard = match Hollow::now() {
         Hollow::Requested => Some(Hollow::enter(Hollow::Active)),
+        Hollow::SpillRequested => Some(Hollow::enter(Hollow::Spilling)),
         _ => None,
     };
+    T::deserialize(d)
+}
+
+/// [`hollow_ok`] for elements a spilled decode keeps whole (stream
+/// entries' fields, whose payload is made from the whole entries).
+pub(crate) fn hollow_only<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
+    let _guard = (Hollow::now() == Hollow::Requested).then(|| Hollow::enter(Hollow::Active));
     T::deserialize(d)
 }
 
@@ -209,7 +278,11 @@ impl<'de> Deserialize<'de> for Score {
                     .ok_or_else(|| E::custom(format!("invalid score {v:?}")))
             }
         }
-        d.deserialize_any(ScoreVisitor)
+        let score = d.deserialize_any(ScoreVisitor)?;
+        if Hollow::now() == Hollow::Spilling {
+            spill_with(|spill, out| (spill.score)(out, score.0));
+        }
+        Ok(score)
     }
 }
 

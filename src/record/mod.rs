@@ -15,7 +15,7 @@ mod bytes;
 mod stream;
 
 pub use bytes::{Bytes, Score, parse_score};
-pub(crate) use bytes::{BytesRef, format_score};
+pub(crate) use bytes::{BytesRef, Spill, format_score};
 pub use stream::{
     ConsumerGroup, GroupPending, PendingEntry, StreamChunk, StreamEntry, StreamId, StreamMeta,
 };
@@ -147,6 +147,7 @@ pub struct AbsentValue {}
 #[serde(rename_all = "lowercase")]
 pub enum Value {
     /// A string's bytes (or the next chunk of them).
+    #[serde(deserialize_with = "bytes::hollow_ok")]
     String(Bytes),
     /// Hash field-value pairs.
     #[serde(deserialize_with = "bytes::hollow_ok")]
@@ -485,21 +486,58 @@ impl Record {
 
     /// [`Record::decode`] for a reader that needs only the record's key,
     /// shape and sizes (a restore's plan): every check is the same, but the
-    /// elements of collections (hash fields and values, list items, set and
-    /// sorted-set members, stream entry fields) come back as empty byte
-    /// strings, so a record costs one allocation instead of one per element.
-    /// Strings, names of groups and consumers, DUMP payloads and a record
-    /// with field expiry (whose checks compare field names) are whole.
+    /// bytes of strings and the elements of collections (hash fields and
+    /// values, list items, set and sorted-set members, stream entry fields)
+    /// come back as empty byte strings, so a record costs one allocation
+    /// instead of one per element. Names of groups and consumers, DUMP
+    /// payloads, a record with field expiry (whose checks compare field
+    /// names) and a void record (whose check is that its value is empty)
+    /// are whole.
     pub(crate) fn decode_hollow(line: &[u8]) -> Result<Record, String> {
         let record: Record = {
             let _hollow = bytes::Hollow::request();
             parse_line(line)?
         };
-        if !record.field_expiry.is_empty() {
+        if !record.field_expiry.is_empty() || record.void {
             return Record::decode(line);
         }
         record.check()?;
         Ok(record)
+    }
+
+    /// [`Record::decode`] for a reader that turns the bytes of strings and
+    /// the elements of hashes, lists, sets and sorted sets into something
+    /// else as they are read (a restore's `RESTORE` payloads), instead of
+    /// allocating each: they are written to `out` by `spill`, in order, and
+    /// the record comes back as [`Record::decode_hollow`] gives it, checked
+    /// as strictly. The flag says whether it did: records of other types,
+    /// with field expiry or void come back whole, with `out` empty.
+    pub(crate) fn decode_spilled(
+        line: &[u8],
+        spill: Spill,
+        out: &mut Vec<u8>,
+    ) -> Result<(Record, bool), String> {
+        out.clear();
+        // Parsed from text only: a line that is not UTF-8, or does not
+        // parse, is decoded again whole, for the error a whole decode gives.
+        let parsed = bytes::spilled(spill, out, || {
+            std::str::from_utf8(line)
+                .ok()
+                .and_then(|text| serde_json::from_str::<Record>(text).ok())
+        });
+        let record = match parsed {
+            Some(record) if record.field_expiry.is_empty() && !record.void => record,
+            _ => {
+                out.clear();
+                return Record::decode(line).map(|r| (r, false));
+            }
+        };
+        record.check()?;
+        let spilled = matches!(
+            record.value,
+            Value::String(_) | Value::Hash(_) | Value::List(_) | Value::Set(_) | Value::Zset(_)
+        );
+        Ok((record, spilled))
     }
 
     fn check(&self) -> Result<(), String> {

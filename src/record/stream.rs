@@ -57,7 +57,7 @@ pub struct StreamEntry {
     /// The entry's id.
     pub id: StreamId,
     /// Field-value pairs, in the order they were added.
-    #[serde(deserialize_with = "super::bytes::hollow_ok")]
+    #[serde(deserialize_with = "super::bytes::hollow_only")]
     pub fields: Vec<(Bytes, Bytes)>,
 }
 

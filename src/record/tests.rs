@@ -235,11 +235,12 @@ fn rejects_unknown_fields_and_bad_values() {
 }
 
 /// What a hollow decode must give for `record`: the same record with the
-/// elements of its collections empty.
+/// bytes of its string or the elements of its collections empty.
 fn hollowed(record: &Record) -> Record {
     let empty = |_: &Bytes| Bytes::default();
     let mut out = record.clone();
     out.value = match &record.value {
+        Value::String(s) => Value::String(empty(s)),
         Value::Hash(v) => Value::Hash(v.iter().map(|(f, x)| (empty(f), empty(x))).collect()),
         Value::List(v) => Value::List(v.iter().map(empty).collect()),
         Value::Set(v) => Value::Set(v.iter().map(empty).collect()),
@@ -258,7 +259,8 @@ fn hollowed(record: &Record) -> Record {
 
 #[test]
 fn hollow_decodes_refuse_what_whole_ones_refuse() {
-    let bad: [&[u8]; 8] = [
+    let bad: [&[u8]; 9] = [
+        br#"{"key":"k","part":1,"void":true,"value":{"string":"x"}}"#,
         br#"{"key":"k","value":{"string":"v"},"extra":1}"#,
         br#"{"key":"k","value":{"float":"v"}}"#,
         br#"{"key":{"b64":"!!"},"value":{"string":"v"}}"#,

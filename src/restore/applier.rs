@@ -129,6 +129,9 @@ pub struct Applier<'p> {
     batch: Vec<Record>,
     /// What each record of the batch holds in memory, measured once.
     batch_held: Vec<usize>,
+    /// Each record's payload, when the reader made it (its value is then
+    /// hollow: see `Batches::start_with_payloads`).
+    batch_payloads: Vec<Option<Vec<u8>>>,
     batch_bytes: usize,
     in_flight: Option<InFlight>,
     current: Option<Current>,
@@ -168,12 +171,25 @@ impl Applier<'_> {
     }
 
     pub async fn record(&mut self, record: Record) -> Result<()> {
-        self.record_held(record, None).await
+        self.record_held(record, None, None).await
     }
 
     /// [`Applier::record`] of a record known to hold at most `held` bytes
-    /// as read (a rewrite may change that, and is measured).
-    async fn record_held(&mut self, mut record: Record, held: Option<usize>) -> Result<()> {
+    /// as read (a rewrite may change that, and is measured), with the
+    /// payload the reader made of it, if it did.
+    async fn record_held(
+        &mut self,
+        mut record: Record,
+        held: Option<usize>,
+        payload: Option<Vec<u8>>,
+    ) -> Result<()> {
+        // A payload's record is hollow: nothing may rewrite or split it.
+        if payload.is_some() && (self.rewriter.is_some() || self.shared.contains(&record.key.0)) {
+            return Err(Error::Internal(format!(
+                "a payload was made for {}, whose records are rewritten",
+                printable(&record.key.0)
+            )));
+        }
         if let Some(r) = self.rewriter.as_mut() {
             r.apply(&mut record)?;
         }
@@ -190,6 +206,7 @@ impl Applier<'_> {
         };
         self.batch_bytes += held;
         self.batch_held.push(held);
+        self.batch_payloads.push(payload);
         self.batch.push(record);
         if self.batch.len() >= self.write.batch_keys || self.batch_bytes >= self.write.batch_bytes {
             self.flush().await?;
@@ -215,6 +232,7 @@ impl<'p> Applier<'p> {
             now_ms,
             batch: Vec::new(),
             batch_held: Vec::new(),
+            batch_payloads: Vec::new(),
             batch_bytes: 0,
             in_flight: None,
             current: None,
@@ -266,6 +284,7 @@ impl<'p> Applier<'p> {
         }
         let batch = std::mem::take(&mut self.batch);
         let held = std::mem::take(&mut self.batch_held);
+        let mut made = std::mem::take(&mut self.batch_payloads).into_iter();
         self.batch_bytes = 0;
         let (mode, ttl, now_ms) = (self.write.mode, self.write.ttl, self.now_ms);
 
@@ -276,18 +295,41 @@ impl<'p> Applier<'p> {
         let mut planned: Vec<Option<Action>> = Vec::new();
         let mut payloads: Vec<Option<Vec<u8>>> = Vec::new();
         let mut ask: Vec<&[u8]> = Vec::new();
-        for (record, &held) in batch.iter().zip(&held).filter(|(r, _)| r.part == 0) {
+        for (record, &held) in batch.iter().zip(&held) {
+            let made = made.next().flatten();
+            if record.part != 0 {
+                continue;
+            }
             let decision = match self.planned.as_mut() {
                 Some(plan) => Some(plan.next()?.ok_or_else(|| {
                     Error::Internal("the archive has more keys than the plan".into())
                 })?),
                 None => None,
             };
-            let payload = match decision {
-                Some(Action::Create | Action::Overwrite) => {
+            let payload = match (decision, made) {
+                (Some(Action::Create | Action::Overwrite), Some(made)) => Some(made),
+                (Some(Action::Create | Action::Overwrite), None) => {
                     self.features.restore_payload(record, ttl, held)
                 }
-                _ => None,
+                // Nothing is written of a skipped key; anything else would
+                // need the value the payload stands for.
+                (
+                    Some(
+                        Action::Skip
+                        | Action::Expired
+                        | Action::Conflict
+                        | Action::Unsupported
+                        | Action::Void,
+                    ),
+                    _,
+                )
+                | (_, None) => None,
+                (_, Some(_)) => {
+                    return Err(Error::Internal(format!(
+                        "a payload was made for {}, which is not written whole",
+                        printable(&record.key.0)
+                    )));
+                }
             };
             let asked = match decision {
                 None | Some(Action::Merge) => true,
@@ -651,6 +693,15 @@ impl crate::archive::stream::BatchVisitor for Applier<'_> {
     }
 
     fn record(&mut self, record: Record, held: usize) -> impl Future<Output = Result<()>> + Send {
-        Applier::record_held(self, record, Some(held))
+        Applier::record_held(self, record, Some(held), None)
+    }
+
+    fn record_with_payload(
+        &mut self,
+        record: Record,
+        held: usize,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        Applier::record_held(self, record, Some(held), Some(payload))
     }
 }

@@ -411,6 +411,7 @@ pub(crate) async fn perform_unlogged(
     let started = Instant::now();
     let target = plan.target.clone();
     let (conn, features, now_ms) = open_target(&target).await?;
+    let restore_rdb = features.restore_rdb;
     // The backup is complete and durable before the first write.
     let backup = match plan.backup.take() {
         Some(b) => Some(b.finish()?),
@@ -434,7 +435,13 @@ pub(crate) async fn perform_unlogged(
         )
         .following(decisions, journal);
         applier.archive = options.source.display();
-        let batches = Batches::start(plan.archive.clone(), options.decryption.clone());
+        // Whole keys come with their RESTORE payload, made on the reader's
+        // decoding thread, unless the values are rewritten or merged.
+        let batches =
+            Batches::start_with_payloads(plan.archive.clone(), options.decryption.clone(), {
+                let write = options.write.clone();
+                move |header| restore_rdb.filter(|_| !planner_needs_values(&write, header))
+            });
         batches.visit(&mut applier).await?;
         applier.finish().await
     }

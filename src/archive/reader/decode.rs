@@ -21,9 +21,22 @@ const CHUNK_BYTES: usize = 256 << 10;
 /// Lines at least this long are decoded on the reader's thread.
 const INLINE_BYTES: usize = 1 << 20;
 
+/// How lines are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum Decoding {
+    #[default]
+    Whole,
+    /// With `Record::decode_hollow`.
+    Hollow,
+    /// With `rdb::decode_with_payload` for a server reading this RDB version.
+    Payloads(u16),
+}
+
 /// A line, decoded.
 pub(super) enum Decoded {
-    Record(Record),
+    /// A record, and with [`Decoding::Payloads`] its `RESTORE` payload
+    /// when it has one (its value then hollow).
+    Record(Record, Option<Vec<u8>>),
     /// It does not parse: why, and its key when it is JSON enough to say.
     Bad {
         reason: String,
@@ -32,14 +45,14 @@ pub(super) enum Decoded {
 }
 
 impl Decoded {
-    fn of(line: &[u8], hollow: bool) -> Decoded {
-        let decoded = if hollow {
-            Record::decode_hollow(line)
-        } else {
-            Record::decode(line)
+    fn of(line: &[u8], decoding: Decoding) -> Decoded {
+        let decoded = match decoding {
+            Decoding::Whole => Record::decode(line).map(|r| (r, None)),
+            Decoding::Hollow => Record::decode_hollow(line).map(|r| (r, None)),
+            Decoding::Payloads(rdb) => crate::rdb::decode_with_payload(line, rdb),
         };
         match decoded {
-            Ok(r) => Decoded::Record(r),
+            Ok((r, payload)) => Decoded::Record(r, payload),
             Err(reason) => Decoded::Bad {
                 reason,
                 key: key_of_unparsed(line),
@@ -65,15 +78,14 @@ struct Chunk {
     data: Vec<u8>,
     /// Where each line ends in `data`, and where it is in the archive.
     lines: Vec<(usize, Location)>,
-    /// Decode with `Record::decode_hollow`.
-    hollow: bool,
+    decoding: Decoding,
 }
 
 impl Chunk {
     fn decode(self, out: &mut Vec<(Location, Decoded)>) {
         let mut start = 0;
         for (end, location) in self.lines {
-            out.push((location, Decoded::of(&self.data[start..end], self.hollow)));
+            out.push((location, Decoded::of(&self.data[start..end], self.decoding)));
             start = end;
         }
     }
@@ -109,10 +121,9 @@ impl Decoder {
         }
     }
 
-    /// Decode the lines taken from now on hollow (`Record::decode_hollow`)
-    /// or not.
-    pub fn set_hollow(&mut self, hollow: bool) {
-        self.chunk.hollow = hollow;
+    /// Decode the lines taken from now on this way.
+    pub fn set_decoding(&mut self, decoding: Decoding) {
+        self.chunk.decoding = decoding;
     }
 
     /// Take `line` (without its newline), found at `location`; lines that
@@ -125,7 +136,7 @@ impl Decoder {
     ) -> Result<()> {
         if line.len() >= INLINE_BYTES {
             self.flush(out)?;
-            out.push((location, Decoded::of(line, self.chunk.hollow)));
+            out.push((location, Decoded::of(line, self.chunk.decoding)));
             return Ok(());
         }
         self.chunk.data.extend_from_slice(line);
@@ -153,11 +164,11 @@ impl Decoder {
         if self.chunk.lines.is_empty() {
             return;
         }
-        let hollow = self.chunk.hollow;
+        let decoding = self.chunk.decoding;
         let chunk = std::mem::replace(
             &mut self.chunk,
             Chunk {
-                hollow,
+                decoding,
                 ..Chunk::default()
             },
         );

@@ -23,7 +23,7 @@ mod guard;
 mod problem;
 
 use checks::*;
-use decode::{Decoded, Decoder};
+use decode::{Decoded, Decoder, Decoding};
 pub(crate) use guard::MAX_RECORD_BYTES;
 use guard::{ClosingReader, Counted, Hashing, Meter};
 pub use guard::{LARGE_RECORD_BYTES, MAX_ENTRY_BYTES, MAX_EXPANSION, MAX_META_BYTES};
@@ -126,6 +126,27 @@ pub trait Visitor {
     /// exactly as whole ones, at a fraction of the cost.
     fn wants_values(&self) -> bool {
         true
+    }
+    /// Asked once the header was taken, when [`Visitor::wants_values`]:
+    /// the RDB version of a server the visitor writes keys to with
+    /// `RESTORE`, for a visitor that wants each key's payload made as its
+    /// record is decoded, on the decoding thread, instead of its elements.
+    /// Such records come to [`Visitor::record_with_payload`], hollow.
+    fn payloads_for(&self) -> Option<u16> {
+        None
+    }
+    /// A record of a key whole in it, with the payload `RESTORE` turns
+    /// into its value (see [`Visitor::payloads_for`]); its value is hollow
+    /// and must not be written.
+    fn record_with_payload(
+        &mut self,
+        _record: Record,
+        _payload: Vec<u8>,
+        location: &Location,
+    ) -> Result<()> {
+        Err(Error::Internal(format!(
+            "a record with its payload at {location}, which was not asked for"
+        )))
     }
 }
 
@@ -488,7 +509,11 @@ fn read_entries(
             match parsed {
                 Ok(h) => {
                     visitor.header(&h)?;
-                    lines.set_hollow(!visitor.wants_values());
+                    lines.set_decoding(match (visitor.wants_values(), visitor.payloads_for()) {
+                        (false, _) => Decoding::Hollow,
+                        (true, Some(rdb)) => Decoding::Payloads(rdb),
+                        (true, None) => Decoding::Whole,
+                    });
                     seen.header = Some(h);
                 }
                 Err(e) => return problems.fatal(e).map(Err),
@@ -606,8 +631,8 @@ fn take_decoded(
     visitor: &mut dyn Visitor,
 ) -> Result<()> {
     for (location, line) in decoded.drain(..) {
-        let record = match line {
-            Decoded::Record(r) => r,
+        let (record, payload) = match line {
+            Decoded::Record(r, payload) => (r, payload),
             Decoded::Bad { reason, key } => {
                 *open_key = None;
                 problems.report(
@@ -627,7 +652,10 @@ fn take_decoded(
             )?;
         }
         seen.counts.add(&record);
-        visitor.record(record, &location)?;
+        match payload {
+            Some(payload) => visitor.record_with_payload(record, payload, &location)?,
+            None => visitor.record(record, &location)?,
+        }
     }
     Ok(())
 }
@@ -670,7 +698,8 @@ fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>, meter: &Meter) -> io:
         if buf.is_empty() {
             return Ok(total);
         }
-        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+        // Vectorized: a byte-by-byte search was a tenth of a restore's reading.
+        let (take, done) = match memchr::memchr(b'\n', buf) {
             Some(i) => (i + 1, true),
             None => (buf.len(), false),
         };

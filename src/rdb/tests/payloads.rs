@@ -5,8 +5,8 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::rdb::{STREAM_COUNTERS_RDB, restore_payload};
-use crate::record::{Bytes, Score, StreamEntry, StreamId, StreamMeta};
+use crate::rdb::{STREAM_COUNTERS_RDB, decode_with_payload, restore_payload};
+use crate::record::{Bytes, Expiry, Record, Score, StreamEntry, StreamId, StreamMeta};
 
 /// The value a payload holds, through an RDB file made of it.
 fn read_back(payload: &[u8]) -> Value {
@@ -116,6 +116,83 @@ proptest! {
         let payload = restore_payload(&value, STREAM_COUNTERS_RDB).unwrap();
         prop_assert_eq!(read_back(&payload), value);
     }
+
+    /// What a restore's reader gives for a record line: the payload made
+    /// from the whole record, or the whole record.
+    #[test]
+    fn a_line_decoded_with_its_payload_gives_the_records_payload(
+        value in prop_oneof![value(), Just(Value::Hash(Vec::new()))],
+        expiry in proptest::option::of(1i64..i64::MAX),
+        part in 0u32..2,
+        more in any::<bool>(),
+    ) {
+        let mut record = Record::new(Bytes::from("k"), value);
+        record.expiry = expiry.map(|ttl_ms| Expiry { at_ms: ttl_ms, ttl_ms });
+        if !matches!(record.value, Value::Stream(_)) {
+            (record.part, record.more) = (part, more);
+        }
+        let mut line = Vec::new();
+        record.encode_into(&mut line);
+        line.pop();
+        let whole_key = record.part == 0 && !record.more;
+        let expected = restore_payload(&record.value, STREAM_COUNTERS_RDB).filter(|_| whole_key);
+        let (decoded, payload) = decode_with_payload(&line, STREAM_COUNTERS_RDB).unwrap();
+        match expected {
+            Some(expected) => {
+                prop_assert_eq!(payload, Some(expected));
+                prop_assert_eq!(decoded, hollow(&record));
+            }
+            None => {
+                prop_assert_eq!(payload, None);
+                prop_assert_eq!(decoded, record);
+            }
+        }
+    }
+}
+
+/// A record as it comes with its payload: the bytes of strings and the
+/// elements of collections empty (scores kept), streams empty.
+fn hollow(record: &Record) -> Record {
+    let empty = |_: &Bytes| Bytes::default();
+    let mut out = record.clone();
+    out.value = match &record.value {
+        Value::String(_) => Value::String(Bytes::default()),
+        Value::Hash(v) => Value::Hash(v.iter().map(|(f, x)| (empty(f), empty(x))).collect()),
+        Value::List(v) => Value::List(v.iter().map(empty).collect()),
+        Value::Set(v) => Value::Set(v.iter().map(empty).collect()),
+        Value::Zset(v) => Value::Zset(v.iter().map(|(m, s)| (empty(m), *s)).collect()),
+        Value::Stream(_) => Value::Stream(crate::record::StreamChunk {
+            meta: None,
+            entries: Vec::new(),
+            pending: Vec::new(),
+        }),
+        other => other.clone(),
+    };
+    out
+}
+
+#[test]
+fn lines_decoded_with_payloads_are_checked_as_whole_ones() {
+    let lines: [&[u8]; 7] = [
+        br#"{"key":"k","value":{"zset":[["m","nan"]]}}"#,
+        br#"{"key":"k","value":{"hash":[["f",{"b64":"!!"}]]}}"#,
+        br#"{"key":"k","part":1,"void":true,"value":{"string":"x"}}"#,
+        br#"{"key":"k","field_expiry":[{"field":"g","at_ms":5,"ttl_ms":5}],"value":{"hash":[["f","v"]]}}"#,
+        br#"{"key":"k","value":{"list":["a",1]}}"#,
+        b"{\"key\":\"k\xff\",\"value\":{\"string\":\"v\"}}",
+        br#"{"key":"k","expiry":{"at_ms":5,"ttl_ms":0},"value":{"set":["a"]}}"#,
+    ];
+    for line in lines {
+        let expected = Record::decode(line).map(|_| ());
+        assert!(expected.is_err(), "{}", String::from_utf8_lossy(line));
+        let got = decode_with_payload(line, STREAM_COUNTERS_RDB).map(|_| ());
+        assert_eq!(got, expected, "{}", String::from_utf8_lossy(line));
+    }
+    // A record with field expiry keeps its commands, whole.
+    let line = br#"{"key":"k","field_expiry":[{"field":"f","at_ms":5,"ttl_ms":5}],"value":{"hash":[["f","v"]]}}"#;
+    let (record, payload) = decode_with_payload(line, STREAM_COUNTERS_RDB).unwrap();
+    assert_eq!(payload, None);
+    assert_eq!(record, Record::decode(line).unwrap());
 }
 
 #[test]
