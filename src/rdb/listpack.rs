@@ -270,12 +270,24 @@ pub(super) mod build {
 
     /// Close a listpack of `count` entries: its end byte and header.
     pub fn finish(mut out: Vec<u8>, count: usize) -> Vec<u8> {
-        out.push(END);
-        let total = u32::try_from(out.len()).unwrap_or(u32::MAX);
-        out[..4].copy_from_slice(&total.to_le_bytes());
-        let count = u16::try_from(count).unwrap_or(u16::MAX);
-        out[4..6].copy_from_slice(&count.to_le_bytes());
+        finish_at(&mut out, 0, count);
         out
+    }
+
+    /// Start a listpack at the end of `out`; returns where it starts.
+    pub fn start_at(out: &mut Vec<u8>) -> usize {
+        let start = out.len();
+        out.extend_from_slice(&[0; HEADER]);
+        start
+    }
+
+    /// [`finish`] a listpack built at the end of `out` from `start` on.
+    pub fn finish_at(out: &mut Vec<u8>, start: usize, count: usize) {
+        out.push(END);
+        let total = u32::try_from(out.len() - start).unwrap_or(u32::MAX);
+        out[start..start + 4].copy_from_slice(&total.to_le_bytes());
+        let count = u16::try_from(count).unwrap_or(u16::MAX);
+        out[start + 4..start + 6].copy_from_slice(&count.to_le_bytes());
     }
 }
 

@@ -40,6 +40,7 @@ mod items;
 mod listpack;
 mod lzf;
 mod module;
+mod packed;
 mod payload;
 mod skip;
 mod stream;

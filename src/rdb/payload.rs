@@ -8,18 +8,18 @@
 //! running one `XADD` per entry (a stream's `RESTORE` costs the server a
 //! fifth of its `XADD`s).
 //!
-//! Values are written in the encodings every server reads and converts
-//! itself, as it would the commands' result: strings, hashes, lists, sets
-//! and sorted sets in their plain forms (the server picks listpack,
-//! intset or hashtable by its own limits), streams as listpack nodes of at
-//! most 100 entries (the servers' default node size). A stream with
+//! Strings are written plain; small hashes, lists and sorted sets as the
+//! listpacks the server keeps them in, which it takes as they are, and the
+//! others, and sets, in the plain forms every server reads and converts
+//! itself (see `packed.rs`); streams as listpack nodes of at most 100
+//! entries (the servers' default node size). A stream with
 //! consumer groups, a hash with field expiry, a key split over several
 //! records and a value that is already a payload get `None`: they keep
 //! their commands.
 
 use super::crc64;
-use super::input::Input;
 use super::listpack::build::{self, E};
+use super::packed::{self, Collection};
 use super::types;
 use crate::record::{Bytes, Record, Spill, StreamChunk, StreamId, Value};
 
@@ -51,29 +51,8 @@ pub(crate) fn restore_payload_within(
             out.push(types::STRING);
             string(&mut out, &s.0);
         }
-        Value::Hash(fields) if !fields.is_empty() => {
-            out.push(types::HASH);
-            len(&mut out, fields.len() as u64);
-            for (f, v) in fields {
-                string(&mut out, &f.0);
-                string(&mut out, &v.0);
-            }
-        }
-        Value::List(items) if !items.is_empty() => {
-            out.push(types::LIST);
-            strings(&mut out, items);
-        }
-        Value::Set(members) if !members.is_empty() => {
-            out.push(types::SET);
-            strings(&mut out, members);
-        }
-        Value::Zset(members) if !members.is_empty() => {
-            out.push(types::ZSET_2);
-            len(&mut out, members.len() as u64);
-            for (m, score) in members {
-                string(&mut out, &m.0);
-                out.extend_from_slice(&score.0.to_le_bytes());
-            }
+        Value::Hash(_) | Value::List(_) | Value::Set(_) | Value::Zset(_) => {
+            Collection::of(value)?.write(&mut out, rdb_version)?;
         }
         Value::Stream(chunk) if rdb_version >= STREAM_COUNTERS_RDB => {
             stream(&mut out, chunk)?;
@@ -169,57 +148,48 @@ fn with_elements(
 /// as [`restore_payload`] makes it from the whole one; `None` for an empty
 /// collection.
 fn spilled_payload(value: &Value, elements: &[u8], rdb_version: u16) -> Option<Vec<u8>> {
-    let (kind, n) = match value {
-        Value::String(_) => (types::STRING, None),
-        Value::Hash(v) => (types::HASH, Some(v.len())),
-        Value::List(v) => (types::LIST, Some(v.len())),
-        Value::Set(v) => (types::SET, Some(v.len())),
-        Value::Zset(v) => (types::ZSET_2, Some(v.len())),
-        _ => return None,
-    };
     let mut out = Vec::with_capacity(elements.len() + 32);
-    out.push(kind);
-    match n {
-        Some(0) => return None,
-        Some(n) => len(&mut out, n as u64),
-        None => {}
+    match value {
+        // Its bytes are spilled as the payload holds them.
+        Value::String(_) => {
+            out.push(types::STRING);
+            out.extend_from_slice(elements);
+        }
+        _ => Collection::spilled(value, elements)?.write(&mut out, rdb_version)?,
     }
-    out.extend_from_slice(elements);
     Some(trailer(out, rdb_version))
 }
 
 /// Give a hollow value back the bytes or elements it spilled, for a
 /// record that is written by commands after all (part of a split key).
 fn refill(value: &mut Value, elements: &[u8]) -> Result<(), String> {
-    fn next(input: &mut Input<&[u8]>) -> Result<Bytes, String> {
-        let n = input.len().map_err(|e| e.to_string())?;
-        let mut bytes = Vec::new();
-        input.append(n, &mut bytes).map_err(|e| e.to_string())?;
-        Ok(Bytes(bytes))
+    let lost = || "the spilled elements of a record do not read back".to_string();
+    let owned = |x: &[u8]| Bytes(x.to_vec());
+    if let Value::String(s) = value {
+        let mut at = 0;
+        *s = owned(packed::read_string(elements, &mut at).ok_or_else(lost)?);
+        return Ok(());
     }
-    let mut input = Input::new(elements);
-    let input = &mut input;
-    match value {
-        Value::String(s) => {
-            *s = next(input)?;
-            Ok(())
+    let spilled = Collection::spilled(value, elements).ok_or_else(lost)?;
+    match (value, spilled) {
+        (Value::Hash(v), Collection::Hash(x)) => {
+            for ((f, val), pair) in v.iter_mut().zip(x.chunks(2)) {
+                (*f, *val) = (owned(pair[0]), owned(pair[1]));
+            }
         }
-        Value::Hash(v) => v.iter_mut().try_for_each(|(f, x)| {
-            *f = next(input)?;
-            *x = next(input)?;
-            Ok(())
-        }),
-        Value::List(v) | Value::Set(v) => v.iter_mut().try_for_each(|x| {
-            *x = next(input)?;
-            Ok(())
-        }),
-        // The scores were kept in the record as well.
-        Value::Zset(v) => v.iter_mut().try_for_each(|(m, _)| {
-            *m = next(input)?;
-            input.skip(8).map_err(|e| e.to_string())
-        }),
-        _ => Ok(()),
+        (Value::List(v) | Value::Set(v), Collection::List(x) | Collection::Set(x)) => {
+            for (item, x) in v.iter_mut().zip(x) {
+                *item = owned(x);
+            }
+        }
+        (Value::Zset(v), Collection::Zset(x)) => {
+            for ((m, _), (x, _)) in v.iter_mut().zip(x) {
+                *m = owned(x);
+            }
+        }
+        _ => return Err(lost()),
     }
+    Ok(())
 }
 
 /// An RDB length: 6 bits, 14 bits, or a 32- or 64-bit big-endian number.
@@ -238,16 +208,9 @@ pub(super) fn len(out: &mut Vec<u8>, n: u64) {
 }
 
 /// A string as it is, after its length (no integer or LZF encoding).
-fn string(out: &mut Vec<u8>, s: &[u8]) {
+pub(super) fn string(out: &mut Vec<u8>, s: &[u8]) {
     len(out, s.len() as u64);
     out.extend_from_slice(s);
-}
-
-fn strings(out: &mut Vec<u8>, items: &[Bytes]) {
-    len(out, items.len() as u64);
-    for item in items {
-        string(out, &item.0);
-    }
 }
 
 fn id(out: &mut Vec<u8>, id: StreamId) {

@@ -1,10 +1,10 @@
-//! Record lines decoded on a thread of their own.
+//! Record lines decoded on threads of their own.
 //!
 //! Decoding a record's JSON (and allocating its byte strings) is most of
 //! what reading an archive costs, more than decompressing and hashing it.
 //! So the reader's thread frames the lines and sends them, a chunk of about
-//! 256 KiB at a time, to a decoding thread, and takes the records back in
-//! the same order a chunk later: the two run side by side. Everything that
+//! 256 KiB at a time, to two decoding threads in turn, and takes the
+//! records back in the same order: all three run side by side. Everything that
 //! depends on order (continuity of split keys, counts, problems, the
 //! visitor) stays on the reader's thread. A line over 1 MiB is decoded on
 //! the reader's thread once the lines before it are back, so no more than
@@ -91,18 +91,19 @@ impl Chunk {
     }
 }
 
-/// Lines in, decoded lines out, in order.
-pub(super) struct Decoder {
-    to_worker: Option<SyncSender<Chunk>>,
-    from_worker: Receiver<Vec<(Location, Decoded)>>,
-    chunk: Chunk,
-    in_flight: usize,
+/// Threads decoding chunks, in turn.
+const WORKERS: usize = 2;
+
+/// One decoding thread: chunks in, decoded lines out, in order.
+struct Worker {
+    to: SyncSender<Chunk>,
+    from: Receiver<Vec<(Location, Decoded)>>,
 }
 
-impl Decoder {
-    pub fn new() -> Decoder {
-        let (to_worker, work) = sync_channel::<Chunk>(2);
-        let (done, from_worker) = sync_channel(2);
+impl Worker {
+    fn spawn() -> Worker {
+        let (to, work) = sync_channel::<Chunk>(1);
+        let (done, from) = sync_channel(1);
         // The worker ends when the reader drops its sender.
         std::thread::spawn(move || {
             while let Ok(chunk) = work.recv() {
@@ -113,11 +114,27 @@ impl Decoder {
                 }
             }
         });
+        Worker { to, from }
+    }
+}
+
+/// Lines in, decoded lines out, in order.
+pub(super) struct Decoder {
+    workers: Vec<Worker>,
+    chunk: Chunk,
+    /// Chunks sent, and chunks taken back: chunk `n` goes to worker
+    /// `n % WORKERS`, so they come back in the order they went.
+    sent: usize,
+    received: usize,
+}
+
+impl Decoder {
+    pub fn new() -> Decoder {
         Decoder {
-            to_worker: Some(to_worker),
-            from_worker,
+            workers: (0..WORKERS).map(|_| Worker::spawn()).collect(),
             chunk: Chunk::default(),
-            in_flight: 0,
+            sent: 0,
+            received: 0,
         }
     }
 
@@ -142,9 +159,9 @@ impl Decoder {
         self.chunk.data.extend_from_slice(line);
         self.chunk.lines.push((self.chunk.data.len(), location));
         if self.chunk.data.len() >= CHUNK_BYTES {
-            self.send(out);
-            // One chunk is decoded while the next is framed.
-            while self.in_flight > 1 {
+            self.send()?;
+            // Every worker decodes a chunk while the next is framed.
+            while self.sent - self.received > WORKERS {
                 self.receive(out)?;
             }
         }
@@ -153,16 +170,16 @@ impl Decoder {
 
     /// Every line taken so far, decoded, added to `out`.
     pub fn flush(&mut self, out: &mut Vec<(Location, Decoded)>) -> Result<()> {
-        self.send(out);
-        while self.in_flight > 0 {
+        self.send()?;
+        while self.received < self.sent {
             self.receive(out)?;
         }
         Ok(())
     }
 
-    fn send(&mut self, out: &mut Vec<(Location, Decoded)>) {
+    fn send(&mut self) -> Result<()> {
         if self.chunk.lines.is_empty() {
-            return;
+            return Ok(());
         }
         let decoding = self.chunk.decoding;
         let chunk = std::mem::replace(
@@ -172,29 +189,29 @@ impl Decoder {
                 ..Chunk::default()
             },
         );
-        match &self.to_worker {
-            Some(tx) => match tx.send(chunk) {
-                Ok(()) => self.in_flight += 1,
-                // The worker is gone: decode here (what it held is
-                // reported lost by `receive`).
-                Err(e) => {
-                    self.to_worker = None;
-                    e.0.decode(out);
-                }
-            },
-            None => chunk.decode(out),
+        match self.workers[self.sent % WORKERS].to.send(chunk) {
+            Ok(()) => {
+                self.sent += 1;
+                Ok(())
+            }
+            Err(_) => Err(stopped()),
         }
     }
 
     fn receive(&mut self, out: &mut Vec<(Location, Decoded)>) -> Result<()> {
-        self.in_flight -= 1;
-        match self.from_worker.recv() {
+        let worker = &self.workers[self.received % WORKERS];
+        self.received += 1;
+        match worker.from.recv() {
             Ok(done) => {
                 out.extend(done);
                 Ok(())
             }
-            // Only a panic stops the worker; what it held is lost.
-            Err(_) => Err(Error::Internal("the record decoding thread stopped".into())),
+            Err(_) => Err(stopped()),
         }
     }
+}
+
+/// Only a panic stops a worker; what it held is lost.
+fn stopped() -> Error {
+    Error::Internal("the record decoding thread stopped".into())
 }

@@ -44,6 +44,21 @@ fn distinct(items: Vec<Bytes>) -> Vec<Bytes> {
         .collect()
 }
 
+/// Scores of every kind a listpack holds: integers, fractions, the
+/// extremes, both zeros and both infinities.
+fn score() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        (-1000i64..1000).prop_map(|i| i as f64),
+        (-1000i64..1000).prop_map(|i| i as f64 / 7.0),
+        any::<f64>().prop_filter("not NaN", |f| !f.is_nan()),
+        Just(-0.0),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(9007199254740993.0),
+        Just(-1e300),
+    ]
+}
+
 fn stream() -> impl Strategy<Value = Value> {
     (
         proptest::collection::vec(
@@ -103,6 +118,12 @@ fn value() -> impl Strategy<Value = Value> {
         members().prop_map(Value::Set),
         (members(), proptest::collection::vec(-1e12f64..1e12, 150)).prop_map(|(m, s)| {
             Value::Zset(m.into_iter().zip(s).map(|(m, s)| (m, Score(s))).collect())
+        }),
+        // In the server's order, as exported: written as a listpack when small.
+        (members(), proptest::collection::vec(score(), 150)).prop_map(|(m, s)| {
+            let mut members: Vec<_> = m.into_iter().zip(s).collect();
+            members.sort_by(|(ma, sa), (mb, sb)| sa.total_cmp(sb).then_with(|| ma.cmp(mb)));
+            Value::Zset(members.into_iter().map(|(m, s)| (m, Score(s))).collect())
         }),
         stream(),
     ]
@@ -214,4 +235,87 @@ fn what_keeps_its_commands_gets_no_payload() {
         restore_payload(&stream, 9).is_none(),
         "servers before 7.0 cannot take a stream's counters"
     );
+}
+
+#[test]
+fn small_collections_are_written_as_the_server_keeps_them() {
+    let b = |s: &str| Bytes::from(s);
+    let kind = |value: &Value, rdb: u16| restore_payload(value, rdb).unwrap()[0];
+    let hash = |n: usize, len: usize| {
+        Value::Hash(
+            (0..n)
+                .map(|i| (Bytes(format!("{i:0len$}").into_bytes()), b("7")))
+                .collect(),
+        )
+    };
+    let zset = |members: &[(&str, f64)]| {
+        Value::Zset(members.iter().map(|&(m, s)| (b(m), Score(s))).collect())
+    };
+    // A hash: a listpack up to 128 fields of up to 64 bytes, all distinct.
+    assert_eq!(kind(&hash(128, 64), 10), types::HASH_LISTPACK);
+    assert_eq!(kind(&hash(129, 3), 10), types::HASH);
+    assert_eq!(kind(&hash(3, 65), 10), types::HASH);
+    assert_eq!(kind(&hash(3, 3), 9), types::HASH);
+    let twice = Value::Hash(vec![(b("f"), b("1")), (b("f"), b("2"))]);
+    assert_eq!(kind(&twice, 10), types::HASH);
+    // A list: one node of a listpack up to 8 KiB.
+    assert_eq!(
+        kind(&Value::List(vec![b("a"); 1000]), 10),
+        types::LIST_QUICKLIST_2
+    );
+    assert_eq!(
+        kind(&Value::List(vec![Bytes(vec![b'x'; 100]); 100]), 10),
+        types::LIST
+    );
+    // A sorted set: a listpack only in the server's order, members distinct.
+    assert_eq!(
+        kind(
+            &zset(&[("b", -0.0), ("a", 1.0), ("c", 1.0), ("a", 2.5)]),
+            10
+        ),
+        types::ZSET_2
+    );
+    assert_eq!(
+        kind(
+            &zset(&[("b", -0.0), ("a", 1.0), ("c", 1.0), ("d", 2.5)]),
+            10
+        ),
+        types::ZSET_LISTPACK
+    );
+    assert_eq!(kind(&zset(&[("b", 1.0), ("a", 1.0)]), 10), types::ZSET_2);
+    assert_eq!(kind(&zset(&[("a", 2.0), ("b", 1.0)]), 10), types::ZSET_2);
+    // Sets stay plain.
+    assert_eq!(kind(&Value::Set(vec![b("a"), b("b")]), 12), types::SET);
+    // What the server reads back from each is the value.
+    for value in [
+        hash(128, 64),
+        Value::List(vec![
+            b("-12"),
+            b("012"),
+            b("9223372036854775808"),
+            b("-0"),
+            b("0"),
+        ]),
+        zset(&[
+            ("m", f64::NEG_INFINITY),
+            ("a", -0.0),
+            ("b", 0.0),
+            ("c", 0.1),
+            ("d", 1e300),
+            ("e", f64::INFINITY),
+        ]),
+    ] {
+        let payload = restore_payload(&value, 10).unwrap();
+        assert!(matches!(
+            payload[0],
+            types::HASH_LISTPACK | types::LIST_QUICKLIST_2 | types::ZSET_LISTPACK
+        ));
+        let back = read_back(&payload);
+        if let (Value::Zset(a), Value::Zset(b)) = (&value, &back) {
+            let bits =
+                |v: &[(Bytes, Score)]| v.iter().map(|(_, s)| s.0.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(a), bits(b), "scores bit for bit");
+        }
+        assert_eq!(back, value);
+    }
 }

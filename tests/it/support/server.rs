@@ -197,6 +197,9 @@ impl RedisServer {
                 .args(["--bind", "127.0.0.1"])
                 .args(["--save", ""])
                 .args(["--appendonly", "no"])
+                // Every RESTORE payload the tests write is checked whole,
+                // as a server that distrusts its clients would.
+                .args(["--sanitize-dump-payload", "yes"])
                 .args(["--dir", dir.path().to_str().unwrap()])
                 .args(["--logfile", "redis.log"])
                 .args(extra)
