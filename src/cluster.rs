@@ -444,6 +444,11 @@ impl Router {
         Err(last.unwrap_or_else(|| (redis::ErrorKind::Io, "no cluster node answers").into()))
     }
 
+    /// The address of each slot's primary, as last known.
+    pub fn slot_owners(&self) -> Arc<Vec<Arc<str>>> {
+        self.state.lock().expect("router state").owners.clone()
+    }
+
     /// The address of the primary serving `key`'s slot, as last known.
     pub fn owner_of_key(&self, key: &[u8]) -> String {
         let state = self.state.lock().expect("router state");

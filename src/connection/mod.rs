@@ -260,6 +260,15 @@ impl Conn {
         node.query(&redis::cmd("DBSIZE"), "counting keys").await
     }
 
+    /// [`Conn::dedicated_address`] for many keys: the cluster's slot table
+    /// is read once, and no address is formatted per key.
+    pub(crate) fn key_addresses(&self) -> KeyAddresses {
+        match &self.link {
+            Link::Single(_) => KeyAddresses::Single(self.endpoint.display().into()),
+            Link::Cluster(router) => KeyAddresses::Slots(router.slot_owners()),
+        }
+    }
+
     /// Which node [`Conn::dedicated`] connects to for `key`.
     pub(crate) fn dedicated_address(&self, key: &[u8]) -> String {
         match &self.link {
@@ -474,5 +483,21 @@ impl Conn {
     pub(crate) async fn time_ms(&mut self) -> Result<i64> {
         let (secs, micros): (i64, i64) = self.query(&redis::cmd("TIME"), "reading TIME").await?;
         Ok(secs * 1000 + micros / 1000)
+    }
+}
+
+/// Which node serves a key, as [`Conn::key_addresses`] read it.
+#[derive(Debug)]
+pub(crate) enum KeyAddresses {
+    Single(Arc<str>),
+    Slots(Arc<Vec<Arc<str>>>),
+}
+
+impl KeyAddresses {
+    pub fn of(&self, key: &[u8]) -> &Arc<str> {
+        match self {
+            KeyAddresses::Single(address) => address,
+            KeyAddresses::Slots(owners) => &owners[usize::from(cluster::slot(key))],
+        }
     }
 }

@@ -14,6 +14,8 @@
 //!   reply per key. A node that refuses (an older server, a slot that moved
 //!   meanwhile) is asked key by key.
 
+use std::sync::Arc;
+
 use redis::Value as Reply;
 
 use crate::connection::Conn;
@@ -81,12 +83,16 @@ pub(super) fn send_exists<'k>(conn: &Conn, keys: impl IntoIterator<Item = &'k [u
 /// One script per node for its keys (one call on a single server); the
 /// answers it gives are filled in, the others are asked key by key.
 async fn per_node(conn: &mut Conn, keys: &[Vec<u8>], answers: &mut [Option<bool>]) -> Result<()> {
-    let mut nodes: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    let mut nodes: std::collections::BTreeMap<Arc<str>, Vec<usize>> = Default::default();
+    let addresses = conn.key_addresses();
     for (i, key) in keys.iter().enumerate() {
-        nodes
-            .entry(conn.dedicated_address(key))
-            .or_default()
-            .push(i);
+        let address = addresses.of(key);
+        match nodes.get_mut(address) {
+            Some(group) => group.push(i),
+            None => {
+                nodes.insert(address.clone(), vec![i]);
+            }
+        }
     }
     // A node that holds no key at all (a restore into an empty cluster, the
     // usual case) answers for all of its keys with one DBSIZE: a script
