@@ -48,6 +48,9 @@ impl Destination {
     }
 }
 
+/// Bytes zstd compresses at a time on its worker thread.
+const JOB_BYTES: u32 = 2 << 20;
+
 /// How the compressed stream is written.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterOptions {
@@ -214,6 +217,11 @@ impl ArchiveWriter {
         encoder.include_checksum(true).map_err(out_err)?;
         if options.zstd_workers > 0 {
             encoder.multithread(options.zstd_workers).map_err(out_err)?;
+            // The default job (8 MiB at level 3) makes zstd hold about 42 MiB
+            // of buffers for one worker; 2 MiB jobs hold about 12.
+            encoder
+                .set_parameter(zstd::zstd_safe::CParameter::JobSize(JOB_BYTES))
+                .map_err(out_err)?;
         }
         let mut writer = ArchiveWriter {
             destination,

@@ -17,6 +17,9 @@ const PARALLEL_SHARDS: usize = 8;
 /// Readers per primary: enough that the server nearly always has a batch
 /// to answer while the client decodes others (docs/PERFORMANCE.md).
 const LANES: usize = 4;
+/// Readers in all: each holds a batch of its own outside the byte budget,
+/// so a cluster's primaries share them (at least one each).
+const READERS: usize = 6;
 
 /// Walks a selection with `SCAN` and reads every key it matches.
 pub(crate) struct ScanWalk<'a> {
@@ -38,13 +41,15 @@ impl ScanWalk<'_> {
         server: &ServerInfo,
     ) -> Result<bool> {
         use futures_util::stream::{StreamExt, TryStreamExt};
+        let walked_at_once = shards.len().clamp(1, PARALLEL_SHARDS);
+        let lanes = (READERS / walked_at_once).clamp(1, LANES);
         let walks = shards.iter().map(|shard| {
             let mut conn = shard.clone();
             let mut reader = fetcher.sharing(shard.clone());
             async move {
                 // Each node counts its own keys with field expiry.
                 reader.detect_field_expiry(server).await?;
-                let done = self.walk(&mut conn, &mut reader, LANES).await?;
+                let done = self.walk(&mut conn, &mut reader, lanes).await?;
                 Ok::<_, Error>((done, reader.stats))
             }
         });
