@@ -60,9 +60,10 @@ impl<'a> Collection<'a> {
         })
     }
 
-    /// The elements of a hollow `value` whose bytes a spilled decode wrote
-    /// to `spilled` (each after its length, a score after its member);
-    /// `None` for a value of another type, or bytes that do not hold them.
+    /// The elements of a hollow `value` (which keeps a sorted set's scores)
+    /// whose bytes a spilled decode wrote to `spilled`, each after its
+    /// length; `None` for a value of another type, or bytes that do not
+    /// hold them.
     pub fn spilled(value: &Value, spilled: &'a [u8]) -> Option<Collection<'a>> {
         let mut at = 0;
         let mut strings = |n: usize| -> Option<Vec<&'a [u8]>> {
@@ -72,14 +73,11 @@ impl<'a> Collection<'a> {
             Value::Hash(v) => Collection::Hash(strings(v.len() * 2)?),
             Value::List(v) => Collection::List(strings(v.len())?),
             Value::Set(v) => Collection::Set(strings(v.len())?),
-            Value::Zset(v) => {
-                let mut members = Vec::with_capacity(v.len());
-                for (_, score) in v {
-                    members.push((read_string(spilled, &mut at)?, score.0));
-                    at += 8;
-                }
-                Collection::Zset(members)
-            }
+            Value::Zset(v) => Collection::Zset(
+                v.iter()
+                    .map(|(_, score)| Some((read_string(spilled, &mut at)?, score.0)))
+                    .collect::<Option<_>>()?,
+            ),
             _ => return None,
         };
         (at == spilled.len()).then_some(collection)
@@ -112,7 +110,7 @@ impl<'a> Collection<'a> {
                     }
                 });
             }
-            Collection::Hash(v) => plain_hash(out, v),
+            Collection::Hash(v) => plain(out, types::HASH, v.len() / 2, v),
             // Built, and written plain instead if it turns out too big.
             Collection::List(v)
                 if listpacks && v.iter().map(|x| x.len()).sum::<usize>() <= MAX_NODE_BYTES =>
@@ -128,11 +126,11 @@ impl<'a> Collection<'a> {
                 });
                 if size > MAX_NODE_BYTES {
                     out.truncate(at);
-                    plain(out, types::LIST, v);
+                    plain(out, types::LIST, v.len(), v);
                 }
             }
-            Collection::List(v) => plain(out, types::LIST, v),
-            Collection::Set(v) => plain(out, types::SET, v),
+            Collection::List(v) => plain(out, types::LIST, v.len(), v),
+            Collection::Set(v) => plain(out, types::SET, v.len(), v),
             Collection::Zset(v)
                 if listpacks
                     && small(v.iter().map(|(m, _)| *m), v.len())
@@ -186,25 +184,20 @@ fn distinct<'a>(items: impl Iterator<Item = &'a [u8]> + Clone) -> bool {
 const SORT_FROM: usize = 16;
 
 /// In the server's order: by score, then by member bytes, each after the
-/// one before it.
+/// one before it. A NaN has no place in it (and no listpack form: the
+/// plain form sends it, for the server to refuse).
 fn in_order(members: &[(&[u8], f64)]) -> bool {
-    members
-        .windows(2)
-        .all(|w| w[0].1 < w[1].1 || (w[0].1 == w[1].1 && w[0].0 < w[1].0))
+    members.iter().all(|(_, s)| !s.is_nan())
+        && members
+            .windows(2)
+            .all(|w| w[0].1 < w[1].1 || (w[0].1 == w[1].1 && w[0].0 < w[1].0))
 }
 
-fn plain_hash(out: &mut Vec<u8>, fields: &[&[u8]]) {
-    out.push(types::HASH);
-    len(out, fields.len() as u64 / 2);
-    for x in fields {
-        string(out, x);
-    }
-}
-
-fn plain(out: &mut Vec<u8>, kind: u8, items: &[&[u8]]) {
+/// `count` elements (a hash's are field-value pairs) of `strings`.
+fn plain(out: &mut Vec<u8>, kind: u8, count: usize, strings: &[&[u8]]) {
     out.push(kind);
-    len(out, items.len() as u64);
-    for x in items {
+    len(out, count as u64);
+    for x in strings {
         string(out, x);
     }
 }

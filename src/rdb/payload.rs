@@ -45,16 +45,22 @@ pub(crate) fn restore_payload_within(
     rdb_version: u16,
     bytes: usize,
 ) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(bytes + 32);
+    // Room only for a value that gets a payload (a module value's line can
+    // be a mebibyte).
+    let mut out = Vec::new();
+    let room = bytes + 32;
     match value {
         Value::String(s) => {
+            out.reserve_exact(room);
             out.push(types::STRING);
             string(&mut out, &s.0);
         }
         Value::Hash(_) | Value::List(_) | Value::Set(_) | Value::Zset(_) => {
+            out.reserve_exact(room);
             Collection::of(value)?.write(&mut out, rdb_version)?;
         }
         Value::Stream(chunk) if rdb_version >= STREAM_COUNTERS_RDB => {
+            out.reserve_exact(room);
             stream(&mut out, chunk)?;
         }
         _ => return None,
@@ -71,12 +77,8 @@ fn trailer(mut out: Vec<u8>, rdb_version: u16) -> Vec<u8> {
 }
 
 /// Strings and the elements of collections as a payload holds them: byte
-/// strings after their length, scores as little-endian doubles after their
-/// member.
-const SPILL: Spill = Spill {
-    bytes: string,
-    score: |out, score| out.extend_from_slice(&score.to_le_bytes()),
-};
+/// strings after their length.
+const SPILL: Spill = string;
 
 thread_local! {
     /// The spilled elements of the line being decoded; kept between lines
@@ -167,7 +169,8 @@ fn refill(value: &mut Value, elements: &[u8]) -> Result<(), String> {
     let owned = |x: &[u8]| Bytes(x.to_vec());
     if let Value::String(s) = value {
         let mut at = 0;
-        *s = owned(packed::read_string(elements, &mut at).ok_or_else(lost)?);
+        let bytes = packed::read_string(elements, &mut at).filter(|_| at == elements.len());
+        *s = owned(bytes.ok_or_else(lost)?);
         return Ok(());
     }
     let spilled = Collection::spilled(value, elements).ok_or_else(lost)?;

@@ -121,22 +121,17 @@ pub(crate) enum Hollow {
     Active,
     /// A spilled decode is under way, outside any collection's elements.
     SpillRequested,
-    /// Inside the elements of a collection of a spilled decode: bytes and
-    /// scores are checked and written to the thread's [`Spill`].
+    /// Inside the elements of a collection of a spilled decode: bytes are
+    /// checked and written by the thread's [`Spill`] (scores are kept).
     Spilling,
 }
 
-/// Where a spilled decode puts the elements of hashes, lists, sets and
-/// sorted sets, in the order they are read: each byte string written by
-/// `bytes`, each sorted-set score (after its member) by `score`, into one
-/// buffer. The reader that asks for it (a restore turning records into
-/// `RESTORE` payloads) chooses the encoding; records only hand the
-/// elements over.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Spill {
-    pub bytes: fn(&mut Vec<u8>, &[u8]),
-    pub score: fn(&mut Vec<u8>, f64),
-}
+/// How a spilled decode writes the byte strings of hashes, lists, sets and
+/// sorted sets into one buffer, in the order they are read (sorted sets'
+/// scores stay in the hollow value). The reader that asks for it (a
+/// restore turning records into `RESTORE` payloads) chooses the encoding;
+/// records only hand the elements over.
+pub(crate) type Spill = fn(&mut Vec<u8>, &[u8]);
 
 thread_local! {
     static HOLLOW: std::cell::Cell<Hollow> = const { std::cell::Cell::new(Hollow::Off) };
@@ -173,7 +168,7 @@ impl Hollow {
         match Hollow::now() {
             Hollow::Active => Bytes::default(),
             Hollow::Spilling => {
-                spill_with(|spill, out| (spill.bytes)(out, v));
+                spill_with(|spill, out| spill(out, v));
                 Bytes::default()
             }
             _ => Bytes(v.to_vec()),
@@ -189,10 +184,10 @@ impl Hollow {
     }
 }
 
-fn spill_with(write: impl FnOnce(&Spill, &mut Vec<u8>)) {
+fn spill_with(write: impl FnOnce(Spill, &mut Vec<u8>)) {
     SPILL.with(|s| {
         if let Some((spill, out)) = s.borrow_mut().as_mut() {
-            write(spill, out);
+            write(*spill, out);
         }
     });
 }
@@ -278,11 +273,7 @@ impl<'de> Deserialize<'de> for Score {
                     .ok_or_else(|| E::custom(format!("invalid score {v:?}")))
             }
         }
-        let score = d.deserialize_any(ScoreVisitor)?;
-        if Hollow::now() == Hollow::Spilling {
-            spill_with(|spill, out| (spill.score)(out, score.0));
-        }
-        Ok(score)
+        d.deserialize_any(ScoreVisitor)
     }
 }
 

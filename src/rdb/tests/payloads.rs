@@ -284,6 +284,14 @@ fn small_collections_are_written_as_the_server_keeps_them() {
     );
     assert_eq!(kind(&zset(&[("b", 1.0), ("a", 1.0)]), 10), types::ZSET_2);
     assert_eq!(kind(&zset(&[("a", 2.0), ("b", 1.0)]), 10), types::ZSET_2);
+    // A NaN has no listpack form: sent plain, as it is, for the server to
+    // refuse (records never hold one; the library's callers might).
+    let nan = restore_payload(&zset(&[("a", f64::NAN)]), 10).unwrap();
+    assert_eq!(nan[0], types::ZSET_2);
+    assert!(
+        nan.windows(8)
+            .any(|w| f64::from_le_bytes(w.try_into().unwrap()).is_nan())
+    );
     // Sets stay plain.
     assert_eq!(kind(&Value::Set(vec![b("a"), b("b")]), 12), types::SET);
     // What the server reads back from each is the value.
