@@ -10,8 +10,9 @@
 //!
 //! A listpack is only written where the server would keep one and cannot
 //! be misled by it: at most 128 entries of at most 64 bytes each (the
-//! servers' defaults; a server with lower limits converts by number on
-//! load), fields and members distinct (a server checks that only when it
+//! servers' defaults; a server with a lower number converts on load, one
+//! with a lower entry size keeps the listpack, as it does a `DUMP` from a
+//! server with the defaults: the data is the same either way), fields and members distinct (a server checks that only when it
 //! sanitizes payloads), and a sorted set's members in the server's order
 //! (score, then bytes), which its listpack is searched by. A collection
 //! that breaks one of these is written plain. A list is one node of at most 8 KiB, as
