@@ -451,15 +451,14 @@ impl Router {
 
     /// The address of the primary serving `key`'s slot, as last known.
     pub fn owner_of_key(&self, key: &[u8]) -> String {
-        let state = self.state.lock().expect("router state");
-        state.owners[usize::from(slot(key))].to_string()
+        owner_of(&self.state.lock().expect("router state").owners, key).to_string()
     }
 
     /// The address a command goes to: its slot's primary, or the first
     /// primary for commands without a key.
     fn address_of(state: &State, cmd: &Cmd) -> Arc<str> {
         match command_key(cmd) {
-            Some(key) => state.owners[usize::from(slot(key))].clone(),
+            Some(key) => owner_of(&state.owners, key).clone(),
             None => state.topology.shards[0].address().into(),
         }
     }
@@ -467,7 +466,7 @@ impl Router {
     /// An empty pipeline to be built per node (see [`Split`]).
     pub fn split(&self) -> Split {
         Split {
-            owners: self.state.lock().expect("router state").owners.clone(),
+            owners: self.slot_owners(),
             parts: Vec::new(),
             order: Vec::new(),
             open: None,
@@ -652,12 +651,17 @@ impl std::fmt::Debug for Split {
     }
 }
 
+/// Of the address of each slot's primary, the one serving `key`.
+pub fn owner_of<'a>(owners: &'a [Arc<str>], key: &[u8]) -> &'a Arc<str> {
+    &owners[usize::from(slot(key))]
+}
+
 impl Split {
     /// The pipeline to add `key`'s commands to; every command added to it
     /// before the next call is `key`'s.
     pub fn for_key(&mut self, key: &[u8]) -> &mut redis::Pipeline {
         self.close();
-        let owner = &self.owners[usize::from(slot(key))];
+        let owner = owner_of(&self.owners, key);
         let k = match self.parts.iter().position(|(a, _)| Arc::ptr_eq(a, owner)) {
             Some(k) => k,
             None => {

@@ -497,7 +497,7 @@ impl KeyAddresses {
     pub fn of(&self, key: &[u8]) -> &Arc<str> {
         match self {
             KeyAddresses::Single(address) => address,
-            KeyAddresses::Slots(owners) => &owners[usize::from(cluster::slot(key))],
+            KeyAddresses::Slots(owners) => cluster::owner_of(owners, key),
         }
     }
 }

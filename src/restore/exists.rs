@@ -86,13 +86,7 @@ async fn per_node(conn: &mut Conn, keys: &[Vec<u8>], answers: &mut [Option<bool>
     let mut nodes: std::collections::BTreeMap<Arc<str>, Vec<usize>> = Default::default();
     let addresses = conn.key_addresses();
     for (i, key) in keys.iter().enumerate() {
-        let address = addresses.of(key);
-        match nodes.get_mut(address) {
-            Some(group) => group.push(i),
-            None => {
-                nodes.insert(address.clone(), vec![i]);
-            }
-        }
+        nodes.entry(addresses.of(key).clone()).or_default().push(i);
     }
     // A node that holds no key at all (a restore into an empty cluster, the
     // usual case) answers for all of its keys with one DBSIZE: a script
